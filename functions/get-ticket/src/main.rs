@@ -1,0 +1,17 @@
+//! Lambda `get-ticket`: wiring only; the handler is `rt_relay_shared::handlers::tickets::GetTicket`.
+
+use std::{convert::Infallible, sync::Arc};
+
+use lambda_http::{run, service_fn, Error, Request};
+use rt_relay_shared::{handlers::tickets::GetTicket, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let handler = Arc::new(GetTicket::from_env().await?);
+    run(service_fn(move |req: Request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handler.handle(req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,17 @@
+//! Lambda `list-notifications`: wiring only; the handler is `rt_relay_shared::handlers::notifications::ListNotifications`.
+
+use std::{convert::Infallible, sync::Arc};
+
+use lambda_http::{run, service_fn, Error, Request};
+use rt_relay_shared::{handlers::notifications::ListNotifications, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let handler = Arc::new(ListNotifications::from_env().await?);
+    run(service_fn(move |req: Request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handler.handle(req).await) }
+    }))
+    .await
+}

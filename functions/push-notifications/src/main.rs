@@ -1,0 +1,19 @@
+//! Lambda `push-notifications` (DynamoDB stream of the notifications table): wiring only;
+//! the handler is `rt_relay_shared::handlers::push::PushNotifications`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rt_relay_shared::{handlers::push::PushNotifications, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let push = Arc::new(PushNotifications::from_env().await?);
+    run(service_fn(move |event: LambdaEvent<Event>| {
+        let push = Arc::clone(&push);
+        async move { Ok::<_, Error>(push.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's one test command (README: `make test`). On a fresh Debian 12 machine it
+# installs what is missing (Python tools, RT), starts RT and moto on 127.0.0.1 unless
+# they already run, then runs every test: unit, real-RT adapter, DynamoDB-on-moto,
+# end-to-end through the local gateway, and the template checks. Services this run
+# started are stopped when it ends; ones already running are left alone.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+mkdir -p "$RUN_DIR"
+
+started=()
+cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
+trap cleanup EXIT
+
+command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
+bash scripts/tools.sh
+
+# Start each service unless it already answers, remembering what we started.
+for svc in rt moto; do
+  if [ ! -f "$RUN_DIR/$svc.pid" ] || ! kill -0 "$(cat "$RUN_DIR/$svc.pid")" 2>/dev/null; then
+    started+=("$svc")
+  fi
+  bash "scripts/$svc.sh" start >"$RUN_DIR/$svc.env"
+done
+set -a
+# shellcheck disable=SC1091
+. "$RUN_DIR/rt.env"
+# shellcheck disable=SC1091
+. "$RUN_DIR/moto.env"
+set +a
+export PATH="$ROOT/.venv/bin:$PATH"
+
+cargo test --workspace --no-fail-fast "$@"

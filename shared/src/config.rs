@@ -1,0 +1,282 @@
+//! Typed configuration, read once at cold start from the environment. It mirrors the
+//! seed's `.env` (`RT_API_URL`, `RT_USERNAME`, `RT_PASSWORD`) plus a token option; table
+//! names and endpoints come from the environment `template.yaml` sets.
+//!
+//! Every reader takes a lookup function so tests need not touch the process environment.
+//! A missing or invalid value fails with one message naming the variable.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::Secret;
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self { var, problem: problem.into() }
+    }
+}
+
+/// Which of RT's REST APIs to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtApi {
+    /// RT REST 1.0 (`/REST/1.0/`, form encoding), the seed's choice.
+    Rest1,
+    /// RT REST 2.0 (`/REST/2.0/`, JSON).
+    Rest2,
+}
+
+/// How to authenticate to RT. Credentials are [`Secret`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtAuth {
+    /// `Authorization: token <t>` (REST 2.0 only).
+    Token(Secret),
+    /// Username and password: HTTP Basic for REST 2.0, `user`/`pass` fields for REST 1.0.
+    Basic {
+        /// RT user name.
+        username: String,
+        /// RT password.
+        password: Secret,
+    },
+}
+
+/// Everything needed to reach RT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtConfig {
+    /// Which API to speak.
+    pub api: RtApi,
+    /// RT's base URL, ending in `/` (e.g. `http://127.0.0.1:8080/`).
+    pub base_url: Url,
+    /// Credentials.
+    pub auth: RtAuth,
+    /// Queue used when a request names none.
+    pub default_queue: String,
+    /// Bound on every request to RT, connect included.
+    pub timeout: Duration,
+}
+
+/// Default bound on one RT request.
+pub const DEFAULT_RT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads a variable, treating an empty value as absent.
+fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
+    lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn required(lookup: Lookup<'_>, var: &'static str) -> Result<String, ConfigError> {
+    get(lookup, var).ok_or_else(|| ConfigError::new(var, "is not set"))
+}
+
+/// Reads a duration given in milliseconds.
+fn millis(lookup: Lookup<'_>, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match get(lookup, var) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if (1..=300_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+            _ => Err(ConfigError::new(var, format!("must be milliseconds between 1 and 300000, got {v:?}"))),
+        },
+    }
+}
+
+/// Splits an `RT_API_URL` into RT's base URL and the API it names. Accepts the seed's
+/// `https://host/REST/1.0/`, a `/REST/2.0/` URL, or a bare base URL (then `default_api`).
+pub fn parse_rt_api_url(raw: &str, default_api: RtApi) -> Result<(RtApi, Url), String> {
+    let mut url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in the URL would end up in logs; they belong in RT_USERNAME/RT_PASSWORD.
+        return Err("must not carry credentials; use RT_USERNAME/RT_PASSWORD or RT_TOKEN".into());
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let path = url.path().trim_end_matches('/').to_owned();
+    let (api, base_path) = if let Some(p) = path.strip_suffix("/REST/1.0") {
+        (RtApi::Rest1, p.to_owned())
+    } else if let Some(p) = path.strip_suffix("/REST/2.0") {
+        (RtApi::Rest2, p.to_owned())
+    } else if path.contains("/REST/") {
+        return Err("names an unknown RT REST version (want /REST/1.0/ or /REST/2.0/)".into());
+    } else {
+        (default_api, path)
+    };
+    url.set_path(&format!("{base_path}/"));
+    Ok((api, url))
+}
+
+impl RtConfig {
+    /// Reads `RT_API_URL`, `RT_API_VERSION` (1 or 2, for a bare base URL; default 2),
+    /// `RT_TOKEN` or `RT_USERNAME` + `RT_PASSWORD`, `RT_DEFAULT_QUEUE` (default `General`)
+    /// and `RT_TIMEOUT_MS` (default 10000).
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
+        let default_api = match get(lookup, "RT_API_VERSION").as_deref() {
+            None | Some("2") | Some("2.0") => RtApi::Rest2,
+            Some("1") | Some("1.0") => RtApi::Rest1,
+            Some(other) => return Err(ConfigError::new("RT_API_VERSION", format!("must be 1 or 2, got {other:?}"))),
+        };
+        let raw = required(lookup, "RT_API_URL")?;
+        let (api, base_url) =
+            parse_rt_api_url(&raw, default_api).map_err(|p| ConfigError::new("RT_API_URL", p))?;
+        let auth = match (get(lookup, "RT_TOKEN"), get(lookup, "RT_USERNAME"), lookup("RT_PASSWORD")) {
+            (Some(_), _, _) if api == RtApi::Rest1 => {
+                return Err(ConfigError::new("RT_TOKEN", "RT REST 1.0 does not accept tokens; set RT_USERNAME and RT_PASSWORD"))
+            }
+            (Some(token), _, _) => RtAuth::Token(Secret::new(token)),
+            (None, Some(username), Some(password)) if !password.is_empty() => {
+                RtAuth::Basic { username, password: Secret::new(password) }
+            }
+            (None, Some(_), _) => return Err(ConfigError::new("RT_PASSWORD", "is not set")),
+            (None, None, _) => {
+                return Err(ConfigError::new("RT_USERNAME", "is not set (set RT_USERNAME and RT_PASSWORD, or RT_TOKEN)"))
+            }
+        };
+        let default_queue = get(lookup, "RT_DEFAULT_QUEUE").unwrap_or_else(|| "General".into());
+        crate::model::validate_queue_name(&default_queue)
+            .map_err(|e| ConfigError::new("RT_DEFAULT_QUEUE", e.message))?;
+        let timeout = millis(lookup, "RT_TIMEOUT_MS", DEFAULT_RT_TIMEOUT)?;
+        Ok(Self { api, base_url, auth, default_queue, timeout })
+    }
+
+    /// [`RtConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+}
+
+/// DynamoDB table names, as `template.yaml` passes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// `TICKETS_TABLE`.
+    pub tickets: String,
+    /// `NOTIFICATIONS_TABLE` (its stream drives the push function).
+    pub notifications: String,
+    /// `CONNECTIONS_TABLE`.
+    pub connections: String,
+    /// `IDEMPOTENCY_TABLE`.
+    pub idempotency: String,
+}
+
+impl Tables {
+    /// Reads the four table names; each is required.
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            tickets: required(lookup, "TICKETS_TABLE")?,
+            notifications: required(lookup, "NOTIFICATIONS_TABLE")?,
+            connections: required(lookup, "CONNECTIONS_TABLE")?,
+            idempotency: required(lookup, "IDEMPOTENCY_TABLE")?,
+        })
+    }
+
+    /// [`Tables::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Names with a common prefix, as the local stack and tests use them.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            tickets: format!("{prefix}tickets"),
+            notifications: format!("{prefix}notifications"),
+            connections: format!("{prefix}connections"),
+            idempotency: format!("{prefix}idempotency"),
+        }
+    }
+}
+
+/// Where the push function posts to connections: `WS_MANAGEMENT_ENDPOINT` if set
+/// (the local gateway, or a custom domain), else derived from each event's domain and stage.
+pub fn management_endpoint_from_lookup(lookup: Lookup<'_>) -> Result<Option<Url>, ConfigError> {
+    match get(lookup, "WS_MANAGEMENT_ENDPOINT") {
+        None => Ok(None),
+        Some(v) => Url::parse(&v)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(Some)
+            .ok_or_else(|| ConfigError::new("WS_MANAGEMENT_ENDPOINT", format!("not an http(s) URL: {v:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn rt(pairs: &[(&str, &str)]) -> Result<RtConfig, ConfigError> {
+        let map = env(pairs);
+        RtConfig::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn seed_rest1_url_selects_rest1_and_strips_the_path() {
+        let c = rt(&[("RT_API_URL", "https://rt.example.com/REST/1.0/"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "p")]).unwrap();
+        assert_eq!(c.api, RtApi::Rest1);
+        assert_eq!(c.base_url.as_str(), "https://rt.example.com/");
+        assert_eq!(c.default_queue, "General");
+        assert_eq!(c.timeout, DEFAULT_RT_TIMEOUT);
+    }
+
+    #[test]
+    fn rest2_url_under_a_prefix_keeps_the_prefix() {
+        let c = rt(&[("RT_API_URL", "http://h:8080/rt/REST/2.0"), ("RT_TOKEN", "t")]).unwrap();
+        assert_eq!(c.api, RtApi::Rest2);
+        assert_eq!(c.base_url.as_str(), "http://h:8080/rt/");
+        assert_eq!(c.auth, RtAuth::Token(Secret::new("t")));
+    }
+
+    #[test]
+    fn bare_base_url_uses_rt_api_version() {
+        let c = rt(&[("RT_API_URL", "http://h"), ("RT_API_VERSION", "1"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "p")]).unwrap();
+        assert_eq!(c.api, RtApi::Rest1);
+        assert_eq!(c.base_url.as_str(), "http://h/");
+    }
+
+    #[test]
+    fn each_problem_names_its_variable() {
+        assert_eq!(rt(&[]).unwrap_err().var, "RT_API_URL");
+        assert_eq!(rt(&[("RT_API_URL", "ftp://x")]).unwrap_err().var, "RT_API_URL");
+        assert_eq!(rt(&[("RT_API_URL", "http://x/REST/3.0/")]).unwrap_err().var, "RT_API_URL");
+        assert_eq!(rt(&[("RT_API_URL", "http://x")]).unwrap_err().var, "RT_USERNAME");
+        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u")]).unwrap_err().var, "RT_PASSWORD");
+        assert_eq!(rt(&[("RT_API_URL", "http://x/REST/1.0/"), ("RT_TOKEN", "t")]).unwrap_err().var, "RT_TOKEN");
+        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_TIMEOUT_MS", "soon")]).unwrap_err().var, "RT_TIMEOUT_MS");
+        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_DEFAULT_QUEUE", "a\nb")]).unwrap_err().var, "RT_DEFAULT_QUEUE");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_not_echoed() {
+        let e = rt(&[("RT_API_URL", "http://u:hunter2@x/"), ("RT_TOKEN", "t")]).unwrap_err();
+        assert_eq!(e.var, "RT_API_URL");
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug() {
+        let c = rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tables_name_the_missing_variable() {
+        let map = env(&[("TICKETS_TABLE", "t")]);
+        let e = Tables::from_lookup(&|k| map.get(k).cloned()).unwrap_err();
+        assert_eq!(e.var, "NOTIFICATIONS_TABLE");
+    }
+}

@@ -1,0 +1,46 @@
+//! `GET /notifications`: stored notifications newest first.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::{
+    config::Tables,
+    http::{json_response, query_param, require_method, ApiError},
+    store::{
+        dynamodb::{client_from_env, DynamoStore},
+        PageRequest, TicketStore,
+    },
+};
+
+/// `GET /notifications`.
+#[derive(Debug, Clone)]
+pub struct ListNotifications {
+    store: Arc<dyn TicketStore>,
+}
+
+impl ListNotifications {
+    /// Wires the handler from its parts.
+    pub fn new(store: Arc<dyn TicketStore>) -> Self {
+        Self { store }
+    }
+
+    /// Builds everything from the environment once at cold start.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let tables = Tables::from_env()?;
+        Ok(Self::new(Arc::new(DynamoStore::new(client_from_env().await, tables))))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.list(req).await.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        require_method(&req, "GET")?;
+        let page = PageRequest::parse(query_param(&req, "limit").as_deref(), query_param(&req, "cursor").as_deref())?;
+        let page = self.store.list_notifications(&page).await?;
+        Ok(json_response(200, &json!({ "items": page.items, "next_cursor": page.next_cursor })))
+    }
+}

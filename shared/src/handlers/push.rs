@@ -1,0 +1,258 @@
+//! The stream-triggered push: each new notification in a DynamoDB stream batch is posted
+//! to every live WebSocket connection, with bounded concurrency, reading connections page
+//! by page. 410 Gone deletes that connection; any other failure marks the record as a
+//! batch item failure, so Lambda retries from it (pushes are at-least-once; clients dedupe
+//! by notification id).
+
+use std::{sync::Arc, time::Duration};
+
+use aws_lambda_events::{
+    dynamodb::{Event, EventRecord},
+    streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
+};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{ConfigError, Tables},
+    fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
+    http::error_chain,
+    store::{
+        dynamodb::{client_from_env, DynamoStore},
+        ConnectionStore, StoreError,
+    },
+};
+
+/// Posts in flight at once when `PUSH_CONCURRENCY` is unset.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+/// Connection ids read per page.
+pub const CONNECTIONS_PAGE: u32 = 500;
+
+/// What one fan-out did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutStats {
+    /// Posts that reached their connection.
+    pub delivered: usize,
+    /// Connections that answered 410 and were deleted.
+    pub gone: usize,
+    /// Posts that failed otherwise (the record will be retried).
+    pub failed: usize,
+}
+
+/// The push function's handler.
+#[derive(Debug, Clone)]
+pub struct PushNotifications {
+    connections: Arc<dyn ConnectionStore>,
+    poster: Arc<dyn ConnectionPoster>,
+    concurrency: usize,
+    page_size: u32,
+}
+
+impl PushNotifications {
+    /// Wires the handler; `concurrency` is clamped to at least 1.
+    pub fn new(connections: Arc<dyn ConnectionStore>, poster: Arc<dyn ConnectionPoster>, concurrency: usize) -> Self {
+        Self { connections, poster, concurrency: concurrency.max(1), page_size: CONNECTIONS_PAGE }
+    }
+
+    /// Changes how many connection ids are read per page.
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Builds everything from the environment once at cold start: `CONNECTIONS_TABLE`
+    /// (via [`Tables`]), `WS_MANAGEMENT_ENDPOINT` (required), `PUSH_CONCURRENCY`.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let lookup = |k: &str| std::env::var(k).ok();
+        let connections_table = lookup("CONNECTIONS_TABLE")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError { var: "CONNECTIONS_TABLE", problem: "is not set".into() })?;
+        let endpoint = crate::config::management_endpoint_from_lookup(&lookup)?
+            .ok_or(ConfigError { var: "WS_MANAGEMENT_ENDPOINT", problem: "is not set".into() })?;
+        let concurrency = match lookup("PUSH_CONCURRENCY") {
+            None => DEFAULT_CONCURRENCY,
+            Some(v) => v.trim().parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or(ConfigError {
+                var: "PUSH_CONCURRENCY",
+                problem: format!("must be an integer from 1 to 1000, got {v:?}"),
+            })?,
+        };
+        let tables = Tables { connections: connections_table, ..Tables::with_prefix("unused-") };
+        let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
+        let poster = Arc::new(ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await);
+        Ok(Self::new(store, poster, concurrency))
+    }
+
+    /// Handles one stream batch. Records are taken in order; after the first failed record
+    /// the rest are reported failed too without pushing (Lambda retries from the lowest
+    /// failed record anyway, so pushing them now would only duplicate).
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        let mut failing = false;
+        for record in &event.records {
+            let seq = record.change.sequence_number.clone();
+            if failing {
+                response.batch_item_failures.push(failure(seq));
+                continue;
+            }
+            if record.event_name != "INSERT" {
+                continue;
+            }
+            let Some(payload) = payload_of(record) else {
+                // Retrying cannot fix a record without a payload; skipping keeps the stream moving.
+                warn!(event_id = %record.event_id, "stream record has no notification payload; skipped");
+                continue;
+            };
+            match self.fan_out(payload.as_bytes()).await {
+                Ok(stats) if stats.failed == 0 => {
+                    info!(event_id = %record.event_id, delivered = stats.delivered, gone = stats.gone, "pushed");
+                }
+                Ok(stats) => {
+                    warn!(event_id = %record.event_id, delivered = stats.delivered, gone = stats.gone, failed = stats.failed, "push partly failed; record will be retried");
+                    failing = true;
+                    response.batch_item_failures.push(failure(seq));
+                }
+                Err(e) => {
+                    error!(event_id = %record.event_id, error = %error_chain(&e), "could not read connections; record will be retried");
+                    failing = true;
+                    response.batch_item_failures.push(failure(seq));
+                }
+            }
+        }
+        response
+    }
+
+    /// Posts `data` to every connection, reading them page by page, at most
+    /// `concurrency` posts in flight.
+    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
+        let connections = &self.connections;
+        let page_size = self.page_size;
+        // State: Some(cursor) = another page to read (None cursor = first page); None = done.
+        let ids = stream::try_unfold(Some(None::<String>), move |state| async move {
+            let Some(after) = state else { return Ok(None) };
+            let (ids, next) = connections.page(after.as_deref(), page_size).await?;
+            Ok::<_, StoreError>(Some((stream::iter(ids.into_iter().map(Ok::<String, StoreError>)), next.map(Some))))
+        })
+        .try_flatten();
+        let results = ids
+            .map(|id| async move {
+                match id {
+                    Ok(id) => {
+                        let outcome = self.poster.post(&id, data).await;
+                        Ok((id, outcome))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(self.concurrency);
+        futures_util::pin_mut!(results);
+        let mut stats = FanoutStats::default();
+        while let Some(result) = results.next().await {
+            let (id, outcome) = result?;
+            match outcome {
+                Ok(()) => stats.delivered += 1,
+                Err(PostError::Gone) => {
+                    stats.gone += 1;
+                    if let Err(e) = self.connections.remove(&id).await {
+                        warn!(connection_id = %id, error = %error_chain(&e), "could not delete gone connection");
+                    }
+                }
+                Err(PostError::Failed(why)) => {
+                    stats.failed += 1;
+                    warn!(connection_id = %id, error = %why, "post to connection failed");
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
+    let mut f = DynamoDbBatchItemFailure::default();
+    f.item_identifier = sequence_number;
+    f
+}
+
+/// The notification JSON stored in the record's `payload` attribute.
+fn payload_of(record: &EventRecord) -> Option<String> {
+    let image = serde_json::to_value(&record.change.new_image).ok()?;
+    image.get("payload")?.get("S")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{fanout::MemoryPoster, store::memory::MemoryStore, store::Connection};
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn record(seq: &str, payload: &str) -> serde_json::Value {
+        json!({
+            "eventID": format!("e{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {
+                "Keys": {"id": {"S": "n"}},
+                "NewImage": {"id": {"S": "n"}, "payload": {"S": payload}},
+                "SequenceNumber": seq, "SizeBytes": 10, "StreamViewType": "NEW_IMAGE"
+            }
+        })
+    }
+
+    fn batch(records: Vec<serde_json::Value>) -> Event {
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
+    async fn setup(ids: &[&str]) -> (Arc<MemoryStore>, Arc<MemoryPoster>, PushNotifications) {
+        let store = Arc::new(MemoryStore::new());
+        for id in ids {
+            let now = Utc::now();
+            store.add(&Connection { id: (*id).into(), connected_at: now, expires_at: now }).await.unwrap();
+        }
+        let poster = Arc::new(MemoryPoster::new());
+        let push = PushNotifications::new(store.clone(), poster.clone(), 4).with_page_size(2);
+        (store, poster, push)
+    }
+
+    #[tokio::test]
+    async fn every_connection_on_every_page_receives_each_record() {
+        let ids = ["a", "b", "c", "d", "e"];
+        let (_, poster, push) = setup(&ids).await;
+        let resp = push.handle(batch(vec![record("1", r#"{"id":"n1"}"#), record("2", r#"{"id":"n2"}"#)])).await;
+        assert!(resp.batch_item_failures.is_empty());
+        for id in ids {
+            assert_eq!(poster.received(id), vec![br#"{"id":"n1"}"#.to_vec(), br#"{"id":"n2"}"#.to_vec()], "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn gone_connections_are_deleted_and_do_not_fail_the_record() {
+        let (store, poster, push) = setup(&["live", "gone"]).await;
+        poster.set_gone("gone");
+        let resp = push.handle(batch(vec![record("1", "{}")])).await;
+        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(store.connection_count(), 1);
+        assert_eq!(poster.received("live").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_connection_fails_its_record_and_the_rest_of_the_batch() {
+        let (store, poster, push) = setup(&["live", "flaky"]).await;
+        poster.set_failing("flaky", true);
+        let resp = push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;
+        let ids: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(store.connection_count(), 2, "a failing connection is not deleted");
+        assert_eq!(poster.received("live").len(), 1, "later records were not pushed");
+    }
+
+    #[tokio::test]
+    async fn records_without_payload_and_non_inserts_are_skipped() {
+        let (_, poster, push) = setup(&["a"]).await;
+        let mut modify = record("1", "{}");
+        modify["eventName"] = json!("MODIFY");
+        let mut empty = record("2", "{}");
+        empty["dynamodb"]["NewImage"] = json!({"id": {"S": "n"}});
+        let resp = push.handle(batch(vec![modify, empty])).await;
+        assert!(resp.batch_item_failures.is_empty());
+        assert!(poster.received("a").is_empty());
+    }
+}

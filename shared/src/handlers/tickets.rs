@@ -1,0 +1,301 @@
+//! `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use lambda_http::{http::header, Body, Request, Response};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tracing::{info, instrument, warn};
+
+use crate::{
+    config::{RtConfig, Tables},
+    http::{json_body, json_response, path_param, query_param, raw_json_response, require_method, ApiError},
+    model::{validate_queue_name, NewTicket, Notification, Ticket, ValidationError},
+    rt::{client_from_config, RtClient, RtCreate, RtError, RtTicket},
+    store::{
+        dynamodb::{client_from_env, DynamoStore},
+        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, TicketFilter, TicketStore,
+    },
+};
+
+/// Header that makes `POST /tickets` safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Header set on an answer replayed from an earlier request with the same key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// `POST /tickets`: validate, create in RT, record ticket and notification in one
+/// transaction, answer 201.
+#[derive(Debug, Clone)]
+pub struct PostTicket {
+    rt: Arc<dyn RtClient>,
+    tickets: Arc<dyn TicketStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    default_queue: String,
+    /// How long a request holds an idempotency key; must outlast an RT create.
+    lease: Duration,
+    /// How long a request waits for a concurrent one with the same key before 409.
+    wait_for_peer: Duration,
+}
+
+impl PostTicket {
+    /// Wires the handler from its parts. `rt_timeout` sizes the idempotency lease.
+    pub fn new(
+        rt: Arc<dyn RtClient>,
+        tickets: Arc<dyn TicketStore>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        default_queue: String,
+        rt_timeout: Duration,
+    ) -> Self {
+        // One RT create, one RT read and the DynamoDB writes, each bounded by the timeout.
+        let lease = rt_timeout * 3 + Duration::from_secs(5);
+        Self { rt, tickets, idempotency, default_queue, lease, wait_for_peer: Duration::from_secs(20) }
+    }
+
+    /// Changes how long a request waits for a concurrent one with the same key.
+    pub fn with_wait_for_peer(mut self, wait: Duration) -> Self {
+        self.wait_for_peer = wait;
+        self
+    }
+
+    /// Builds everything from the environment once at cold start.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let rt_config = RtConfig::from_env()?;
+        let tables = Tables::from_env()?;
+        let rt = client_from_config(&rt_config)
+            .map_err(|e| crate::config::ConfigError { var: "RT_API_URL", problem: e.to_string() })?;
+        let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
+        Ok(Self::new(rt, store.clone(), store, rt_config.default_queue, rt_config.timeout))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.post(req).await.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn post(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        require_method(&req, "POST")?;
+        let key = idempotency_key(&req)?;
+        let new = NewTicket::from_json(json_body(&req)?)?;
+        let Some(key) = key else {
+            let ticket = self.create_and_record(&new, None, None).await?;
+            return Ok(created(&ticket));
+        };
+        let body_hash = hex::encode(Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()));
+        let deadline = tokio::time::Instant::now() + self.wait_for_peer;
+        let mut pause = Duration::from_millis(50);
+        let (lease, rt_ticket_id) = loop {
+            let lease_for = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+            match self.idempotency.claim(&key, &body_hash, Utc::now(), lease_for).await? {
+                Claim::Acquired { lease, rt_ticket_id } => break (lease, rt_ticket_id),
+                Claim::Completed { status, body } => {
+                    let mut resp = raw_json_response(status, body);
+                    resp.headers_mut().insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
+                    return Ok(resp);
+                }
+                Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                Claim::InProgress if tokio::time::Instant::now() + pause > deadline => {
+                    return Err(ApiError::IdempotencyInProgress)
+                }
+                Claim::InProgress => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(400));
+                }
+            }
+        };
+        let ticket = self.create_and_record(&new, Some(&lease), rt_ticket_id).await?;
+        Ok(created(&ticket))
+    }
+
+    /// Creates the RT ticket (unless an earlier attempt did) and records it.
+    #[instrument(skip_all, fields(retrying = rt_ticket_id.is_some()))]
+    async fn create_and_record(
+        &self,
+        new: &NewTicket,
+        lease: Option<&Lease>,
+        rt_ticket_id: Option<u64>,
+    ) -> Result<Ticket, ApiError> {
+        let queue = new.queue.clone().unwrap_or_else(|| self.default_queue.clone());
+        let id = match rt_ticket_id {
+            Some(id) => id,
+            None => {
+                let create = RtCreate {
+                    queue,
+                    subject: new.title.clone(),
+                    content: new.description.clone(),
+                    requestor: new.requestor.clone(),
+                };
+                match self.rt.create(&create).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        if let Some(lease) = lease {
+                            if let Err(re) = self.idempotency.release(lease).await {
+                                warn!(error = %crate::http::error_chain(&re), "could not release idempotency key");
+                            }
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        info!(ticket_id = id, "RT ticket created");
+        if let (Some(lease), None) = (lease, rt_ticket_id) {
+            // If this fails the transaction below will most likely fail too; the client's
+            // retry then cannot know the RT id. Logged so an operator can reconcile.
+            if let Err(e) = self.idempotency.note_rt_ticket(lease, id).await {
+                warn!(ticket_id = id, error = %crate::http::error_chain(&e), "could not note RT ticket on idempotency record");
+            }
+        }
+        let now = Utc::now();
+        let rt_ticket = self.rt.get(id).await?;
+        let ticket = ticket_from_rt(&rt_ticket, new.description.clone(), new.requestor.clone(), self.rt.ticket_url(id), now);
+        let notification = Notification::ticket_created(&ticket, now);
+        let completion = lease.map(|lease| IdempotencyCompletion {
+            lease: lease.clone(),
+            status: 201,
+            body: serde_json::to_string(&ticket).unwrap_or_default(),
+        });
+        self.tickets.record_created(&ticket, &notification, completion.as_ref()).await?;
+        Ok(ticket)
+    }
+}
+
+fn created(ticket: &Ticket) -> Response<Body> {
+    let mut resp = json_response(201, ticket);
+    if let Ok(loc) = header::HeaderValue::from_str(&format!("/tickets/{}", ticket.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// Reads and checks the `Idempotency-Key` header; the stored key is its SHA-256.
+fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let raw = value.to_str().map_err(|_| ApiError::BadIdempotencyKey)?;
+    if raw.is_empty() || raw.len() > 255 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadIdempotencyKey);
+    }
+    Ok(Some(hex::encode(Sha256::digest(raw.as_bytes()))))
+}
+
+fn ticket_from_rt(
+    rt: &RtTicket,
+    description: String,
+    requestor: Option<String>,
+    rt_url: String,
+    now: chrono::DateTime<Utc>,
+) -> Ticket {
+    Ticket {
+        id: rt.id,
+        title: rt.subject.clone(),
+        description,
+        status: rt.status.clone(),
+        queue: rt.queue.clone(),
+        requestor: requestor.or_else(|| rt.requestors.first().cloned()),
+        created_at: rt.created,
+        updated_at: now,
+        rt_url,
+    }
+}
+
+/// `GET /tickets/{id}`: the current state from RT, refreshing the stored record.
+#[derive(Debug, Clone)]
+pub struct GetTicket {
+    rt: Arc<dyn RtClient>,
+    tickets: Arc<dyn TicketStore>,
+}
+
+impl GetTicket {
+    /// Wires the handler from its parts.
+    pub fn new(rt: Arc<dyn RtClient>, tickets: Arc<dyn TicketStore>) -> Self {
+        Self { rt, tickets }
+    }
+
+    /// Builds everything from the environment once at cold start.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let rt_config = RtConfig::from_env()?;
+        let tables = Tables::from_env()?;
+        let rt = client_from_config(&rt_config)
+            .map_err(|e| crate::config::ConfigError { var: "RT_API_URL", problem: e.to_string() })?;
+        Ok(Self::new(rt, Arc::new(DynamoStore::new(client_from_env().await, tables))))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.get(req).await.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn get(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        require_method(&req, "GET")?;
+        let raw = path_param(&req, "id").unwrap_or_default();
+        let id = raw
+            .parse::<u64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ValidationError::field("id", "ticket id must be a positive integer"))?;
+        let rt_ticket = match self.rt.get(id).await {
+            Err(RtError::NotFound) => return Err(ApiError::NotFound(format!("no ticket {id}"))),
+            other => other?,
+        };
+        let stored = self.tickets.get_ticket(id).await?;
+        let description = match &stored {
+            Some(t) => t.description.clone(),
+            None => self.rt.description(id).await?,
+        };
+        let requestor = stored.as_ref().and_then(|t| t.requestor.clone());
+        let ticket = ticket_from_rt(&rt_ticket, description, requestor, self.rt.ticket_url(id), Utc::now());
+        if let Some(old) = &stored {
+            let changed = old.status != ticket.status || old.title != ticket.title || old.queue != ticket.queue;
+            if changed {
+                // A failed refresh must not hide RT's answer from the client.
+                if let Err(e) = self.tickets.put_ticket(&ticket).await {
+                    warn!(ticket_id = id, error = %crate::http::error_chain(&e), "could not refresh stored ticket");
+                }
+            }
+        }
+        Ok(json_response(200, &ticket))
+    }
+}
+
+/// `GET /tickets`: stored tickets newest first, filtered by `status` and `queue`.
+#[derive(Debug, Clone)]
+pub struct ListTickets {
+    tickets: Arc<dyn TicketStore>,
+}
+
+impl ListTickets {
+    /// Wires the handler from its parts.
+    pub fn new(tickets: Arc<dyn TicketStore>) -> Self {
+        Self { tickets }
+    }
+
+    /// Builds everything from the environment once at cold start.
+    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let tables = Tables::from_env()?;
+        Ok(Self::new(Arc::new(DynamoStore::new(client_from_env().await, tables))))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.list(req).await.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        require_method(&req, "GET")?;
+        let page = PageRequest::parse(query_param(&req, "limit").as_deref(), query_param(&req, "cursor").as_deref())?;
+        let status = query_param(&req, "status").map(|s| validate_status(&s)).transpose()?;
+        let queue = query_param(&req, "queue")
+            .map(|q| validate_queue_name(&q))
+            .transpose()?;
+        let page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
+        Ok(json_response(200, &json!({ "items": page.items, "next_cursor": page.next_cursor })))
+    }
+}
+
+fn validate_status(raw: &str) -> Result<String, ValidationError> {
+    let s = raw.trim();
+    if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
+        return Err(ValidationError::field("status", "must be an RT status name such as new, open or resolved"));
+    }
+    Ok(s.to_owned())
+}

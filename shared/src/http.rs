@@ -1,0 +1,246 @@
+//! HTTP mapping for the API functions: the ONE place that turns errors into status codes
+//! and JSON bodies `{"error": {"code", "message", "field"?}}`, plus request helpers
+//! (content type, body size, query parameters). Clients never see internal detail: RT and
+//! AWS failures are logged with their source here and answered with a fixed message.
+
+use lambda_http::{http::header, Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    model::ValidationError,
+    rt::RtError,
+    store::{CursorError, StoreError},
+};
+
+/// Largest request body accepted. A 64 KiB description can grow when JSON-escaped.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// Everything an API call can answer other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field or the body is invalid.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// `Content-Type` is not JSON.
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// The body is over [`MAX_BODY_BYTES`].
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// Bad `limit` or `cursor`.
+    #[error(transparent)]
+    Paging(#[from] CursorError),
+    /// Nothing at this path (or no such ticket).
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed {
+        /// Methods the route accepts.
+        allow: &'static str,
+    },
+    /// The `Idempotency-Key` header is malformed.
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    BadIdempotencyKey,
+    /// The `Idempotency-Key` was used before with a different body.
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    /// Another request with the same `Idempotency-Key` is still running.
+    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
+    IdempotencyInProgress,
+    /// RT did not do it.
+    #[error(transparent)]
+    Rt(#[from] RtError),
+    /// DynamoDB did not do it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Status, machine-readable code, and the message a client may see.
+struct Mapped {
+    status: u16,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn mapped(&self) -> Mapped {
+        let m = |status, code, message: String| Mapped { status, code, message, field: None };
+        match self {
+            ApiError::Validation(v) => Mapped {
+                status: 400,
+                code: "invalid_request",
+                message: v.message.clone(),
+                field: v.field.clone(),
+            },
+            ApiError::UnsupportedMediaType => m(415, "unsupported_media_type", self.to_string()),
+            ApiError::PayloadTooLarge => m(413, "payload_too_large", self.to_string()),
+            ApiError::Paging(CursorError::BadLimit) => {
+                Mapped { field: Some("limit".into()), ..m(400, "invalid_limit", self.to_string()) }
+            }
+            ApiError::Paging(CursorError::BadCursor) | ApiError::Store(StoreError::BadCursor(_)) => Mapped {
+                field: Some("cursor".into()),
+                ..m(400, "invalid_cursor", CursorError::BadCursor.to_string())
+            },
+            ApiError::NotFound(what) => m(404, "not_found", what.clone()),
+            ApiError::MethodNotAllowed { .. } => m(405, "method_not_allowed", self.to_string()),
+            ApiError::BadIdempotencyKey => {
+                Mapped { field: Some("Idempotency-Key".into()), ..m(400, "invalid_idempotency_key", self.to_string()) }
+            }
+            ApiError::IdempotencyKeyReused => m(422, "idempotency_key_reused", self.to_string()),
+            ApiError::IdempotencyInProgress => m(409, "idempotency_in_progress", self.to_string()),
+            ApiError::Rt(RtError::NotFound) => m(404, "not_found", "no such ticket".into()),
+            ApiError::Rt(RtError::Forbidden(msg)) => m(422, "rt_refused", format!("RT refused the request: {msg}")),
+            ApiError::Rt(RtError::Rejected(msg)) => m(422, "rt_rejected", format!("RT rejected the request: {msg}")),
+            ApiError::Rt(RtError::Timeout(_)) => {
+                m(504, "rt_timeout", "the ticket system (RT) did not answer in time; nothing was recorded".into())
+            }
+            ApiError::Rt(RtError::Unauthenticated) => {
+                m(502, "rt_unavailable", "the ticket system (RT) refused rt-relay's credentials".into())
+            }
+            ApiError::Rt(RtError::Unreachable(_) | RtError::Server(_) | RtError::Malformed(_)) => {
+                m(502, "rt_unavailable", "the ticket system (RT) could not be reached or failed".into())
+            }
+            ApiError::Store(StoreError::Aws { .. }) => {
+                m(503, "storage_unavailable", "storage is unavailable; retry with the same Idempotency-Key".into())
+            }
+            ApiError::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) => {
+                m(500, "internal_error", "internal error".into())
+            }
+        }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        self.mapped().status
+    }
+
+    /// The JSON error response. Server-side failures are logged here, with their source
+    /// chain; client errors are logged at debug level.
+    pub fn into_response(self) -> Response<Body> {
+        let m = self.mapped();
+        if m.status >= 500 {
+            tracing::error!(status = m.status, code = m.code, error = %error_chain(&self), "request failed");
+        } else {
+            tracing::info!(status = m.status, code = m.code, error = %self, "request refused");
+        }
+        let mut error = json!({ "code": m.code, "message": m.message });
+        if let Some(field) = m.field {
+            error["field"] = json!(field);
+        }
+        let mut resp = json_response(m.status, &json!({ "error": error }));
+        if let ApiError::MethodNotAllowed { allow } = self {
+            if let Ok(v) = header::HeaderValue::from_str(allow) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+        resp
+    }
+}
+
+/// `err: cause: cause ...`, for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    raw_json_response(status, text)
+}
+
+/// A response whose body is already JSON text (an idempotent replay).
+pub fn raw_json_response(status: u16, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(body));
+    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::OK);
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Checks `Content-Type` and size and returns the body bytes.
+pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(bytes)
+}
+
+/// The first value of a query parameter.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+}
+
+/// The `{name}` path parameter, or else the last path segment.
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
+        .or_else(|| req.uri().path().trim_end_matches('/').rsplit('/').next().map(str::to_owned))
+}
+
+/// 405 unless the request uses `method`.
+pub fn require_method(req: &Request, method: &'static str) -> Result<(), ApiError> {
+    if req.method().as_str() == method {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed { allow: method })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(resp: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(resp.body().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn validation_error_names_the_field() {
+        let resp = ApiError::from(ValidationError::field("title", "is required")).into_response();
+        assert_eq!(resp.status(), 400);
+        let b = body_of(&resp);
+        assert_eq!(b["error"]["code"], "invalid_request");
+        assert_eq!(b["error"]["field"], "title");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn rt_failures_are_5xx_without_detail() {
+        let resp = ApiError::Rt(RtError::Malformed("secret internal detail".into())).into_response();
+        assert_eq!(resp.status(), 502);
+        assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("secret internal"));
+        assert_eq!(ApiError::Rt(RtError::Timeout(std::time::Duration::from_secs(1))).status(), 504);
+        assert_eq!(ApiError::Rt(RtError::Unauthenticated).status(), 502);
+    }
+
+    #[test]
+    fn store_failures_hide_the_aws_message() {
+        let err = ApiError::Store(StoreError::aws("Query", std::io::Error::other("arn:aws:dynamodb:secret")));
+        let resp = err.into_response();
+        assert_eq!(resp.status(), 503);
+        assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("arn:aws"));
+    }
+
+    #[test]
+    fn method_not_allowed_sets_allow() {
+        let resp = ApiError::MethodNotAllowed { allow: "GET" }.into_response();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()[header::ALLOW], "GET");
+    }
+}

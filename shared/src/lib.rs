@@ -1,0 +1,13 @@
+//! rt-relay's shared crate: everything the Lambda functions and the local gateway have in
+//! common. Each module is one boundary (RT, DynamoDB, the WebSocket fan-out, HTTP) or pure
+//! domain logic (validation, paging cursors, notification building) that does no I/O.
+
+pub mod config;
+pub mod fanout;
+pub mod handlers;
+pub mod http;
+pub mod model;
+pub mod rt;
+pub mod secret;
+pub mod store;
+pub mod telemetry;

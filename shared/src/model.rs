@@ -1,0 +1,334 @@
+//! Domain types and input validation. Pure: no I/O. JSON field names follow the seed
+//! (`title`, `description`, `status`, `created_at`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest title accepted, in UTF-8 bytes. RT cuts longer subjects silently, so the API
+/// refuses them instead of losing data.
+pub const MAX_TITLE_BYTES: usize = 200;
+/// Longest description accepted, in UTF-8 bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+/// Longest queue name accepted, in UTF-8 bytes (RT's column is 200 characters).
+pub const MAX_QUEUE_BYTES: usize = 200;
+/// Longest requestor address accepted (RFC 5321 path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The one notification type there is today.
+pub const TICKET_CREATED: &str = "ticket.created";
+
+/// A problem with one field of the input (or the input as a whole when `field` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct ValidationError {
+    /// The JSON field at fault.
+    pub field: Option<String>,
+    /// What is wrong, in words a client can act on.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// An error about `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.to_owned()), message: message.into() }
+    }
+
+    /// An error about the whole input.
+    pub fn body(message: impl Into<String>) -> Self {
+        Self { field: None, message: message.into() }
+    }
+}
+
+/// A validated request to create a ticket (`POST /tickets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicket {
+    /// Becomes RT's Subject. Trimmed, 1..=200 bytes, no control characters.
+    pub title: String,
+    /// Becomes the ticket's first message, byte for byte. At most 64 KiB.
+    pub description: String,
+    /// RT queue; the configured default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Requestor email address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requestor: Option<String>,
+}
+
+const NEW_TICKET_FIELDS: [&str; 4] = ["title", "description", "queue", "requestor"];
+
+impl NewTicket {
+    /// Parses and validates a JSON body, reporting the first field at fault.
+    pub fn from_json(body: &[u8]) -> Result<Self, ValidationError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ValidationError::body(format!("body is not valid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(ValidationError::body("body must be a JSON object"));
+        };
+        if let Some(unknown) = map.keys().find(|k| !NEW_TICKET_FIELDS.contains(&k.as_str())) {
+            return Err(ValidationError::field(
+                unknown,
+                format!("unknown field; allowed fields are {}", NEW_TICKET_FIELDS.join(", ")),
+            ));
+        }
+        let string = |name: &str| -> Result<Option<String>, ValidationError> {
+            match map.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(ValidationError::field(name, "must be a string")),
+            }
+        };
+        let title = string("title")?.ok_or_else(|| ValidationError::field("title", "is required"))?;
+        let ticket = NewTicket {
+            title,
+            description: string("description")?.unwrap_or_default(),
+            queue: string("queue")?,
+            requestor: string("requestor")?,
+        };
+        ticket.validated()
+    }
+
+    /// Normalises (trims title, queue and requestor) and checks every field.
+    pub fn validated(self) -> Result<Self, ValidationError> {
+        let title = validate_title(&self.title)?;
+        validate_description(&self.description)?;
+        let queue = self.queue.as_deref().map(validate_queue_name).transpose()?;
+        let requestor = self.requestor.as_deref().map(validate_requestor).transpose()?;
+        Ok(Self { title, description: self.description, queue, requestor })
+    }
+}
+
+fn validate_title(raw: &str) -> Result<String, ValidationError> {
+    let title = raw.trim();
+    if title.is_empty() {
+        return Err(ValidationError::field("title", "must not be empty"));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(ValidationError::field("title", "must not contain control characters (newlines, tabs, ...)"));
+    }
+    if title.len() > MAX_TITLE_BYTES {
+        return Err(ValidationError::field(
+            "title",
+            format!("is {} bytes; at most {MAX_TITLE_BYTES} bytes (UTF-8) are allowed", title.len()),
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+fn validate_description(description: &str) -> Result<(), ValidationError> {
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(ValidationError::field(
+            "description",
+            format!("is {} bytes; at most {MAX_DESCRIPTION_BYTES} bytes (UTF-8) are allowed", description.len()),
+        ));
+    }
+    if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ValidationError::field(
+            "description",
+            "must not contain control characters other than newline, carriage return and tab",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a queue name: trimmed, 1..=200 bytes, no control characters. Returns it trimmed.
+pub fn validate_queue_name(raw: &str) -> Result<String, ValidationError> {
+    let queue = raw.trim();
+    if queue.is_empty() {
+        return Err(ValidationError::field("queue", "must not be empty"));
+    }
+    if queue.len() > MAX_QUEUE_BYTES {
+        return Err(ValidationError::field("queue", format!("at most {MAX_QUEUE_BYTES} bytes are allowed")));
+    }
+    if queue.chars().any(char::is_control) {
+        return Err(ValidationError::field("queue", "must not contain control characters"));
+    }
+    Ok(queue.to_owned())
+}
+
+/// Checks that a requestor looks like one email address (`local@domain.tld`, no spaces,
+/// no list separators). Returns it trimmed.
+pub fn validate_requestor(raw: &str) -> Result<String, ValidationError> {
+    let email = raw.trim();
+    let bad = || ValidationError::field("requestor", "must be one email address such as user@example.com");
+    if email.is_empty() || email.len() > MAX_EMAIL_BYTES {
+        return Err(bad());
+    }
+    if email.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')')) {
+        return Err(bad());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    let labels_ok = domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain.contains('.') || !labels_ok {
+        return Err(bad());
+    }
+    Ok(email.to_owned())
+}
+
+/// A ticket as rt-relay stores and returns it. `id` and `status` are RT's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// RT's ticket id.
+    pub id: u64,
+    /// RT's Subject.
+    pub title: String,
+    /// The ticket's first message.
+    pub description: String,
+    /// RT's status (`new`, `open`, `resolved`, ...).
+    pub status: String,
+    /// RT queue name.
+    pub queue: String,
+    /// Requestor address, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requestor: Option<String>,
+    /// When RT created the ticket.
+    pub created_at: DateTime<Utc>,
+    /// When rt-relay last read the ticket from RT.
+    pub updated_at: DateTime<Utc>,
+    /// The ticket's page in RT's web interface.
+    pub rt_url: String,
+}
+
+/// What a notification says about its ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketSummary {
+    /// RT's ticket id.
+    pub id: u64,
+    /// The title.
+    pub title: String,
+    /// RT's status at creation.
+    pub status: String,
+    /// RT queue name.
+    pub queue: String,
+    /// The ticket's page in RT.
+    pub rt_url: String,
+}
+
+/// A stored notification, also the JSON pushed to WebSocket clients. Pushes are
+/// at-least-once, so clients dedupe by `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique and deterministic: one `ticket.created` notification per RT ticket.
+    pub id: String,
+    /// `ticket.created`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The ticket it is about.
+    pub ticket: TicketSummary,
+    /// When rt-relay recorded it.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Notification {
+    /// The `ticket.created` notification for a ticket just recorded.
+    pub fn ticket_created(ticket: &Ticket, now: DateTime<Utc>) -> Self {
+        Self {
+            id: format!("ticket-{}-created", ticket.id),
+            kind: TICKET_CREATED.to_owned(),
+            ticket: TicketSummary {
+                id: ticket.id,
+                title: ticket.title.clone(),
+                status: ticket.status.clone(),
+                queue: ticket.queue.clone(),
+                rt_url: ticket.rt_url.clone(),
+            },
+            created_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<NewTicket, ValidationError> {
+        NewTicket::from_json(json.as_bytes())
+    }
+
+    fn field_of(json: &str) -> Option<String> {
+        parse(json).unwrap_err().field
+    }
+
+    #[test]
+    fn seed_body_is_accepted_and_trimmed() {
+        let t = parse(r#"{"title":"  Problema no Login ","description":"Usuário não consegue"}"#).unwrap();
+        assert_eq!(t.title, "Problema no Login");
+        assert_eq!(t.description, "Usuário não consegue");
+        assert_eq!(t.queue, None);
+    }
+
+    #[test]
+    fn description_is_kept_byte_for_byte() {
+        let t = parse(r#"{"title":"t","description":"  a\n\tb\r\n\n"}"#).unwrap();
+        assert_eq!(t.description, "  a\n\tb\r\n\n");
+    }
+
+    #[test]
+    fn title_problems_name_the_title() {
+        for body in [
+            r#"{"description":"x"}"#,
+            r#"{"title":"   "}"#,
+            r#"{"title":5}"#,
+            r#"{"title":"a\nOwner: root"}"#,
+            r#"{"title":"tab\there"}"#,
+        ] {
+            assert_eq!(field_of(body).as_deref(), Some("title"), "{body}");
+        }
+    }
+
+    #[test]
+    fn title_limit_is_200_bytes_not_characters() {
+        let ok = "é".repeat(100); // 200 bytes
+        assert!(parse(&format!(r#"{{"title":"{ok}"}}"#)).is_ok());
+        let long = format!("{ok}a");
+        let e = parse(&format!(r#"{{"title":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("title"));
+        assert!(e.message.contains("201 bytes"), "{}", e.message);
+    }
+
+    #[test]
+    fn description_limits() {
+        let big = "a".repeat(MAX_DESCRIPTION_BYTES + 1);
+        assert_eq!(field_of(&format!(r#"{{"title":"t","description":"{big}"}}"#)).as_deref(), Some("description"));
+        assert_eq!(field_of(r#"{"title":"t","description":"nul\u0000"}"#).as_deref(), Some("description"));
+    }
+
+    #[test]
+    fn requestor_must_be_one_plausible_address() {
+        for good in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(validate_requestor(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b.co, c@d.co", "a@b.co\nCc: x@y.z", "a@-b.co"] {
+            assert!(validate_requestor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shape_errors() {
+        assert_eq!(field_of("[1]"), None);
+        assert_eq!(field_of("{"), None);
+        assert_eq!(field_of(r#"{"title":"t","owner":"root"}"#).as_deref(), Some("owner"));
+        assert_eq!(field_of(r#"{"title":"t","queue":""}"#).as_deref(), Some("queue"));
+        assert_eq!(field_of(r#"{"title":"t","queue":["General"]}"#).as_deref(), Some("queue"));
+    }
+
+    #[test]
+    fn notification_id_is_deterministic() {
+        let now = Utc::now();
+        let t = Ticket {
+            id: 42,
+            title: "t".into(),
+            description: "d".into(),
+            status: "new".into(),
+            queue: "General".into(),
+            requestor: None,
+            created_at: now,
+            updated_at: now,
+            rt_url: "http://rt/Ticket/Display.html?id=42".into(),
+        };
+        let n = Notification::ticket_created(&t, now);
+        assert_eq!(n.id, "ticket-42-created");
+        let json = serde_json::to_value(&n).unwrap();
+        assert_eq!(json["type"], "ticket.created");
+        assert_eq!(json["ticket"]["id"], 42);
+    }
+}

@@ -1,0 +1,234 @@
+//! In-memory fakes of the store traits for unit tests: same ordering, paging and
+//! idempotency rules as the DynamoDB adapter, plus failure injection.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex, MutexGuard,
+    },
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    cursor, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease, Page, PageRequest,
+    StoreError, TicketFilter, TicketStore,
+};
+use crate::model::{Notification, Ticket};
+
+#[derive(Debug, Clone)]
+struct IdemRecord {
+    body_hash: String,
+    lease_id: String,
+    lease_until: DateTime<Utc>,
+    rt_ticket_id: Option<u64>,
+    done: Option<(u16, String)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tickets: BTreeMap<u64, Ticket>,
+    /// Keyed by (created millis, id), like the DynamoDB feed index.
+    notifications: BTreeMap<(i64, String), Notification>,
+    connections: BTreeMap<String, Connection>,
+    idempotency: BTreeMap<String, IdemRecord>,
+    next_lease: u64,
+}
+
+/// All four stores in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    fail_record_created: AtomicU32,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next `n` calls to `record_created` fail as if DynamoDB were down.
+    pub fn fail_next_record_created(&self, n: u32) {
+        self.fail_record_created.store(n, Ordering::SeqCst);
+    }
+
+    /// Number of stored notifications.
+    pub fn notification_count(&self) -> usize {
+        self.lock().notifications.len()
+    }
+
+    /// Number of stored connections.
+    pub fn connection_count(&self) -> usize {
+        self.lock().connections.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another test thread must not hide this test's own result.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn down() -> StoreError {
+    StoreError::aws("TransactWriteItems", std::io::Error::other("injected failure"))
+}
+
+#[async_trait]
+impl TicketStore for MemoryStore {
+    async fn record_created(
+        &self,
+        ticket: &Ticket,
+        notification: &Notification,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        if self.fail_record_created.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(down());
+        }
+        let mut st = self.lock();
+        let note_key = (notification.created_at.timestamp_millis(), notification.id.clone());
+        if st.tickets.contains_key(&ticket.id) || st.notifications.values().any(|n| n.id == notification.id) {
+            return Err(StoreError::Conflict("ticket or notification exists".into()));
+        }
+        if let Some(done) = completion {
+            let rec = st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
+            let Some(rec) = rec else { return Err(StoreError::Conflict("idempotency lease lost".into())) };
+            rec.done = Some((done.status, done.body.clone()));
+            rec.rt_ticket_id = Some(ticket.id);
+        }
+        st.tickets.insert(ticket.id, ticket.clone());
+        st.notifications.insert(note_key, notification.clone());
+        Ok(())
+    }
+
+    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+        Ok(self.lock().tickets.get(&id).cloned())
+    }
+
+    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        self.lock().tickets.insert(ticket.id, ticket.clone());
+        Ok(())
+    }
+
+    async fn list_tickets(&self, filter: &TicketFilter, page: &PageRequest) -> Result<Page<Ticket>, StoreError> {
+        let scope = format!("memory-tickets|{:?}|{:?}", filter.queue, filter.status);
+        let before = page.cursor.as_deref().map(|c| cursor::decode::<u64>(&scope, c)).transpose()?;
+        let st = self.lock();
+        let mut matching = st
+            .tickets
+            .values()
+            .rev()
+            .filter(|t| before.is_none_or(|b| t.id < b))
+            .filter(|t| filter.status.as_ref().is_none_or(|s| &t.status == s))
+            .filter(|t| filter.queue.as_ref().is_none_or(|q| &t.queue == q))
+            .take(page.limit as usize + 1)
+            .cloned()
+            .collect::<Vec<_>>();
+        let more = matching.len() > page.limit as usize;
+        matching.truncate(page.limit as usize);
+        let next_cursor = matching.last().filter(|_| more).map(|t| cursor::encode(&scope, &t.id));
+        Ok(Page { items: matching, next_cursor })
+    }
+
+    async fn list_notifications(&self, page: &PageRequest) -> Result<Page<Notification>, StoreError> {
+        let scope = "memory-notifications";
+        let before = page.cursor.as_deref().map(|c| cursor::decode::<(i64, String)>(scope, c)).transpose()?;
+        let st = self.lock();
+        let mut items: Vec<((i64, String), Notification)> = st
+            .notifications
+            .iter()
+            .rev()
+            .filter(|(k, _)| before.as_ref().is_none_or(|b| *k < b))
+            .take(page.limit as usize + 1)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        let next_cursor = items.last().filter(|_| more).map(|(k, _)| cursor::encode(scope, k));
+        Ok(Page { items: items.into_iter().map(|(_, n)| n).collect(), next_cursor })
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        key: &str,
+        body_hash: &str,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut st = self.lock();
+        st.next_lease += 1;
+        let lease = Lease { key: key.to_owned(), id: format!("lease-{}", st.next_lease) };
+        let fresh = IdemRecord {
+            body_hash: body_hash.to_owned(),
+            lease_id: lease.id.clone(),
+            lease_until: now + lease_for,
+            rt_ticket_id: None,
+            done: None,
+        };
+        let Some(rec) = st.idempotency.get_mut(key) else {
+            st.idempotency.insert(key.to_owned(), fresh);
+            return Ok(Claim::Acquired { lease, rt_ticket_id: None });
+        };
+        if rec.body_hash != body_hash {
+            return Ok(Claim::Mismatch);
+        }
+        if let Some((status, body)) = &rec.done {
+            return Ok(Claim::Completed { status: *status, body: body.clone() });
+        }
+        if rec.lease_until > now {
+            return Ok(Claim::InProgress);
+        }
+        rec.lease_id = lease.id.clone();
+        rec.lease_until = now + lease_for;
+        Ok(Claim::Acquired { lease, rt_ticket_id: rec.rt_ticket_id })
+    }
+
+    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        match st.idempotency.get_mut(&lease.key).filter(|r| r.lease_id == lease.id) {
+            Some(rec) => {
+                rec.rt_ticket_id = Some(rt_ticket_id);
+                Ok(())
+            }
+            None => Err(StoreError::Conflict("idempotency lease lost".into())),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if st.idempotency.get(&lease.key).is_some_and(|r| r.lease_id == lease.id && r.done.is_none()) {
+            st.idempotency.remove(&lease.key);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn add(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.lock().connections.insert(connection.id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.lock().connections.remove(connection_id);
+        Ok(())
+    }
+
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let st = self.lock();
+        let ids: Vec<String> = st
+            .connections
+            .keys()
+            .filter(|k| after.is_none_or(|a| k.as_str() > a))
+            .take(limit.max(1) as usize)
+            .cloned()
+            .collect();
+        let next = if ids.len() == limit.max(1) as usize { ids.last().cloned() } else { None };
+        Ok((ids, next))
+    }
+}

@@ -1,0 +1,176 @@
+//! The boundary to DynamoDB. Four small traits, one per table concern, each with a real
+//! adapter ([`dynamodb::DynamoStore`], which implements all four) and an in-memory fake
+//! ([`memory::MemoryStore`]). Paging is by opaque cursor ([`cursor`]), never Scan for lists.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::model::{Notification, Ticket};
+
+pub mod cursor;
+pub mod dynamodb;
+pub mod memory;
+pub mod schema;
+
+pub use cursor::{CursorError, PageRequest};
+
+/// A DynamoDB failure, keeping its source for logs. Display text is safe for logs but the
+/// HTTP layer never shows it to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An AWS call failed (network, throttling, service error).
+    #[error("DynamoDB {op} failed: {source}")]
+    Aws {
+        /// The operation, e.g. `TransactWriteItems`.
+        op: &'static str,
+        /// What the SDK reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A conditional write lost: the item already exists or changed under us.
+    #[error("conditional write lost: {0}")]
+    Conflict(String),
+    /// The client's cursor is not valid for this query (a client error, not a failure).
+    #[error("{0}")]
+    BadCursor(#[from] CursorError),
+    /// An item that does not have the shape rt-relay writes.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps an SDK error. The SDK's Display for `SdkError` is only "service error", so the
+    /// full chain is kept as the source.
+    pub fn aws(op: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Aws { op, source: Box::new(source) }
+    }
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Opaque cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for `GET /tickets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketFilter {
+    /// Only this RT status.
+    pub status: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+}
+
+/// The completion of an idempotent request, written in the same transaction as the ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyCompletion {
+    /// The lease under which the request ran.
+    pub lease: Lease,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// JSON body of the answer, replayed to later requests with the same key.
+    pub body: String,
+}
+
+/// Proof that this request holds an idempotency key for now.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The (hashed) idempotency key.
+    pub key: String,
+    /// Random id of this holder; every write under the lease is conditional on it.
+    pub id: String,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request holds the key. `rt_ticket_id` is set when an earlier attempt already
+    /// created the RT ticket but did not finish recording it.
+    Acquired {
+        /// The lease to write under.
+        lease: Lease,
+        /// The RT ticket an earlier attempt created, if any.
+        rt_ticket_id: Option<u64>,
+    },
+    /// An earlier request with this key finished; replay its answer.
+    Completed {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: String,
+    },
+    /// Another request with this key is running now.
+    InProgress,
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+/// Tickets and notifications.
+#[async_trait]
+pub trait TicketStore: Send + Sync + fmt::Debug {
+    /// Writes the ticket record, its notification and (when given) the idempotency
+    /// completion in ONE transaction: all or nothing. Fails with `Conflict` when the ticket
+    /// or notification already exists or the lease was lost.
+    async fn record_created(
+        &self,
+        ticket: &Ticket,
+        notification: &Notification,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
+    /// Reads one ticket record.
+    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError>;
+    /// Creates or replaces a ticket record (used to refresh it from RT).
+    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError>;
+    /// Lists tickets, newest first.
+    async fn list_tickets(&self, filter: &TicketFilter, page: &PageRequest) -> Result<Page<Ticket>, StoreError>;
+    /// Lists notifications, newest first.
+    async fn list_notifications(&self, page: &PageRequest) -> Result<Page<Notification>, StoreError>;
+}
+
+/// Idempotency records for `POST /tickets`.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + fmt::Debug {
+    /// Claims `key` for a request whose body hashes to `body_hash`. A pending claim whose
+    /// lease has run out is taken over (keeping the RT ticket id it may have noted).
+    async fn claim(&self, key: &str, body_hash: &str, now: DateTime<Utc>, lease_for: chrono::Duration)
+        -> Result<Claim, StoreError>;
+    /// Records that RT created `rt_ticket_id` under this lease, so a retry after a failed
+    /// store write completes the record instead of creating a second RT ticket.
+    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError>;
+    /// Gives the key up (RT refused the request), so a retry starts afresh.
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+}
+
+/// A live WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// API Gateway's connection id.
+    pub id: String,
+    /// When `$connect` ran.
+    pub connected_at: DateTime<Utc>,
+    /// When DynamoDB's TTL may drop the record (API Gateway closes connections after 2 h).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Live WebSocket connections.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + fmt::Debug {
+    /// Records a connection.
+    async fn add(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Forgets a connection (absent is fine).
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// One page of connection ids, `limit` at most, after the opaque `after` token;
+    /// returns the ids and the token for the next page (`None` at the end).
+    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError>;
+}

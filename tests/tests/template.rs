@@ -1,0 +1,420 @@
+//! Checks `template.yaml` against the code it deploys: the tables match
+//! `rt_relay_shared::store::schema::TABLES`, every function is a workspace crate, no IAM
+//! grant uses a wildcard action, and cfn-lint passes.
+//!
+//! The YAML is read through cfn-lint's own CloudFormation loader (from the project's
+//! `.venv`, installed by `scripts/tools.sh`), which turns short intrinsic tags (`!Ref`,
+//! `!GetAtt`, `!Sub`, ...) into their long JSON forms exactly as CloudFormation does; the
+//! tests then work on plain `serde_json::Value`s. Without the tools these tests fail, with
+//! a message saying how to install them: they never skip.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use rt_relay_shared::store::schema::{KeyAttr, TableDef, TableKind, TABLES};
+use serde_json::{json, Value};
+
+/// The workspace root (this crate lives in `<root>/tests`).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests crate has a parent directory")
+}
+
+/// The virtualenv holding cfn-lint: `$VENV` if set, as in `scripts/*.sh`, else `<root>/.venv`.
+fn venv_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("VENV").map(PathBuf::from).unwrap_or_else(|| root().join(".venv"));
+    let tool = venv.join("bin").join(name);
+    assert!(
+        tool.is_file(),
+        "{} is missing: run scripts/tools.sh to install cfn-lint and the other template tools",
+        tool.display()
+    );
+    tool
+}
+
+/// Prints the template as JSON, intrinsic tags in long form, through cfn-lint's decoder.
+const DECODE_TEMPLATE: &str = r#"
+import json, sys
+from cfnlint.decode import decode
+template, problems = decode(sys.argv[1])
+if problems or template is None:
+    for p in problems:
+        print(p, file=sys.stderr)
+    sys.exit(3)
+json.dump(template, sys.stdout)
+"#;
+
+/// `template.yaml`, parsed once.
+fn template() -> &'static Value {
+    static TEMPLATE: OnceLock<Value> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let python = venv_tool("python");
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(DECODE_TEMPLATE)
+            .arg(root().join("template.yaml"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/tools.sh", python.display()));
+        assert!(
+            out.status.success(),
+            "decoding template.yaml failed ({}); if cfnlint is not importable, run scripts/tools.sh:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the decoder prints JSON")
+    })
+}
+
+fn resources() -> &'static serde_json::Map<String, Value> {
+    template()["Resources"].as_object().expect("template has a Resources map")
+}
+
+fn resources_of_type(kind: &str) -> Vec<(&'static str, &'static Value)> {
+    resources().iter().filter(|(_, r)| r["Type"] == kind).map(|(id, r)| (id.as_str(), r)).collect()
+}
+
+fn key_type(attr: KeyAttr) -> &'static str {
+    if attr.numeric {
+        "N"
+    } else {
+        "S"
+    }
+}
+
+/// A `KeySchema` list as `[(attribute, HASH|RANGE)]`.
+fn key_schema(v: &Value) -> Vec<(String, String)> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("KeySchema is not a list: {v}"))
+        .iter()
+        .map(|k| {
+            (k["AttributeName"].as_str().unwrap_or("?").to_owned(), k["KeyType"].as_str().unwrap_or("?").to_owned())
+        })
+        .collect()
+}
+
+fn expected_key_schema(hash: KeyAttr, range: Option<KeyAttr>) -> Vec<(String, String)> {
+    let mut keys = vec![(hash.name.to_owned(), "HASH".to_owned())];
+    if let Some(r) = range {
+        keys.push((r.name.to_owned(), "RANGE".to_owned()));
+    }
+    keys
+}
+
+/// Every way `table` in the template differs from `def`; empty when they agree.
+fn table_drift(def: &TableDef, table: &Value) -> Vec<String> {
+    let mut drift = Vec::new();
+    let props = &table["Properties"];
+    let id = def.logical_id;
+
+    let declared: BTreeMap<String, String> = props["AttributeDefinitions"]
+        .as_array()
+        .map(|defs| {
+            defs.iter()
+                .map(|d| {
+                    (
+                        d["AttributeName"].as_str().unwrap_or("?").to_owned(),
+                        d["AttributeType"].as_str().unwrap_or("?").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted: BTreeMap<String, String> =
+        def.key_attributes().into_iter().map(|a| (a.name.to_owned(), key_type(a).to_owned())).collect();
+    if declared != wanted {
+        drift.push(format!("{id}: AttributeDefinitions {declared:?}, schema.rs wants {wanted:?}"));
+    }
+
+    let keys = key_schema(&props["KeySchema"]);
+    if keys != expected_key_schema(def.hash, None) {
+        drift.push(format!("{id}: KeySchema {keys:?}, schema.rs wants hash key {:?} only", def.hash.name));
+    }
+
+    let mut template_indexes: BTreeMap<String, (Vec<(String, String)>, Value)> = BTreeMap::new();
+    for gsi in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        let name = gsi["IndexName"].as_str().unwrap_or("?").to_owned();
+        template_indexes.insert(name, (key_schema(&gsi["KeySchema"]), gsi["Projection"].clone()));
+    }
+    let schema_names: BTreeSet<&str> = def.indexes.iter().map(|i| i.name).collect();
+    let template_names: BTreeSet<&str> = template_indexes.keys().map(String::as_str).collect();
+    if schema_names != template_names {
+        drift.push(format!("{id}: indexes {template_names:?}, schema.rs wants {schema_names:?}"));
+    }
+    for index in def.indexes {
+        let Some((keys, projection)) = template_indexes.get(index.name) else { continue };
+        let want = expected_key_schema(index.hash, Some(index.range));
+        if *keys != want {
+            drift.push(format!("{id}: index {} keys {keys:?}, schema.rs wants {want:?}", index.name));
+        }
+        if *projection != json!({"ProjectionType": "ALL"}) {
+            drift.push(format!("{id}: index {} projection {projection}, schema.rs wants ALL", index.name));
+        }
+    }
+
+    let stream = &props["StreamSpecification"];
+    let view = stream["StreamViewType"].as_str();
+    if stream.is_null() != def.stream.is_none() || (def.stream.is_some() && view != def.stream) {
+        drift.push(format!("{id}: stream view {view:?}, schema.rs wants {:?}", def.stream));
+    }
+
+    let ttl = &props["TimeToLiveSpecification"];
+    let ttl_attr = if ttl["Enabled"] == json!(true) { ttl["AttributeName"].as_str() } else { None };
+    if ttl_attr != def.ttl {
+        drift.push(format!("{id}: TTL attribute {ttl_attr:?} (enabled), schema.rs wants {:?}", def.ttl));
+    }
+    drift
+}
+
+#[test]
+fn tables_match_the_schema_in_shared() {
+    // GIVEN the table definitions the code and the local stack use
+    // WHEN the template's DynamoDB tables are compared with them
+    let tables = resources_of_type("AWS::DynamoDB::Table");
+    let template_ids: BTreeSet<&str> = tables.iter().map(|(id, _)| *id).collect();
+    let schema_ids: BTreeSet<&str> = TABLES.iter().map(|d| d.logical_id).collect();
+    // THEN the same tables exist, with the same keys, indexes, stream and TTL
+    assert_eq!(template_ids, schema_ids, "template.yaml tables differ from schema.rs TABLES");
+    let drift: Vec<String> = TABLES.iter().flat_map(|def| table_drift(def, &resources()[def.logical_id])).collect();
+    assert!(drift.is_empty(), "template.yaml drifted from shared/src/store/schema.rs:\n  {}", drift.join("\n  "));
+}
+
+#[test]
+fn drift_in_a_table_is_detected() {
+    // GIVEN the template's notifications table with a changed index key and no stream
+    let def = TABLES.iter().find(|d| d.kind == TableKind::Notifications).expect("schema has a notifications table");
+    let mut table = resources()[def.logical_id].clone();
+    table["Properties"]["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"] = json!("created_at");
+    table["Properties"].as_object_mut().expect("table has Properties").remove("StreamSpecification");
+    // WHEN it is compared with the schema
+    let drift = table_drift(def, &table);
+    // THEN both differences are reported
+    assert!(drift.iter().any(|d| d.contains("index by-feed keys")), "{drift:?}");
+    assert!(drift.iter().any(|d| d.contains("stream view")), "{drift:?}");
+}
+
+#[test]
+fn table_environment_variables_name_the_right_table() {
+    // The variable each table's name travels in (shared/src/config.rs, Tables).
+    let var_for = |kind: TableKind| match kind {
+        TableKind::Tickets => "TICKETS_TABLE",
+        TableKind::Notifications => "NOTIFICATIONS_TABLE",
+        TableKind::Connections => "CONNECTIONS_TABLE",
+        TableKind::Idempotency => "IDEMPOTENCY_TABLE",
+    };
+    let mut seen = 0;
+    for (id, function) in resources_of_type("AWS::Serverless::Function") {
+        let vars = &function["Properties"]["Environment"]["Variables"];
+        for def in &TABLES {
+            let value = &vars[var_for(def.kind)];
+            if value.is_null() {
+                continue;
+            }
+            seen += 1;
+            assert_eq!(
+                *value,
+                json!({"Ref": def.logical_id}),
+                "{id}: {} must be !Ref {}",
+                var_for(def.kind),
+                def.logical_id
+            );
+        }
+        let stray: Vec<&String> = vars
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| k.ends_with("_TABLE") && !TABLES.iter().any(|d| var_for(d.kind) == k.as_str()))
+            .collect();
+        assert!(stray.is_empty(), "{id}: unknown table variables {stray:?}");
+    }
+    assert!(seen > 0, "no function receives a table name");
+}
+
+/// `[package] name` of a Cargo.toml, read without a TOML parser (the manifests are simple).
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some(rest) = line.strip_prefix("name") {
+                let value = rest.trim_start().strip_prefix('=')?.trim();
+                return Some(value.trim_matches('"').to_owned());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn every_function_is_a_workspace_crate_of_the_same_name() {
+    let functions = resources_of_type("AWS::Serverless::Function");
+    assert!(!functions.is_empty(), "template.yaml declares no functions");
+    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).expect("read workspace Cargo.toml");
+    let mut binaries = BTreeSet::new();
+    for (id, function) in &functions {
+        let meta = &function["Metadata"];
+        assert_eq!(meta["BuildMethod"], "rust-cargolambda", "{id}: Metadata.BuildMethod");
+        let binary = meta["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
+        // `sam build` runs cargo lambda from CodeUri; the binaries are workspace members.
+        assert_eq!(function["Properties"]["CodeUri"], ".", "{id}: CodeUri must be the workspace root");
+        let dir = root().join("functions").join(binary);
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .unwrap_or_else(|e| panic!("{id}: binary {binary}: cannot read functions/{binary}/Cargo.toml: {e}"));
+        assert_eq!(package_name(&manifest).as_deref(), Some(binary), "{id}: functions/{binary} package name");
+        assert!(dir.join("src/main.rs").is_file(), "{id}: functions/{binary}/src/main.rs is missing");
+        assert!(
+            workspace.contains(&format!("\"functions/{binary}\"")),
+            "{id}: functions/{binary} is not a member of the workspace"
+        );
+        assert!(binaries.insert(binary), "{id}: binary {binary} is deployed twice");
+    }
+    // And the other way: no function crate is left out of the template.
+    let crates: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .expect("read functions/")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let deployed: BTreeSet<String> = binaries.iter().map(|b| b.to_string()).collect();
+    assert_eq!(crates, deployed, "crates under functions/ and functions in template.yaml differ");
+}
+
+#[test]
+fn http_routes_are_the_contract_and_can_be_deployed() {
+    let mut routes = BTreeSet::new();
+    for (id, function) in resources_of_type("AWS::Serverless::Function") {
+        for event in function["Properties"]["Events"].as_object().into_iter().flat_map(|m| m.values()) {
+            if event["Type"] != "HttpApi" {
+                continue;
+            }
+            let path =
+                event["Properties"]["Path"].as_str().unwrap_or_else(|| panic!("{id}: HttpApi event without Path"));
+            let method = event["Properties"]["Method"].as_str().unwrap_or("?");
+            // An HTTP API cannot hold a route key ending in "/": the import drops or rejects it.
+            assert!(path == "/" || !path.ends_with('/'), "{id}: route {method} {path} ends in '/'");
+            assert_eq!(
+                event["Properties"]["ApiId"],
+                json!({"Ref": "HttpApi"}),
+                "{id}: {method} {path} is not on HttpApi"
+            );
+            routes.insert(format!("{method} {path} -> {id}"));
+        }
+    }
+    let want: BTreeSet<String> = [
+        "POST /tickets -> PostTicketFunction",
+        "GET /tickets -> ListTicketsFunction",
+        "GET /tickets/{id} -> GetTicketFunction",
+        "GET /notifications -> ListNotificationsFunction",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(routes, want);
+}
+
+/// Every IAM statement in the template, with where it is.
+fn iam_statements() -> Vec<(String, &'static Value)> {
+    fn statements_of(doc: &'static Value) -> Vec<&'static Value> {
+        match &doc["Statement"] {
+            Value::Array(list) => list.iter().collect(),
+            Value::Null => Vec::new(),
+            one => vec![one],
+        }
+    }
+    let mut found = Vec::new();
+    for (id, resource) in resources() {
+        let props = &resource["Properties"];
+        match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => {
+                for policy in props["Policies"].as_array().into_iter().flatten() {
+                    // Only inline documents: named or templated SAM policies hide their grants.
+                    assert!(
+                        policy.get("Statement").is_some(),
+                        "{id}: Policies entry {policy} is not an inline statement list; spell out each grant"
+                    );
+                    found.extend(statements_of(policy).into_iter().map(|s| (id.clone(), s)));
+                }
+            }
+            Some("AWS::IAM::Role") => {
+                for policy in props["Policies"].as_array().into_iter().flatten() {
+                    found.extend(statements_of(&policy["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)));
+                }
+            }
+            Some(
+                "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy",
+            ) => {
+                found.extend(statements_of(&props["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn no_iam_statement_grants_a_wildcard_action() {
+    let statements = iam_statements();
+    assert!(statements.len() >= 8, "expected per-function statements, found {}", statements.len());
+    let mut problems = Vec::new();
+    for (id, s) in &statements {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        if !s["NotAction"].is_null() {
+            problems.push(format!("{id}: Allow with NotAction"));
+        }
+        let actions = strings(&s["Action"]);
+        if actions.is_empty() {
+            problems.push(format!("{id}: statement without literal actions: {s}"));
+        }
+        for action in actions.iter().filter(|a| a.contains('*')) {
+            problems.push(format!("{id}: wildcard action {action:?}"));
+        }
+        if strings(&s["Resource"]).contains(&"*") {
+            problems.push(format!("{id}: Resource \"*\" for {actions:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "IAM statements are not least-privilege:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn only_the_push_function_manages_connections() {
+    let managers: BTreeSet<String> = iam_statements()
+        .into_iter()
+        .filter(|(_, s)| s["Effect"] == "Allow" && strings(&s["Action"]).iter().any(|a| a.starts_with("execute-api:")))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(managers, BTreeSet::from(["PushNotificationsFunction".to_owned()]));
+}
+
+#[test]
+fn cfn_lint_passes() {
+    let cfn_lint = venv_tool("cfn-lint");
+    let out = Command::new(&cfn_lint)
+        .current_dir(root())
+        .arg("--")
+        .arg("template.yaml")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/tools.sh", cfn_lint.display()));
+    // The exit status is a bit mask: 2 errors, 4 warnings, 8 informational (allowed).
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code >= 0 && code & !8 == 0,
+        "cfn-lint template.yaml exited {code}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
