@@ -203,7 +203,8 @@ mod tests {
             rt.create(&new_ticket(if i % 2 == 0 { "General" } else { "Support" }, "x")).await.unwrap();
         }
         rt.set_status(5, "resolved").unwrap();
-        let all = |page| rt.list(&RtQuery::default(), page, 2);
+        let everything = RtQuery::default();
+        let all = |page| rt.list(&everything, page, 2);
         let p1 = all(1).await.unwrap();
         assert_eq!(p1.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![5, 4]);
         assert!(p1.has_more && p1.total == 5);

@@ -241,16 +241,20 @@ impl Rest1Client {
     /// POSTs `params` (after the credentials) to `path` and returns the answer unread.
     async fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<reqwest::Response, RtError> {
         let url = self.api.join(path).map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
-        let mut body = form_urlencoded::Serializer::new(String::new());
-        if let Credentials::Form { user, pass } = &self.credentials {
-            body.append_pair("user", user).append_pair("pass", pass.expose());
-        }
-        body.extend_pairs(params);
+        let body = {
+            // The serializer is not Send; it must be gone before the first await.
+            let mut body = form_urlencoded::Serializer::new(String::new());
+            if let Credentials::Form { user, pass } = &self.credentials {
+                body.append_pair("user", user).append_pair("pass", pass.expose());
+            }
+            body.extend_pairs(params);
+            body.finish()
+        };
         let mut request = self
             .http
             .post(url)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body.finish());
+            .body(body);
         if let Credentials::Token(token) = &self.credentials {
             request = request.header(header::AUTHORIZATION, token.clone());
         }
@@ -346,9 +350,14 @@ impl Rest1Client {
                 status_read = true;
             }
             let mut start = 0;
-            while let Some(len) = pending[start..].iter().position(|&b| b == b'\n').or((done && start < pending.len()).then(|| pending.len() - start)) {
-                let line = &pending[start..start + len];
-                start += len + 1;
+            loop {
+                let rest = &pending[start..];
+                let (line, consumed) = match rest.iter().position(|&b| b == b'\n') {
+                    Some(len) => (&rest[..len], len + 1),
+                    None if done && !rest.is_empty() => (rest, rest.len()),
+                    None => break,
+                };
+                start += consumed;
                 let line = std::str::from_utf8(line).map(str::trim).unwrap_or("?");
                 if line.is_empty() {
                     continue;
@@ -449,7 +458,8 @@ impl RtClient for Rest1Client {
     #[instrument(level = "debug", skip(self), fields(rt.api = "rest1"))]
     async fn get(&self, id: u64) -> Result<RtTicket, RtError> {
         let path = format!("ticket/{id}/show");
-        let (shown, times) = tokio::join!(self.call(&path, &[("fields", TICKET_FIELDS)]), self.create_times(&[id]));
+        let (params, ids) = ([("fields", TICKET_FIELDS)], [id]);
+        let (shown, times) = tokio::join!(self.call(&path, &params), self.create_times(&ids));
         let shown = shown?;
         let answer = self.check(&shown)?;
         let forms = parse_forms(answer.body);
@@ -464,10 +474,8 @@ impl RtClient for Rest1Client {
     async fn description(&self, id: u64) -> Result<String, RtError> {
         let history_path = format!("ticket/{id}/history/type/Create");
         let list_path = format!("ticket/{id}/attachments");
-        let (history, list) = tokio::join!(
-            self.call(&history_path, &[("format", "l"), ("fields", "Attachments")]),
-            self.call(&list_path, &[]),
-        );
+        let history_params = [("format", "l"), ("fields", "Attachments")];
+        let (history, list) = tokio::join!(self.call(&history_path, &history_params), self.call(&list_path, &[]));
         let history = history?;
         let history = self.check(&history)?;
         let forms = parse_forms(history.body);
@@ -500,13 +508,8 @@ impl RtClient for Rest1Client {
             return Ok(RtPage { tickets: Vec::new(), page, total, has_more });
         }
         let page_sql = ids_sql(&ids);
-        let (found, times) = tokio::join!(
-            self.call(
-                "search/ticket",
-                &[("query", page_sql.as_str()), ("orderby", "-id"), ("format", "l"), ("fields", TICKET_FIELDS)],
-            ),
-            self.create_times(&ids),
-        );
+        let params = [("query", page_sql.as_str()), ("orderby", "-id"), ("format", "l"), ("fields", TICKET_FIELDS)];
+        let (found, times) = tokio::join!(self.call("search/ticket", &params), self.create_times(&ids));
         let found = found?;
         let answer = self.check(&found)?;
         let mut forms: HashMap<u64, ParsedForm> = HashMap::new();

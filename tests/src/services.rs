@@ -1,0 +1,56 @@
+//! Access to the real services the test command starts (RT, moto): environment checks,
+//! DynamoDB clients and fresh, uniquely named tables per test.
+
+use rt_relay_shared::{
+    config::Tables,
+    model::{Notification, Ticket},
+    store::{dynamodb::client_from_env, schema},
+};
+
+/// Reads a variable the test command exports, or stops the test saying how to run it.
+pub fn require_env(name: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+        panic!("{name} is not set: run the tests with `make test` (scripts/test.sh), which starts RT and moto")
+    })
+}
+
+/// A table-name prefix no other test uses.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("t-{tag}-{}-", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A DynamoDB client for moto (`AWS_ENDPOINT_URL`).
+pub async fn dynamo() -> aws_sdk_dynamodb::Client {
+    require_env("AWS_ENDPOINT_URL");
+    client_from_env().await
+}
+
+/// A client and four fresh tables, created from the shared schema.
+pub async fn fresh_tables(tag: &str) -> (aws_sdk_dynamodb::Client, Tables) {
+    let client = dynamo().await;
+    let tables = Tables::with_prefix(&unique_prefix(tag));
+    schema::create_tables(&client, &tables).await.expect("create tables in moto");
+    (client, tables)
+}
+
+/// A ticket record for store tests (no RT involved).
+pub fn sample_ticket(id: u64, status: &str, queue: &str) -> Ticket {
+    let created = chrono::DateTime::from_timestamp(1_700_000_000 + id as i64, 0).unwrap_or_default();
+    Ticket {
+        id,
+        title: format!("ticket {id}"),
+        description: format!("line one\n  line two of {id}\n"),
+        status: status.to_owned(),
+        queue: queue.to_owned(),
+        requestor: (id % 2 == 0).then(|| format!("user{id}@example.com")),
+        created_at: created,
+        updated_at: created,
+        rt_url: format!("http://rt.invalid/Ticket/Display.html?id={id}"),
+    }
+}
+
+/// The notification the API would record with `ticket`, created a millisecond per id apart.
+pub fn sample_notification(ticket: &Ticket) -> Notification {
+    let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ticket.id as i64).unwrap_or_default();
+    Notification::ticket_created(ticket, at)
+}

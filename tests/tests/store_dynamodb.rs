@@ -1,0 +1,205 @@
+//! The DynamoDB adapter against moto: transactions, paging with filters, idempotency
+//! claims and connection paging.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use rt_relay_shared::store::{
+    dynamodb::DynamoStore, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease,
+    PageRequest, StoreError, TicketFilter, TicketStore,
+};
+use rt_relay_tests::services::{fresh_tables, sample_notification, sample_ticket};
+
+async fn store(tag: &str) -> DynamoStore {
+    let (client, tables) = fresh_tables(tag).await;
+    DynamoStore::new(client, tables)
+}
+
+#[tokio::test]
+async fn record_created_writes_ticket_and_notification_once() {
+    let store = store("record").await;
+    let t = sample_ticket(1, "new", "General");
+    let n = sample_notification(&t);
+    store.record_created(&t, &n, None).await.unwrap();
+    assert_eq!(store.get_ticket(1).await.unwrap(), Some(t.clone()));
+    let notes = store.list_notifications(&PageRequest::first(10)).await.unwrap();
+    assert_eq!(notes.items, vec![n.clone()]);
+
+    // GIVEN the ticket exists WHEN it is recorded again THEN the transaction refuses and
+    // no second notification appears.
+    let err = store.record_created(&t, &n, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.list_notifications(&PageRequest::first(10)).await.unwrap().items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_lease_writes_nothing() {
+    let store = store("lease").await;
+    let Claim::Acquired { lease, .. } =
+        store.claim("k1", "h1", Utc::now(), chrono::Duration::seconds(30)).await.unwrap()
+    else {
+        panic!("fresh key must be acquired")
+    };
+    let stolen = Lease { id: "someone-else".into(), ..lease };
+    let t = sample_ticket(5, "new", "General");
+    let done = IdempotencyCompletion { lease: stolen, status: 201, body: "{}".into() };
+    let err = store.record_created(&t, &sample_notification(&t), Some(&done)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.get_ticket(5).await.unwrap(), None, "no half-written ticket");
+    assert!(store.list_notifications(&PageRequest::first(5)).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn tickets_page_newest_first_with_filters() {
+    let store = store("paging").await;
+    // 25 tickets: status alternates new/open, queue General for ids <= 15 else Support.
+    for id in 1..=25u64 {
+        let status = if id % 2 == 0 { "open" } else { "new" };
+        let queue = if id <= 15 { "General" } else { "Support" };
+        let t = sample_ticket(id, status, queue);
+        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+    }
+    let collect = |filter: TicketFilter, limit: u32| {
+        let store = &store;
+        async move {
+            let mut ids = Vec::new();
+            let mut pages = 0;
+            let mut page = PageRequest::first(limit);
+            loop {
+                let got = store.list_tickets(&filter, &page).await.unwrap();
+                assert!(got.items.len() <= limit as usize);
+                pages += 1;
+                ids.extend(got.items.iter().map(|t| t.id));
+                match got.next_cursor {
+                    Some(c) => page = PageRequest { limit, cursor: Some(c) },
+                    None => break,
+                }
+                assert!(pages < 100, "paging must end");
+            }
+            (ids, pages)
+        }
+    };
+    let (all, pages) = collect(TicketFilter::default(), 10).await;
+    assert_eq!(all, (1..=25).rev().collect::<Vec<_>>());
+    assert_eq!(pages, 3, "10 + 10 + 5, and the look-ahead means no empty 4th page");
+
+    let (open, _) = collect(TicketFilter { status: Some("open".into()), queue: None }, 4).await;
+    assert_eq!(open, (1..=25).rev().filter(|i| i % 2 == 0).collect::<Vec<_>>());
+
+    let (support, _) = collect(TicketFilter { status: None, queue: Some("Support".into()) }, 3).await;
+    assert_eq!(support, (16..=25).rev().collect::<Vec<_>>());
+
+    let (both, _) = collect(TicketFilter { status: Some("new".into()), queue: Some("Support".into()) }, 2).await;
+    assert_eq!(both, vec![25, 23, 21, 19, 17]);
+
+    // A page that ends exactly at the last item has no cursor.
+    let exact = store.list_tickets(&TicketFilter::default(), &PageRequest::first(25)).await.unwrap();
+    assert_eq!(exact.items.len(), 25);
+    assert_eq!(exact.next_cursor, None);
+}
+
+#[tokio::test]
+async fn a_cursor_only_works_for_its_own_query() {
+    let store = store("cursor").await;
+    for id in 1..=3u64 {
+        let t = sample_ticket(id, "new", "General");
+        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+    }
+    let first = store.list_tickets(&TicketFilter::default(), &PageRequest::first(1)).await.unwrap();
+    let cursor = first.next_cursor.expect("more pages");
+    let other = TicketFilter { status: Some("new".into()), queue: None };
+    let err = store.list_tickets(&other, &PageRequest { limit: 1, cursor: Some(cursor) }).await.unwrap_err();
+    assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
+    let err = store
+        .list_tickets(&TicketFilter::default(), &PageRequest { limit: 1, cursor: Some("bm9wZQ".into()) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn notifications_page_newest_first() {
+    let store = store("notes").await;
+    for id in 1..=7u64 {
+        let t = sample_ticket(id, "new", "General");
+        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+    }
+    let mut page = PageRequest::first(3);
+    let mut seen = Vec::new();
+    loop {
+        let got = store.list_notifications(&page).await.unwrap();
+        seen.extend(got.items.iter().map(|n| n.ticket.id));
+        match got.next_cursor {
+            Some(c) => page = PageRequest { limit: 3, cursor: Some(c) },
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=7).rev().collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn idempotency_claims() {
+    let store = store("idem").await;
+    let now = Utc::now();
+    let lease_for = chrono::Duration::seconds(30);
+    let Claim::Acquired { lease, rt_ticket_id: None } = store.claim("k", "h", now, lease_for).await.unwrap() else {
+        panic!("first claim acquires")
+    };
+    assert_eq!(store.claim("k", "h", now, lease_for).await.unwrap(), Claim::InProgress);
+    assert_eq!(store.claim("k", "other", now, lease_for).await.unwrap(), Claim::Mismatch);
+
+    // WHEN the holder noted an RT ticket and its lease ran out THEN a later claim takes
+    // over and learns the RT ticket id instead of creating another.
+    store.note_rt_ticket(&lease, 77).await.unwrap();
+    let later = now + chrono::Duration::seconds(31);
+    let Claim::Acquired { lease: taken, rt_ticket_id } = store.claim("k", "h", later, lease_for).await.unwrap() else {
+        panic!("expired lease is taken over")
+    };
+    assert_eq!(rt_ticket_id, Some(77));
+    assert!(matches!(store.note_rt_ticket(&lease, 78).await, Err(StoreError::Conflict(_))), "old holder lost it");
+
+    let t = sample_ticket(77, "new", "General");
+    let done = IdempotencyCompletion { lease: taken, status: 201, body: r#"{"id":77}"#.into() };
+    store.record_created(&t, &sample_notification(&t), Some(&done)).await.unwrap();
+    assert_eq!(
+        store.claim("k", "h", later, lease_for).await.unwrap(),
+        Claim::Completed { status: 201, body: r#"{"id":77}"#.into() }
+    );
+
+    // A released key starts afresh.
+    let Claim::Acquired { lease: l2, .. } = store.claim("k2", "h", now, lease_for).await.unwrap() else { panic!() };
+    store.release(&l2).await.unwrap();
+    assert!(matches!(store.claim("k2", "h", now, lease_for).await.unwrap(), Claim::Acquired { rt_ticket_id: None, .. }));
+}
+
+#[tokio::test]
+async fn connections_are_read_page_by_page() {
+    let store = store("conns").await;
+    let now = Utc::now();
+    for i in 0..7 {
+        store
+            .add(&Connection { id: format!("c{i}"), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+            .await
+            .unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let (ids, next) = store.page(after.as_deref(), 3).await.unwrap();
+        assert!(ids.len() <= 3);
+        pages += 1;
+        seen.extend(ids);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(seen.len(), 7);
+    assert!(pages >= 3);
+    store.remove("c3").await.unwrap();
+    store.remove("never-existed").await.unwrap();
+    let (ids, _) = store.page(None, 100).await.unwrap();
+    assert_eq!(ids.len(), 6);
+}
