@@ -87,13 +87,19 @@ impl NewTicket {
         ticket.validated()
     }
 
-    /// Normalises (trims title, queue and requestor) and checks every field.
+    /// Normalises (trims title, queue and requestor; CRLF line ends in the description
+    /// become LF, as RT itself stores them) and checks every field.
     pub fn validated(self) -> Result<Self, ValidationError> {
         let title = validate_title(&self.title)?;
-        validate_description(&self.description)?;
+        let description = if self.description.contains("\r\n") {
+            self.description.replace("\r\n", "\n")
+        } else {
+            self.description
+        };
+        validate_description(&description)?;
         let queue = self.queue.as_deref().map(validate_queue_name).transpose()?;
         let requestor = self.requestor.as_deref().map(validate_requestor).transpose()?;
-        Ok(Self { title, description: self.description, queue, requestor })
+        Ok(Self { title, description, queue, requestor })
     }
 }
 
@@ -257,9 +263,9 @@ mod tests {
     }
 
     #[test]
-    fn description_is_kept_byte_for_byte() {
-        let t = parse(r#"{"title":"t","description":"  a\n\tb\r\n\n"}"#).unwrap();
-        assert_eq!(t.description, "  a\n\tb\r\n\n");
+    fn description_is_kept_byte_for_byte_but_crlf_becomes_lf() {
+        let t = parse(r#"{"title":"t","description":"  a\n\tb\r\n\n lone\r"}"#).unwrap();
+        assert_eq!(t.description, "  a\n\tb\n\n lone\r");
     }
 
     #[test]

@@ -54,3 +54,59 @@ pub fn sample_notification(ticket: &Ticket) -> Notification {
     let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ticket.id as i64).unwrap_or_default();
     Notification::ticket_created(ticket, at)
 }
+
+/// Reads every record currently in the notifications table's stream (from TRIM_HORIZON)
+/// and returns them as the DynamoDB event Lambda would deliver, using the raw Streams API
+/// on moto (the records already have Lambda's event-record shape).
+pub async fn read_notification_stream(
+    client: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+) -> aws_lambda_events::dynamodb::Event {
+    let arn = schema::notifications_stream_arn(client, tables).await.expect("stream arn");
+    let endpoint = require_env("AWS_ENDPOINT_URL");
+    let http = reqwest::Client::new();
+    let call = |target: &'static str, body: serde_json::Value| {
+        let http = http.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            http.post(&endpoint)
+                .header("content-type", "application/x-amz-json-1.0")
+                .header("x-amz-target", format!("DynamoDBStreams_20120810.{target}"))
+                // moto picks the service from the credential scope; the signature is not checked.
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .json(&body)
+                .send()
+                .await
+                .expect("moto streams call")
+                .json::<serde_json::Value>()
+                .await
+                .expect("moto streams JSON")
+        }
+    };
+    let desc = call("DescribeStream", serde_json::json!({ "StreamArn": arn })).await;
+    let mut records = Vec::new();
+    for shard in desc["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default() {
+        let it = call(
+            "GetShardIterator",
+            serde_json::json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" }),
+        )
+        .await;
+        let mut iterator = it["ShardIterator"].clone();
+        for _ in 0..100 {
+            let out = call("GetRecords", serde_json::json!({ "ShardIterator": iterator, "Limit": 100 })).await;
+            let batch = out["Records"].as_array().cloned().unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            records.extend(batch.into_iter().map(|mut r| {
+                r["eventSourceARN"] = serde_json::json!(arn);
+                r
+            }));
+            iterator = out["NextShardIterator"].clone();
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("Lambda DynamoDB event shape")
+}

@@ -10,7 +10,7 @@ use aws_lambda_events::{
     dynamodb::{Event, EventRecord},
     streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
 };
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream::FuturesUnordered, StreamExt};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -123,47 +123,60 @@ impl PushNotifications {
 
     /// Posts `data` to every connection, reading them page by page, at most
     /// `concurrency` posts in flight.
+    ///
+    /// Written with a plain loop over `FuturesUnordered` of an `async fn` rather than
+    /// stream combinators over closures returning `async` blocks: rustc cannot prove the
+    /// latter `Send` for every lifetime, which made `handle`'s future impossible to
+    /// `tokio::spawn` (the local gateway runs it on a spawned task).
     pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
-        let connections = &self.connections;
-        let page_size = self.page_size;
-        // State: Some(cursor) = another page to read (None cursor = first page); None = done.
-        let ids = stream::try_unfold(Some(None::<String>), move |state| async move {
-            let Some(after) = state else { return Ok(None) };
-            let (ids, next) = connections.page(after.as_deref(), page_size).await?;
-            Ok::<_, StoreError>(Some((stream::iter(ids.into_iter().map(Ok::<String, StoreError>)), next.map(Some))))
-        })
-        .try_flatten();
-        let results = ids
-            .map(|id| async move {
-                match id {
-                    Ok(id) => {
-                        let outcome = self.poster.post(&id, data).await;
-                        Ok((id, outcome))
-                    }
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(self.concurrency);
-        futures_util::pin_mut!(results);
         let mut stats = FanoutStats::default();
-        while let Some(result) = results.next().await {
-            let (id, outcome) = result?;
+        let mut in_flight = FuturesUnordered::new();
+        let (first, mut next_page) = self.connections.page(None, self.page_size).await?;
+        let mut pending = first.into_iter();
+        loop {
+            while in_flight.len() < self.concurrency {
+                if let Some(id) = pending.next() {
+                    in_flight.push(self.post_one(id, data));
+                    continue;
+                }
+                let Some(cursor) = next_page.take() else { break };
+                let (ids, next) = self.connections.page(Some(&cursor), self.page_size).await?;
+                pending = ids.into_iter();
+                next_page = next;
+            }
+            let Some(outcome) = in_flight.next().await else { break };
             match outcome {
-                Ok(()) => stats.delivered += 1,
-                Err(PostError::Gone) => {
-                    stats.gone += 1;
-                    if let Err(e) = self.connections.remove(&id).await {
-                        warn!(connection_id = %id, error = %error_chain(&e), "could not delete gone connection");
-                    }
-                }
-                Err(PostError::Failed(why)) => {
-                    stats.failed += 1;
-                    warn!(connection_id = %id, error = %why, "post to connection failed");
-                }
+                PostOutcome::Delivered => stats.delivered += 1,
+                PostOutcome::Gone => stats.gone += 1,
+                PostOutcome::Failed => stats.failed += 1,
             }
         }
         Ok(stats)
     }
+
+    /// Posts to one connection; a gone connection is deleted here.
+    async fn post_one(&self, id: String, data: &[u8]) -> PostOutcome {
+        match self.poster.post(&id, data).await {
+            Ok(()) => PostOutcome::Delivered,
+            Err(PostError::Gone) => {
+                if let Err(e) = self.connections.remove(&id).await {
+                    warn!(connection_id = %id, error = %error_chain(&e), "could not delete gone connection");
+                }
+                PostOutcome::Gone
+            }
+            Err(PostError::Failed(why)) => {
+                warn!(connection_id = %id, error = %why, "post to connection failed");
+                PostOutcome::Failed
+            }
+        }
+    }
+}
+
+/// What one post came to.
+enum PostOutcome {
+    Delivered,
+    Gone,
+    Failed,
 }
 
 fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
@@ -221,6 +234,16 @@ mod tests {
         for id in ids {
             assert_eq!(poster.received(id), vec![br#"{"id":"n1"}"#.to_vec(), br#"{"id":"n2"}"#.to_vec()], "{id}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_can_be_handled_on_a_spawned_task() {
+        // Compile-time guard: `handle`'s future must be `Send` for every lifetime, or the
+        // local gateway (which spawns it) does not build.
+        let (_, poster, push) = setup(&["a", "b", "c"]).await;
+        let resp = tokio::spawn(async move { push.handle(batch(vec![record("1", "{}")])).await }).await.unwrap();
+        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(poster.received("c").len(), 1);
     }
 
     #[tokio::test]

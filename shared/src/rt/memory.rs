@@ -45,7 +45,8 @@ impl MemoryRt {
     pub fn with_queues(queues: &[&str]) -> Self {
         Self {
             queues: queues.iter().map(|q| (*q).to_owned()).collect(),
-            base: Url::parse("https://rt.example.com/").unwrap_or_else(|_| unreachable!("a valid literal URL")),
+            base: Url::parse("https://rt.example.com/")
+                .unwrap_or_else(|_| unreachable!("a valid literal URL")),
             state: Mutex::new(State::default()),
         }
     }
@@ -77,7 +78,11 @@ impl MemoryRt {
     /// Changes a ticket's status, as an RT user would.
     pub fn set_status(&self, id: u64, status: &str) -> Result<(), RtError> {
         let mut state = self.state();
-        let (ticket, _) = state.tickets.iter_mut().find(|(t, _)| t.id == id).ok_or(RtError::NotFound)?;
+        let (ticket, _) = state
+            .tickets
+            .iter_mut()
+            .find(|(t, _)| t.id == id)
+            .ok_or(RtError::NotFound)?;
         ticket.status = status.to_owned();
         Ok(())
     }
@@ -103,7 +108,10 @@ impl RtClient for MemoryRt {
             return Err(err());
         }
         if !self.queues.iter().any(|q| q == &ticket.queue) {
-            return Err(RtError::Forbidden(format!("No permission to create tickets in the queue '{}'", ticket.queue)));
+            return Err(RtError::Forbidden(format!(
+                "No permission to create tickets in the queue '{}'",
+                ticket.queue
+            )));
         }
         let id = state.tickets.len() as u64 + 1;
         let stored = RtTicket {
@@ -122,12 +130,22 @@ impl RtClient for MemoryRt {
 
     async fn get(&self, id: u64) -> Result<RtTicket, RtError> {
         self.check_failure()?;
-        self.state().tickets.iter().find(|(t, _)| t.id == id).map(|(t, _)| t.clone()).ok_or(RtError::NotFound)
+        self.state()
+            .tickets
+            .iter()
+            .find(|(t, _)| t.id == id)
+            .map(|(t, _)| t.clone())
+            .ok_or(RtError::NotFound)
     }
 
     async fn description(&self, id: u64) -> Result<String, RtError> {
         self.check_failure()?;
-        self.state().tickets.iter().find(|(t, _)| t.id == id).map(|(_, d)| d.clone()).ok_or(RtError::NotFound)
+        self.state()
+            .tickets
+            .iter()
+            .find(|(t, _)| t.id == id)
+            .map(|(_, d)| d.clone())
+            .ok_or(RtError::NotFound)
     }
 
     async fn list(&self, query: &RtQuery, page: u32, per_page: u32) -> Result<RtPage, RtError> {
@@ -139,15 +157,35 @@ impl RtClient for MemoryRt {
             .tickets
             .iter()
             .map(|(t, _)| t)
-            .filter(|t| query.queue.as_ref().map_or(true, |q| q.eq_ignore_ascii_case(&t.queue)))
-            .filter(|t| query.status.as_ref().map_or(true, |s| s.eq_ignore_ascii_case(&t.status)))
+            .filter(|t| {
+                query
+                    .queue
+                    .as_ref()
+                    .map_or(true, |q| q.eq_ignore_ascii_case(&t.queue))
+            })
+            .filter(|t| {
+                query
+                    .status
+                    .as_ref()
+                    .map_or(true, |s| s.eq_ignore_ascii_case(&t.status))
+            })
             .filter(|t| query.min_id.map_or(true, |min| t.id >= min))
             .collect();
-        matching.sort_by(|a, b| b.id.cmp(&a.id));
+        matching.sort_by_key(|t| std::cmp::Reverse(t.id));
         let total = matching.len() as u64;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
-        let tickets = matching.into_iter().skip(start).take(per_page as usize).cloned().collect();
-        Ok(RtPage { tickets, page, total, has_more: u64::from(page) * u64::from(per_page) < total })
+        let tickets = matching
+            .into_iter()
+            .skip(start)
+            .take(per_page as usize)
+            .cloned()
+            .collect();
+        Ok(RtPage {
+            tickets,
+            page,
+            total,
+            has_more: u64::from(page) * u64::from(per_page) < total,
+        })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -160,7 +198,12 @@ mod tests {
     use super::*;
 
     fn new_ticket(queue: &str, subject: &str) -> RtCreate {
-        RtCreate { queue: queue.into(), subject: subject.into(), content: "body\n".into(), requestor: None }
+        RtCreate {
+            queue: queue.into(),
+            subject: subject.into(),
+            content: "body\n".into(),
+            requestor: None,
+        }
     }
 
     #[tokio::test]
@@ -168,7 +211,15 @@ mod tests {
         let rt = MemoryRt::new();
         let id = rt.create(&new_ticket("Support", "Olá")).await.unwrap();
         let t = rt.get(id).await.unwrap();
-        assert_eq!((t.subject.as_str(), t.status.as_str(), t.queue.as_str(), t.owner.as_str()), ("Olá", "new", "Support", "Nobody"));
+        assert_eq!(
+            (
+                t.subject.as_str(),
+                t.status.as_str(),
+                t.queue.as_str(),
+                t.owner.as_str()
+            ),
+            ("Olá", "new", "Support", "Nobody")
+        );
         assert_eq!(rt.description(id).await.unwrap(), "body\n");
         assert_eq!(rt.created_count(), 1);
         assert!(rt.ticket_url(id).ends_with("Ticket/Display.html?id=1"));
@@ -177,7 +228,10 @@ mod tests {
     #[tokio::test]
     async fn unknown_queue_is_forbidden_and_unknown_ticket_is_not_found() {
         let rt = MemoryRt::new();
-        assert!(matches!(rt.create(&new_ticket("Nope", "x")).await, Err(RtError::Forbidden(_))));
+        assert!(matches!(
+            rt.create(&new_ticket("Nope", "x")).await,
+            Err(RtError::Forbidden(_))
+        ));
         assert!(matches!(rt.get(7).await, Err(RtError::NotFound)));
         assert_eq!(rt.created_count(), 0);
     }
@@ -186,11 +240,17 @@ mod tests {
     async fn failures_can_be_injected() {
         let rt = MemoryRt::new();
         rt.fail_next_create(|| RtError::Server(503));
-        assert!(matches!(rt.create(&new_ticket("General", "x")).await, Err(RtError::Server(503))));
+        assert!(matches!(
+            rt.create(&new_ticket("General", "x")).await,
+            Err(RtError::Server(503))
+        ));
         assert_eq!(rt.create(&new_ticket("General", "x")).await.unwrap(), 1);
         rt.set_failure(Some(|| RtError::Timeout(std::time::Duration::from_secs(1))));
         assert!(matches!(rt.get(1).await, Err(RtError::Timeout(_))));
-        assert!(matches!(rt.create(&new_ticket("General", "x")).await, Err(RtError::Timeout(_))));
+        assert!(matches!(
+            rt.create(&new_ticket("General", "x")).await,
+            Err(RtError::Timeout(_))
+        ));
         rt.set_failure(None);
         assert_eq!(rt.get(1).await.unwrap().id, 1);
         assert_eq!((rt.created_count(), rt.create_attempts()), (1, 3));
@@ -200,18 +260,30 @@ mod tests {
     async fn lists_page_newest_first_with_filters() {
         let rt = MemoryRt::new();
         for i in 0..5 {
-            rt.create(&new_ticket(if i % 2 == 0 { "General" } else { "Support" }, "x")).await.unwrap();
+            rt.create(&new_ticket(
+                if i % 2 == 0 { "General" } else { "Support" },
+                "x",
+            ))
+            .await
+            .unwrap();
         }
         rt.set_status(5, "resolved").unwrap();
         let everything = RtQuery::default();
         let all = |page| rt.list(&everything, page, 2);
         let p1 = all(1).await.unwrap();
-        assert_eq!(p1.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![5, 4]);
+        assert_eq!(
+            p1.tickets.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![5, 4]
+        );
         assert!(p1.has_more && p1.total == 5);
         let p3 = all(3).await.unwrap();
         assert_eq!(p3.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![1]);
         assert!(!p3.has_more);
-        let q = RtQuery { queue: Some("General".into()), status: Some("new".into()), min_id: Some(2) };
+        let q = RtQuery {
+            queue: Some("General".into()),
+            status: Some("new".into()),
+            min_id: Some(2),
+        };
         let p = rt.list(&q, 1, 100).await.unwrap();
         assert_eq!(p.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![3]);
     }

@@ -9,6 +9,11 @@
 //!   in the same round trip; the ticket's own printed `Created` refines it to the second.
 //! * A search has no paging. [`Rest1Client::list`] streams the matching ids (`format=i`),
 //!   counting them and keeping only the requested page, then reads just those tickets.
+//!
+//! What REST 1.0 cannot store unchanged is refused with [`RtError::Rejected`] before any
+//! request: a description whose first line is empty (RT drops leading empty lines), the
+//! description `"0"` (false to Perl, so RT stores no message), one-line values with control
+//! characters or leading whitespace, and a requestor list.
 
 use std::{
     collections::HashMap,
@@ -25,7 +30,10 @@ use url::{form_urlencoded, Url};
 use super::{
     answer::{self, MAX_ANSWER_BYTES},
     display_url, http_client,
-    rest1_form::{parse_answer, parse_answers, parse_forms, parse_status_line, Answer, Form, FormError, ParsedForm},
+    rest1_form::{
+        parse_answer, parse_answers, parse_forms, parse_status_line, Answer, Form, FormError,
+        ParsedForm,
+    },
     ticket_sql::{ids_sql, ticket_sql},
     RtClient, RtCreate, RtError, RtPage, RtQuery, RtTicket, MAX_PER_PAGE,
 };
@@ -77,7 +85,9 @@ impl fmt::Debug for Rest1Client {
 }
 
 fn form_error(err: FormError) -> RtError {
-    RtError::Rejected(format!("RT REST 1.0 cannot carry this ticket unchanged: {err}"))
+    RtError::Rejected(format!(
+        "RT REST 1.0 cannot carry this ticket unchanged: {err}"
+    ))
 }
 
 /// The error a form's `#` comments report, if any (`# Ticket 7 does not exist.`, ...).
@@ -86,7 +96,10 @@ fn comment_error(comments: &[String]) -> Option<RtError> {
     let lower = text.to_ascii_lowercase();
     if lower.contains("does not exist") {
         Some(RtError::NotFound)
-    } else if lower.contains("not allowed") || lower.contains("no permission") || lower.contains("permission denied") {
+    } else if lower.contains("not allowed")
+        || lower.contains("no permission")
+        || lower.contains("permission denied")
+    {
         Some(RtError::Forbidden(answer::message(&text)))
     } else {
         None
@@ -97,7 +110,11 @@ fn comment_error(comments: &[String]) -> Option<RtError> {
 fn check_status(answer: Answer<'_>) -> Result<Answer<'_>, RtError> {
     let msg = || {
         let m = answer::message(answer.body);
-        if m.is_empty() { answer.reason.to_owned() } else { m }
+        if m.is_empty() {
+            answer.reason.to_owned()
+        } else {
+            m
+        }
     };
     match answer.code {
         200 => Ok(answer),
@@ -106,11 +123,23 @@ fn check_status(answer: Answer<'_>) -> Result<Answer<'_>, RtError> {
         404 => Err(RtError::NotFound),
         400 | 409 | 422 => Err(RtError::Rejected(msg())),
         code @ 500..=599 => Err(RtError::Server(code)),
-        code => Err(RtError::Malformed(format!("RT REST 1.0 status {code} {}", answer.reason))),
+        code => Err(RtError::Malformed(format!(
+            "RT REST 1.0 status {code} {}",
+            answer.reason
+        ))),
     }
 }
 
 fn parse_answer_text(text: &str) -> Result<Answer<'_>, RtError> {
+    // RT prints nothing at all, not even a status line, for a 200 with nothing to say
+    // (e.g. the attachment list of a ticket without attachments).
+    if text.is_empty() {
+        return Ok(Answer {
+            code: 200,
+            reason: "",
+            body: "",
+        });
+    }
     let answer = parse_answer(text).ok_or_else(|| {
         let start: String = text.chars().take(80).collect();
         RtError::Malformed(format!("not an RT REST 1.0 answer: {start:?}"))
@@ -122,7 +151,10 @@ fn parse_answer_text(text: &str) -> Result<Answer<'_>, RtError> {
 /// it (display timezone, no offset); `create_utc` is its Create transaction's raw time (UTC,
 /// the same second or a moment later). The display offset is the difference rounded to a
 /// quarter hour; without a usable `shown` the transaction time is used.
-pub fn resolve_created(shown: Option<&str>, create_utc: Option<NaiveDateTime>) -> Result<DateTime<Utc>, RtError> {
+pub fn resolve_created(
+    shown: Option<&str>,
+    create_utc: Option<NaiveDateTime>,
+) -> Result<DateTime<Utc>, RtError> {
     const QUARTER: i64 = 15 * 60;
     let shown_at = shown.and_then(|s| NaiveDateTime::parse_from_str(s.trim(), DISPLAY_DATE).ok());
     let at = match (shown_at, create_utc) {
@@ -139,25 +171,39 @@ pub fn resolve_created(shown: Option<&str>, create_utc: Option<NaiveDateTime>) -
         // No Create transaction to compare with: the printed time is taken as UTC.
         (Some(shown_at), None) => shown_at,
         (None, None) => {
-            return Err(RtError::Malformed(format!("cannot read the ticket's creation time from {shown:?}")));
+            return Err(RtError::Malformed(format!(
+                "cannot read the ticket's creation time from {shown:?}"
+            )));
         }
     };
     Ok(Utc.from_utc_datetime(&at))
 }
 
 /// Builds a ticket from a `ticket/<id>` form of `show` or `search`.
-fn ticket_from_form(form: &ParsedForm, create_utc: Option<NaiveDateTime>) -> Result<RtTicket, RtError> {
+fn ticket_from_form(
+    form: &ParsedForm,
+    create_utc: Option<NaiveDateTime>,
+) -> Result<RtTicket, RtError> {
     let id = form
         .get("id")
         .and_then(|v| v.strip_prefix("ticket/"))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| RtError::Malformed(format!("ticket form without a ticket id: {:?}", form.get("id"))))?;
+        .ok_or_else(|| {
+            RtError::Malformed(format!(
+                "ticket form without a ticket id: {:?}",
+                form.get("id")
+            ))
+        })?;
     let required = |key: &str| {
-        form.get(key).map(str::to_owned).ok_or_else(|| RtError::Malformed(format!("ticket {id} without {key}")))
+        form.get(key)
+            .map(str::to_owned)
+            .ok_or_else(|| RtError::Malformed(format!("ticket {id} without {key}")))
     };
     let priority = match form.get("Priority").map(str::trim) {
         None | Some("") => 0,
-        Some(p) => p.parse().map_err(|_| RtError::Malformed(format!("ticket {id}: Priority {p:?} is not a number")))?,
+        Some(p) => p.parse().map_err(|_| {
+            RtError::Malformed(format!("ticket {id}: Priority {p:?} is not a number"))
+        })?,
     };
     Ok(RtTicket {
         id,
@@ -182,12 +228,83 @@ fn ticket_from_form(form: &ParsedForm, create_utc: Option<NaiveDateTime>) -> Res
 /// unnamed text/plain part, i.e. a message body rather than a file.
 fn is_body_part(list: &str, aid: u64) -> bool {
     let entry = format!("{aid}: (Unnamed) (text/plain / ");
-    list.match_indices(&entry).any(|(at, _)| at == 0 || list[..at].ends_with([' ', '\n', ',']))
+    list.match_indices(&entry)
+        .any(|(at, _)| at == 0 || list[..at].ends_with([' ', '\n', ',']))
 }
 
 /// Attachment ids listed by a transaction's `Attachments` field (`22: untitled (0b)` lines).
 fn listed_attachment_ids(value: &str) -> Vec<u64> {
-    value.lines().filter_map(|l| l.trim().split_once(':').and_then(|(id, _)| id.parse().ok())).collect()
+    value
+        .lines()
+        .filter_map(|l| l.trim().split_once(':').and_then(|(id, _)| id.parse().ok()))
+        .collect()
+}
+
+/// Counts the `ticket/<id>` lines of a `format=i` search, fed in arbitrary pieces, and
+/// keeps only one page of ids.
+#[derive(Debug)]
+struct IdPage {
+    skip: u64,
+    limit: usize,
+    total: u64,
+    ids: Vec<u64>,
+    partial: Vec<u8>,
+}
+
+impl IdPage {
+    fn new(skip: u64, limit: u32) -> Self {
+        Self {
+            skip,
+            limit: limit as usize,
+            total: 0,
+            ids: Vec::new(),
+            partial: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Result<(), RtError> {
+        let line = std::str::from_utf8(line).map(str::trim).unwrap_or("?");
+        if line.is_empty() {
+            return Ok(());
+        }
+        let id: u64 = line
+            .strip_prefix("ticket/")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                RtError::Malformed(format!("unexpected line in RT's id list: {line:?}"))
+            })?;
+        if self.total >= self.skip && self.ids.len() < self.limit {
+            self.ids.push(id);
+        }
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Takes the next bytes of the answer (after its status line).
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), RtError> {
+        let mut buf = std::mem::take(&mut self.partial);
+        buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(len) = buf[start..].iter().position(|&b| b == b'\n') {
+            self.line(&buf[start..start + len])?;
+            start += len + 1;
+        }
+        buf.drain(..start);
+        if buf.len() > MAX_ID_LINE {
+            return Err(RtError::Malformed(
+                "unexpected long line in RT's id list".into(),
+            ));
+        }
+        self.partial = buf;
+        Ok(())
+    }
+
+    /// How many ids there were, and the page's ids.
+    fn finish(mut self) -> Result<(u64, Vec<u64>), RtError> {
+        let rest = std::mem::take(&mut self.partial);
+        self.line(&rest)?;
+        Ok((self.total, self.ids))
+    }
 }
 
 impl Rest1Client {
@@ -199,10 +316,17 @@ impl Rest1Client {
             .join("REST/1.0/")
             .map_err(|e| RtError::Malformed(format!("RT base URL: {e}")))?;
         let credentials = match &config.auth {
-            RtAuth::Basic { username, password } => Credentials::Form { user: username.clone(), pass: password.clone() },
+            RtAuth::Basic { username, password } => Credentials::Form {
+                user: username.clone(),
+                pass: password.clone(),
+            },
             RtAuth::Token(token) => {
                 let mut value = HeaderValue::from_str(&format!("token {}", token.expose()))
-                    .map_err(|_| RtError::Malformed("RT token contains characters an HTTP header cannot carry".into()))?;
+                    .map_err(|_| {
+                        RtError::Malformed(
+                            "RT token contains characters an HTTP header cannot carry".into(),
+                        )
+                    })?;
                 value.set_sensitive(true);
                 Credentials::Token(value)
             }
@@ -218,7 +342,10 @@ impl Rest1Client {
     }
 
     fn session(&self) -> Option<HeaderValue> {
-        self.session.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set_session(&self, cookie: Option<HeaderValue>) {
@@ -228,7 +355,14 @@ impl Rest1Client {
     /// Keeps RT's session cookie (`RT_SID_<name>.<port>=<id>`) from an answer.
     fn keep_session(&self, resp: &reqwest::Response) {
         for value in resp.headers().get_all(header::SET_COOKIE) {
-            let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()).map(str::trim) else { continue };
+            let Some(pair) = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split(';').next())
+                .map(str::trim)
+            else {
+                continue;
+            };
             if pair.starts_with("RT_SID_") && pair.contains('=') {
                 if let Ok(mut cookie) = HeaderValue::from_str(pair) {
                     cookie.set_sensitive(true);
@@ -239,13 +373,21 @@ impl Rest1Client {
     }
 
     /// POSTs `params` (after the credentials) to `path` and returns the answer unread.
-    async fn post(&self, path: &str, params: &[(&str, &str)]) -> Result<reqwest::Response, RtError> {
-        let url = self.api.join(path).map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
+    async fn post(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<reqwest::Response, RtError> {
+        let url = self
+            .api
+            .join(path)
+            .map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
         let body = {
             // The serializer is not Send; it must be gone before the first await.
             let mut body = form_urlencoded::Serializer::new(String::new());
             if let Credentials::Form { user, pass } = &self.credentials {
-                body.append_pair("user", user).append_pair("pass", pass.expose());
+                body.append_pair("user", user)
+                    .append_pair("pass", pass.expose());
             }
             body.extend_pairs(params);
             body.finish()
@@ -261,14 +403,21 @@ impl Rest1Client {
         if let Some(cookie) = self.session() {
             request = request.header(header::COOKIE, cookie);
         }
-        let resp = request.send().await.map_err(|e| RtError::from_transport(e, self.timeout))?;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| RtError::from_transport(e, self.timeout))?;
         self.keep_session(&resp);
         match resp.status() {
             StatusCode::OK => Ok(resp),
             StatusCode::UNAUTHORIZED => Err(RtError::Unauthenticated),
-            StatusCode::FORBIDDEN => Err(RtError::Forbidden("RT's web server refused the request".into())),
+            StatusCode::FORBIDDEN => Err(RtError::Forbidden(
+                "RT's web server refused the request".into(),
+            )),
             s if s.is_server_error() => Err(RtError::Server(s.as_u16())),
-            s => Err(RtError::Malformed(format!("RT REST 1.0 answered HTTP {s}; check RT's base URL"))),
+            s => Err(RtError::Malformed(format!(
+                "RT REST 1.0 answered HTTP {s}; check RT's base URL"
+            ))),
         }
     }
 
@@ -293,7 +442,13 @@ impl Rest1Client {
     async fn create_times(&self, ids: &[u64]) -> HashMap<u64, NaiveDateTime> {
         let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         let spec = format!("ticket/{list}/history/type/Create");
-        let text = match self.call("show", &[("id", spec.as_str()), ("fields", "Created,Ticket")]).await {
+        let text = match self
+            .call(
+                "show",
+                &[("id", spec.as_str()), ("fields", "Created,Ticket")],
+            )
+            .await
+        {
             Ok(text) => text,
             Err(err) => {
                 debug!(error = %err, "no Create transaction times");
@@ -303,8 +458,12 @@ impl Rest1Client {
         let mut times = HashMap::new();
         for answer in parse_answers(&text).into_iter().filter(|a| a.code == 200) {
             for form in parse_forms(answer.body) {
-                let ticket = form.get("Ticket").and_then(|t| t.trim().parse::<u64>().ok());
-                let created = form.get("Created").and_then(|c| NaiveDateTime::parse_from_str(c.trim(), SQL_DATE).ok());
+                let ticket = form
+                    .get("Ticket")
+                    .and_then(|t| t.trim().parse::<u64>().ok());
+                let created = form
+                    .get("Created")
+                    .and_then(|c| NaiveDateTime::parse_from_str(c.trim(), SQL_DATE).ok());
                 if let (Some(ticket), Some(created)) = (ticket, created) {
                     times.entry(ticket).or_insert(created);
                 }
@@ -315,84 +474,92 @@ impl Rest1Client {
 
     /// Streams the ids matching `sql`, newest first; returns how many there are and the
     /// `limit` ids after the first `skip`. Memory stays bounded by `limit`, whatever the total.
-    async fn ticket_ids(&self, sql: &str, skip: u64, limit: u32) -> Result<(u64, Vec<u64>), RtError> {
-        let mut resp = self.post("search/ticket", &[("query", sql), ("orderby", "-id"), ("format", "i")]).await?;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut status_read = false;
-        let mut total = 0u64;
-        let mut ids = Vec::new();
-        loop {
-            let chunk = resp.chunk().await.map_err(|e| RtError::from_transport(e, self.timeout))?;
-            let done = chunk.is_none();
-            if let Some(chunk) = chunk {
-                pending.extend_from_slice(&chunk);
-            }
-            if !status_read {
-                let Some(end) = pending.iter().position(|&b| b == b'\n').or(done.then_some(pending.len())) else {
-                    if pending.len() > 1024 {
-                        return Err(RtError::Malformed("not an RT REST 1.0 answer".into()));
-                    }
-                    continue;
-                };
-                let line = String::from_utf8_lossy(&pending[..end]).into_owned();
-                match parse_status_line(&line) {
-                    Some((200, _)) => {}
-                    Some(_) => {
-                        // Not 200: the rest is RT's (short) message.
-                        let rest = answer::read_body(&mut resp, 64 * 1024, self.timeout).await?;
-                        pending.extend_from_slice(&rest);
-                        let text = String::from_utf8_lossy(&pending).into_owned();
-                        return Err(self.check(&text).err().unwrap_or_else(|| RtError::Malformed("unreadable status".into())));
-                    }
-                    None => return Err(RtError::Malformed(format!("not an RT REST 1.0 answer: {:?}", line.chars().take(80).collect::<String>()))),
-                }
-                pending.drain(..(end + 1).min(pending.len()));
-                status_read = true;
-            }
-            let mut start = 0;
-            loop {
-                let rest = &pending[start..];
-                let (line, consumed) = match rest.iter().position(|&b| b == b'\n') {
-                    Some(len) => (&rest[..len], len + 1),
-                    None if done && !rest.is_empty() => (rest, rest.len()),
-                    None => break,
-                };
-                start += consumed;
-                let line = std::str::from_utf8(line).map(str::trim).unwrap_or("?");
-                if line.is_empty() {
-                    continue;
-                }
-                let id: u64 = line
-                    .strip_prefix("ticket/")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| RtError::Malformed(format!("unexpected line in RT's id list: {line:?}")))?;
-                if total >= skip && ids.len() < limit as usize {
-                    ids.push(id);
-                }
-                total += 1;
-            }
-            pending.drain(..start.min(pending.len()));
-            if pending.len() > MAX_ID_LINE {
-                return Err(RtError::Malformed("unexpected long line in RT's id list".into()));
-            }
-            if done {
-                return Ok((total, ids));
+    async fn ticket_ids(
+        &self,
+        sql: &str,
+        skip: u64,
+        limit: u32,
+    ) -> Result<(u64, Vec<u64>), RtError> {
+        let mut resp = self
+            .post(
+                "search/ticket",
+                &[("query", sql), ("orderby", "-id"), ("format", "i")],
+            )
+            .await?;
+        // The status line first.
+        let mut head = Vec::new();
+        while !head.contains(&b'\n') && head.len() <= 1024 {
+            match resp
+                .chunk()
+                .await
+                .map_err(|e| RtError::from_transport(e, self.timeout))?
+            {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
             }
         }
+        if head.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+        let line = String::from_utf8_lossy(&head[..end]).into_owned();
+        match parse_status_line(&line) {
+            Some((200, _)) => {}
+            Some(_) => {
+                // Not 200: the rest is RT's (short) message.
+                head.extend_from_slice(
+                    &answer::read_body(&mut resp, 64 * 1024, self.timeout).await?,
+                );
+                let text = String::from_utf8_lossy(&head).into_owned();
+                return Err(self
+                    .check(&text)
+                    .err()
+                    .unwrap_or_else(|| RtError::Malformed("unreadable status".into())));
+            }
+            None => {
+                let start: String = line.chars().take(80).collect();
+                return Err(RtError::Malformed(format!(
+                    "not an RT REST 1.0 answer: {start:?}"
+                )));
+            }
+        }
+        let mut page = IdPage::new(skip, limit);
+        page.feed(head.get(end + 1..).unwrap_or_default())?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| RtError::from_transport(e, self.timeout))?
+        {
+            page.feed(&chunk)?;
+        }
+        page.finish()
     }
 
     /// Reads an attachment's content byte for byte (`.../content` answers `status\n\n<raw>`).
     async fn attachment_content(&self, ticket: u64, aid: u64) -> Result<String, RtError> {
-        let mut resp = self.post(&format!("ticket/{ticket}/attachments/{aid}/content"), &[]).await?;
+        let mut resp = self
+            .post(&format!("ticket/{ticket}/attachments/{aid}/content"), &[])
+            .await?;
         let raw = answer::read_body(&mut resp, MAX_ANSWER_BYTES, self.timeout).await?;
-        // RT prints nothing at all for an empty attachment.
+        // RT prints nothing at all for an empty attachment, nor for the content "0" (false
+        // to Perl); the attachment's own form tells the two apart.
         if raw.is_empty() {
-            return Ok(String::new());
+            let text = self
+                .call(&format!("ticket/{ticket}/attachments/{aid}"), &[])
+                .await?;
+            let answer = self.check(&text)?;
+            let zero = parse_forms(answer.body)
+                .iter()
+                .any(|f| f.get("Content") == Some("0"));
+            return Ok(if zero { "0".to_owned() } else { String::new() });
         }
         let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
         let status = String::from_utf8_lossy(&raw[..line_end]).into_owned();
         if !matches!(parse_status_line(&status), Some((200, _))) {
-            return Err(self.check(&String::from_utf8_lossy(&raw)).err().unwrap_or_else(|| RtError::Malformed("unreadable status".into())));
+            return Err(self
+                .check(&String::from_utf8_lossy(&raw))
+                .err()
+                .unwrap_or_else(|| RtError::Malformed("unreadable status".into())));
         }
         let rest = raw.get(line_end + 1..).unwrap_or_default();
         let content = rest.strip_prefix(b"\n").unwrap_or(rest);
@@ -400,7 +567,11 @@ impl Rest1Client {
             Ok(text) => Ok(text),
             Err(_) => {
                 // REST 1.0 returns the part in its original charset; rt-relay only writes UTF-8.
-                warn!(ticket, attachment = aid, "attachment is not UTF-8; replacing invalid bytes");
+                warn!(
+                    ticket,
+                    attachment = aid,
+                    "attachment is not UTF-8; replacing invalid bytes"
+                );
                 Ok(String::from_utf8_lossy(content).into_owned())
             }
         }
@@ -424,7 +595,9 @@ impl RtClient for Rest1Client {
         if let Some(requestor) = &ticket.requestor {
             // One address: RT would read a list and add every address as a watcher.
             if requestor.contains([',', ';']) {
-                return Err(RtError::Rejected("requestor must be one email address".into()));
+                return Err(RtError::Rejected(
+                    "requestor must be one email address".into(),
+                ));
             }
             form.line("Requestor", requestor).map_err(form_error)?;
         }
@@ -432,11 +605,18 @@ impl RtClient for Rest1Client {
             form.text("Text", &ticket.content).map_err(form_error)?;
         }
         let content = form.finish();
-        let text = self.call("ticket/new", &[("content", content.as_str())]).await?;
+        let text = self
+            .call("ticket/new", &[("content", content.as_str())])
+            .await?;
         let answer = self.check(&text)?;
-        let comments: Vec<String> = parse_forms(answer.body).into_iter().flat_map(|f| f.comments).collect();
+        let comments: Vec<String> = parse_forms(answer.body)
+            .into_iter()
+            .flat_map(|f| f.comments)
+            .collect();
         let created = comments.iter().find_map(|c| {
-            c.strip_prefix("Ticket ").and_then(|r| r.strip_suffix(" created.")).and_then(|n| n.parse::<u64>().ok())
+            c.strip_prefix("Ticket ")
+                .and_then(|r| r.strip_suffix(" created."))
+                .and_then(|n| n.parse::<u64>().ok())
         });
         if let Some(id) = created {
             debug!(ticket.id = id, "created");
@@ -446,12 +626,17 @@ impl RtClient for Rest1Client {
         let lower = message.to_ascii_lowercase();
         // "Queue not set" is how RT reports a queue it cannot load; like REST 2.0's 403 it
         // does not say whether the queue is missing or hidden from this user.
-        if lower.contains("queue not set") || lower.contains("no permission") || lower.contains("permission denied") {
+        if lower.contains("queue not set")
+            || lower.contains("no permission")
+            || lower.contains("permission denied")
+        {
             Err(RtError::Forbidden(message))
         } else if lower.contains("could not create") {
             Err(RtError::Rejected(message))
         } else {
-            Err(RtError::Malformed(format!("create answer without a ticket id: {message:?}")))
+            Err(RtError::Malformed(format!(
+                "create answer without a ticket id: {message:?}"
+            )))
         }
     }
 
@@ -463,7 +648,9 @@ impl RtClient for Rest1Client {
         let shown = shown?;
         let answer = self.check(&shown)?;
         let forms = parse_forms(answer.body);
-        let form = forms.first().ok_or_else(|| RtError::Malformed(format!("empty answer for ticket {id}")))?;
+        let form = forms
+            .first()
+            .ok_or_else(|| RtError::Malformed(format!("empty answer for ticket {id}")))?;
         if let Some(err) = comment_error(&form.comments) {
             return Err(err);
         }
@@ -475,22 +662,35 @@ impl RtClient for Rest1Client {
         let history_path = format!("ticket/{id}/history/type/Create");
         let list_path = format!("ticket/{id}/attachments");
         let history_params = [("format", "l"), ("fields", "Attachments")];
-        let (history, list) = tokio::join!(self.call(&history_path, &history_params), self.call(&list_path, &[]));
+        let (history, list) = tokio::join!(
+            self.call(&history_path, &history_params),
+            self.call(&list_path, &[])
+        );
         let history = history?;
         let history = self.check(&history)?;
         let forms = parse_forms(history.body);
         if let Some(err) = forms.iter().find_map(|f| comment_error(&f.comments)) {
             return Err(err);
         }
-        let create_parts = forms.iter().find_map(|f| f.get("Attachments")).map(listed_attachment_ids).unwrap_or_default();
+        let create_parts = forms
+            .iter()
+            .find_map(|f| f.get("Attachments"))
+            .map(listed_attachment_ids)
+            .unwrap_or_default();
         let list = list?;
         let list = self.check(&list)?;
         let list_forms = parse_forms(list.body);
         if let Some(err) = list_forms.iter().find_map(|f| comment_error(&f.comments)) {
             return Err(err);
         }
-        let all_parts = list_forms.iter().find_map(|f| f.get("Attachments")).unwrap_or_default();
-        match create_parts.into_iter().find(|&aid| is_body_part(all_parts, aid)) {
+        let all_parts = list_forms
+            .iter()
+            .find_map(|f| f.get("Attachments"))
+            .unwrap_or_default();
+        match create_parts
+            .into_iter()
+            .find(|&aid| is_body_part(all_parts, aid))
+        {
             Some(aid) => self.attachment_content(id, aid).await,
             None => Ok(String::new()),
         }
@@ -505,25 +705,49 @@ impl RtClient for Rest1Client {
         let (total, ids) = self.ticket_ids(&sql, skip, per_page).await?;
         let has_more = u64::from(page) * u64::from(per_page) < total;
         if ids.is_empty() {
-            return Ok(RtPage { tickets: Vec::new(), page, total, has_more });
+            return Ok(RtPage {
+                tickets: Vec::new(),
+                page,
+                total,
+                has_more,
+            });
         }
         let page_sql = ids_sql(&ids);
-        let params = [("query", page_sql.as_str()), ("orderby", "-id"), ("format", "l"), ("fields", TICKET_FIELDS)];
-        let (found, times) = tokio::join!(self.call("search/ticket", &params), self.create_times(&ids));
+        let params = [
+            ("query", page_sql.as_str()),
+            ("orderby", "-id"),
+            ("format", "l"),
+            ("fields", TICKET_FIELDS),
+        ];
+        let (found, times) =
+            tokio::join!(self.call("search/ticket", &params), self.create_times(&ids));
         let found = found?;
         let answer = self.check(&found)?;
         let mut forms: HashMap<u64, ParsedForm> = HashMap::new();
         for form in parse_forms(answer.body) {
-            if let Some(id) = form.get("id").and_then(|v| v.strip_prefix("ticket/")).and_then(|v| v.parse().ok()) {
+            if let Some(id) = form
+                .get("id")
+                .and_then(|v| v.strip_prefix("ticket/"))
+                .and_then(|v| v.parse().ok())
+            {
                 forms.insert(id, form);
             }
         }
         // A ticket gone between the two requests is left out rather than failing the page.
         let tickets = ids
             .iter()
-            .filter_map(|id| forms.get(id).map(|form| ticket_from_form(form, times.get(id).copied())))
+            .filter_map(|id| {
+                forms
+                    .get(id)
+                    .map(|form| ticket_from_form(form, times.get(id).copied()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RtPage { tickets, page, total, has_more })
+        Ok(RtPage {
+            tickets,
+            page,
+            total,
+            has_more,
+        })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -539,9 +763,82 @@ mod tests {
         NaiveDateTime::parse_from_str(s, SQL_DATE).unwrap()
     }
 
+    /// A client whose every request would fail as Unreachable: refusals must come first.
+    fn offline_client() -> Rest1Client {
+        Rest1Client::new(RtConfig {
+            api: crate::config::RtApi::Rest1,
+            base_url: Url::parse("http://127.0.0.1:9/").unwrap(),
+            auth: RtAuth::Basic {
+                username: "u".into(),
+                password: Secret::new("hunter2"),
+            },
+            default_queue: "General".into(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_input_rest1_cannot_carry_when_creating_then_it_is_rejected_before_any_request() {
+        let rt = offline_client();
+        let base = RtCreate {
+            queue: "General".into(),
+            subject: "s".into(),
+            content: "c".into(),
+            requestor: None,
+        };
+        let cases = [
+            RtCreate {
+                subject: "x\nOwner: root".into(),
+                ..base.clone()
+            },
+            RtCreate {
+                subject: " leading space".into(),
+                ..base.clone()
+            },
+            RtCreate {
+                queue: "General\nOwner: root".into(),
+                ..base.clone()
+            },
+            RtCreate {
+                requestor: Some("a@example.com, b@example.com".into()),
+                ..base.clone()
+            },
+            RtCreate {
+                requestor: Some("a@example.com\nCc: b@example.com".into()),
+                ..base.clone()
+            },
+            RtCreate {
+                content: "\nleading empty line".into(),
+                ..base.clone()
+            },
+            RtCreate {
+                content: "0".into(),
+                ..base.clone()
+            },
+        ];
+        for case in cases {
+            let result = rt.create(&case).await;
+            assert!(
+                matches!(result, Err(RtError::Rejected(_))),
+                "{case:?}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let shown = format!("{:?}", offline_client());
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
     #[test]
     fn created_in_utc_display_is_exact() {
-        let t = resolve_created(Some("Sat Nov 28 23:58:04 2026"), Some(naive("2026-11-28 23:58:05"))).unwrap();
+        let t = resolve_created(
+            Some("Sat Nov 28 23:58:04 2026"),
+            Some(naive("2026-11-28 23:58:05")),
+        )
+        .unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-28T23:58:04+00:00");
     }
 
@@ -567,8 +864,37 @@ mod tests {
             assert_eq!(t.naive_utc(), tx, "{shown:?}");
         }
         // Too far from a quarter-hour offset to be the same moment.
-        assert_eq!(resolve_created(Some("Sat Nov 28 23:48:04 2026"), Some(tx)).unwrap().naive_utc(), tx);
+        assert_eq!(
+            resolve_created(Some("Sat Nov 28 23:48:04 2026"), Some(tx))
+                .unwrap()
+                .naive_utc(),
+            tx
+        );
         assert!(resolve_created(None, None).is_err());
+    }
+
+    #[test]
+    fn id_lists_count_everything_and_keep_one_page_whatever_the_chunking() {
+        let body = b"ticket/9\nticket/8\n\nticket/7\nticket/6\nticket/5";
+        for split in 0..body.len() {
+            let mut page = IdPage::new(2, 2);
+            page.feed(&body[..split]).unwrap();
+            page.feed(&body[split..]).unwrap();
+            assert_eq!(page.finish().unwrap(), (5, vec![7, 6]), "split at {split}");
+        }
+        let mut past_the_end = IdPage::new(10, 3);
+        past_the_end.feed(body).unwrap();
+        assert_eq!(past_the_end.finish().unwrap(), (5, vec![]));
+        let mut bad = IdPage::new(0, 3);
+        assert!(matches!(
+            bad.feed(b"No matching results.\n"),
+            Err(RtError::Malformed(_))
+        ));
+        let mut long = IdPage::new(0, 3);
+        assert!(matches!(
+            long.feed(&[b'1'; 200]),
+            Err(RtError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -577,14 +903,32 @@ mod tests {
                     Requestors: a@example.com, b@example.com\nCreated: Sat Nov 28 23:58:04 2026\n";
         let form = &parse_forms(body)[0];
         let t = ticket_from_form(form, Some(naive("2026-11-28 23:58:04"))).unwrap();
-        assert_eq!((t.id, t.subject.as_str(), t.queue.as_str(), t.owner.as_str(), t.priority), (7, "Owner: root", "Support", "Nobody", 0));
-        assert_eq!(t.requestors, vec!["a@example.com".to_owned(), "b@example.com".to_owned()]);
+        assert_eq!(
+            (
+                t.id,
+                t.subject.as_str(),
+                t.queue.as_str(),
+                t.owner.as_str(),
+                t.priority
+            ),
+            (7, "Owner: root", "Support", "Nobody", 0)
+        );
+        assert_eq!(
+            t.requestors,
+            vec!["a@example.com".to_owned(), "b@example.com".to_owned()]
+        );
     }
 
     #[test]
     fn comments_report_missing_and_forbidden_tickets() {
-        assert!(matches!(comment_error(&["Ticket 9 does not exist.".into()]), Some(RtError::NotFound)));
-        assert!(matches!(comment_error(&["You are not allowed to display ticket 9.".into()]), Some(RtError::Forbidden(_))));
+        assert!(matches!(
+            comment_error(&["Ticket 9 does not exist.".into()]),
+            Some(RtError::NotFound)
+        ));
+        assert!(matches!(
+            comment_error(&["You are not allowed to display ticket 9.".into()]),
+            Some(RtError::Forbidden(_))
+        ));
         assert!(comment_error(&["1/1 (id/38/total)".into()]).is_none());
     }
 
@@ -592,11 +936,26 @@ mod tests {
     fn statuses_map_to_errors() {
         let err = |text: &str| parse_answer_text(text).err();
         assert!(err("RT/5.0.3+dfsg-3~deb12u6 200 Ok\n\nx").is_none());
-        assert!(matches!(err("RT/5.0.3 401 Credentials required\n\nYour username or password is incorrect\n"), Some(RtError::Unauthenticated)));
-        assert!(matches!(err("RT/5.0.3 400 Bad request\n\nInvalid query: 'x'.\n"), Some(RtError::Rejected(m)) if m == "Invalid query: 'x'."));
-        assert!(matches!(err("RT/5.0.3 409 Syntax Error\n\n# Could not create ticket.\n"), Some(RtError::Rejected(_))));
-        assert!(matches!(err("RT/5.0.3 500 Server Error\n\nUnsupported object type."), Some(RtError::Server(500))));
-        assert!(matches!(err("<html>login</html>"), Some(RtError::Malformed(_))));
+        assert!(matches!(
+            err("RT/5.0.3 401 Credentials required\n\nYour username or password is incorrect\n"),
+            Some(RtError::Unauthenticated)
+        ));
+        assert!(
+            matches!(err("RT/5.0.3 400 Bad request\n\nInvalid query: 'x'.\n"), Some(RtError::Rejected(m)) if m == "Invalid query: 'x'.")
+        );
+        assert!(matches!(
+            err("RT/5.0.3 409 Syntax Error\n\n# Could not create ticket.\n"),
+            Some(RtError::Rejected(_))
+        ));
+        assert!(matches!(
+            err("RT/5.0.3 500 Server Error\n\nUnsupported object type."),
+            Some(RtError::Server(500))
+        ));
+        assert!(matches!(
+            err("<html>login</html>"),
+            Some(RtError::Malformed(_))
+        ));
+        assert!(err("").is_none(), "RT's silent 200");
     }
 
     #[test]
@@ -607,6 +966,9 @@ mod tests {
         assert!(!is_body_part(list, 22));
         assert!(!is_body_part(list, 2));
         assert!(!is_body_part(list, 122));
-        assert_eq!(listed_attachment_ids("22: untitled (0b)\n23: untitled (5b)"), vec![22, 23]);
+        assert_eq!(
+            listed_attachment_ids("22: untitled (0b)\n23: untitled (5b)"),
+            vec![22, 23]
+        );
     }
 }

@@ -98,7 +98,8 @@ impl Form {
             return Err(FormError::LeadingEmptyLine(key.to_owned()));
         }
         self.add_key(key)?;
-        self.text.reserve(value.len() + value.len() / 16 + key.len() + 8);
+        self.text
+            .reserve(value.len() + value.len() / 16 + key.len() + 8);
         let _ = writeln!(self.text, "{key}:");
         self.text.push_str(" \n");
         for line in value.split('\n') {
@@ -148,7 +149,11 @@ pub fn parse_status_line(line: &str) -> Option<(u16, &str)> {
 pub fn parse_answer(text: &str) -> Option<Answer<'_>> {
     let (line, rest) = text.split_once('\n').unwrap_or((text, ""));
     let (code, reason) = parse_status_line(line)?;
-    Some(Answer { code, reason, body: rest.strip_prefix('\n').unwrap_or(rest) })
+    Some(Answer {
+        code,
+        reason,
+        body: rest.strip_prefix('\n').unwrap_or(rest),
+    })
 }
 
 /// Splits an answer made of several answers one after another (RT's `show` of several
@@ -184,7 +189,10 @@ pub struct ParsedForm {
 impl ParsedForm {
     /// The value of a field, its name compared case-insensitively.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
     }
 
     fn is_empty(&self) -> bool {
@@ -235,10 +243,13 @@ pub fn parse_forms(text: &str) -> Vec<ParsedForm> {
                 forms.push(std::mem::take(&mut form));
             }
         } else if let Some(comment) = line.strip_prefix('#') {
-            form.comments.push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
+            form.comments
+                .push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
         } else if let Some((key, first)) = field_line(line) {
             let mut values = vec![first];
-            while i < lines.len() && (lines[i].is_empty() || lines[i].starts_with(char::is_whitespace)) {
+            while i < lines.len()
+                && (lines[i].is_empty() || lines[i].starts_with(char::is_whitespace))
+            {
                 values.push(lines[i]);
                 i += 1;
             }
@@ -253,9 +264,16 @@ pub fn parse_forms(text: &str) -> Vec<ParsedForm> {
                 .filter(|ws| !ws.is_empty())
                 .min_by_key(|ws| ws.chars().count())
                 .unwrap_or("");
-            let stripped: Vec<&str> = values.iter().map(|v| v.strip_prefix(indent).unwrap_or(v)).collect();
-            let start = stripped.iter().position(|v| !v.is_empty()).unwrap_or(stripped.len());
-            form.fields.push((key.to_owned(), stripped[start..].join("\n")));
+            let stripped: Vec<&str> = values
+                .iter()
+                .map(|v| v.strip_prefix(indent).unwrap_or(v))
+                .collect();
+            let start = stripped
+                .iter()
+                .position(|v| !v.is_empty())
+                .unwrap_or(stripped.len());
+            form.fields
+                .push((key.to_owned(), stripped[start..].join("\n")));
         }
         // Anything else is not part of a form RT composes; it is skipped.
     }
@@ -292,9 +310,13 @@ mod tests {
                 }
                 continue;
             }
-            let Some((key, first)) = field_line(line) else { continue };
+            let Some((key, first)) = field_line(line) else {
+                continue;
+            };
             let mut v: Vec<String> = vec![first.to_owned()];
-            while i < lines.len() && (lines[i].is_empty() || lines[i].starts_with(char::is_whitespace)) {
+            while i < lines.len()
+                && (lines[i].is_empty() || lines[i].starts_with(char::is_whitespace))
+            {
                 v.push(lines[i].to_owned());
                 i += 1;
             }
@@ -308,7 +330,10 @@ mod tests {
                 if lead.is_empty() {
                     continue;
                 }
-                if ws.as_ref().map_or(true, |w| lead.chars().count() < w.chars().count()) {
+                if ws
+                    .as_ref()
+                    .map_or(true, |w| lead.chars().count() < w.chars().count())
+                {
                     ws = Some(lead);
                 }
             }
@@ -331,11 +356,18 @@ mod tests {
 
     fn text_round_trip(value: &str) -> String {
         let mut form = Form::new();
-        form.line("id", "ticket/new").unwrap().text("Text", value).unwrap();
+        form.line("id", "ticket/new")
+            .unwrap()
+            .text("Text", value)
+            .unwrap();
         let parsed = rt_form_parse(&form.finish());
         assert_eq!(parsed.len(), 1, "exactly one form for {value:?}");
         let fields = &parsed[0];
-        assert_eq!(fields.len(), 2, "exactly id and Text for {value:?}: {fields:?}");
+        assert_eq!(
+            fields.len(),
+            2,
+            "exactly id and Text for {value:?}: {fields:?}"
+        );
         assert_eq!(fields[0], ("id".to_owned(), "ticket/new".to_owned()));
         assert_eq!(fields[1].0, "Text");
         fields[1].1.clone()
@@ -375,7 +407,10 @@ mod tests {
     fn given_a_text_with_a_leading_empty_line_then_it_is_refused() {
         for value in ["\n", "\nx", "\n\nx"] {
             let mut form = Form::new();
-            assert_eq!(form.text("Text", value).unwrap_err(), FormError::LeadingEmptyLine("Text".into()));
+            assert_eq!(
+                form.text("Text", value).unwrap_err(),
+                FormError::LeadingEmptyLine("Text".into())
+            );
         }
         // A first line that is not empty (a carriage return, spaces) is fine.
         assert_eq!(text_round_trip("\r\nx"), "\r\nx");
@@ -392,11 +427,25 @@ mod tests {
     #[test]
     fn one_line_values_refuse_anything_that_could_add_or_change_a_field() {
         let mut form = Form::new();
-        for bad in ["x\nOwner: root", "x\rOwner: root", "tab\there", "nel\u{85}x", "\u{0}"] {
-            assert_eq!(form.line("Subject", bad).unwrap_err(), FormError::ControlCharacter("Subject".into()), "{bad:?}");
+        for bad in [
+            "x\nOwner: root",
+            "x\rOwner: root",
+            "tab\there",
+            "nel\u{85}x",
+            "\u{0}",
+        ] {
+            assert_eq!(
+                form.line("Subject", bad).unwrap_err(),
+                FormError::ControlCharacter("Subject".into()),
+                "{bad:?}"
+            );
         }
         for bad in [" x", "\u{a0}x", "\u{3000}x"] {
-            assert_eq!(form.line("Subject", bad).unwrap_err(), FormError::LeadingWhitespace("Subject".into()), "{bad:?}");
+            assert_eq!(
+                form.line("Subject", bad).unwrap_err(),
+                FormError::LeadingWhitespace("Subject".into()),
+                "{bad:?}"
+            );
         }
         assert!(form.finish().is_empty(), "a refused value writes nothing");
     }
@@ -405,7 +454,8 @@ mod tests {
     fn one_line_values_that_look_like_fields_stay_in_their_field() {
         let mut form = Form::new();
         form.line("id", "ticket/new").unwrap();
-        form.line("Subject", "Owner: root -- Status: resolved  ").unwrap();
+        form.line("Subject", "Owner: root -- Status: resolved  ")
+            .unwrap();
         form.line("Queue", "--").unwrap();
         form.line("Requestor", "").unwrap();
         let parsed = rt_form_parse(&form.finish());
@@ -413,7 +463,10 @@ mod tests {
             parsed,
             vec![vec![
                 ("id".to_owned(), "ticket/new".to_owned()),
-                ("Subject".to_owned(), "Owner: root -- Status: resolved  ".to_owned()),
+                (
+                    "Subject".to_owned(),
+                    "Owner: root -- Status: resolved  ".to_owned()
+                ),
                 ("Queue".to_owned(), "--".to_owned()),
                 ("Requestor".to_owned(), String::new()),
             ]]
@@ -424,20 +477,47 @@ mod tests {
     fn keys_are_checked_and_never_repeated() {
         let mut form = Form::new();
         form.line("Subject", "a").unwrap();
-        assert_eq!(form.line("subject", "b").unwrap_err(), FormError::DuplicateKey("subject".into()));
-        assert_eq!(form.text("SUBJECT", "b").unwrap_err(), FormError::DuplicateKey("SUBJECT".into()));
+        assert_eq!(
+            form.line("subject", "b").unwrap_err(),
+            FormError::DuplicateKey("subject".into())
+        );
+        assert_eq!(
+            form.text("SUBJECT", "b").unwrap_err(),
+            FormError::DuplicateKey("SUBJECT".into())
+        );
         for bad in ["", "1x", "Sub ject", "Owner:", "a\nb", "CF.{x}"] {
-            assert_eq!(form.line(bad, "v").unwrap_err(), FormError::BadKey(bad.into()), "{bad:?}");
+            assert_eq!(
+                form.line(bad, "v").unwrap_err(),
+                FormError::BadKey(bad.into()),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn status_lines_parse_with_debian_versions() {
-        assert_eq!(parse_status_line("RT/5.0.3+dfsg-3~deb12u6 200 Ok"), Some((200, "Ok")));
-        assert_eq!(parse_status_line("RT/4.4.4 401 Credentials required"), Some((401, "Credentials required")));
-        assert_eq!(parse_status_line("RT/5.0.3 409 Syntax Error\r"), Some((409, "Syntax Error")));
+        assert_eq!(
+            parse_status_line("RT/5.0.3+dfsg-3~deb12u6 200 Ok"),
+            Some((200, "Ok"))
+        );
+        assert_eq!(
+            parse_status_line("RT/4.4.4 401 Credentials required"),
+            Some((401, "Credentials required"))
+        );
+        assert_eq!(
+            parse_status_line("RT/5.0.3 409 Syntax Error\r"),
+            Some((409, "Syntax Error"))
+        );
         assert_eq!(parse_status_line("RT/5.0.3 200"), Some((200, "")));
-        for bad in ["", "RT/ 200 Ok", "HTTP/1.1 200 OK", "RT/5 abc Ok", "RT/5 2000 Ok", "rt/5 200 Ok", "RT/5  200 Ok"] {
+        for bad in [
+            "",
+            "RT/ 200 Ok",
+            "HTTP/1.1 200 OK",
+            "RT/5 abc Ok",
+            "RT/5 2000 Ok",
+            "rt/5 200 Ok",
+            "RT/5  200 Ok",
+        ] {
             assert_eq!(parse_status_line(bad), None, "{bad:?}");
         }
     }
@@ -461,7 +541,10 @@ mod tests {
         let first = &parse_forms(answers[0].body)[0];
         assert_eq!(first.get("ticket"), Some("3"));
         assert_eq!(first.get("Created"), Some("2026-11-29 00:02:54"));
-        assert_eq!(parse_forms(answers[1].body)[0].comments, vec!["Ticket 9999 does not exist."]);
+        assert_eq!(
+            parse_forms(answers[1].body)[0].comments,
+            vec!["Ticket 9999 does not exist."]
+        );
     }
 
     #[test]
@@ -471,7 +554,10 @@ mod tests {
         let forms = parse_forms(text);
         assert_eq!(forms.len(), 2);
         assert_eq!(forms[0].get("subject"), Some("Owner: root  "));
-        assert_eq!(forms[0].get("Requestors"), Some("a@example.com, b@example.com,\nc@example.com"));
+        assert_eq!(
+            forms[0].get("Requestors"),
+            Some("a@example.com, b@example.com,\nc@example.com")
+        );
         assert_eq!(forms[1].get("Subject"), Some("--"));
         assert_eq!(forms[1].get("Attachments"), Some("22: untitled (0b)"));
         assert_eq!(forms[1].get("Queue"), None);

@@ -1,5 +1,9 @@
 //! The RT REST 2.0 adapter: JSON at `{base}REST/2.0/`, credentials sent up front on every
 //! request (RT sends no challenge), queue names resolved from ids and cached.
+//!
+//! RT REST 2.0 rewrites CRLF as LF in a new ticket's content, so a description containing
+//! CRLF is refused with [`RtError::Rejected`] instead of being stored changed. Everything
+//! else (leading and trailing blank lines, indentation, lone CR, "0") round-trips exactly.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -41,7 +45,10 @@ pub struct Rest2Client {
 
 impl fmt::Debug for Rest2Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rest2Client").field("api", &self.api.as_str()).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Rest2Client")
+            .field("api", &self.api.as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,11 +58,15 @@ fn authorization(auth: &RtAuth) -> Result<HeaderValue, RtError> {
         RtAuth::Token(token) => format!("token {}", token.expose()),
         RtAuth::Basic { username, password } => {
             let pair = format!("{username}:{}", password.expose());
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
         }
     };
-    let mut value = HeaderValue::from_str(&raw)
-        .map_err(|_| RtError::Malformed("RT credentials contain characters an HTTP header cannot carry".into()))?;
+    let mut value = HeaderValue::from_str(&raw).map_err(|_| {
+        RtError::Malformed("RT credentials contain characters an HTTP header cannot carry".into())
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -124,21 +135,34 @@ impl TicketJson {
     }
 
     fn into_ticket(self, queue: String) -> Result<RtTicket, RtError> {
-        let id = self.id.as_id().ok_or_else(|| RtError::Malformed("ticket id is not a number".into()))?;
-        let created = self.created.as_deref().ok_or_else(|| RtError::Malformed(format!("ticket {id} without Created")))?;
+        let id = self
+            .id
+            .as_id()
+            .ok_or_else(|| RtError::Malformed("ticket id is not a number".into()))?;
+        let created = self
+            .created
+            .as_deref()
+            .ok_or_else(|| RtError::Malformed(format!("ticket {id} without Created")))?;
         let created = DateTime::parse_from_rfc3339(created)
             .map_err(|e| RtError::Malformed(format!("ticket {id}: Created {created:?}: {e}")))?
             .with_timezone(&Utc);
         let priority = match &self.priority {
             None => 0,
-            Some(p) => p.as_i64().ok_or_else(|| RtError::Malformed(format!("ticket {id}: Priority is not a number")))?,
+            Some(p) => p.as_i64().ok_or_else(|| {
+                RtError::Malformed(format!("ticket {id}: Priority is not a number"))
+            })?,
         };
         Ok(RtTicket {
             id,
             subject: self.subject.unwrap_or_default(),
-            status: self.status.ok_or_else(|| RtError::Malformed(format!("ticket {id} without Status")))?,
+            status: self
+                .status
+                .ok_or_else(|| RtError::Malformed(format!("ticket {id} without Status")))?,
             queue,
-            owner: self.owner.map(|o| o.name()).unwrap_or_else(|| "Nobody".into()),
+            owner: self
+                .owner
+                .map(|o| o.name())
+                .unwrap_or_else(|| "Nobody".into()),
             priority,
             // RT REST 2.0 names requestors by user name; for users RT created from an
             // address (as for every requestor rt-relay sends) the name is the address.
@@ -201,14 +225,20 @@ fn status_error(status: StatusCode, body: &[u8]) -> RtError {
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
     let msg = || {
         let m = answer::message(&text);
-        if m.is_empty() { status.canonical_reason().unwrap_or("no message").to_owned() } else { m }
+        if m.is_empty() {
+            status.canonical_reason().unwrap_or("no message").to_owned()
+        } else {
+            m
+        }
     };
     match status.as_u16() {
         401 => RtError::Unauthenticated,
         403 => RtError::Forbidden(msg()),
         404 => RtError::NotFound,
         code @ 500..=599 => RtError::Server(code),
-        300..=399 => RtError::Malformed(format!("unexpected redirect (HTTP {status}); check RT's base URL")),
+        300..=399 => RtError::Malformed(format!(
+            "unexpected redirect (HTTP {status}); check RT's base URL"
+        )),
         _ => RtError::Rejected(msg()),
     }
 }
@@ -231,7 +261,10 @@ impl Rest2Client {
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, RtError> {
-        let mut url = self.api.join(path).map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
+        let mut url = self
+            .api
+            .join(path)
+            .map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -239,7 +272,10 @@ impl Rest2Client {
     }
 
     /// Sends one request with credentials and reads the body; non-2xx answers become errors.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), RtError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), RtError> {
         let mut resp = request
             .header(header::AUTHORIZATION, self.authorization.clone())
             .header(header::ACCEPT, "application/json")
@@ -257,13 +293,21 @@ impl Rest2Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, RtError> {
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, RtError> {
         let (_, body) = self.send(self.http.get(self.url(path, query)?)).await?;
         serde_json::from_slice(&body).map_err(|e| RtError::Malformed(format!("{path}: {e}")))
     }
 
     fn cached_queue(&self, id: u64) -> Option<String> {
-        self.queue_names.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+        self.queue_names
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
     }
 
     /// The queue's name, from the cache or `GET /queue/:id`. Names are cached for the life of
@@ -273,7 +317,10 @@ impl Rest2Client {
             return Ok(name);
         }
         let queue: QueueJson = self.get_json(&format!("queue/{id}"), &[]).await?;
-        let mut names = self.queue_names.write().unwrap_or_else(PoisonError::into_inner);
+        let mut names = self
+            .queue_names
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if names.len() >= MAX_CACHED_QUEUES {
             names.clear();
         }
@@ -283,14 +330,28 @@ impl Rest2Client {
 
     /// The Create transaction's id (the first in the ticket's history).
     async fn create_transaction(&self, id: u64) -> Result<u64, RtError> {
-        let history: Collection<TransactionItem> =
-            self.get_json(&format!("ticket/{id}/history"), &[("fields", "Type"), ("per_page", "100")]).await?;
-        history
+        let history: Collection<TransactionItem> = self
+            .get_json(
+                &format!("ticket/{id}/history"),
+                &[("fields", "Type"), ("per_page", "100")],
+            )
+            .await?;
+        let create = history
             .items
             .iter()
             .find(|t| t.kind.as_deref() == Some("Create"))
-            .and_then(|t| t.id.as_id())
-            .ok_or_else(|| RtError::Malformed(format!("ticket {id} has no Create transaction")))
+            .and_then(|t| t.id.as_id());
+        match create {
+            Some(tid) => Ok(tid),
+            None => {
+                // RT answers an empty history, not 404, for a ticket that does not exist.
+                self.get_json::<TicketJson>(&format!("ticket/{id}"), &[])
+                    .await?;
+                Err(RtError::Malformed(format!(
+                    "ticket {id} has no Create transaction"
+                )))
+            }
+        }
     }
 }
 
@@ -298,6 +359,14 @@ impl Rest2Client {
 impl RtClient for Rest2Client {
     #[instrument(level = "debug", skip_all, fields(rt.api = "rest2", queue = %ticket.queue))]
     async fn create(&self, ticket: &RtCreate) -> Result<u64, RtError> {
+        // RT REST 2.0 rewrites every CRLF in the content as LF (MakeMIMEEntity); refuse
+        // rather than store a description other than the one given.
+        if ticket.content.contains("\r\n") {
+            return Err(RtError::Rejected(
+                "RT REST 2.0 stores CRLF line ends as LF; send the description with LF line ends"
+                    .into(),
+            ));
+        }
         let mut body = json!({ "Queue": ticket.queue, "Subject": ticket.subject });
         // An empty Content makes RT store an empty application/octet-stream part; with none
         // the ticket simply has no first message, as through REST 1.0.
@@ -308,10 +377,15 @@ impl RtClient for Rest2Client {
         if let Some(requestor) = &ticket.requestor {
             body["Requestor"] = json!(requestor);
         }
-        let (_, answer) = self.send(self.http.post(self.url("ticket", &[])?).json(&body)).await?;
-        let created: CreatedJson =
-            serde_json::from_slice(&answer).map_err(|e| RtError::Malformed(format!("create answer: {e}")))?;
-        let id = created.id.as_id().ok_or_else(|| RtError::Malformed("create answer without a ticket id".into()))?;
+        let (_, answer) = self
+            .send(self.http.post(self.url("ticket", &[])?).json(&body))
+            .await?;
+        let created: CreatedJson = serde_json::from_slice(&answer)
+            .map_err(|e| RtError::Malformed(format!("create answer: {e}")))?;
+        let id = created
+            .id
+            .as_id()
+            .ok_or_else(|| RtError::Malformed("create answer without a ticket id".into()))?;
         debug!(ticket.id = id, "created");
         Ok(id)
     }
@@ -334,18 +408,28 @@ impl RtClient for Rest2Client {
             .await?;
         // The message body is the first text/plain part that is not a named file.
         let body = attachments.items.iter().find(|a| {
-            a.content_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
+            a.content_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
                 && a.filename.as_deref().unwrap_or("").is_empty()
         });
         let Some(aid) = body.and_then(|a| a.id.as_id()) else {
             return Ok(String::new());
         };
         let attachment: AttachmentJson = self.get_json(&format!("attachment/{aid}"), &[]).await?;
-        let encoded: String = attachment.content.unwrap_or_default().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let encoded: String = attachment
+            .content
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
-            .map_err(|e| RtError::Malformed(format!("attachment {aid}: Content is not base64: {e}")))?;
-        String::from_utf8(bytes).map_err(|_| RtError::Malformed(format!("attachment {aid} is not UTF-8")))
+            .map_err(|e| {
+                RtError::Malformed(format!("attachment {aid}: Content is not base64: {e}"))
+            })?;
+        String::from_utf8(bytes)
+            .map_err(|_| RtError::Malformed(format!("attachment {aid} is not UTF-8")))
     }
 
     #[instrument(level = "debug", skip(self, query), fields(rt.api = "rest2"))]
@@ -367,7 +451,9 @@ impl RtClient for Rest2Client {
                 ],
             )
             .await?;
-        let total = found.total.ok_or_else(|| RtError::Malformed("ticket list without total".into()))?;
+        let total = found
+            .total
+            .ok_or_else(|| RtError::Malformed("ticket list without total".into()))?;
         let mut missing: Vec<u64> = Vec::new();
         for item in &found.items {
             let qid = item.queue_id()?;
@@ -390,7 +476,12 @@ impl RtClient for Rest2Client {
             }
         }
         let has_more = u64::from(page) * u64::from(per_page) < total;
-        Ok(RtPage { tickets, page, total, has_more })
+        Ok(RtPage {
+            tickets,
+            page,
+            total,
+            has_more,
+        })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -406,13 +497,30 @@ mod tests {
     #[test]
     fn error_statuses_map_to_what_they_mean() {
         let forbidden = br#"{"message":"No permission to create tickets in the queue 'Nope'"}"#;
-        assert!(matches!(status_error(StatusCode::UNAUTHORIZED, br#"{"message":"Unauthorized"}"#), RtError::Unauthenticated));
-        assert!(matches!(status_error(StatusCode::FORBIDDEN, forbidden), RtError::Forbidden(m) if m.contains("'Nope'")));
-        assert!(matches!(status_error(StatusCode::NOT_FOUND, br#"{"message":"Not Found"}"#), RtError::NotFound));
-        assert!(matches!(status_error(StatusCode::BAD_REQUEST, br#"{"message":"Bad"}"#), RtError::Rejected(m) if m == "Bad"));
-        assert!(matches!(status_error(StatusCode::UNPROCESSABLE_ENTITY, b"plain"), RtError::Rejected(m) if m == "plain"));
-        assert!(matches!(status_error(StatusCode::BAD_REQUEST, b""), RtError::Rejected(m) if m == "Bad Request"));
-        assert!(matches!(status_error(StatusCode::BAD_GATEWAY, b"<html>"), RtError::Server(502)));
+        assert!(matches!(
+            status_error(StatusCode::UNAUTHORIZED, br#"{"message":"Unauthorized"}"#),
+            RtError::Unauthenticated
+        ));
+        assert!(
+            matches!(status_error(StatusCode::FORBIDDEN, forbidden), RtError::Forbidden(m) if m.contains("'Nope'"))
+        );
+        assert!(matches!(
+            status_error(StatusCode::NOT_FOUND, br#"{"message":"Not Found"}"#),
+            RtError::NotFound
+        ));
+        assert!(
+            matches!(status_error(StatusCode::BAD_REQUEST, br#"{"message":"Bad"}"#), RtError::Rejected(m) if m == "Bad")
+        );
+        assert!(
+            matches!(status_error(StatusCode::UNPROCESSABLE_ENTITY, b"plain"), RtError::Rejected(m) if m == "plain")
+        );
+        assert!(
+            matches!(status_error(StatusCode::BAD_REQUEST, b""), RtError::Rejected(m) if m == "Bad Request")
+        );
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, b"<html>"),
+            RtError::Server(502)
+        ));
     }
 
     #[test]
@@ -428,17 +536,47 @@ mod tests {
         assert_eq!(t.created.to_rfc3339(), "2026-11-29T00:02:59+00:00");
     }
 
+    #[tokio::test]
+    async fn crlf_is_refused_before_any_request() {
+        let config = RtConfig {
+            api: crate::config::RtApi::Rest2,
+            base_url: Url::parse("http://127.0.0.1:9/").unwrap(),
+            auth: RtAuth::Token(Secret::new("t")),
+            default_queue: "General".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let rt = Rest2Client::new(config).unwrap();
+        let ticket = RtCreate {
+            queue: "General".into(),
+            subject: "s".into(),
+            content: "a\r\nb".into(),
+            requestor: None,
+        };
+        assert!(matches!(
+            rt.create(&ticket).await,
+            Err(RtError::Rejected(_))
+        ));
+    }
+
     #[test]
     fn debug_never_shows_credentials() {
         let config = RtConfig {
             api: crate::config::RtApi::Rest2,
             base_url: Url::parse("http://127.0.0.1:9/").unwrap(),
-            auth: RtAuth::Basic { username: "u".into(), password: Secret::new("hunter2") },
+            auth: RtAuth::Basic {
+                username: "u".into(),
+                password: Secret::new("hunter2"),
+            },
             default_queue: "General".into(),
             timeout: Duration::from_secs(1),
         };
         let client = Rest2Client::new(config).unwrap();
         let shown = format!("{client:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("aHVudGVyMg") && !shown.contains("dTpodW50ZXIy"), "{shown}");
+        assert!(
+            !shown.contains("hunter2")
+                && !shown.contains("aHVudGVyMg")
+                && !shown.contains("dTpodW50ZXIy"),
+            "{shown}"
+        );
     }
 }
