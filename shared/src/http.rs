@@ -104,7 +104,7 @@ impl ApiError {
                 m(502, "rt_unavailable", "the ticket system (RT) could not be reached or failed".into())
             }
             ApiError::Store(StoreError::Aws { .. }) => {
-                m(503, "storage_unavailable", "storage is unavailable; retry with the same Idempotency-Key".into())
+                m(503, "storage_unavailable", "storage is unavailable; retry later (POST /tickets: with the same Idempotency-Key)".into())
             }
             ApiError::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) => {
                 m(500, "internal_error", "internal error".into())

@@ -4,3 +4,4 @@
 pub mod connections_server;
 pub mod rt;
 pub mod services;
+pub mod stack;

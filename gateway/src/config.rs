@@ -1,0 +1,252 @@
+//! The gateway's configuration, read once from the environment (or a lookup function in
+//! tests). Everything binds to loopback unless told otherwise; the RT and table settings are
+//! the same variables the Lambda functions read.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use rt_relay_shared::config::{ConfigError, RtConfig, Tables};
+use url::Url;
+
+/// Default HTTP API address.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3000";
+/// Default WebSocket API (and `@connections`) address.
+pub const DEFAULT_WS_ADDR: &str = "127.0.0.1:3001";
+/// Default table name prefix; names come from [`Tables::with_prefix`].
+pub const DEFAULT_TABLE_PREFIX: &str = "rt-relay-local-";
+/// Default stream checkpoint file.
+pub const DEFAULT_CHECKPOINT: &str = ".run/stream-checkpoint.json";
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
+    lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn addr(lookup: Lookup<'_>, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+    let raw = get(lookup, var).unwrap_or_else(|| default.to_owned());
+    raw.parse().map_err(|_| ConfigError { var, problem: format!("must be IP:PORT, got {raw:?}") })
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    match get(lookup, var) {
+        None => Ok(default),
+        Some(raw) => raw.parse::<T>().ok().filter(|v| *v >= min && *v <= max).ok_or(ConfigError {
+            var,
+            problem: format!("must be a number from {min} to {max}, got {raw:?}"),
+        }),
+    }
+}
+
+/// How the gateway reads the notifications table's stream, mirroring the template's event
+/// source mapping (`BatchSize: 100`, `MaximumRetryAttempts: 5`, `MaximumRecordAgeInSeconds:
+/// 900`, INSERT-only filter, `ReportBatchItemFailures`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// The DynamoDB Streams endpoint (moto: `AWS_ENDPOINT_URL`).
+    pub endpoint: Url,
+    /// Region named in the request's credential scope.
+    pub region: String,
+    /// Access key named in the credential scope (moto picks the account from it).
+    pub access_key_id: String,
+    /// Where the per-shard checkpoint is kept between runs.
+    pub checkpoint_path: PathBuf,
+    /// Pause between polls when the stream has nothing new.
+    pub poll_interval: Duration,
+    /// Records per batch (1..=1000; Lambda's default and the template's value is 100).
+    pub batch_size: u32,
+    /// Retries of a failing batch before it goes to the on-failure destination.
+    pub max_retries: u32,
+    /// First retry delay; doubled on each further retry, capped at 5 s.
+    pub retry_backoff: Duration,
+    /// Records older than this are not pushed (stale news), like `MaximumRecordAgeInSeconds`.
+    pub max_record_age: Duration,
+}
+
+impl StreamSettings {
+    /// Settings with the template's values for `endpoint`.
+    pub fn new(endpoint: Url, checkpoint_path: PathBuf) -> Self {
+        Self {
+            endpoint,
+            region: "us-east-1".into(),
+            access_key_id: "test".into(),
+            checkpoint_path,
+            poll_interval: Duration::from_millis(150),
+            batch_size: 100,
+            max_retries: 5,
+            retry_backoff: Duration::from_millis(200),
+            max_record_age: Duration::from_secs(900),
+        }
+    }
+}
+
+/// WebSocket API behaviour, with API Gateway's limits as defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// Stage name put in events (the template's `WebSocketStageName`).
+    pub stage: String,
+    /// A connection with no traffic either way for this long is closed (API Gateway: 10 min).
+    pub idle_timeout: Duration,
+    /// A connection is closed after this long in any case (API Gateway: 2 h).
+    pub max_lifetime: Duration,
+    /// Largest client message (API Gateway: 128 KB).
+    pub max_message_bytes: usize,
+    /// Largest client frame (API Gateway: 32 KB).
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            stage: "local".into(),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(2 * 3600),
+            max_message_bytes: 128 * 1024,
+            max_frame_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Everything [`crate::Gateway::start`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// HTTP API listen address (`127.0.0.1:0` picks a free port).
+    pub http_addr: SocketAddr,
+    /// WebSocket API and `@connections` listen address.
+    pub ws_addr: SocketAddr,
+    /// DynamoDB table names.
+    pub tables: Tables,
+    /// How to reach RT.
+    pub rt: RtConfig,
+    /// The stream poller.
+    pub stream: StreamSettings,
+    /// WebSocket behaviour.
+    pub ws: WsSettings,
+    /// Posts in flight at once in the push function (`PUSH_CONCURRENCY`).
+    pub push_concurrency: usize,
+    /// `Access-Control-Allow-Origin` for the HTTP API (the template's `CorsAllowOrigin`);
+    /// `None` disables CORS handling.
+    pub cors_allow_origin: Option<String>,
+}
+
+impl GatewayConfig {
+    /// Reads `GATEWAY_HTTP_ADDR` (default 127.0.0.1:3000), `GATEWAY_WS_ADDR`
+    /// (127.0.0.1:3001), `TABLE_PREFIX` (`rt-relay-local-`), the `RT_*` variables
+    /// ([`RtConfig::from_lookup`]), `AWS_ENDPOINT_URL` (required: the local DynamoDB and
+    /// Streams endpoint), `AWS_REGION` (us-east-1), `GATEWAY_CHECKPOINT`
+    /// (`.run/stream-checkpoint.json`), `GATEWAY_POLL_MS` (150), `GATEWAY_STREAM_BATCH`
+    /// (100), `GATEWAY_STREAM_RETRIES` (5), `GATEWAY_WS_STAGE` (`local`),
+    /// `PUSH_CONCURRENCY` (100) and `CORS_ALLOW_ORIGIN` (`*`; `none` disables).
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
+        let http_addr = addr(lookup, "GATEWAY_HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
+        let ws_addr = addr(lookup, "GATEWAY_WS_ADDR", DEFAULT_WS_ADDR)?;
+        let prefix = get(lookup, "TABLE_PREFIX").unwrap_or_else(|| DEFAULT_TABLE_PREFIX.to_owned());
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || prefix.len() > 200 {
+            return Err(ConfigError {
+                var: "TABLE_PREFIX",
+                problem: "may hold only letters, digits, '-', '_' and '.' (DynamoDB table name rules)".into(),
+            });
+        }
+        let rt = RtConfig::from_lookup(lookup)?;
+        let raw_endpoint = get(lookup, "AWS_ENDPOINT_URL").ok_or(ConfigError {
+            var: "AWS_ENDPOINT_URL",
+            problem: "is not set; the gateway runs against a local DynamoDB such as moto (scripts/moto.sh env)".into(),
+        })?;
+        let endpoint = Url::parse(&raw_endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or(ConfigError { var: "AWS_ENDPOINT_URL", problem: format!("not an http(s) URL: {raw_endpoint:?}") })?;
+        let checkpoint = get(lookup, "GATEWAY_CHECKPOINT").unwrap_or_else(|| DEFAULT_CHECKPOINT.to_owned());
+        let mut stream = StreamSettings::new(endpoint, PathBuf::from(checkpoint));
+        if let Some(region) = get(lookup, "AWS_REGION").or_else(|| get(lookup, "AWS_DEFAULT_REGION")) {
+            stream.region = region;
+        }
+        if let Some(key) = get(lookup, "AWS_ACCESS_KEY_ID") {
+            stream.access_key_id = key;
+        }
+        stream.poll_interval = Duration::from_millis(number(lookup, "GATEWAY_POLL_MS", 150u64, 10, 60_000)?);
+        stream.batch_size = number(lookup, "GATEWAY_STREAM_BATCH", 100u32, 1, 1000)?;
+        stream.max_retries = number(lookup, "GATEWAY_STREAM_RETRIES", 5u32, 0, 10_000)?;
+        let mut ws = WsSettings::default();
+        if let Some(stage) = get(lookup, "GATEWAY_WS_STAGE") {
+            ws.stage = stage;
+        }
+        let push_concurrency = number(lookup, "PUSH_CONCURRENCY", 100usize, 1, 1000)?;
+        let cors_allow_origin = match get(lookup, "CORS_ALLOW_ORIGIN") {
+            None => Some("*".to_owned()),
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(v) => Some(v),
+        };
+        Ok(Self {
+            http_addr,
+            ws_addr,
+            tables: Tables::with_prefix(&prefix),
+            rt,
+            stream,
+            ws,
+            push_concurrency,
+            cors_allow_origin,
+        })
+    }
+
+    /// [`GatewayConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+        let mut map: HashMap<String, String> = [
+            ("RT_API_URL", "http://127.0.0.1:8080/REST/2.0/"),
+            ("RT_TOKEN", "t"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5055"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        GatewayConfig::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_bind_to_loopback_with_local_tables() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.ws_addr.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.tables, Tables::with_prefix("rt-relay-local-"));
+        assert_eq!(c.stream.checkpoint_path, PathBuf::from(".run/stream-checkpoint.json"));
+        assert_eq!(c.stream.batch_size, 100);
+        assert_eq!(c.stream.max_retries, 5);
+        assert_eq!(c.cors_allow_origin.as_deref(), Some("*"));
+    }
+
+    #[test]
+    fn each_problem_names_its_variable() {
+        assert_eq!(config(&[("GATEWAY_HTTP_ADDR", "localhost")]).unwrap_err().var, "GATEWAY_HTTP_ADDR");
+        assert_eq!(config(&[("AWS_ENDPOINT_URL", "")]).unwrap_err().var, "AWS_ENDPOINT_URL");
+        assert_eq!(config(&[("TABLE_PREFIX", "a b")]).unwrap_err().var, "TABLE_PREFIX");
+        assert_eq!(config(&[("GATEWAY_STREAM_BATCH", "0")]).unwrap_err().var, "GATEWAY_STREAM_BATCH");
+        assert_eq!(config(&[("RT_API_URL", "")]).unwrap_err().var, "RT_API_URL");
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let c = config(&[("GATEWAY_WS_ADDR", "127.0.0.1:0"), ("TABLE_PREFIX", "t1-"), ("CORS_ALLOW_ORIGIN", "none")]).unwrap();
+        assert_eq!(c.ws_addr.port(), 0);
+        assert_eq!(c.tables.connections, "t1-connections");
+        assert_eq!(c.cors_allow_origin, None);
+    }
+}

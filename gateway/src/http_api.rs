@@ -1,0 +1,564 @@
+//! The local HTTP API: each request becomes an API Gateway HTTP API (payload 2.0) event,
+//! goes through `lambda_http`'s own adapter (the code `lambda_http::run` drives on Lambda:
+//! event JSON → `LambdaRequest` → `Request`, handler `Response` → `LambdaResponse` JSON), and
+//! the function's answer is turned back into HTTP the way API Gateway does it.
+//!
+//! Routing follows `template.yaml`: `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`,
+//! `GET /notifications`, each also with a trailing slash. Anything else gets the API's own
+//! JSON error shape (404, or 405 with `Allow`).
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use axum::{
+    body::{to_bytes, Body as AxumBody},
+    extract::{ConnectInfo, Request as AxumRequest, State},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    response::Response as AxumResponse,
+    Router,
+};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use lambda_http::{request::LambdaRequest, Adapter, Context, LambdaEvent, Service};
+use rt_relay_shared::{
+    handlers::{
+        notifications::ListNotifications,
+        tickets::{GetTicket, ListTickets, PostTicket},
+    },
+    http::ApiError,
+};
+use serde_json::{json, Map, Value};
+use tracing::{error, info};
+
+use crate::ids;
+
+/// API Gateway's payload limit for HTTP APIs (10 MB).
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// API Gateway's integration timeout for HTTP APIs.
+pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The function a route invokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /tickets` → post-ticket.
+    PostTicket,
+    /// `GET /tickets` → list-tickets.
+    ListTickets,
+    /// `GET /tickets/{id}` → get-ticket.
+    GetTicket,
+    /// `GET /notifications` → list-notifications.
+    ListNotifications,
+}
+
+impl Route {
+    /// The Lambda function's name in the template (used in the invocation context).
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Route::PostTicket => "post-ticket",
+            Route::ListTickets => "list-tickets",
+            Route::GetTicket => "get-ticket",
+            Route::ListNotifications => "list-notifications",
+        }
+    }
+}
+
+/// What the route table says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing {
+    /// A route matched.
+    Matched {
+        /// The function to invoke.
+        route: Route,
+        /// API Gateway's route key, e.g. `GET /tickets/{id}`.
+        route_key: &'static str,
+        /// Path parameters, percent-decoded.
+        path_parameters: Vec<(String, String)>,
+    },
+    /// The path exists but not with this method.
+    MethodNotAllowed {
+        /// The methods it has.
+        allow: &'static str,
+    },
+    /// No route has this path.
+    NotFound,
+}
+
+/// The route table (the template's routes, each also with a trailing slash).
+pub fn route(method: &Method, path: &str) -> Routing {
+    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let matched = |route, route_key| Routing::Matched { route, route_key, path_parameters: Vec::new() };
+    match trimmed {
+        "/tickets" => match *method {
+            Method::POST => matched(Route::PostTicket, "POST /tickets"),
+            Method::GET => matched(Route::ListTickets, "GET /tickets"),
+            _ => Routing::MethodNotAllowed { allow: "GET, POST" },
+        },
+        "/notifications" => match *method {
+            Method::GET => matched(Route::ListNotifications, "GET /notifications"),
+            _ => Routing::MethodNotAllowed { allow: "GET" },
+        },
+        other => match other.strip_prefix("/tickets/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => match *method {
+                Method::GET => Routing::Matched {
+                    route: Route::GetTicket,
+                    route_key: "GET /tickets/{id}",
+                    path_parameters: vec![("id".into(), percent_decode(id))],
+                },
+                _ => Routing::MethodNotAllowed { allow: "GET" },
+            },
+            _ => Routing::NotFound,
+        },
+    }
+}
+
+/// Percent-decodes a path segment (`+` stays a plus: it means a space only in queries).
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The four HTTP functions, built once like each Lambda's cold start.
+#[derive(Debug, Clone)]
+pub struct HttpFunctions {
+    /// `POST /tickets`.
+    pub post_ticket: PostTicket,
+    /// `GET /tickets/{id}`.
+    pub get_ticket: GetTicket,
+    /// `GET /tickets`.
+    pub list_tickets: ListTickets,
+    /// `GET /notifications`.
+    pub list_notifications: ListNotifications,
+}
+
+impl HttpFunctions {
+    async fn call(&self, route: Route, req: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+        match route {
+            Route::PostTicket => self.post_ticket.handle(req).await,
+            Route::ListTickets => self.list_tickets.handle(req).await,
+            Route::GetTicket => self.get_ticket.handle(req).await,
+            Route::ListNotifications => self.list_notifications.handle(req).await,
+        }
+    }
+
+    /// Invokes `route`'s function with an API Gateway v2 event (JSON text) exactly as
+    /// `lambda_http::run` would, returning the response JSON the runtime would post back.
+    pub async fn invoke(&self, route: Route, event: &str, request_id: &str) -> Result<Value, InvokeError> {
+        let request: LambdaRequest = serde_json::from_str(event).map_err(InvokeError::BadEvent)?;
+        let functions = self.clone();
+        let mut adapter = Adapter::from(lambda_http::service_fn(move |req: lambda_http::Request| {
+            let functions = functions.clone();
+            async move { Ok::<_, Infallible>(functions.call(route, req).await) }
+        }));
+        let mut context = Context::default();
+        context.request_id = request_id.to_owned();
+        context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+            + u64::try_from(INTEGRATION_TIMEOUT.as_millis()).unwrap_or(0);
+        context.invoked_function_arn = format!("arn:aws:lambda:local:000000000000:function:{}", route.function_name());
+        let response = match adapter.call(LambdaEvent::new(request, context)).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        serde_json::to_value(&response).map_err(InvokeError::BadResponse)
+    }
+}
+
+/// Why an invocation produced no usable response (API Gateway answers these with 500).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The event did not deserialize as a `LambdaRequest` (a gateway bug).
+    #[error("event is not an API Gateway v2 request: {0}")]
+    BadEvent(#[source] serde_json::Error),
+    /// The function's response could not be serialized or read back.
+    #[error("function response is malformed: {0}")]
+    BadResponse(#[source] serde_json::Error),
+}
+
+/// Builds the payload 2.0 event for one request.
+pub fn build_event(
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    route_key: &str,
+    path_parameters: &[(String, String)],
+    peer: SocketAddr,
+    request_id: &str,
+    now: DateTime<Utc>,
+) -> Value {
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let source_ip = peer.ip().to_string();
+
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for name in parts.headers.keys() {
+        let values: Vec<String> =
+            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        if name == header::COOKIE {
+            // Payload 2.0 moves cookies out of the headers into their own array.
+            cookies.extend(values.iter().flat_map(|v| v.split(';')).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+            continue;
+        }
+        headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+    }
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(Value::as_str) {
+        Some(prior) => format!("{prior}, {source_ip}"),
+        None => source_ip.clone(),
+    };
+    headers.insert("x-forwarded-for".into(), json!(forwarded_for));
+    headers.insert("x-forwarded-proto".into(), json!("http"));
+    let host = headers.get("host").and_then(Value::as_str).unwrap_or("localhost").to_owned();
+    if let Some(port) = host.rsplit_once(':').map(|(_, p)| p.to_owned()) {
+        headers.insert("x-forwarded-port".into(), json!(port));
+    }
+    let user_agent = headers.get("user-agent").and_then(Value::as_str).unwrap_or("").to_owned();
+    let domain_name = host.split(':').next().unwrap_or("localhost").to_owned();
+
+    // API Gateway joins repeated query parameters with commas.
+    let mut query = Map::new();
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(Value::String(prior)) => {
+                prior.push(',');
+                prior.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": domain_name,
+            "domainPrefix": domain_name.split('.').next().unwrap_or(""),
+            "http": {
+                "method": parts.method.as_str(),
+                "path": path,
+                "protocol": format!("{:?}", parts.version),
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": false,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !path_parameters.is_empty() {
+        event["pathParameters"] = path_parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>().into();
+    }
+    if !body.is_empty() {
+        match std::str::from_utf8(body) {
+            Ok(text) => event["body"] = json!(text),
+            Err(_) => {
+                event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+                event["isBase64Encoded"] = json!(true);
+            }
+        }
+    }
+    event
+}
+
+/// A bare API Gateway error (`{"message": ...}`), for failures outside the function.
+fn gateway_error(status: StatusCode, message: &str) -> AxumResponse {
+    let mut resp = AxumResponse::new(AxumBody::from(json!({ "message": message }).to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Headers a proxy must not copy from the function's response: hyper sets its own framing.
+fn is_framing_header(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION
+}
+
+/// Turns the runtime's response JSON into the HTTP answer, as API Gateway does for payload
+/// 2.0: status, headers, `cookies` as `Set-Cookie`, and a base64 body decoded.
+pub fn response_from_json(value: Value) -> AxumResponse {
+    let parsed: ApiGatewayV2httpResponse = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "function returned a malformed response");
+            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
+    let Ok(status) = u16::try_from(parsed.status_code).map_err(|_| ()).and_then(|c| StatusCode::from_u16(c).map_err(|_| ())) else {
+        error!(status = parsed.status_code, "function returned an invalid status code");
+        return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let body: Vec<u8> = match parsed.body {
+        None | Some(lambda_http::Body::Empty) => Vec::new(),
+        Some(lambda_http::Body::Text(text)) if parsed.is_base64_encoded => {
+            match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    error!(error = %e, "function returned a body marked base64 that is not");
+                    return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+                }
+            }
+        }
+        Some(lambda_http::Body::Text(text)) => text.into_bytes(),
+        Some(lambda_http::Body::Binary(bytes)) => bytes,
+        Some(_) => Vec::new(),
+    };
+    let mut resp = AxumResponse::new(AxumBody::from(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    for (name, value) in parsed.headers.iter().filter(|(n, _)| !is_framing_header(n)) {
+        headers.append(name.clone(), value.clone());
+    }
+    for cookie in &parsed.cookies {
+        if let Ok(v) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// Converts a handler response built outside the adapter (the route table's own errors).
+fn direct_response(resp: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
+    let (parts, body) = resp.into_parts();
+    let bytes: Vec<u8> = match body {
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let mut out = AxumResponse::new(AxumBody::from(bytes));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = parts.headers;
+    out
+}
+
+/// State shared by every HTTP API request.
+#[derive(Debug)]
+pub struct HttpApi {
+    functions: HttpFunctions,
+    cors_allow_origin: Option<HeaderValue>,
+}
+
+impl HttpApi {
+    /// The API over these functions; `cors_allow_origin` as in the template.
+    pub fn new(functions: HttpFunctions, cors_allow_origin: Option<&str>) -> Self {
+        Self { functions, cors_allow_origin: cors_allow_origin.and_then(|o| HeaderValue::from_str(o).ok()) }
+    }
+
+    /// The axum router: every path goes through [`route`].
+    pub fn router(self) -> Router {
+        Router::new().fallback(handle).with_state(Arc::new(self))
+    }
+
+    /// CORS as the template's `CorsConfiguration` makes API Gateway answer it.
+    fn cors_preflight(&self, headers: &HeaderMap) -> Option<AxumResponse> {
+        let origin = self.cors_allow_origin.as_ref()?;
+        headers.get(header::ORIGIN)?;
+        headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+        let mut resp = AxumResponse::new(AxumBody::empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type,idempotency-key"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        Some(resp)
+    }
+
+    fn add_cors(&self, request_headers: &HeaderMap, resp: &mut AxumResponse) {
+        if let (Some(origin), true) = (&self.cors_allow_origin, request_headers.contains_key(header::ORIGIN)) {
+            resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            resp.headers_mut().insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("location"));
+        }
+    }
+
+    async fn serve(&self, peer: SocketAddr, req: AxumRequest, request_id: &str) -> AxumResponse {
+        let (parts, body) = req.into_parts();
+        if parts.method == Method::OPTIONS {
+            if let Some(resp) = self.cors_preflight(&parts.headers) {
+                return resp;
+            }
+        }
+        let (route, route_key, path_parameters) = match route(&parts.method, parts.uri.path()) {
+            Routing::Matched { route, route_key, path_parameters } => (route, route_key, path_parameters),
+            Routing::MethodNotAllowed { allow } => {
+                return direct_response(ApiError::MethodNotAllowed { allow }.into_response());
+            }
+            Routing::NotFound => {
+                return direct_response(ApiError::NotFound(format!("no route for {}", parts.uri.path())).into_response());
+            }
+        };
+        let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
+            Ok(b) => b,
+            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+        let event = build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now()).to_string();
+        // Like Lambda, the function runs to completion even if the gateway stops waiting.
+        let functions = self.functions.clone();
+        let id = request_id.to_owned();
+        let invocation = tokio::spawn(async move { functions.invoke(route, &event, &id).await });
+        let mut resp = match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
+            Ok(Ok(Ok(json))) => response_from_json(json),
+            Ok(Ok(Err(e))) => {
+                error!(error = %e, "invocation failed");
+                gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+            Ok(Err(join)) => {
+                error!(error = %join, function = route.function_name(), "function panicked");
+                gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+            Err(_) => gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        };
+        self.add_cors(&parts.headers, &mut resp);
+        resp
+    }
+}
+
+async fn handle(State(api): State<Arc<HttpApi>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: AxumRequest) -> AxumResponse {
+    let started = Instant::now();
+    let request_id = ids::request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = api.serve(peer, req, &request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(HeaderName::from_static("apigw-requestid"), v);
+    }
+    info!(
+        request_id = %request_id,
+        ip = %peer.ip(),
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "http api"
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::RequestExt;
+
+    #[test]
+    fn route_table_matches_the_template_with_and_without_trailing_slash() {
+        for path in ["/tickets", "/tickets/"] {
+            assert!(matches!(route(&Method::POST, path), Routing::Matched { route: Route::PostTicket, route_key: "POST /tickets", .. }));
+            assert!(matches!(route(&Method::GET, path), Routing::Matched { route: Route::ListTickets, .. }));
+            assert_eq!(route(&Method::DELETE, path), Routing::MethodNotAllowed { allow: "GET, POST" });
+        }
+        for path in ["/notifications", "/notifications/"] {
+            assert!(matches!(route(&Method::GET, path), Routing::Matched { route: Route::ListNotifications, .. }));
+            assert_eq!(route(&Method::POST, path), Routing::MethodNotAllowed { allow: "GET" });
+        }
+        assert_eq!(
+            route(&Method::GET, "/tickets/42"),
+            Routing::Matched { route: Route::GetTicket, route_key: "GET /tickets/{id}", path_parameters: vec![("id".into(), "42".into())] }
+        );
+        assert_eq!(route(&Method::GET, "/tickets/a%20b"), Routing::Matched {
+            route: Route::GetTicket,
+            route_key: "GET /tickets/{id}",
+            path_parameters: vec![("id".into(), "a b".into())]
+        });
+        assert_eq!(route(&Method::POST, "/tickets/42"), Routing::MethodNotAllowed { allow: "GET" });
+        for path in ["/", "/ticket", "/tickets/1/2", "/notifications/1", "//tickets", ""] {
+            assert_eq!(route(&Method::GET, path), Routing::NotFound, "{path}");
+        }
+    }
+
+    fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> axum::http::request::Parts {
+        let mut b = axum::http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:50000".parse().unwrap()
+    }
+
+    #[test]
+    fn event_has_the_payload_2_0_shape_and_lambda_http_reads_it() {
+        let p = parts(
+            "GET",
+            "/tickets/7?limit=5&status=open&status=new",
+            &[("Host", "127.0.0.1:3000"), ("User-Agent", "ua/1"), ("Cookie", "a=1; b=2"), ("X-Custom", "x")],
+        );
+        let now = Utc::now();
+        let event = build_event(&p, b"", "GET /tickets/{id}", &[("id".into(), "7".into())], peer(), "rid", now);
+        assert_eq!(event["version"], "2.0");
+        assert_eq!(event["routeKey"], "GET /tickets/{id}");
+        assert_eq!(event["rawPath"], "/tickets/7");
+        assert_eq!(event["rawQueryString"], "limit=5&status=open&status=new");
+        assert_eq!(event["queryStringParameters"]["status"], "open,new");
+        assert_eq!(event["pathParameters"]["id"], "7");
+        assert_eq!(event["cookies"], json!(["a=1", "b=2"]));
+        assert_eq!(event["headers"]["x-custom"], "x");
+        assert!(event["headers"].get("cookie").is_none());
+        let ctx = &event["requestContext"];
+        assert_eq!(ctx["http"]["method"], "GET");
+        assert_eq!(ctx["http"]["sourceIp"], "127.0.0.1");
+        assert_eq!(ctx["http"]["userAgent"], "ua/1");
+        assert_eq!(ctx["http"]["protocol"], "HTTP/1.1");
+        assert_eq!(ctx["stage"], "$default");
+        assert_eq!(ctx["requestId"], "rid");
+        assert_eq!(ctx["timeEpoch"], now.timestamp_millis());
+        assert!(event.get("body").is_none());
+
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(req.method(), "GET");
+        assert_eq!(req.uri().path(), "/tickets/7");
+        assert_eq!(req.path_parameters_ref().and_then(|p| p.first("id")), Some("7"));
+        assert_eq!(req.query_string_parameters_ref().and_then(|q| q.first("limit")), Some("5"));
+        assert_eq!(req.query_string_parameters_ref().map(|q| q.all("status").unwrap_or_default().len()), Some(2));
+        assert_eq!(req.headers()["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn bodies_are_text_or_base64() {
+        let p = parts("POST", "/tickets", &[("Host", "h")]);
+        let text = build_event(&p, "ação".as_bytes(), "POST /tickets", &[], peer(), "r", Utc::now());
+        assert_eq!(text["body"], "ação");
+        assert_eq!(text["isBase64Encoded"], false);
+        let binary = build_event(&p, &[0xff, 0x00, 0xfe], "POST /tickets", &[], peer(), "r", Utc::now());
+        assert_eq!(binary["isBase64Encoded"], true);
+        let req = lambda_http::request::from_str(&binary.to_string()).unwrap();
+        assert_eq!(req.body().as_ref(), &[0xff, 0x00, 0xfe]);
+    }
+
+    #[tokio::test]
+    async fn responses_come_back_as_api_gateway_returns_them() {
+        let text = response_from_json(json!({
+            "statusCode": 201, "headers": {"content-type": "application/json", "location": "/tickets/1", "content-length": "999"},
+            "multiValueHeaders": {}, "body": "{\"id\":1}", "isBase64Encoded": false, "cookies": ["s=1"]
+        }));
+        assert_eq!(text.status(), 201);
+        assert_eq!(text.headers()["location"], "/tickets/1");
+        assert_eq!(text.headers()["set-cookie"], "s=1");
+        assert!(text.headers().get("content-length").is_none());
+        let body = to_bytes(text.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"{\"id\":1}");
+
+        let binary = response_from_json(json!({
+            "statusCode": 200, "headers": {}, "multiValueHeaders": {}, "body": "AP8=", "isBase64Encoded": true, "cookies": []
+        }));
+        assert_eq!(&to_bytes(binary.into_body(), 1024).await.unwrap()[..], &[0x00, 0xff]);
+
+        let broken = response_from_json(json!({"statusCode": 99999, "cookies": []}));
+        assert_eq!(broken.status(), 500);
+    }
+}

@@ -1,0 +1,332 @@
+//! rt-relay's local gateway: the whole product on one machine, driving the SAME handler
+//! code the Lambda functions run, through the same event shapes.
+//!
+//! - [`http_api`]: an API Gateway HTTP API (payload 2.0) in front of the four HTTP
+//!   functions, through `lambda_http`'s own adapter.
+//! - [`websocket`]: an API Gateway WebSocket API (`$connect`, `$default`, `$disconnect`).
+//! - [`connections`]: the live-connection registry and the Management API
+//!   (`/@connections/{id}`) the push function posts through with the real AWS SDK.
+//! - [`stream`]: the event source mapping from the notifications table's stream (moto) to
+//!   the push function.
+//!
+//! Start it in-process with [`Gateway::start`] (what the `rt-relay-gateway` binary and the
+//! end-to-end tests do), or with [`Gateway::start_with`] over any stores and RT client.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use rt_relay_shared::{
+    config::ConfigError,
+    fanout::ApiGatewayPoster,
+    handlers::{
+        notifications::ListNotifications,
+        push::PushNotifications,
+        tickets::{GetTicket, ListTickets, PostTicket},
+        ws::ConnectionRoutes,
+    },
+    rt::{client_from_config, RtClient, RtError},
+    store::{
+        dynamodb::{client_from_env, DynamoStore},
+        schema::{create_tables, notifications_stream_arn},
+        ConnectionStore, IdempotencyStore, StoreError, TicketStore,
+    },
+};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tracing::{info, warn};
+
+pub mod config;
+pub mod connections;
+pub mod http_api;
+mod ids;
+pub mod stream;
+pub mod websocket;
+
+pub use config::{GatewayConfig, StreamSettings, WsSettings};
+pub use connections::ConnectionRegistry;
+pub use http_api::HttpFunctions;
+
+/// How long the push function's posts may take (as `PushNotifications::from_env` sets it).
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for sockets to finish their close handshake and `$disconnect`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// DynamoDB (moto) failed: creating tables or finding the stream.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The RT client could not be built.
+    #[error(transparent)]
+    Rt(#[from] RtError),
+    /// The stream client could not be built.
+    #[error("cannot build the DynamoDB Streams client: {0}")]
+    StreamClient(#[source] reqwest::Error),
+}
+
+/// The handler set the gateway drives: the same structs each Lambda's `main` builds.
+#[derive(Debug, Clone)]
+pub struct Functions {
+    /// The four HTTP API functions.
+    pub http: HttpFunctions,
+    /// `$connect` and `$disconnect`.
+    pub connection_routes: ConnectionRoutes,
+    /// The connections store the push function reads.
+    pub connections: Arc<dyn ConnectionStore>,
+}
+
+impl Functions {
+    /// Wires every function over one store (DynamoDB, or the in-memory fake) and one RT
+    /// client, exactly as the functions' `from_env` constructors do.
+    pub fn new<S>(rt: Arc<dyn RtClient>, store: Arc<S>, default_queue: String, rt_timeout: Duration) -> Self
+    where
+        S: TicketStore + IdempotencyStore + ConnectionStore + 'static,
+    {
+        Self {
+            http: HttpFunctions {
+                post_ticket: PostTicket::new(rt.clone(), store.clone(), store.clone(), default_queue, rt_timeout),
+                get_ticket: GetTicket::new(rt, store.clone()),
+                list_tickets: ListTickets::new(store.clone()),
+                list_notifications: ListNotifications::new(store.clone()),
+            },
+            connection_routes: ConnectionRoutes::new(store.clone()),
+            connections: store,
+        }
+    }
+}
+
+/// Listen addresses and API behaviour for [`Gateway::start_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// HTTP API address.
+    pub http_addr: SocketAddr,
+    /// WebSocket API address.
+    pub ws_addr: SocketAddr,
+    /// WebSocket behaviour.
+    pub ws: WsSettings,
+    /// `Access-Control-Allow-Origin`, or `None` for no CORS.
+    pub cors_allow_origin: Option<String>,
+    /// Posts in flight at once in the push function.
+    pub push_concurrency: usize,
+}
+
+impl ServerOptions {
+    /// Loopback on free ports, API Gateway's defaults otherwise.
+    pub fn loopback() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self { http_addr: any, ws_addr: any, ws: WsSettings::default(), cors_allow_origin: Some("*".into()), push_concurrency: 100 }
+    }
+}
+
+impl From<&GatewayConfig> for ServerOptions {
+    fn from(c: &GatewayConfig) -> Self {
+        Self {
+            http_addr: c.http_addr,
+            ws_addr: c.ws_addr,
+            ws: c.ws.clone(),
+            cors_allow_origin: c.cors_allow_origin.clone(),
+            push_concurrency: c.push_concurrency,
+        }
+    }
+}
+
+/// The notifications stream to drive the push function from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSource {
+    /// The stream's ARN.
+    pub stream_arn: String,
+    /// How to poll it.
+    pub settings: StreamSettings,
+}
+
+/// Starts gateways.
+#[derive(Debug)]
+pub struct Gateway;
+
+impl Gateway {
+    /// The whole local stack: DynamoDB from the environment (`AWS_ENDPOINT_URL`, moto),
+    /// tables created from `schema::TABLES` if missing, RT from `config.rt`, and the stream
+    /// poller on the notifications table.
+    pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+        let dynamodb = client_from_env().await;
+        create_tables(&dynamodb, &config.tables).await?;
+        let stream_arn = notifications_stream_arn(&dynamodb, &config.tables).await?;
+        let store = Arc::new(DynamoStore::new(dynamodb, config.tables.clone()));
+        let rt = client_from_config(&config.rt)?;
+        let functions = Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout);
+        let stream = StreamSource { stream_arn, settings: config.stream.clone() };
+        Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
+    }
+
+    /// Serves `functions`; with a `stream`, also polls it and pushes through the real SDK
+    /// poster pointed at this gateway's own `@connections`.
+    pub async fn start_with(
+        options: ServerOptions,
+        functions: Functions,
+        stream: Option<StreamSource>,
+    ) -> Result<RunningGateway, GatewayError> {
+        for addr in [options.http_addr, options.ws_addr] {
+            if !addr.ip().is_loopback() {
+                warn!(%addr, "listening beyond loopback: the gateway checks no credentials or signatures");
+            }
+        }
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
+        };
+        let http_listener = bind(options.http_addr).await?;
+        let ws_listener = bind(options.ws_addr).await?;
+        let http_addr = http_listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.http_addr, source })?;
+        let ws_addr = ws_listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.ws_addr, source })?;
+
+        let (stop_front, front_rx) = watch::channel(false);
+        let (stop_ws, ws_rx) = watch::channel(false);
+        let (drain_tx, drain_rx) = mpsc::channel::<()>(1);
+        let registry = Arc::new(ConnectionRegistry::new());
+
+        let http_router = http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref()).router();
+        let http_task = tokio::spawn(serve(http_listener, http_router, front_rx.clone()));
+
+        let ws_api = websocket::WsApi::new(
+            functions.connection_routes.clone(),
+            registry.clone(),
+            options.ws.clone(),
+            ws_rx.clone(),
+            drain_tx,
+        );
+        let ws_task = tokio::spawn(serve(ws_listener, ws_api.router(), ws_rx));
+
+        let management_endpoint = format!("http://{}", connectable(ws_addr));
+        let poller_task = match stream {
+            None => None,
+            Some(source) => {
+                let endpoint = url::Url::parse(&management_endpoint).map_err(|e| ConfigError {
+                    var: "GATEWAY_WS_ADDR",
+                    problem: format!("no management endpoint URL: {e}"),
+                })?;
+                let poster = Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
+                let push = PushNotifications::new(functions.connections.clone(), poster, options.push_concurrency);
+                let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings)
+                    .map_err(GatewayError::StreamClient)?;
+                Some(tokio::spawn(poller.run(front_rx)))
+            }
+        };
+        let running = RunningGateway {
+            http_addr,
+            ws_addr,
+            registry,
+            stop_front,
+            stop_ws,
+            drain: drain_rx,
+            http_task,
+            ws_task,
+            poller_task,
+        };
+        info!(http = %running.http_url(), ws = %running.ws_url(), "gateway listening");
+        Ok(running)
+    }
+}
+
+/// An address clients can connect to (an unspecified bind address means loopback).
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { stopped(&mut stop).await })
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "server stopped with an error");
+    }
+}
+
+/// A started gateway. Dropping it without [`RunningGateway::shutdown`] leaves its tasks
+/// running until the runtime ends.
+#[derive(Debug)]
+pub struct RunningGateway {
+    http_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    registry: Arc<ConnectionRegistry>,
+    stop_front: watch::Sender<bool>,
+    stop_ws: watch::Sender<bool>,
+    drain: mpsc::Receiver<()>,
+    http_task: JoinHandle<()>,
+    ws_task: JoinHandle<()>,
+    poller_task: Option<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// The HTTP API's base URL, e.g. `http://127.0.0.1:3000`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", connectable(self.http_addr))
+    }
+
+    /// The WebSocket API's URL, e.g. `ws://127.0.0.1:3001`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", connectable(self.ws_addr))
+    }
+
+    /// The Management API endpoint (`WS_MANAGEMENT_ENDPOINT`), e.g. `http://127.0.0.1:3001`.
+    pub fn management_endpoint(&self) -> String {
+        format!("http://{}", connectable(self.ws_addr))
+    }
+
+    /// The bound HTTP API address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The bound WebSocket API address.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// The live connections.
+    pub fn connections(&self) -> &ConnectionRegistry {
+        &self.registry
+    }
+
+    /// Stops gracefully: the HTTP API stops taking requests (finishing those in flight) and
+    /// the poller finishes its batch and saves its checkpoint; then every socket is closed
+    /// (1001 Going away) and its `$disconnect` runs; then the WebSocket port closes.
+    pub async fn shutdown(self) {
+        let RunningGateway { stop_front, stop_ws, mut drain, http_task, ws_task, poller_task, registry, .. } = self;
+        let _ = stop_front.send(true);
+        if let Some(poller) = poller_task {
+            let _ = poller.await;
+        }
+        let _ = http_task.await;
+        let _ = stop_ws.send(true);
+        registry.close_all();
+        let _ = ws_task.await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain.recv()).await.is_err() {
+            warn!("some WebSocket connections did not finish closing in time");
+        }
+        info!("gateway stopped");
+    }
+}

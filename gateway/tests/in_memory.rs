@@ -1,0 +1,207 @@
+//! The gateway over the in-memory store and fake RT: the HTTP API, the WebSocket API and
+//! `@connections` with real clients (reqwest, tokio-tungstenite, the AWS SDK), without
+//! moto or RT. The full stack against the real services is in `tests/tests/e2e.rs`.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::{
+    config::{BehaviorVersion, Credentials, Region},
+    primitives::Blob,
+    Client as ManagementClient,
+};
+use futures_util::{SinkExt, StreamExt};
+use rt_relay_gateway::{Functions, Gateway, RunningGateway, ServerOptions};
+use rt_relay_shared::{
+    handlers::ws::{ConnectionRoutes, HELP},
+    rt::memory::MemoryRt,
+    store::{memory::MemoryStore, Connection, ConnectionStore, StoreError},
+};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start() -> (RunningGateway, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let functions = Functions::new(Arc::new(MemoryRt::new()), store.clone(), "General".into(), Duration::from_secs(5));
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+    (gateway, store)
+}
+
+fn management(gateway: &RunningGateway) -> ManagementClient {
+    let conf = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(gateway.management_endpoint())
+        .build();
+    ManagementClient::from_conf(conf)
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn http_api_routes_to_the_functions_and_maps_errors() {
+    let (gateway, _) = start().await;
+    let http = reqwest::Client::new();
+    let base = gateway.http_url();
+
+    let created = http
+        .post(format!("{base}/tickets/"))
+        .json(&json!({"title": "Problema no Login", "description": "Usuário não consegue fazer login no sistema."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["location"], "/tickets/1");
+    assert!(created.headers().contains_key("apigw-requestid"));
+    let ticket: Value = created.json().await.unwrap();
+    assert_eq!(ticket["title"], "Problema no Login");
+    assert_eq!(ticket["description"], "Usuário não consegue fazer login no sistema.");
+
+    let one: Value = http.get(format!("{base}/tickets/1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["id"], 1);
+    let list: Value = http.get(format!("{base}/tickets?limit=5")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"][0]["id"], 1);
+    let notes: Value = http.get(format!("{base}/notifications/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(notes["items"][0]["ticket"]["id"], 1, "{notes}");
+
+    let missing = http.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let wrong = http.delete(format!("{base}/tickets")).send().await.unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "GET, POST");
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
+    let bad_query = http.get(format!("{base}/tickets?limit=0")).send().await.unwrap();
+    assert_eq!(bad_query.status(), 400);
+
+    let too_big = http
+        .post(format!("{base}/tickets"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 600 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413, "the handler refuses more than 512 KiB");
+    let over_gateway = http
+        .post(format!("{base}/tickets"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 10 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_gateway.status(), 413);
+    let body: Value = over_gateway.json().await.unwrap();
+    assert_eq!(body["message"], "Request Entity Too Large");
+
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/tickets"))
+        .header("origin", "http://app.local")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn websocket_clients_talk_to_the_routes_and_management_api() {
+    let (gateway, store) = start().await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{}/?client=t1", gateway.ws_url())).await.unwrap();
+    assert_eq!(store.connection_count(), 1, "$connect recorded the connection before the handshake completed");
+    let id = gateway.connections().ids().pop().unwrap();
+    assert_eq!(id.len(), 16);
+
+    // $default answers with the help text.
+    socket.send(Message::text("hello")).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), HELP);
+
+    // @connections through the AWS SDK: post, get, and gone ids.
+    let client = management(&gateway);
+    client.post_to_connection().connection_id(&id).data(Blob::new(r#"{"n":1}"#)).send().await.unwrap();
+    let pushed = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pushed.into_text().unwrap().as_str(), r#"{"n":1}"#);
+    let info = client.get_connection().connection_id(&id).send().await.unwrap();
+    assert!(info.connected_at().is_some());
+    assert!(info.last_active_at().is_some());
+    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+    let gone = client.post_to_connection().connection_id("NoSuchConnection").data(Blob::new("x")).send().await.unwrap_err();
+    assert!(gone.as_service_error().is_some_and(|e| e.is_gone_exception()), "{gone:?}");
+    let gone_get = client.get_connection().connection_id("NoSuchConnection").send().await.unwrap_err();
+    assert!(gone_get.as_service_error().is_some_and(|e| e.is_gone_exception()));
+
+    // DELETE closes the socket and runs $disconnect.
+    client.delete_connection().connection_id(&id).send().await.unwrap();
+    let closed = tokio::time::timeout(WAIT, socket.next()).await.unwrap();
+    assert!(matches!(closed, Some(Ok(Message::Close(_))) | None), "{closed:?}");
+    wait_until("$disconnect", || store.connection_count() == 0).await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_close_runs_disconnect_and_shutdown_closes_the_rest() {
+    let (gateway, store) = start().await;
+    let (mut a, _) = tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(gateway.ws_url()).await.unwrap();
+    assert_eq!(store.connection_count(), 2);
+    a.close(None).await.unwrap();
+    wait_until("a's $disconnect", || store.connection_count() == 1).await;
+    assert_eq!(gateway.connections().len(), 1);
+
+    let stopping = tokio::spawn(gateway.shutdown());
+    let frame = tokio::time::timeout(WAIT, b.next()).await.unwrap();
+    match frame {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1001),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(15), stopping).await.unwrap().unwrap();
+    assert_eq!(store.connection_count(), 0, "shutdown ran $disconnect for every socket");
+}
+
+/// A connections store whose writes fail, as when the table is missing.
+#[derive(Debug)]
+struct BrokenConnections;
+
+#[async_trait]
+impl ConnectionStore for BrokenConnections {
+    async fn add(&self, _: &Connection) -> Result<(), StoreError> {
+        Err(StoreError::aws("PutItem", std::io::Error::other("ResourceNotFoundException")))
+    }
+    async fn remove(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn page(&self, _: Option<&str>, _: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+        Ok((Vec::new(), None))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_connect_refuses_the_handshake() {
+    let store = Arc::new(MemoryStore::new());
+    let mut functions = Functions::new(Arc::new(MemoryRt::new()), store, "General".into(), Duration::from_secs(5));
+    functions.connection_routes = ConnectionRoutes::new(Arc::new(BrokenConnections));
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.unwrap();
+    match tokio_tungstenite::connect_async(gateway.ws_url()).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 500),
+        other => panic!("expected the handshake to be refused with 500, got {other:?}"),
+    }
+    assert!(gateway.connections().is_empty());
+    let plain = reqwest::get(gateway.ws_url().replace("ws://", "http://")).await.unwrap();
+    assert_eq!(plain.status(), 426, "a plain GET is told to upgrade");
+    gateway.shutdown().await;
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs the whole rt-relay product on this machine (`make dev`): Request Tracker, moto
+# (DynamoDB + Streams) and the local gateway, which serves the HTTP API, the WebSocket API
+# and @connections with the same handler code the Lambda functions run.
+#
+# Installs what is missing (Python tools into .venv, Debian's RT), starts what is not
+# running, builds and starts the gateway, prints the URLs, and on Ctrl-C stops everything
+# it started (by pid). Services that were already running are left running.
+#
+# Environment:
+#   HTTP_PORT (3000)  WS_PORT (3001)  RT_PORT (8080)  MOTO_PORT (5055)
+#   PROFILE   debug (default; faster to build) or release
+#   TABLE_PREFIX      DynamoDB table name prefix (rt-relay-local-)
+#   RT_API_URL + RT_TOKEN, or RT_API_URL + RT_USERNAME + RT_PASSWORD:
+#                     use that RT instead of installing and starting a local one
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export RUN_DIR=${RUN_DIR:-$ROOT/.run}
+export RT_PORT=${RT_PORT:-8080}
+export MOTO_PORT=${MOTO_PORT:-5055}
+HTTP_PORT=${HTTP_PORT:-3000}
+WS_PORT=${WS_PORT:-3001}
+PROFILE=${PROFILE:-debug}
+mkdir -p "$RUN_DIR"
+
+log() { printf 'dev.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$@" 2>/dev/null || true; }
+
+case "$PROFILE" in
+  debug) CARGO_PROFILE=(); TARGET_DIR=debug ;;
+  release) CARGO_PROFILE=(--release); TARGET_DIR=release ;;
+  *) die "PROFILE must be debug or release, not '$PROFILE'" ;;
+esac
+
+# ---------------------------------------------------------------- what we started
+
+GATEWAY_PID=""
+STARTED_MOTO=0
+STARTED_RT=0
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ -n "$GATEWAY_PID" ] && kill -0 "$GATEWAY_PID" 2>/dev/null; then
+    log "stopping the gateway (pid $GATEWAY_PID)"
+    kill -TERM "$GATEWAY_PID" 2>/dev/null || true
+    # Graceful: sockets get a close frame and $disconnect runs; bounded at 20 s.
+    for _ in $(seq 1 200); do kill -0 "$GATEWAY_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$GATEWAY_PID" 2>/dev/null && { log "gateway did not stop; killing it"; kill -KILL "$GATEWAY_PID" 2>/dev/null || true; }
+  fi
+  if [ "$STARTED_MOTO" = 1 ]; then log "stopping moto"; bash "$ROOT/scripts/moto.sh" stop || true; fi
+  if [ "$STARTED_RT" = 1 ]; then log "stopping RT"; bash "$ROOT/scripts/rt.sh" stop || true; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- prerequisites
+
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "please install: ${missing[*]}"
+  [ "$(id -u)" = 0 ] || die "please install (as root): apt-get install ${missing[*]}"
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs; version: rust-version in Cargo.toml), then rerun"
+
+for port in "$HTTP_PORT" "$WS_PORT"; do
+  [ "$(http_code "http://127.0.0.1:$port/")" = 000 ] || die "port $port is in use; set HTTP_PORT / WS_PORT"
+done
+
+bash "$ROOT/scripts/tools.sh"
+
+# ---------------------------------------------------------------- RT
+
+if [ -n "${RT_API_URL:-}" ] && { [ -n "${RT_TOKEN:-}" ] || { [ -n "${RT_USERNAME:-}" ] && [ -n "${RT_PASSWORD:-}" ]; }; }; then
+  log "using the RT at $RT_API_URL (from the environment)"
+  RT_SHOWN_URL=$RT_API_URL
+  if [ -n "${RT_TOKEN:-}" ]; then RT_LOGIN="API token"; else RT_LOGIN="user $RT_USERNAME"; fi
+elif [ -n "${RT_API_URL:-}" ]; then
+  die "RT_API_URL is set but neither RT_TOKEN nor RT_USERNAME and RT_PASSWORD are"
+else
+  [ "$(http_code "http://127.0.0.1:$RT_PORT/")" = 200 ] || STARTED_RT=1
+  rt_env=$(bash "$ROOT/scripts/rt.sh" start)
+  eval "$rt_env"
+  export RT_API_URL="$RT_URL/REST/2.0/" RT_TOKEN RT_USERNAME RT_PASSWORD
+  RT_SHOWN_URL=$RT_URL
+  RT_LOGIN="$RT_USERNAME / $RT_PASSWORD"
+fi
+
+# ---------------------------------------------------------------- moto
+
+[ "$(http_code "http://127.0.0.1:$MOTO_PORT/moto-api/")" = 200 ] || STARTED_MOTO=1
+moto_env=$(bash "$ROOT/scripts/moto.sh" start)
+eval "$moto_env"
+export AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+
+# ---------------------------------------------------------------- gateway
+
+log "building the gateway ($PROFILE)"
+(cd "$ROOT" && cargo build -q -p rt-relay-gateway "${CARGO_PROFILE[@]}")
+
+export GATEWAY_HTTP_ADDR="127.0.0.1:$HTTP_PORT"
+export GATEWAY_WS_ADDR="127.0.0.1:$WS_PORT"
+export GATEWAY_CHECKPOINT=${GATEWAY_CHECKPOINT:-$RUN_DIR/stream-checkpoint.json}
+export TABLE_PREFIX=${TABLE_PREFIX:-rt-relay-local-}
+export RUST_LOG=${RUST_LOG:-info}
+
+"$ROOT/target/$TARGET_DIR/rt-relay-gateway" &
+GATEWAY_PID=$!
+
+for _ in $(seq 1 300); do
+  [ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 200 ] && break
+  kill -0 "$GATEWAY_PID" 2>/dev/null || { GATEWAY_PID=""; die "the gateway exited during start-up (see above)"; }
+  sleep 0.1
+done
+[ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 200 ] || die "the gateway did not answer within 30 s"
+
+cat <<EOF
+
+rt-relay is running locally
+  HTTP API       http://127.0.0.1:$HTTP_PORT   (POST/GET /tickets, GET /tickets/{id}, GET /notifications)
+  WebSocket API  ws://127.0.0.1:$WS_PORT
+  RT             $RT_SHOWN_URL   (login: $RT_LOGIN)
+  DynamoDB       $AWS_ENDPOINT_URL (moto), tables ${TABLE_PREFIX}*
+
+  try: curl -s -X POST http://127.0.0.1:$HTTP_PORT/tickets -H 'content-type: application/json' \\
+         -d '{"title":"Problema no Login","description":"Usuário não consegue fazer login no sistema."}'
+
+Ctrl-C stops everything this script started.
+EOF
+
+wait "$GATEWAY_PID"

@@ -1,0 +1,175 @@
+//! The whole local stack for end-to-end tests: the gateway started in-process (on free
+//! loopback ports, with its own tables and checkpoint file) over the real RT and moto, plus
+//! real WebSocket clients and bounded waits.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use rt_relay_gateway::{Gateway, GatewayConfig, RunningGateway};
+use rt_relay_shared::{config::Tables, store::dynamodb::client_from_env};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+use crate::services::{require_env, unique_prefix};
+
+/// One test's stack: its table prefix and checkpoint file, which survive a gateway restart.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// The gateway's configuration (ports 0, so a restart may get new ports).
+    pub config: GatewayConfig,
+    /// A DynamoDB client for moto, for looking at the tables directly.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Stack {
+    /// A fresh stack named after `tag`: unique tables, a new checkpoint file, RT over
+    /// REST 2.0 with the test token. Panics (telling to run `make test`) when the services'
+    /// variables are missing.
+    pub async fn new(tag: &str) -> Self {
+        let prefix = unique_prefix(tag);
+        let checkpoint = std::env::temp_dir().join("rt-relay-e2e").join(format!("{prefix}checkpoint.json"));
+        let rt_url = require_env("RT_URL");
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
+            ("RT_TOKEN", require_env("RT_TOKEN")),
+            ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
+            ("AWS_REGION", require_env("AWS_REGION")),
+            ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
+            ("GATEWAY_HTTP_ADDR", "127.0.0.1:0".into()),
+            ("GATEWAY_WS_ADDR", "127.0.0.1:0".into()),
+            ("TABLE_PREFIX", prefix),
+            ("GATEWAY_CHECKPOINT", checkpoint.display().to_string()),
+            ("GATEWAY_POLL_MS", "100".into()),
+        ]);
+        require_env("AWS_SECRET_ACCESS_KEY");
+        let config = GatewayConfig::from_lookup(&|k| vars.get(k).cloned())
+            .unwrap_or_else(|e| panic!("gateway configuration for the tests: {e}"));
+        Self { config, dynamodb: client_from_env().await }
+    }
+
+    /// The tables this stack uses.
+    pub fn tables(&self) -> &Tables {
+        &self.config.tables
+    }
+
+    /// The checkpoint file this stack's gateways share.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.config.stream.checkpoint_path.clone()
+    }
+
+    /// Starts a gateway (creating the tables on first start).
+    pub async fn start(&self) -> RunningGateway {
+        Gateway::start(self.config.clone()).await.unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
+    }
+
+    /// Connection ids currently in the connections table.
+    pub async fn stored_connections(&self) -> Vec<String> {
+        let out = self
+            .dynamodb
+            .scan()
+            .table_name(&self.tables().connections)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan the connections table");
+        out.items()
+            .iter()
+            .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect()
+    }
+
+    /// Deletes this stack's tables and checkpoint (best effort, at the end of a test).
+    pub async fn clean_up(&self) {
+        let t = self.tables();
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency] {
+            let _ = self.dynamodb.delete_table().table_name(name).send().await;
+        }
+        let _ = std::fs::remove_file(self.checkpoint_path());
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing the test after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A real WebSocket client that keeps every JSON message it receives.
+#[derive(Debug)]
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// JSON messages received so far, in order.
+    pub received: Vec<Value>,
+}
+
+impl WsClient {
+    /// Connects to `url` (the handshake completes only after `$connect` admitted it).
+    pub async fn connect(url: &str) -> Self {
+        let (socket, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
+            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
+        Self { socket, received: Vec::new() }
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.expect("send a WebSocket message");
+    }
+
+    /// The next text message within `limit`, or `None` on timeout or close.
+    pub async fn next_text(&mut self, limit: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Waits (bounded) for a message matching `pred`, keeping everything received.
+    pub async fn wait_for_message(&mut self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        if let Some(v) = self.received.iter().find(|v| pred(v)) {
+            return Some(v.clone());
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let text = self.next_text(left).await?;
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            self.received.push(value.clone());
+            if pred(&value) {
+                return Some(value);
+            }
+        }
+    }
+
+    /// Waits (bounded) for the `ticket.created` notification of `ticket_id`.
+    pub async fn wait_for_ticket(&mut self, ticket_id: u64, limit: Duration) -> Option<Value> {
+        self.wait_for_message(limit, |v| v["type"] == "ticket.created" && v["ticket"]["id"] == ticket_id).await
+    }
+
+    /// Closes with the close handshake.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while self.socket.next().await.is_some() {} }).await;
+    }
+}

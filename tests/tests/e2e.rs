@@ -1,0 +1,478 @@
+//! End to end: the local gateway (in-process, the same handler code the Lambdas run) over
+//! the real RT and moto, driven by real HTTP (reqwest) and WebSocket (tokio-tungstenite)
+//! clients. Every wait is bounded; everything listens on loopback. The services' variables
+//! come from `make test`; without them each test fails saying so.
+
+use std::{sync::Arc, time::Duration, time::Instant};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use rt_relay_shared::{
+    config::RtApi,
+    fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
+    handlers::ws::HELP,
+    store::{dynamodb::DynamoStore, Connection, ConnectionStore, TicketStore},
+};
+use rt_relay_tests::{
+    rt::{rt_client, rt_config, token_auth},
+    services::{sample_notification, sample_ticket},
+    stack::{wait_for, Stack, WsClient},
+};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite;
+
+/// Bound on a push reaching every client.
+const PUSH_WAIT: Duration = Duration::from_secs(15);
+/// Bound on the connections table catching up.
+const TABLE_WAIT: Duration = Duration::from_secs(10);
+/// The seed's example ticket.
+const SEED_TITLE: &str = "Problema no Login";
+const SEED_DESCRIPTION: &str = "Usuário não consegue fazer login no sistema.";
+
+fn seed_body() -> Value {
+    json!({ "title": SEED_TITLE, "description": SEED_DESCRIPTION })
+}
+
+/// Creates a ticket through the HTTP API and returns its JSON (asserting 201).
+async fn post_ticket(http: &reqwest::Client, base: &str, body: &Value) -> Value {
+    let resp = http.post(format!("{base}/tickets/")).json(body).send().await.expect("POST /tickets/");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::CREATED, "POST /tickets/ answered {status}: {text}");
+    serde_json::from_str(&text).expect("ticket JSON")
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
+    resp.json().await.expect("JSON body")
+}
+
+/// The stored notification about `ticket_id`, from `GET /notifications`.
+async fn notification_for(http: &reqwest::Client, base: &str, ticket_id: u64) -> Option<Value> {
+    let list = get_json(http, &format!("{base}/notifications?limit=100")).await;
+    list["items"].as_array()?.iter().find(|n| n["ticket"]["id"] == ticket_id).cloned()
+}
+
+fn ticket_id(ticket: &Value) -> u64 {
+    ticket["id"].as_u64().unwrap_or_else(|| panic!("ticket without numeric id: {ticket}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() {
+    let stack = Stack::new("e2e-fanout").await;
+    let gateway = stack.start().await;
+    let http = reqwest::Client::new();
+    let base = gateway.http_url();
+
+    let ws_url = gateway.ws_url();
+    let mut clients = join_all((0..24).map(|_| WsClient::connect(&ws_url))).await;
+    assert_eq!(gateway.connections().len(), 24);
+    wait_for("24 connections in the table", TABLE_WAIT, || async {
+        (stack.stored_connections().await.len() == 24).then_some(())
+    })
+    .await;
+
+    let started = Instant::now();
+    let ticket = post_ticket(&http, &base, &seed_body()).await;
+    let id = ticket_id(&ticket);
+    assert_eq!(ticket["title"], SEED_TITLE);
+    assert_eq!(ticket["description"], SEED_DESCRIPTION);
+
+    let note = notification_for(&http, &base, id).await.expect("GET /notifications lists the new ticket's notification");
+    assert_eq!(note["type"], "ticket.created");
+    let received = join_all(clients.iter_mut().map(|c| c.wait_for_ticket(id, PUSH_WAIT))).await;
+    for (i, message) in received.iter().enumerate() {
+        let message = message.as_ref().unwrap_or_else(|| panic!("client {i} got no notification for ticket {id} within {PUSH_WAIT:?}"));
+        assert_eq!(message["id"], note["id"], "client {i} got the stored notification");
+        assert_eq!(message["ticket"]["title"], SEED_TITLE);
+    }
+    eprintln!("24 clients had ticket {id}'s notification {:?} after the POST started", started.elapsed());
+
+    let list = get_json(&http, &format!("{base}/tickets")).await;
+    assert!(list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == id)), "GET /tickets lists {id}");
+    let one = get_json(&http, &format!("{base}/tickets/{id}")).await;
+    assert_eq!(one["title"], SEED_TITLE);
+    assert_eq!(one["description"], SEED_DESCRIPTION);
+
+    let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
+    let in_rt = rt.get(id).await.expect("the ticket exists in RT");
+    assert_eq!(in_rt.subject, SEED_TITLE);
+    assert_eq!(rt.description(id).await.expect("RT description").trim_end(), SEED_DESCRIPTION);
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_is_removed_from_the_connections_table() {
+    let stack = Stack::new("e2e-close").await;
+    let gateway = stack.start().await;
+    let leaving = WsClient::connect(&gateway.ws_url()).await;
+    let leaving_id = gateway.connections().ids().pop().expect("one live connection");
+    let _staying = WsClient::connect(&gateway.ws_url()).await;
+    let staying_id = gateway.connections().ids().into_iter().find(|id| *id != leaving_id).expect("a second connection");
+    wait_for("both connections stored", TABLE_WAIT, || async {
+        let stored = stack.stored_connections().await;
+        (stored.contains(&leaving_id) && stored.contains(&staying_id)).then_some(())
+    })
+    .await;
+
+    leaving.close().await;
+    wait_for("$disconnect to remove the closed connection", TABLE_WAIT, || async {
+        (stack.stored_connections().await == vec![staying_id.clone()]).then_some(())
+    })
+    .await;
+    assert!(!gateway.connections().contains(&leaving_id));
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_vanished_is_removed_on_the_next_push() {
+    let stack = Stack::new("e2e-gone").await;
+    let gateway = stack.start().await;
+    // A connection the table knows but no socket has (its client vanished while the
+    // gateway was down, say): only the push's 410 Gone can clear it.
+    let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
+    let now = Utc::now();
+    let vanished = "Vanished00000001".to_owned();
+    store
+        .add(&Connection { id: vanished.clone(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .await
+        .expect("record a stale connection");
+    let mut live = WsClient::connect(&gateway.ws_url()).await;
+    let live_id = gateway.connections().ids().pop().expect("one live connection");
+
+    let http = reqwest::Client::new();
+    let ticket = post_ticket(&http, &gateway.http_url(), &json!({"title": "vanished client", "description": "410 path"})).await;
+    let id = ticket_id(&ticket);
+    assert!(live.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "the live client got ticket {id}");
+    wait_for("the vanished connection to be deleted after its 410", PUSH_WAIT, || async {
+        (stack.stored_connections().await == vec![live_id.clone()]).then_some(())
+    })
+    .await;
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
+    let stack = Stack::new("e2e-poster").await;
+    let gateway = stack.start().await;
+    let mut client = WsClient::connect(&gateway.ws_url()).await;
+    let id = gateway.connections().ids().pop().expect("one live connection");
+
+    let endpoint = url::Url::parse(&gateway.management_endpoint()).expect("management endpoint URL");
+    let poster = ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await;
+    assert_eq!(poster.post("NoSuchConnection", b"{}").await, Err(PostError::Gone));
+    assert_eq!(poster.post("with space/and%", b"{}").await, Err(PostError::Gone), "odd ids are escaped and still Gone");
+    poster.post(&id, br#"{"hello":"poster"}"#).await.expect("post to a live connection");
+    let got = client.wait_for_message(PUSH_WAIT, |v| v["hello"] == "poster").await;
+    assert!(got.is_some(), "the client received the SDK's post");
+
+    client.close().await;
+    wait_for("the closed connection to be gone", TABLE_WAIT, || async { (!gateway.connections().contains(&id)).then_some(()) }).await;
+    assert_eq!(poster.post(&id, b"{}").await, Err(PostError::Gone), "a closed connection is Gone");
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// Records a connection no socket has: the next push answers it 410 and deletes it, so
+/// its disappearance shows that a push happened (and its presence that none did).
+async fn add_sentinel(stack: &Stack, id: &str) {
+    let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
+    let now = Utc::now();
+    store
+        .add(&Connection { id: id.to_owned(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .await
+        .expect("record a sentinel connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() {
+    let stack = Stack::new("e2e-restart").await;
+    let http = reqwest::Client::new();
+
+    // Run 1: ticket A is pushed; shutdown closes the socket and saves the checkpoint.
+    let first = stack.start().await;
+    let mut before = WsClient::connect(&first.ws_url()).await;
+    let a = ticket_id(&post_ticket(&http, &first.http_url(), &json!({"title": "before restart", "description": "A"})).await);
+    assert!(before.wait_for_ticket(a, PUSH_WAIT).await.is_some(), "ticket {a} was pushed before the restart");
+    first.shutdown().await;
+    assert!(before.next_text(Duration::from_secs(5)).await.is_none(), "shutdown closed the socket");
+    assert!(stack.stored_connections().await.is_empty(), "shutdown ran $disconnect for the open socket");
+    let checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(stack.checkpoint_path()).expect("checkpoint file written")).expect("checkpoint JSON");
+    assert!(checkpoint["shards"].as_object().is_some_and(|s| !s.is_empty()), "checkpoint: {checkpoint}");
+
+    // Run 2: the data is still there, A is not pushed again, B reaches new clients.
+    add_sentinel(&stack, "SentinelRunTwo01").await;
+    let second = stack.start().await;
+    let base = second.http_url();
+    let list = get_json(&http, &format!("{base}/tickets")).await;
+    assert!(list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == a)), "ticket {a} survived");
+    assert!(notification_for(&http, &base, a).await.is_some(), "ticket {a}'s notification survived");
+    // Twenty poll intervals: a replay of A would have posted to the sentinel by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        stack.stored_connections().await.contains(&"SentinelRunTwo01".to_owned()),
+        "the restarted gateway pushed ticket {a} again: the checkpoint was not honoured"
+    );
+    let ws_url = second.ws_url();
+    let mut after = join_all((0..3).map(|_| WsClient::connect(&ws_url))).await;
+    let b = ticket_id(&post_ticket(&http, &base, &json!({"title": "after restart", "description": "B"})).await);
+    for (i, client) in after.iter_mut().enumerate() {
+        assert!(client.wait_for_ticket(b, PUSH_WAIT).await.is_some(), "client {i} got ticket {b} after the restart");
+        // The stream is read in order: a replay of A would have arrived before B.
+        assert!(!client.received.iter().any(|m| m["ticket"]["id"] == a), "client {i} was pushed ticket {a} again");
+    }
+    wait_for("B's push to clear the sentinel (410)", PUSH_WAIT, || async {
+        (!stack.stored_connections().await.contains(&"SentinelRunTwo01".to_owned())).then_some(())
+    })
+    .await;
+    second.shutdown().await;
+
+    // A notification written while no gateway runs is pushed once one starts again.
+    let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
+    let missed = sample_ticket(b + 1_000_000, "new", "General");
+    store.record_created(&missed, &sample_notification(&missed), None).await.expect("write a notification while down");
+    add_sentinel(&stack, "SentinelRunThree").await;
+    let third = stack.start().await;
+    wait_for("the notification written while down to be pushed", PUSH_WAIT, || async {
+        (!stack.stored_connections().await.contains(&"SentinelRunThree".to_owned())).then_some(())
+    })
+    .await;
+    assert!(notification_for(&http, &third.http_url(), missed.id).await.is_some());
+    third.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_gets_the_default_route_help_text() {
+    let stack = Stack::new("e2e-default").await;
+    let gateway = stack.start().await;
+    let mut client = WsClient::connect(&gateway.ws_url()).await;
+    client.send_text(r#"{"action":"subscribe"}"#).await;
+    assert_eq!(client.next_text(Duration::from_secs(5)).await.as_deref(), Some(HELP));
+    client.close().await;
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_connect_refuses_the_handshake() {
+    let stack = Stack::new("e2e-refuse").await;
+    let gateway = stack.start().await;
+    stack.dynamodb.delete_table().table_name(&stack.tables().connections).send().await.expect("delete the connections table");
+    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(gateway.ws_url())).await {
+        Ok(Err(tungstenite::Error::Http(resp))) => assert_eq!(resp.status(), 500),
+        Ok(Ok(_)) => panic!("the handshake was accepted although $connect could not record the connection"),
+        Ok(Err(e)) => panic!("expected an HTTP 500 refusal, got {e}"),
+        Err(_) => panic!("the handshake did not finish within 10 s"),
+    }
+    assert!(gateway.connections().is_empty(), "a refused connection is not registered");
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_wrong_methods_get_json_errors() {
+    let stack = Stack::new("e2e-routes").await;
+    let gateway = stack.start().await;
+    let http = reqwest::Client::new();
+    let base = gateway.http_url();
+
+    let missing = http.get(format!("{base}/no/such/route")).send().await.expect("GET unknown route");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["content-type"], "application/json");
+    let body: Value = missing.json().await.expect("404 JSON");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/tickets", "GET, POST"),
+        (reqwest::Method::PUT, "/tickets/", "GET, POST"),
+        (reqwest::Method::POST, "/notifications", "GET"),
+        (reqwest::Method::DELETE, "/tickets/1", "GET"),
+    ] {
+        let resp = http.request(method.clone(), format!("{base}{path}")).send().await.expect("wrong method");
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        let body: Value = resp.json().await.expect("405 JSON");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+
+    let bad_id = http.get(format!("{base}/tickets/abc")).send().await.expect("GET /tickets/abc");
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    let unknown = http.get(format!("{base}/tickets/999999999")).send().await.expect("GET unknown ticket");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "RT has no such ticket");
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// `@connections` lives on the WebSocket port, as on AWS, and answers plain HTTP clients in
+/// AWS's error shape; a fresh stack starts with an empty connections table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_is_served_on_the_websocket_port() {
+    let stack = Stack::new("e2e-endpoint").await;
+    let gateway = stack.start().await;
+    assert_eq!(gateway.management_endpoint(), gateway.ws_url().replace("ws://", "http://"));
+    let status = reqwest::Client::new()
+        .get(format!("{}/@connections/NoSuchConnection", gateway.management_endpoint()))
+        .send()
+        .await
+        .expect("GET @connections");
+    assert_eq!(status.status(), StatusCode::GONE);
+    assert_eq!(status.headers()["x-amzn-errortype"], "GoneException");
+    let store: Arc<dyn ConnectionStore> = Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
+    assert!(store.page(None, 10).await.expect("connections table exists").0.is_empty());
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// A poster that fails posts carrying `marker` the first `failures` times.
+#[derive(Debug)]
+struct FlakyPoster {
+    marker: String,
+    failures: std::sync::Mutex<u32>,
+    attempts_with_marker: std::sync::atomic::AtomicU32,
+    delivered: std::sync::Mutex<Vec<String>>,
+}
+
+impl FlakyPoster {
+    fn new(marker: &str, failures: u32) -> Self {
+        Self {
+            marker: marker.to_owned(),
+            failures: std::sync::Mutex::new(failures),
+            attempts_with_marker: std::sync::atomic::AtomicU32::new(0),
+            delivered: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Notification ids delivered, in order.
+    fn delivered(&self) -> Vec<String> {
+        self.delivered.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionPoster for FlakyPoster {
+    async fn post(&self, _connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+        let note: Value = serde_json::from_slice(data).map_err(|e| PostError::Failed(e.to_string()))?;
+        let id = note["id"].as_str().unwrap_or_default().to_owned();
+        if id == self.marker {
+            self.attempts_with_marker.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut left = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if *left > 0 {
+                *left -= 1;
+                return Err(PostError::Failed("injected failure".into()));
+            }
+        }
+        self.delivered.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        Ok(())
+    }
+}
+
+/// Three notifications in a fresh table, one connection, and a poller over the table's
+/// real (moto) stream that pushes through `poster`, retrying up to `max_retries` times.
+async fn poller_fixture(
+    tag: &str,
+    poster: Arc<FlakyPoster>,
+    max_retries: u32,
+) -> PollerFixture {
+    use rt_relay_gateway::{stream::StreamPoller, StreamSettings};
+    use rt_relay_shared::{handlers::push::PushNotifications, store::schema::notifications_stream_arn};
+
+    let (client, tables) = rt_relay_tests::services::fresh_tables(tag).await;
+    let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
+    for id in 1..=3 {
+        let t = sample_ticket(id, "new", "General");
+        store.record_created(&t, &sample_notification(&t), None).await.expect("record a notification");
+    }
+    let now = Utc::now();
+    store
+        .add(&Connection { id: "c1".into(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .await
+        .expect("record a connection");
+    let arn = notifications_stream_arn(&client, &tables).await.expect("stream ARN");
+    // The fixture's own table names make the checkpoint file unique.
+    let checkpoint = std::env::temp_dir().join("rt-relay-e2e").join(format!("{}checkpoint.json", tables.tickets));
+    let endpoint = url::Url::parse(&rt_relay_tests::services::require_env("AWS_ENDPOINT_URL")).expect("endpoint URL");
+    let mut settings = StreamSettings::new(endpoint, checkpoint.clone());
+    settings.poll_interval = Duration::from_millis(50);
+    settings.retry_backoff = Duration::from_millis(20);
+    settings.max_retries = max_retries;
+    let push = PushNotifications::new(store.clone(), poster, 4);
+    let poller = StreamPoller::new(arn, push, settings).expect("poller");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(poller.run(stop_rx));
+    PollerFixture { client, tables, store, stop, task, checkpoint }
+}
+
+struct PollerFixture {
+    client: aws_sdk_dynamodb::Client,
+    tables: rt_relay_shared::config::Tables,
+    store: Arc<DynamoStore>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    checkpoint: std::path::PathBuf,
+}
+
+impl PollerFixture {
+    /// Stops the poller (it finishes its batch), then drops the tables and checkpoint.
+    async fn finish(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("poller stopped");
+        let t = &self.tables;
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency] {
+            let _ = self.client.delete_table().table_name(name).send().await;
+        }
+        let _ = std::fs::remove_file(&self.checkpoint);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_poller_retries_from_the_lowest_failed_record() {
+    let poster = Arc::new(FlakyPoster::new("ticket-2-created", 2));
+    let fixture = poller_fixture("e2e-retry", poster.clone(), 5).await;
+    wait_for("all three notifications delivered", PUSH_WAIT, || async { (poster.delivered().len() >= 3).then_some(()) }).await;
+    // Give a wrong retry (from the batch start) the time to show up as a duplicate.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let checkpoint = fixture.checkpoint.clone();
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("checkpoint")).expect("JSON");
+    fixture.finish().await;
+    assert_eq!(
+        poster.delivered(),
+        ["ticket-1-created", "ticket-2-created", "ticket-3-created"],
+        "record 1 was not pushed again: the retry started at the lowest failed record"
+    );
+    assert_eq!(poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst), 3, "two failures, then success");
+    assert_eq!(saved["shards"].as_object().map(|s| s.len()), Some(1), "one shard checkpointed: {saved}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
+    let poster = Arc::new(FlakyPoster::new("ticket-2-created", u32::MAX));
+    let fixture = poller_fixture("e2e-skip", poster.clone(), 2).await;
+    wait_for("the failing record's retries to run out", PUSH_WAIT, || async {
+        (poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    let t4 = sample_ticket(4, "new", "General");
+    fixture.store.record_created(&t4, &sample_notification(&t4), None).await.expect("record a fourth notification");
+    wait_for("the stream to move on to record 4", PUSH_WAIT, || async {
+        poster.delivered().contains(&"ticket-4-created".to_owned()).then_some(())
+    })
+    .await;
+    fixture.finish().await;
+    assert_eq!(poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst), 3, "one try and two retries");
+    // Record 3 came after the failure in the given-up batch: sent to the on-failure
+    // destination with it, never pushed.
+    assert_eq!(poster.delivered(), ["ticket-1-created", "ticket-4-created"]);
+}
