@@ -1,4 +1,4 @@
-//! The four DynamoDB tables, as data. `template.yaml` declares the same tables for AWS; a
+//! The DynamoDB tables, as data. `template.yaml` declares the same tables for AWS; a
 //! test (`tests/tests/template.rs`) fails when the two drift. The local stack and the
 //! tests create tables from these definitions with [`create_tables`].
 
@@ -14,7 +14,7 @@ use crate::config::Tables;
 
 use super::StoreError;
 
-/// Which of the four tables.
+/// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     /// Tickets, keyed by RT id.
@@ -25,6 +25,8 @@ pub enum TableKind {
     Connections,
     /// Idempotency records for `POST /tickets`.
     Idempotency,
+    /// API keys (hashes only), read by the authorizer; see `crate::auth`.
+    ApiKeys,
 }
 
 /// A key attribute: name and whether it is a number.
@@ -83,7 +85,7 @@ pub const TICKETS_BY_QUEUE_STATUS: &str = "by-queue-status";
 pub const NOTIFICATIONS_BY_FEED: &str = "by-feed";
 
 /// The tables, in the order they are created.
-pub const TABLES: [TableDef; 4] = [
+pub const TABLES: [TableDef; 5] = [
     TableDef {
         kind: TableKind::Tickets,
         logical_id: "TicketsTable",
@@ -121,16 +123,27 @@ pub const TABLES: [TableDef; 4] = [
         stream: None,
         ttl: Some("expires_at"),
     },
+    TableDef {
+        kind: TableKind::ApiKeys,
+        logical_id: "ApiKeysTable",
+        hash: s("key_id"),
+        indexes: &[],
+        stream: None,
+        // Revoked keys stay, for the audit trail (`rt-relay-keys list`).
+        ttl: None,
+    },
 ];
 
 impl TableDef {
-    /// The configured name of this table.
-    pub fn name<'a>(&self, tables: &'a Tables) -> &'a str {
+    /// The configured name of this table; `None` for the API keys table when
+    /// `API_KEYS_TABLE` is not configured.
+    pub fn name<'a>(&self, tables: &'a Tables) -> Option<&'a str> {
         match self.kind {
-            TableKind::Tickets => &tables.tickets,
-            TableKind::Notifications => &tables.notifications,
-            TableKind::Connections => &tables.connections,
-            TableKind::Idempotency => &tables.idempotency,
+            TableKind::Tickets => Some(&tables.tickets),
+            TableKind::Notifications => Some(&tables.notifications),
+            TableKind::Connections => Some(&tables.connections),
+            TableKind::Idempotency => Some(&tables.idempotency),
+            TableKind::ApiKeys => tables.api_keys.as_deref(),
         }
     }
 
@@ -156,7 +169,7 @@ fn key(attr: KeyAttr, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
     KeySchemaElement::builder().attribute_name(attr.name).key_type(kind).build().map_err(build_err)
 }
 
-/// Creates each table that does not exist yet (with its indexes, stream and TTL) and
+/// Creates each configured table that does not exist yet (with its indexes, stream and TTL) and
 /// waits until all are active. Existing tables are left as they are.
 pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
     let existing = client
@@ -167,7 +180,7 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         .table_names
         .unwrap_or_default();
     for def in TABLES {
-        let name = def.name(tables);
+        let Some(name) = def.name(tables) else { continue };
         if existing.iter().any(|t| t == name) {
             continue;
         }
@@ -202,7 +215,12 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
                     .map_err(build_err)?,
             );
         }
-        req.send().await.map_err(|e| StoreError::aws("CreateTable", e))?;
+        match req.send().await {
+            Ok(_) => {}
+            // Created concurrently by another process since we looked: that is fine.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => continue,
+            Err(e) => return Err(StoreError::aws("CreateTable", e)),
+        }
         if let Some(attr) = def.ttl {
             client
                 .update_time_to_live()
