@@ -9,6 +9,10 @@ test:
 dev:
 	bash scripts/dev.sh
 
+## Benchmarks (not part of test): one table of ratios, see docs/PERFORMANCE.md. Loopback only.
+bench:
+	bash scripts/bench.sh
+
 ## cfn-lint and sam validate on template.yaml, offline.
 check-template:
 	bash scripts/check-template.sh

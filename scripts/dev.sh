@@ -4,8 +4,9 @@
 # and @connections with the same handler code the Lambda functions run.
 #
 # Installs what is missing (Python tools into .venv, Debian's RT), starts what is not
-# running, builds and starts the gateway, prints the URLs, and on Ctrl-C stops everything
-# it started (by pid). Services that were already running are left running.
+# running, builds and starts the gateway, mints an API key with every scope, prints it with
+# the URLs, and on Ctrl-C revokes that key and stops everything it started (by pid).
+# Services that were already running are left running.
 #
 # Environment:
 #   HTTP_PORT (3000)  WS_PORT (3001)  RT_PORT (8080)  MOTO_PORT (5055)
@@ -39,10 +40,15 @@ esac
 GATEWAY_PID=""
 STARTED_MOTO=0
 STARTED_RT=0
+DEV_KEY_ID=""
 
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  if [ -n "$DEV_KEY_ID" ]; then
+    log "revoking this session's API key $DEV_KEY_ID"
+    "$KEYS_BIN" revoke "$DEV_KEY_ID" >/dev/null || true
+  fi
   if [ -n "$GATEWAY_PID" ] && kill -0 "$GATEWAY_PID" 2>/dev/null; then
     log "stopping the gateway (pid $GATEWAY_PID)"
     kill -TERM "$GATEWAY_PID" 2>/dev/null || true
@@ -117,23 +123,39 @@ export RUST_LOG=${RUST_LOG:-info}
 "$ROOT/target/$TARGET_DIR/rt-relay-gateway" &
 GATEWAY_PID=$!
 
+# Up means answering; a request without a key must get the authorizer's 401.
 for _ in $(seq 1 300); do
-  [ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 200 ] && break
+  [ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 401 ] && break
   kill -0 "$GATEWAY_PID" 2>/dev/null || { GATEWAY_PID=""; die "the gateway exited during start-up (see above)"; }
   sleep 0.1
 done
-[ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 200 ] || die "the gateway did not answer within 30 s"
+[ "$(http_code "http://127.0.0.1:$HTTP_PORT/notifications")" = 401 ] || die "the gateway did not answer (401 without a key) within 30 s"
+
+# ---------------------------------------------------------------- API key
+
+# The gateway has created the keys table. The key is printed below, once; only its hash is
+# stored, and it is revoked when this script stops.
+KEYS_BIN="$ROOT/target/$TARGET_DIR/rt-relay-keys"
+API_KEY=$("$KEYS_BIN" mint --name "make dev $(date -u +%Y-%m-%dT%H:%M:%SZ)" --scopes all 2>/dev/null) \
+  || die "could not mint an API key (try: $KEYS_BIN list)"
+DEV_KEY_ID=$(printf '%s' "$API_KEY" | cut -d_ -f2)
 
 cat <<EOF
 
 rt-relay is running locally
   HTTP API       http://127.0.0.1:$HTTP_PORT   (POST/GET /tickets, GET /tickets/{id}, GET /notifications)
-  WebSocket API  ws://127.0.0.1:$WS_PORT
+  WebSocket API  ws://127.0.0.1:$WS_PORT/?api_key=<key>
+  API key        $API_KEY
+                 (every scope; send it as 'Authorization: Bearer <key>'; revoked when this stops)
   RT             $RT_SHOWN_URL   (login: $RT_LOGIN)
   DynamoDB       $AWS_ENDPOINT_URL (moto), tables ${TABLE_PREFIX}*
 
-  try: curl -s -X POST http://127.0.0.1:$HTTP_PORT/tickets -H 'content-type: application/json' \\
+  try: export RT_RELAY_KEY=$API_KEY
+       curl -s -X POST http://127.0.0.1:$HTTP_PORT/tickets -H "authorization: Bearer \$RT_RELAY_KEY" \\
+         -H 'content-type: application/json' \\
          -d '{"title":"Problema no Login","description":"Usuário não consegue fazer login no sistema."}'
+       cargo run -q -p rt-relay-gateway --example listen -- "ws://127.0.0.1:$WS_PORT/?api_key=\$RT_RELAY_KEY"
+  keys: target/$TARGET_DIR/rt-relay-keys list | mint --name NAME --scopes tickets:read,... | revoke KEY_ID
 
 Ctrl-C stops everything this script started.
 EOF

@@ -2,8 +2,10 @@
 # The project's one test command (README: `make test`). On a fresh Debian 12 machine it
 # installs what is missing (Python tools, RT), starts RT and moto on 127.0.0.1 unless
 # they already run, then runs every test: unit, real-RT adapter, DynamoDB-on-moto,
-# end-to-end through the local gateway, and the template checks. Services this run
-# started are stopped when it ends; ones already running are left alone.
+# end-to-end through the local gateway (in-process, and the binary for crash tests),
+# faults, load, the OpenAPI document and the template checks; then schemathesis against
+# the gateway's OpenAPI document (scripts/schemathesis.sh). It fails if either fails.
+# Services this run started are stopped when it ends; ones already running are left alone.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -32,4 +34,18 @@ set -a
 set +a
 export PATH="$ROOT/.venv/bin:$PATH"
 
-cargo test --workspace --no-fail-fast "$@"
+# The load test holds ~1,000 sockets in one process (500 clients and their server ends).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Tests that kill the gateway run its binary: build it (and rt-relay-keys) first.
+cargo build -q -p rt-relay-gateway --bins
+
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+# Schemathesis only on a full run (arguments select tests: then skip it).
+if [ $# -eq 0 ]; then
+  st=0
+  bash scripts/schemathesis.sh || st=$?
+  [ "$status" = 0 ] && status=$st
+fi
+exit "$status"

@@ -5,11 +5,13 @@
 //!
 //! Routing follows `template.yaml`: `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`,
 //! `GET /notifications`, each also with a trailing slash. Anything else gets the API's own
-//! JSON error shape (404, or 405 with `Allow`).
+//! JSON error shape (404, or 405 with `Allow`). A matched route first goes through the
+//! template's Lambda authorizer (the same handler, the same event JSON), with API Gateway's
+//! own 401/403/500 answers; CORS preflights, unknown routes and `/openapi.json` need no key.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
-use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::apigw::{ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2httpResponse};
 use axum::{
     body::{to_bytes, Body as AxumBody},
     extract::{ConnectInfo, Request as AxumRequest, State},
@@ -22,6 +24,7 @@ use chrono::{DateTime, Utc};
 use lambda_http::{request::LambdaRequest, Adapter, Context, LambdaEvent, Service};
 use rt_relay_shared::{
     handlers::{
+        authorizer::RequestAuthorizer,
         notifications::ListNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
     },
@@ -36,6 +39,8 @@ use crate::ids;
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// API Gateway's integration timeout for HTTP APIs.
 pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// API Gateway's timeout for a Lambda authorizer.
+pub const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The function a route invokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,17 +350,87 @@ fn direct_response(resp: lambda_http::Response<lambda_http::Body>) -> AxumRespon
     out
 }
 
+/// The payload 2.0 REQUEST authorizer event for a request: the integration event without
+/// its body, plus the identity sources the template declares (`$request.header.Authorization`,
+/// `$context.routeKey`) and the route ARN.
+pub fn build_authorizer_event(integration_event: &Value, authorization: &str, route_key: &str) -> Value {
+    let mut event = integration_event.clone();
+    if let Some(map) = event.as_object_mut() {
+        map.remove("body");
+        map.remove("isBase64Encoded");
+    }
+    let method = event.pointer("/requestContext/http/method").and_then(Value::as_str).unwrap_or("GET").to_owned();
+    let path = event.get("rawPath").and_then(Value::as_str).unwrap_or("/").to_owned();
+    event["type"] = json!("REQUEST");
+    event["identitySource"] = json!([authorization, route_key]);
+    event["routeArn"] = json!(format!("arn:aws:execute-api:local:000000000000:local/$default/{method}{path}"));
+    event
+}
+
+/// What the authorizer said about one request.
+enum AuthOutcome {
+    /// Allowed; the simple response's context, for `requestContext.authorizer.lambda`.
+    Allowed(Map<String, Value>),
+    /// Refused: the response API Gateway would send.
+    Refused(AxumResponse),
+}
+
 /// State shared by every HTTP API request.
 #[derive(Debug)]
 pub struct HttpApi {
     functions: HttpFunctions,
     cors_allow_origin: Option<HeaderValue>,
+    authorizer: Option<RequestAuthorizer>,
 }
 
 impl HttpApi {
-    /// The API over these functions; `cors_allow_origin` as in the template.
+    /// The API over these functions; `cors_allow_origin` as in the template. No API keys are
+    /// checked until [`HttpApi::with_authorizer`].
     pub fn new(functions: HttpFunctions, cors_allow_origin: Option<&str>) -> Self {
-        Self { functions, cors_allow_origin: cors_allow_origin.and_then(|o| HeaderValue::from_str(o).ok()) }
+        Self { functions, cors_allow_origin: cors_allow_origin.and_then(|o| HeaderValue::from_str(o).ok()), authorizer: None }
+    }
+
+    /// Puts the template's Lambda authorizer in front of every route, as API Gateway does.
+    pub fn with_authorizer(mut self, authorizer: Option<RequestAuthorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    /// Runs the authorizer as API Gateway does for a payload 2.0 simple-response
+    /// authorizer without caching: no `Authorization` header → 401 without invoking it;
+    /// `isAuthorized: false` → 403; an error, timeout or malformed answer → 500. The
+    /// bodies are API Gateway's own.
+    async fn authorize(&self, authorizer: &RequestAuthorizer, parts: &axum::http::request::Parts, event: &Value, route_key: &str) -> AuthOutcome {
+        let header = parts.headers.get(header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+        let Some(authorization) = header.filter(|h| !h.is_empty()) else {
+            return AuthOutcome::Refused(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        };
+        let auth_event = build_authorizer_event(event, &authorization, route_key);
+        let authorizer = authorizer.clone();
+        let call = tokio::spawn(async move { authorizer.handle(auth_event).await });
+        let answer = match tokio::time::timeout(AUTHORIZER_TIMEOUT, call).await {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(e))) => {
+                error!(error = %e, "authorizer failed");
+                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+            }
+            Ok(Err(join)) => {
+                error!(error = %join, "authorizer panicked");
+                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+            }
+            Err(_) => {
+                error!("authorizer timed out");
+                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+            }
+        };
+        match serde_json::from_value::<ApiGatewayV2CustomAuthorizerSimpleResponse>(answer) {
+            Ok(r) if r.is_authorized => AuthOutcome::Allowed(r.context.as_object().cloned().unwrap_or_default()),
+            Ok(_) => AuthOutcome::Refused(gateway_error(StatusCode::FORBIDDEN, "Forbidden")),
+            Err(e) => {
+                error!(error = %e, "authorizer answered something other than a simple response");
+                AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
+            }
+        }
     }
 
     /// The axum router: every path goes through [`route`].
@@ -373,7 +448,7 @@ impl HttpApi {
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type,idempotency-key"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization,content-type,idempotency-key"));
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         Some(resp)
     }
@@ -392,6 +467,9 @@ impl HttpApi {
                 return resp;
             }
         }
+        if let Some(document) = crate::openapi::response(&parts.method, parts.uri.path()) {
+            return document;
+        }
         let (route, route_key, path_parameters) = match route(&parts.method, parts.uri.path()) {
             Routing::Matched { route, route_key, path_parameters } => (route, route_key, path_parameters),
             Routing::MethodNotAllowed { allow } => {
@@ -405,7 +483,17 @@ impl HttpApi {
             Ok(b) => b,
             Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
         };
-        let event = build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now()).to_string();
+        let mut event = build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now());
+        if let Some(authorizer) = &self.authorizer {
+            match self.authorize(authorizer, &parts, &event, route_key).await {
+                AuthOutcome::Allowed(context) => event["requestContext"]["authorizer"] = json!({ "lambda": context }),
+                AuthOutcome::Refused(mut resp) => {
+                    self.add_cors(&parts.headers, &mut resp);
+                    return resp;
+                }
+            }
+        }
+        let event = event.to_string();
         // Like Lambda, the function runs to completion even if the gateway stops waiting.
         let functions = self.functions.clone();
         let id = request_id.to_owned();
@@ -526,6 +614,25 @@ mod tests {
         assert_eq!(req.query_string_parameters_ref().and_then(|q| q.first("limit")), Some("5"));
         assert_eq!(req.query_string_parameters_ref().map(|q| q.all("status").unwrap_or_default().len()), Some(2));
         assert_eq!(req.headers()["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn the_authorizer_event_and_context_have_api_gateways_shapes() {
+        let p = parts("POST", "/tickets?x=1", &[("Host", "h"), ("Authorization", "Bearer k")]);
+        let mut event = build_event(&p, b"{}", "POST /tickets", &[], peer(), "rid", Utc::now());
+        let auth: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_value(build_authorizer_event(&event, "Bearer k", "POST /tickets")).unwrap();
+        assert_eq!(auth.type_.as_deref(), Some("REQUEST"));
+        assert_eq!(auth.identity_source, Some(vec!["Bearer k".to_owned(), "POST /tickets".to_owned()]));
+        assert_eq!(auth.route_key.as_deref(), Some("POST /tickets"));
+        assert_eq!(auth.route_arn.as_deref(), Some("arn:aws:execute-api:local:000000000000:local/$default/POST/tickets"));
+        assert_eq!(auth.headers["authorization"], "Bearer k");
+
+        // What the function sees of an allowed request: requestContext.authorizer.lambda.
+        event["requestContext"]["authorizer"] = json!({ "lambda": { "key_id": "abc", "scopes": "tickets:write" } });
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let lambda_http::request::RequestContext::ApiGatewayV2(ctx) = req.request_context() else { panic!("v2 context") };
+        assert_eq!(ctx.authorizer.expect("authorizer").fields["key_id"], "abc");
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! code the Lambda functions run, through the same event shapes.
 //!
 //! - [`http_api`]: an API Gateway HTTP API (payload 2.0) in front of the four HTTP
-//!   functions, through `lambda_http`'s own adapter.
-//! - [`websocket`]: an API Gateway WebSocket API (`$connect`, `$default`, `$disconnect`).
+//!   functions, through `lambda_http`'s own adapter, behind the template's Lambda
+//!   authorizer (API keys; no cache, so a revoked key is refused on its next request).
+//! - [`websocket`]: an API Gateway WebSocket API (`$connect` with its authorizer,
+//!   `$default`, `$disconnect`).
 //! - [`connections`]: the live-connection registry and the Management API
 //!   (`/@connections/{id}`) the push function posts through with the real AWS SDK.
 //! - [`stream`]: the event source mapping from the notifications table's stream (moto) to
 //!   the push function.
+//! - [`openapi`]: the HTTP API's OpenAPI document, served at `GET /openapi.json`.
 //!
 //! Start it in-process with [`Gateway::start`] (what the `rt-relay-gateway` binary and the
 //! end-to-end tests do), or with [`Gateway::start_with`] over any stores and RT client.
@@ -15,9 +18,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rt_relay_shared::{
+    auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
     config::ConfigError,
     fanout::ApiGatewayPoster,
     handlers::{
+        authorizer::RequestAuthorizer,
         notifications::ListNotifications,
         push::PushNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
@@ -41,6 +46,7 @@ pub mod config;
 pub mod connections;
 pub mod http_api;
 mod ids;
+pub mod openapi;
 pub mod stream;
 pub mod websocket;
 
@@ -88,6 +94,10 @@ pub struct Functions {
     pub connection_routes: ConnectionRoutes,
     /// The connections store the push function reads.
     pub connections: Arc<dyn ConnectionStore>,
+    /// The Lambda authorizer in front of both APIs (API keys). [`Gateway::start`] (the
+    /// binary, `make dev`, the end-to-end tests) always sets it; `None` checks no keys at
+    /// all and is only for in-process tests and benchmarks over fakes.
+    pub authorizer: Option<RequestAuthorizer>,
 }
 
 impl Functions {
@@ -106,7 +116,14 @@ impl Functions {
             },
             connection_routes: ConnectionRoutes::new(store.clone()),
             connections: store,
+            authorizer: None,
         }
+    }
+
+    /// Puts the API-key authorizer over `keys` in front of both APIs, as the template does.
+    pub fn with_api_keys(mut self, keys: Arc<dyn ApiKeyStore>) -> Self {
+        self.authorizer = Some(RequestAuthorizer::new(KeyAuthorizer::new(keys)));
+        self
     }
 }
 
@@ -166,9 +183,15 @@ impl Gateway {
         let dynamodb = client_from_env().await;
         create_tables(&dynamodb, &config.tables).await?;
         let stream_arn = notifications_stream_arn(&dynamodb, &config.tables).await?;
+        let keys_table = config.tables.api_keys.clone().ok_or(ConfigError {
+            var: "API_KEYS_TABLE",
+            problem: "the gateway needs the API keys table".into(),
+        })?;
+        let keys = Arc::new(DynamoApiKeys::new(dynamodb.clone(), keys_table));
         let store = Arc::new(DynamoStore::new(dynamodb, config.tables.clone()));
         let rt = client_from_config(&config.rt)?;
-        let functions = Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout);
+        let functions =
+            Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout).with_api_keys(keys);
         let stream = StreamSource { stream_arn, settings: config.stream.clone() };
         Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
     }
@@ -182,8 +205,11 @@ impl Gateway {
     ) -> Result<RunningGateway, GatewayError> {
         for addr in [options.http_addr, options.ws_addr] {
             if !addr.ip().is_loopback() {
-                warn!(%addr, "listening beyond loopback: the gateway checks no credentials or signatures");
+                warn!(%addr, "listening beyond loopback: the gateway checks no IAM signatures on @connections");
             }
+        }
+        if functions.authorizer.is_none() {
+            warn!("no authorizer: this gateway checks no API keys");
         }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
@@ -198,7 +224,9 @@ impl Gateway {
         let (drain_tx, drain_rx) = mpsc::channel::<()>(1);
         let registry = Arc::new(ConnectionRegistry::new());
 
-        let http_router = http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref()).router();
+        let http_router = http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref())
+            .with_authorizer(functions.authorizer.clone())
+            .router();
         let http_task = tokio::spawn(serve(http_listener, http_router, front_rx.clone()));
 
         let ws_api = websocket::WsApi::new(
@@ -207,7 +235,8 @@ impl Gateway {
             options.ws.clone(),
             ws_rx.clone(),
             drain_tx,
-        );
+        )
+        .with_authorizer(functions.authorizer.clone());
         let ws_task = tokio::spawn(serve(ws_listener, ws_api.router(), ws_rx));
 
         let management_endpoint = format!("http://{}", connectable(ws_addr));

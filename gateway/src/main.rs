@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
     println!("  WebSocket API   {}", gateway.ws_url());
     println!("  @connections    {}/@connections/{{connectionId}}", gateway.management_endpoint());
     println!("  tables          {}, {}, {}, {}", tables.tickets, tables.notifications, tables.connections, tables.idempotency);
+    if let Some(keys) = &tables.api_keys {
+        println!("  API keys        {keys} (mint one: rt-relay-keys mint --name NAME --scopes all)");
+    }
     wait_for_signal().await;
     println!("rt-relay-gateway: shutting down");
     gateway.shutdown().await;

@@ -1,6 +1,7 @@
-//! The local WebSocket API. Each client gets a fresh connection id; `$connect`
-//! (`ConnectionRoutes::connect`) runs BEFORE the handshake completes and a non-2xx answer
-//! refuses it with that status, as API Gateway does. Client messages go to `$default`
+//! The local WebSocket API. Each client gets a fresh connection id; the `$connect`
+//! authorizer (the API key in the `api_key` query parameter) and then `$connect`
+//! (`ConnectionRoutes::connect`) run BEFORE the handshake completes, and a refusal or a
+//! non-2xx answer refuses it with that status, as API Gateway does. Client messages go to `$default`
 //! (`ws::default_route`) and its response body is sent back (the template's route
 //! response); a close, error or drop runs `$disconnect`. Events are built as the JSON API
 //! Gateway sends and read into `ApiGatewayWebsocketProxyRequest`, as the runtime would.
@@ -24,7 +25,17 @@ use axum::{
 };
 use base64::Engine;
 use chrono::Utc;
-use rt_relay_shared::handlers::ws::{default_route, ConnectionRoutes};
+use aws_lambda_events::{
+    apigw::ApiGatewayCustomAuthorizerResponse,
+    iam::{IamPolicyEffect, IamPolicyStatement},
+};
+use rt_relay_shared::{
+    auth::WS_KEY_PARAM,
+    handlers::{
+        authorizer::{AuthorizerError, RequestAuthorizer},
+        ws::{default_route, ConnectionRoutes},
+    },
+};
 use serde_json::{json, Map, Value};
 use tokio::{
     sync::{mpsc, watch},
@@ -40,6 +51,8 @@ use crate::{
 
 /// How long `$connect`/`$disconnect` may run (API Gateway's integration timeout).
 const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(29);
+/// How long the `$connect` authorizer may run.
+const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which route an event is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +111,33 @@ pub struct EventDetail<'a> {
     pub disconnect: Option<(u16, &'a str)>,
 }
 
-/// Builds the event JSON API Gateway sends for `kind`, and reads it as the Lambda would.
+/// Builds the event API Gateway sends for `kind`, and reads it as the Lambda would.
 pub fn build_event(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetail<'_>) -> ApiGatewayWebsocketProxyRequest {
+    read_event(event_json(kind, ctx, detail), ctx)
+}
+
+/// Reads event JSON as the Lambda would.
+fn read_event(event: Value, ctx: &ConnectionContext) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_value(event).unwrap_or_else(|e| {
+        // Only a bug here could make the shape unreadable; the handlers still get the id.
+        error!(error = %e, "WebSocket event did not deserialize");
+        let mut fallback = ApiGatewayWebsocketProxyRequest::default();
+        fallback.request_context.connection_id = Some(ctx.connection_id.clone());
+        fallback
+    })
+}
+
+/// The `$connect` REQUEST authorizer event: the `$connect` event plus `type` and the
+/// route's `methodArn`.
+pub fn build_authorizer_event(ctx: &ConnectionContext, detail: &EventDetail<'_>) -> Value {
+    let mut event = event_json(EventKind::Connect, ctx, detail);
+    event["type"] = json!("REQUEST");
+    event["methodArn"] = json!(format!("arn:aws:execute-api:local:000000000000:local/{}/$connect", ctx.stage));
+    event
+}
+
+/// The event JSON API Gateway sends for `kind`.
+pub fn event_json(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetail<'_>) -> Value {
     let now = Utc::now();
     let mut request_context = json!({
         "routeKey": kind.route_key(),
@@ -158,19 +196,14 @@ pub fn build_event(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetai
         request_context["disconnectReason"] = json!(reason);
     }
     event["requestContext"] = request_context;
-    serde_json::from_value(event).unwrap_or_else(|e| {
-        // Only a bug here could make the shape unreadable; the handlers still get the id.
-        error!(error = %e, "WebSocket event did not deserialize");
-        let mut fallback = ApiGatewayWebsocketProxyRequest::default();
-        fallback.request_context.connection_id = Some(ctx.connection_id.clone());
-        fallback
-    })
+    event
 }
 
 /// State shared by every WebSocket client.
 #[derive(Debug)]
 pub struct WsApi {
     routes: ConnectionRoutes,
+    authorizer: Option<RequestAuthorizer>,
     registry: Arc<ConnectionRegistry>,
     settings: WsSettings,
     shutdown: watch::Receiver<bool>,
@@ -188,7 +221,13 @@ impl WsApi {
         shutdown: watch::Receiver<bool>,
         drain: mpsc::Sender<()>,
     ) -> Self {
-        Self { routes, registry, settings, shutdown, _drain: drain }
+        Self { routes, authorizer: None, registry, settings, shutdown, _drain: drain }
+    }
+
+    /// Puts the template's `$connect` Lambda authorizer in front of `$connect`.
+    pub fn with_authorizer(mut self, authorizer: Option<RequestAuthorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
     }
 
     /// The router: `@connections` routes, and a WebSocket endpoint at every other path.
@@ -263,14 +302,21 @@ async fn upgrade(
         domain_name: header_str(header::HOST).unwrap_or_else(|| "localhost".into()),
         stage: api.settings.stage.clone(),
     };
+    let detail = EventDetail { headers: Some(&headers), query: uri.query(), ..EventDetail::default() };
+    let mut connect_event = event_json(EventKind::Connect, &ctx, &detail);
+    if let Some(authorizer) = &api.authorizer {
+        match authorize(authorizer, &ctx, &detail).await {
+            Ok(context) => connect_event["requestContext"]["authorizer"] = Value::Object(context),
+            Err(status) => {
+                info!(connection_id = %ctx.connection_id, status = status.as_u16(), "the authorizer refused the connection");
+                return plain(status, status.canonical_reason().unwrap_or(""));
+            }
+        }
+    }
     // Registered before $connect runs, so a push racing the handshake is queued, not lost.
     // If the handshake is refused or abandoned, dropping `registration` forgets the id.
     let registration = api.registry.register(&ctx.connection_id, identity);
-    let event = build_event(
-        EventKind::Connect,
-        &ctx,
-        &EventDetail { headers: Some(&headers), query: uri.query(), ..EventDetail::default() },
-    );
+    let event = read_event(connect_event, &ctx);
     let routes = api.routes.clone();
     let answer = invoke("$connect", async move { routes.connect(event).await }).await;
     let status = u16::try_from(answer.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok());
@@ -294,6 +340,62 @@ async fn upgrade(
         // The task holds the `WsApi` (and with it a drain sender) until `$disconnect` is done.
         .on_upgrade(move |socket| run_socket(api, ctx, registration, socket))
         .into_response()
+}
+
+/// Runs the `$connect` authorizer as API Gateway does for a WebSocket REQUEST authorizer
+/// with identity source `route.request.querystring.api_key`: no `api_key` → 401 without
+/// invoking it; the error `Unauthorized` → 401; a Deny policy → 403; any other error, a
+/// timeout or a malformed answer → 500. On Allow, the context API Gateway puts in
+/// `requestContext.authorizer` (the policy's `principalId` and `context`).
+async fn authorize(
+    authorizer: &RequestAuthorizer,
+    ctx: &ConnectionContext,
+    detail: &EventDetail<'_>,
+) -> Result<Map<String, Value>, StatusCode> {
+    let has_key = detail
+        .query
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == WS_KEY_PARAM && !v.trim().is_empty()))
+        .unwrap_or(false);
+    if !has_key {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let event = build_authorizer_event(ctx, detail);
+    let method_arn = event["methodArn"].as_str().unwrap_or_default().to_owned();
+    let authorizer = authorizer.clone();
+    let call = tokio::spawn(async move { authorizer.handle(event).await });
+    let answer = match tokio::time::timeout(AUTHORIZER_TIMEOUT, call).await {
+        Ok(Ok(Ok(answer))) => answer,
+        Ok(Ok(Err(AuthorizerError::Unauthorized))) => return Err(StatusCode::UNAUTHORIZED),
+        Ok(Ok(Err(e))) => {
+            error!(error = %e, "authorizer failed");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        Ok(Err(join)) => {
+            error!(error = %join, "authorizer panicked");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        Err(_) => {
+            error!("authorizer timed out");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let policy: ApiGatewayCustomAuthorizerResponse = serde_json::from_value(answer).map_err(|e| {
+        error!(error = %e, "authorizer answered something other than a policy");
+        StatusCode::INTERNAL_SERVER_ERROR
+    })?;
+    let applies = |st: &&IamPolicyStatement| {
+        st.action.iter().any(|a| a == "execute-api:Invoke") && st.resource.iter().any(|r| *r == method_arn || r == "*")
+    };
+    let statements: Vec<&IamPolicyStatement> = policy.policy_document.statement.iter().filter(applies).collect();
+    // IAM: an explicit Deny wins; without an Allow, the default is deny.
+    if statements.iter().any(|st| st.effect == IamPolicyEffect::Deny) || !statements.iter().any(|st| st.effect == IamPolicyEffect::Allow) {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    let mut context = policy.context.as_object().cloned().unwrap_or_default();
+    if let Some(principal) = policy.principal_id {
+        context.insert("principalId".into(), json!(principal));
+    }
+    Ok(context)
 }
 
 /// Forgets the connection and runs `$disconnect`.
@@ -453,6 +555,24 @@ mod tests {
         assert_eq!(e.multi_value_headers.get_all("x-multi").iter().count(), 2);
         assert_eq!(e.query_string_parameters.first("token"), Some("t"));
         assert_eq!(e.multi_value_query_string_parameters.all("x").map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn the_connect_authorizer_event_and_context_have_api_gateways_shapes() {
+        let detail = EventDetail { query: Some("api_key=rtr_k&x=1"), ..EventDetail::default() };
+        let event = build_authorizer_event(&ctx(), &detail);
+        assert_eq!(event["requestContext"]["routeKey"], "$connect");
+        let auth: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event).unwrap();
+        assert_eq!(auth.type_.as_deref(), Some("REQUEST"));
+        assert_eq!(auth.method_arn.as_deref(), Some("arn:aws:execute-api:local:000000000000:local/local/$connect"));
+        assert_eq!(auth.query_string_parameters.first("api_key"), Some("rtr_k"));
+
+        // What ws-connect sees of an admitted connection: requestContext.authorizer.
+        let mut connect = event_json(EventKind::Connect, &ctx(), &detail);
+        connect["requestContext"]["authorizer"] = json!({ "principalId": "abc", "key_id": "abc", "scopes": "notifications:read" });
+        let e = read_event(connect, &ctx());
+        assert_eq!(e.request_context.authorizer.fields["key_id"], "abc");
+        assert_eq!(e.request_context.connection_id.as_deref(), Some("abcDEF0123456789"));
     }
 
     #[test]

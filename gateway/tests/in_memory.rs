@@ -13,6 +13,7 @@ use aws_sdk_apigatewaymanagement::{
 use futures_util::{SinkExt, StreamExt};
 use rt_relay_gateway::{Functions, Gateway, RunningGateway, ServerOptions};
 use rt_relay_shared::{
+    auth::{memory::MemoryApiKeys, mint, ApiKeyStore, MintedKey, Scope},
     handlers::ws::{ConnectionRoutes, HELP},
     rt::memory::MemoryRt,
     store::{memory::MemoryStore, Connection, ConnectionStore, StoreError},
@@ -203,5 +204,132 @@ async fn a_failing_connect_refuses_the_handshake() {
     assert!(gateway.connections().is_empty());
     let plain = reqwest::get(gateway.ws_url().replace("ws://", "http://")).await.unwrap();
     assert_eq!(plain.status(), 426, "a plain GET is told to upgrade");
+    gateway.shutdown().await;
+}
+
+// ---------------------------------------------------------------- API keys
+
+/// A gateway that checks API keys (as `Gateway::start` always does) over in-memory keys.
+async fn start_with_keys() -> (RunningGateway, Arc<MemoryStore>, Arc<MemoryApiKeys>) {
+    let store = Arc::new(MemoryStore::new());
+    let keys = Arc::new(MemoryApiKeys::new());
+    let functions = Functions::new(Arc::new(MemoryRt::new()), store.clone(), "General".into(), Duration::from_secs(5))
+        .with_api_keys(keys.clone());
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+    (gateway, store, keys)
+}
+
+async fn key(keys: &MemoryApiKeys, scopes: &[Scope]) -> MintedKey {
+    mint(keys, "in-memory test", scopes.iter().copied().collect(), chrono::Utc::now()).await.expect("mint a key")
+}
+
+fn ticket_body() -> Value {
+    json!({"title": "with a key", "description": "d"})
+}
+
+async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_http_api_checks_api_keys_like_api_gateway() {
+    let (gateway, store, keys) = start_with_keys().await;
+    let http = reqwest::Client::new();
+    let base = gateway.http_url();
+    let all = key(&keys, &Scope::ALL).await;
+    let reader = key(&keys, &[Scope::TicketsRead]).await;
+    let bearer = |k: &MintedKey| format!("Bearer {}", k.key());
+
+    // No key: 401 from the gateway itself, in API Gateway's shape, CORS headers included.
+    let none = http.get(format!("{base}/tickets")).header("origin", "http://app.local").send().await.unwrap();
+    assert_eq!(none.headers()["access-control-allow-origin"], "*");
+    assert_eq!(status_and_body(none).await, (401, json!({"message": "Unauthorized"})));
+    let blank = http.get(format!("{base}/tickets")).header("authorization", " ").send().await.unwrap();
+    assert_eq!(blank.status(), 401, "a blank identity source counts as missing");
+
+    // A credential that is not a live key: 403 (a simple-response authorizer can only say no).
+    let wrong_secret = format!("Bearer rtr_{}_{}", all.record.key_id, "0".repeat(64));
+    for credential in ["Basic cm9vdDpwYXNz", all.key(), wrong_secret.as_str(), "Bearer rtr_short"] {
+        let resp = http.get(format!("{base}/tickets")).header("authorization", credential).send().await.unwrap();
+        assert_eq!(status_and_body(resp).await, (403, json!({"message": "Forbidden"})), "{}", &credential[..10]);
+    }
+
+    // The right scope passes; the wrong one is 403 and never reaches the function.
+    let list = http.get(format!("{base}/tickets")).header("authorization", bearer(&reader)).send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    let post = http.post(format!("{base}/tickets")).header("authorization", bearer(&reader)).json(&ticket_body()).send().await.unwrap();
+    assert_eq!(status_and_body(post).await, (403, json!({"message": "Forbidden"})));
+    assert_eq!(store.notification_count(), 0, "the refused POST created nothing");
+    let notes = http.get(format!("{base}/notifications")).header("authorization", bearer(&reader)).send().await.unwrap();
+    assert_eq!(notes.status(), 403, "tickets:read does not read notifications");
+    let created = http.post(format!("{base}/tickets")).header("authorization", bearer(&all)).json(&ticket_body()).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let one = http.get(format!("{base}/tickets/1")).header("authorization", bearer(&reader)).send().await.unwrap();
+    assert_eq!(one.status(), 200);
+
+    // Revoked: refused on the very next request (no authorizer cache locally).
+    keys.revoke(&all.record.key_id, chrono::Utc::now()).await.unwrap();
+    let after = http.post(format!("{base}/tickets")).header("authorization", bearer(&all)).json(&ticket_body()).send().await.unwrap();
+    assert_eq!(after.status(), 403);
+    assert_eq!(store.notification_count(), 1);
+
+    // Unknown routes, wrong methods, CORS preflights and the OpenAPI document need no key.
+    assert_eq!(http.get(format!("{base}/nope")).send().await.unwrap().status(), 404);
+    assert_eq!(http.delete(format!("{base}/tickets")).send().await.unwrap().status(), 405);
+    assert_eq!(http.get(format!("{base}/openapi.json")).send().await.unwrap().status(), 200);
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/tickets"))
+        .header("origin", "http://app.local")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+    assert!(allowed.split(',').any(|h| h == "authorization"), "{allowed}");
+
+    // The key store failing refuses the request with API Gateway's bare 500, no detail.
+    keys.set_failing(true);
+    let down = http.get(format!("{base}/tickets")).header("authorization", bearer(&reader)).send().await.unwrap();
+    assert_eq!(status_and_body(down).await, (500, json!({"message": "Internal Server Error"})));
+    gateway.shutdown().await;
+}
+
+async fn handshake_status(url: &str) -> u16 {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("handshake finishes") {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Ok((mut socket, resp)) => {
+            let _ = socket.close(None).await;
+            resp.status().as_u16()
+        }
+        Err(e) => panic!("handshake failed without an HTTP status: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_api_checks_the_key_on_connect() {
+    let (gateway, store, keys) = start_with_keys().await;
+    let ws = gateway.ws_url();
+    let listener = key(&keys, &[Scope::NotificationsRead]).await;
+    let writer = key(&keys, &[Scope::TicketsWrite]).await;
+
+    assert_eq!(handshake_status(&ws).await, 401, "no api_key");
+    assert_eq!(handshake_status(&format!("{ws}/?api_key=")).await, 401, "blank api_key");
+    assert_eq!(handshake_status(&format!("{ws}/?api_key=rtr_nope")).await, 401, "not a key");
+    assert_eq!(handshake_status(&format!("{ws}/?api_key={}", writer.key())).await, 403, "no notifications:read");
+    assert_eq!(store.connection_count(), 0, "refused handshakes never reach $connect");
+    assert!(gateway.connections().is_empty());
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws}/?api_key={}", listener.key())).await.expect("admitted");
+    assert_eq!(store.connection_count(), 1);
+    socket.send(Message::text("hi")).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), HELP);
+
+    keys.revoke(&listener.record.key_id, chrono::Utc::now()).await.unwrap();
+    assert_eq!(handshake_status(&format!("{ws}/?api_key={}", listener.key())).await, 401, "revoked: refused at once");
+    let _ = socket.close(None).await;
     gateway.shutdown().await;
 }

@@ -68,14 +68,14 @@ pub struct RtConfig {
 /// Default bound on one RT request.
 pub const DEFAULT_RT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Reads a variable, treating an empty value as absent.
-fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
+pub(crate) fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
     lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn required(lookup: Lookup<'_>, var: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn required(lookup: Lookup<'_>, var: &'static str) -> Result<String, ConfigError> {
     get(lookup, var).ok_or_else(|| ConfigError::new(var, "is not set"))
 }
 
@@ -167,16 +167,21 @@ pub struct Tables {
     pub connections: String,
     /// `IDEMPOTENCY_TABLE`.
     pub idempotency: String,
+    /// `API_KEYS_TABLE`: optional here, because only the authorizer and the
+    /// `rt-relay-keys` command use it (they require it through
+    /// [`crate::auth::ApiKeysConfig`]); the data functions are not given it.
+    pub api_keys: Option<String>,
 }
 
 impl Tables {
-    /// Reads the four table names; each is required.
+    /// Reads the four data table names (each required) and `API_KEYS_TABLE` (optional).
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             tickets: required(lookup, "TICKETS_TABLE")?,
             notifications: required(lookup, "NOTIFICATIONS_TABLE")?,
             connections: required(lookup, "CONNECTIONS_TABLE")?,
             idempotency: required(lookup, "IDEMPOTENCY_TABLE")?,
+            api_keys: get(lookup, "API_KEYS_TABLE"),
         })
     }
 
@@ -192,6 +197,7 @@ impl Tables {
             notifications: format!("{prefix}notifications"),
             connections: format!("{prefix}connections"),
             idempotency: format!("{prefix}idempotency"),
+            api_keys: Some(format!("{prefix}api-keys")),
         }
     }
 }
@@ -271,6 +277,16 @@ mod tests {
     fn secrets_do_not_appear_in_debug() {
         let c = rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_api_keys_table_is_optional_for_the_data_functions() {
+        let four = env(&[("TICKETS_TABLE", "t"), ("NOTIFICATIONS_TABLE", "n"), ("CONNECTIONS_TABLE", "c"), ("IDEMPOTENCY_TABLE", "i")]);
+        assert_eq!(Tables::from_lookup(&|k| four.get(k).cloned()).unwrap().api_keys, None);
+        let mut five = four.clone();
+        five.insert("API_KEYS_TABLE".into(), "k".into());
+        assert_eq!(Tables::from_lookup(&|k| five.get(k).cloned()).unwrap().api_keys.as_deref(), Some("k"));
+        assert_eq!(Tables::with_prefix("p-").api_keys.as_deref(), Some("p-api-keys"));
     }
 
     #[test]

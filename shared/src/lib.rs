@@ -2,6 +2,7 @@
 //! common. Each module is one boundary (RT, DynamoDB, the WebSocket fan-out, HTTP) or pure
 //! domain logic (validation, paging cursors, notification building) that does no I/O.
 
+pub mod auth;
 pub mod config;
 pub mod fanout;
 pub mod handlers;

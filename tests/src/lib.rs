@@ -1,7 +1,13 @@
 //! Test support for rt-relay's tests against the real services: access to RT and moto,
-//! a controllable `@connections` server, and the in-process local stack.
+//! a controllable `@connections` server, a fault-injecting proxy, the in-process local
+//! stack and the gateway binary as a process, the OpenAPI document's checker, and the
+//! benchmarks' shared pieces.
 
+pub mod bench;
 pub mod connections_server;
+pub mod fault_proxy;
+pub mod gateway_process;
+pub mod openapi;
 pub mod rt;
 pub mod services;
 pub mod stack;

@@ -33,6 +33,16 @@ pub async fn fresh_tables(tag: &str) -> (aws_sdk_dynamodb::Client, Tables) {
     (client, tables)
 }
 
+/// Deletes every table of `tables` (best effort): benchmarks fill moto with many items and
+/// should not leave them behind.
+pub async fn delete_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) {
+    for def in schema::TABLES {
+        if let Some(name) = def.name(tables) {
+            let _ = client.delete_table().table_name(name).send().await;
+        }
+    }
+}
+
 /// A ticket record for store tests (no RT involved).
 pub fn sample_ticket(id: u64, status: &str, queue: &str) -> Ticket {
     let created = chrono::DateTime::from_timestamp(1_700_000_000 + id as i64, 0).unwrap_or_default();

@@ -11,20 +11,27 @@ use std::{
 
 use futures_util::{SinkExt, StreamExt};
 use rt_relay_gateway::{Gateway, GatewayConfig, RunningGateway};
-use rt_relay_shared::{config::Tables, store::dynamodb::client_from_env};
+use rt_relay_shared::{
+    auth::{dynamodb::DynamoApiKeys, mint, ApiKeyStore, Scope, WS_KEY_PARAM},
+    config::Tables,
+    store::{dynamodb::client_from_env, schema::create_tables},
+};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
 use crate::services::{require_env, unique_prefix};
 
-/// One test's stack: its table prefix and checkpoint file, which survive a gateway restart.
+/// One test's stack: its table prefix and checkpoint file, which survive a gateway restart,
+/// and an API key with every scope that its clients send.
 #[derive(Debug, Clone)]
 pub struct Stack {
     /// The gateway's configuration (ports 0, so a restart may get new ports).
     pub config: GatewayConfig,
     /// A DynamoDB client for moto, for looking at the tables directly.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// A key with every scope, minted into this stack's API keys table.
+    pub api_key: String,
 }
 
 impl Stack {
@@ -50,12 +57,42 @@ impl Stack {
         require_env("AWS_SECRET_ACCESS_KEY");
         let config = GatewayConfig::from_lookup(&|k| vars.get(k).cloned())
             .unwrap_or_else(|e| panic!("gateway configuration for the tests: {e}"));
-        Self { config, dynamodb: client_from_env().await }
+        let dynamodb = client_from_env().await;
+        // The gateway would create them too; the key needs its table before the first start.
+        create_tables(&dynamodb, &config.tables).await.expect("create the stack's tables in moto");
+        let api_key = mint_key(&dynamodb, &config.tables, "e2e", &Scope::ALL).await;
+        Self { config, dynamodb, api_key }
     }
 
     /// The tables this stack uses.
     pub fn tables(&self) -> &Tables {
         &self.config.tables
+    }
+
+    /// The stack's API keys table.
+    pub fn keys(&self) -> DynamoApiKeys {
+        DynamoApiKeys::new(self.dynamodb.clone(), self.tables().api_keys.clone().expect("the stack has an API keys table"))
+    }
+
+    /// Mints another key with `scopes`.
+    pub async fn mint_key(&self, scopes: &[Scope]) -> String {
+        mint_key(&self.dynamodb, self.tables(), "e2e extra", scopes).await
+    }
+
+    /// Revokes a key by its full value.
+    pub async fn revoke_key(&self, key: &str) {
+        let id = key.split('_').nth(1).expect("a key rtr_<id>_<secret>");
+        self.keys().revoke(id, chrono::Utc::now()).await.expect("revoke the key");
+    }
+
+    /// An HTTP client that sends the stack's key (`Authorization: Bearer`).
+    pub fn http(&self) -> reqwest::Client {
+        authorized_client(&self.api_key)
+    }
+
+    /// `gateway`'s WebSocket URL with the stack's key as the `api_key` parameter.
+    pub fn ws_url(&self, gateway: &RunningGateway) -> String {
+        ws_url_with_key(&gateway.ws_url(), &self.api_key)
     }
 
     /// The checkpoint file this stack's gateways share.
@@ -87,11 +124,33 @@ impl Stack {
     /// Deletes this stack's tables and checkpoint (best effort, at the end of a test).
     pub async fn clean_up(&self) {
         let t = self.tables();
-        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency] {
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency].into_iter().chain(t.api_keys.as_ref()) {
             let _ = self.dynamodb.delete_table().table_name(name).send().await;
         }
         let _ = std::fs::remove_file(self.checkpoint_path());
     }
+}
+
+/// Mints a key named `name` with `scopes` into `tables`' API keys table (which must exist).
+pub async fn mint_key(dynamodb: &aws_sdk_dynamodb::Client, tables: &Tables, name: &str, scopes: &[Scope]) -> String {
+    let table = tables.api_keys.clone().expect("an API keys table name (Tables::with_prefix sets one)");
+    let keys = DynamoApiKeys::new(dynamodb.clone(), table);
+    let minted = mint(&keys, name, scopes.iter().copied().collect(), chrono::Utc::now()).await.expect("mint an API key");
+    minted.key().to_owned()
+}
+
+/// An HTTP client that sends `key` as `Authorization: Bearer <key>` on every request.
+pub fn authorized_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("a key is a valid header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("HTTP client")
+}
+
+/// A WebSocket URL with `key` as the `api_key` query parameter (keys need no escaping).
+pub fn ws_url_with_key(ws_url: &str, key: &str) -> String {
+    format!("{}/?{WS_KEY_PARAM}={key}", ws_url.trim_end_matches('/'))
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing the test after `limit`.

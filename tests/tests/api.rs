@@ -288,6 +288,7 @@ async fn twenty_parallel_requests_with_one_key_create_one_rt_ticket() {
     let again = api.post.handle(post_req(&body, Some(&key))).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["location"], format!("/tickets/{id}"), "a replay carries the Location too");
     assert_eq!(json_of(&again), bodies[0]);
 }
 

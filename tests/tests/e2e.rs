@@ -9,6 +9,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use rt_relay_shared::{
+    auth::{secret_hash, Scope},
     config::RtApi,
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::ws::HELP,
@@ -17,7 +18,7 @@ use rt_relay_shared::{
 use rt_relay_tests::{
     rt::{rt_client, rt_config, token_auth},
     services::{sample_notification, sample_ticket},
-    stack::{wait_for, Stack, WsClient},
+    stack::{authorized_client, wait_for, ws_url_with_key, Stack, WsClient},
 };
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
@@ -63,10 +64,10 @@ fn ticket_id(ticket: &Value) -> u64 {
 async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() {
     let stack = Stack::new("e2e-fanout").await;
     let gateway = stack.start().await;
-    let http = reqwest::Client::new();
+    let http = stack.http();
     let base = gateway.http_url();
 
-    let ws_url = gateway.ws_url();
+    let ws_url = stack.ws_url(&gateway);
     let mut clients = join_all((0..24).map(|_| WsClient::connect(&ws_url))).await;
     assert_eq!(gateway.connections().len(), 24);
     wait_for("24 connections in the table", TABLE_WAIT, || async {
@@ -109,9 +110,9 @@ async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() 
 async fn a_client_that_closes_is_removed_from_the_connections_table() {
     let stack = Stack::new("e2e-close").await;
     let gateway = stack.start().await;
-    let leaving = WsClient::connect(&gateway.ws_url()).await;
+    let leaving = WsClient::connect(&stack.ws_url(&gateway)).await;
     let leaving_id = gateway.connections().ids().pop().expect("one live connection");
-    let _staying = WsClient::connect(&gateway.ws_url()).await;
+    let _staying = WsClient::connect(&stack.ws_url(&gateway)).await;
     let staying_id = gateway.connections().ids().into_iter().find(|id| *id != leaving_id).expect("a second connection");
     wait_for("both connections stored", TABLE_WAIT, || async {
         let stored = stack.stored_connections().await;
@@ -143,10 +144,10 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
         .add(&Connection { id: vanished.clone(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
         .await
         .expect("record a stale connection");
-    let mut live = WsClient::connect(&gateway.ws_url()).await;
+    let mut live = WsClient::connect(&stack.ws_url(&gateway)).await;
     let live_id = gateway.connections().ids().pop().expect("one live connection");
 
-    let http = reqwest::Client::new();
+    let http = stack.http();
     let ticket = post_ticket(&http, &gateway.http_url(), &json!({"title": "vanished client", "description": "410 path"})).await;
     let id = ticket_id(&ticket);
     assert!(live.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "the live client got ticket {id}");
@@ -163,7 +164,7 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
 async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
     let stack = Stack::new("e2e-poster").await;
     let gateway = stack.start().await;
-    let mut client = WsClient::connect(&gateway.ws_url()).await;
+    let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     let id = gateway.connections().ids().pop().expect("one live connection");
 
     let endpoint = url::Url::parse(&gateway.management_endpoint()).expect("management endpoint URL");
@@ -196,11 +197,11 @@ async fn add_sentinel(stack: &Stack, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() {
     let stack = Stack::new("e2e-restart").await;
-    let http = reqwest::Client::new();
+    let http = stack.http();
 
     // Run 1: ticket A is pushed; shutdown closes the socket and saves the checkpoint.
     let first = stack.start().await;
-    let mut before = WsClient::connect(&first.ws_url()).await;
+    let mut before = WsClient::connect(&stack.ws_url(&first)).await;
     let a = ticket_id(&post_ticket(&http, &first.http_url(), &json!({"title": "before restart", "description": "A"})).await);
     assert!(before.wait_for_ticket(a, PUSH_WAIT).await.is_some(), "ticket {a} was pushed before the restart");
     first.shutdown().await;
@@ -223,7 +224,7 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
         stack.stored_connections().await.contains(&"SentinelRunTwo01".to_owned()),
         "the restarted gateway pushed ticket {a} again: the checkpoint was not honoured"
     );
-    let ws_url = second.ws_url();
+    let ws_url = stack.ws_url(&second);
     let mut after = join_all((0..3).map(|_| WsClient::connect(&ws_url))).await;
     let b = ticket_id(&post_ticket(&http, &base, &json!({"title": "after restart", "description": "B"})).await);
     for (i, client) in after.iter_mut().enumerate() {
@@ -256,7 +257,7 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
 async fn a_message_gets_the_default_route_help_text() {
     let stack = Stack::new("e2e-default").await;
     let gateway = stack.start().await;
-    let mut client = WsClient::connect(&gateway.ws_url()).await;
+    let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     client.send_text(r#"{"action":"subscribe"}"#).await;
     assert_eq!(client.next_text(Duration::from_secs(5)).await.as_deref(), Some(HELP));
     client.close().await;
@@ -269,7 +270,7 @@ async fn a_failing_connect_refuses_the_handshake() {
     let stack = Stack::new("e2e-refuse").await;
     let gateway = stack.start().await;
     stack.dynamodb.delete_table().table_name(&stack.tables().connections).send().await.expect("delete the connections table");
-    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(gateway.ws_url())).await {
+    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(stack.ws_url(&gateway))).await {
         Ok(Err(tungstenite::Error::Http(resp))) => assert_eq!(resp.status(), 500),
         Ok(Ok(_)) => panic!("the handshake was accepted although $connect could not record the connection"),
         Ok(Err(e)) => panic!("expected an HTTP 500 refusal, got {e}"),
@@ -284,7 +285,7 @@ async fn a_failing_connect_refuses_the_handshake() {
 async fn unknown_routes_and_wrong_methods_get_json_errors() {
     let stack = Stack::new("e2e-routes").await;
     let gateway = stack.start().await;
-    let http = reqwest::Client::new();
+    let http = stack.http();
     let base = gateway.http_url();
 
     let missing = http.get(format!("{base}/no/such/route")).send().await.expect("GET unknown route");
@@ -323,7 +324,7 @@ async fn the_management_api_is_served_on_the_websocket_port() {
     let stack = Stack::new("e2e-endpoint").await;
     let gateway = stack.start().await;
     assert_eq!(gateway.management_endpoint(), gateway.ws_url().replace("ws://", "http://"));
-    let status = reqwest::Client::new()
+    let status = reqwest::Client::new() // @connections is IAM-signed on AWS, not keyed
         .get(format!("{}/@connections/NoSuchConnection", gateway.management_endpoint()))
         .send()
         .await
@@ -430,7 +431,7 @@ impl PollerFixture {
         let _ = self.stop.send(true);
         self.task.await.expect("poller stopped");
         let t = &self.tables;
-        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency] {
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency].into_iter().chain(t.api_keys.as_ref()) {
             let _ = self.client.delete_table().table_name(name).send().await;
         }
         let _ = std::fs::remove_file(&self.checkpoint);
@@ -475,4 +476,102 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
     // Record 3 came after the failure in the given-up batch: sent to the on-failure
     // destination with it, never pushed.
     assert_eq!(poster.delivered(), ["ticket-1-created", "ticket-4-created"]);
+}
+
+// ---------------------------------------------------------------- API keys
+
+async fn handshake_status(url: &str) -> u16 {
+    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await {
+        Ok(Err(tungstenite::Error::Http(resp))) => resp.status().as_u16(),
+        Ok(Ok((mut socket, resp))) => {
+            let _ = socket.close(None).await;
+            resp.status().as_u16()
+        }
+        Ok(Err(e)) => panic!("handshake failed without an HTTP status: {e}"),
+        Err(_) => panic!("the handshake did not finish within 10 s"),
+    }
+}
+
+async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Both APIs, against the real keys table: no key 401, a key without the route's scope 403,
+/// and a revoked key refused from its very next request (HTTP and WebSocket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
+    let stack = Stack::new("e2e-auth").await;
+    let gateway = stack.start().await;
+    let base = gateway.http_url();
+
+    // GIVEN no key at all: every route of both APIs answers 401 in API Gateway's shape
+    let anonymous = reqwest::Client::new();
+    let routes = [
+        (reqwest::Method::POST, "/tickets"),
+        (reqwest::Method::GET, "/tickets"),
+        (reqwest::Method::GET, "/tickets/1"),
+        (reqwest::Method::GET, "/notifications"),
+    ];
+    for (method, path) in &routes {
+        let (status, body) = status_of(anonymous.request(method.clone(), format!("{base}{path}")).json(&seed_body())).await;
+        assert_eq!((status, body.as_str()), (401, r#"{"message":"Unauthorized"}"#), "{method} {path}");
+    }
+    assert_eq!(handshake_status(&gateway.ws_url()).await, 401, "WebSocket without api_key");
+
+    // GIVEN a read-only key and a write+notifications key
+    let reader = stack.mint_key(&[Scope::TicketsRead]).await;
+    let writer = stack.mint_key(&[Scope::TicketsWrite, Scope::NotificationsRead]).await;
+    let (reader_http, writer_http) = (authorized_client(&reader), authorized_client(&writer));
+
+    // THEN each reaches exactly its routes; the others are 403
+    let (status, body) = status_of(reader_http.post(format!("{base}/tickets")).json(&seed_body())).await;
+    assert_eq!((status, body.as_str()), (403, r#"{"message":"Forbidden"}"#));
+    assert_eq!(status_of(reader_http.get(format!("{base}/tickets"))).await.0, 200);
+    assert_eq!(status_of(reader_http.get(format!("{base}/notifications"))).await.0, 403);
+    assert_eq!(status_of(writer_http.get(format!("{base}/tickets"))).await.0, 403);
+    assert_eq!(handshake_status(&ws_url_with_key(&gateway.ws_url(), &reader)).await, 403, "tickets:read cannot listen");
+    let mut listener = WsClient::connect(&ws_url_with_key(&gateway.ws_url(), &writer)).await;
+    let id = ticket_id(&post_ticket(&writer_http, &base, &json!({"title": "keyed", "description": "auth e2e"})).await);
+    assert!(listener.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "a keyed listener gets the push");
+
+    // WHEN the writer key is revoked
+    stack.revoke_key(&writer).await;
+    // THEN its next request is refused, on both APIs, with no cache in between
+    let (status, _) = status_of(writer_http.post(format!("{base}/tickets")).json(&seed_body())).await;
+    assert_eq!(status, 403, "revoked key, HTTP API");
+    assert_eq!(handshake_status(&ws_url_with_key(&gateway.ws_url(), &writer)).await, 401, "revoked key, WebSocket API");
+    // AND the refused POSTs created nothing
+    let notes = get_json(&stack.http(), &format!("{base}/notifications?limit=100")).await;
+    assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");
+
+    listener.close().await;
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// The keys table holds hashes only: no attribute carries the key or its secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_hashes_of_api_keys_are_stored() {
+    let stack = Stack::new("e2e-hashes").await;
+    let extra = stack.mint_key(&[Scope::TicketsRead]).await;
+    let table = stack.tables().api_keys.clone().expect("keys table");
+    let items = stack.dynamodb.scan().table_name(&table).consistent_read(true).send().await.expect("scan the keys table");
+    assert_eq!(items.items().len(), 2);
+    for key in [&stack.api_key, &extra] {
+        let (id, secret) = key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
+        let item = items
+            .items()
+            .iter()
+            .find(|i| i.get("key_id").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(id))
+            .expect("an item per key");
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["created_at", "key_id", "name", "scopes", "secret_hash"]);
+        assert_eq!(item["secret_hash"].as_s().ok().map(String::as_str), Some(secret_hash(secret).as_str()));
+        let dump = format!("{item:?}");
+        assert!(!dump.contains(secret) && !dump.contains(key.as_str()), "the secret is stored in {id}");
+    }
+    stack.clean_up().await;
 }

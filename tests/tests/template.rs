@@ -195,41 +195,50 @@ fn drift_in_a_table_is_detected() {
     assert!(drift.iter().any(|d| d.contains("stream view")), "{drift:?}");
 }
 
-#[test]
-fn table_environment_variables_name_the_right_table() {
-    // The variable each table's name travels in (shared/src/config.rs, Tables).
-    let var_for = |kind: TableKind| match kind {
+/// The variable each table's name travels in (shared/src/config.rs, `Tables`).
+fn table_variable(kind: TableKind) -> &'static str {
+    match kind {
         TableKind::Tickets => "TICKETS_TABLE",
         TableKind::Notifications => "NOTIFICATIONS_TABLE",
         TableKind::Connections => "CONNECTIONS_TABLE",
         TableKind::Idempotency => "IDEMPOTENCY_TABLE",
-    };
-    let mut seen = 0;
+        TableKind::ApiKeys => "API_KEYS_TABLE",
+    }
+}
+
+/// A function's environment as deployed: the Globals' variables, then its own.
+fn environment(function: &Value) -> serde_json::Map<String, Value> {
+    let mut vars =
+        template()["Globals"]["Function"]["Environment"]["Variables"].as_object().cloned().unwrap_or_default();
+    if let Some(own) = function["Properties"]["Environment"]["Variables"].as_object() {
+        vars.extend(own.clone());
+    }
+    vars
+}
+
+#[test]
+fn table_environment_variables_name_the_right_table() {
     for (id, function) in resources_of_type("AWS::Serverless::Function") {
-        let vars = &function["Properties"]["Environment"]["Variables"];
+        let vars = environment(function);
         for def in &TABLES {
-            let value = &vars[var_for(def.kind)];
-            if value.is_null() {
-                continue;
+            let var = table_variable(def.kind);
+            if let Some(value) = vars.get(var) {
+                assert_eq!(*value, json!({"Ref": def.logical_id}), "{id}: {var} must be !Ref {}", def.logical_id);
             }
-            seen += 1;
-            assert_eq!(
-                *value,
-                json!({"Ref": def.logical_id}),
-                "{id}: {} must be !Ref {}",
-                var_for(def.kind),
-                def.logical_id
-            );
         }
         let stray: Vec<&String> = vars
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .filter(|k| k.ends_with("_TABLE") && !TABLES.iter().any(|d| var_for(d.kind) == k.as_str()))
+            .keys()
+            .filter(|k| k.ends_with("_TABLE") && !TABLES.iter().any(|d| table_variable(d.kind) == k.as_str()))
             .collect();
         assert!(stray.is_empty(), "{id}: unknown table variables {stray:?}");
+        // config::Tables::from_env, which the data handlers call at cold start, requires
+        // these four; a function missing one would fail on its first invocation.
+        let data_tables =
+            [TableKind::Tickets, TableKind::Notifications, TableKind::Connections, TableKind::Idempotency];
+        let missing: Vec<&str> =
+            data_tables.into_iter().map(table_variable).filter(|v| !vars.contains_key(*v)).collect();
+        assert!(missing.is_empty(), "{id}: environment lacks {missing:?} (config::Tables::from_env requires all four)");
     }
-    assert!(seen > 0, "no function receives a table name");
 }
 
 /// `[package] name` of a Cargo.toml, read without a TOML parser (the manifests are simple).
@@ -302,6 +311,8 @@ fn http_routes_are_the_contract_and_can_be_deployed() {
                 json!({"Ref": "HttpApi"}),
                 "{id}: {method} {path} is not on HttpApi"
             );
+            // No per-route Auth: every route keeps the API's default (API key) authorizer.
+            assert!(event["Properties"]["Auth"].is_null(), "{id}: {method} {path} overrides the authorizer");
             routes.insert(format!("{method} {path} -> {id}"));
         }
     }
@@ -315,6 +326,39 @@ fn http_routes_are_the_contract_and_can_be_deployed() {
     .map(String::from)
     .collect();
     assert_eq!(routes, want);
+}
+
+#[test]
+fn both_apis_demand_an_api_key_checked_by_the_authorizer_function() {
+    let authorizer_arn = json!({"Fn::GetAtt": ["AuthorizerFunction", "Arn"]});
+    let auth = &resources()["HttpApi"]["Properties"]["Auth"];
+    let default = auth["DefaultAuthorizer"].as_str().expect("HttpApi has a DefaultAuthorizer");
+    let http = &auth["Authorizers"][default];
+    assert_eq!(http["FunctionArn"], authorizer_arn, "the HTTP API's default authorizer");
+    // The function answers payload 2.0 simple responses (handlers::authorizer).
+    assert_eq!(http["AuthorizerPayloadFormatVersion"], "2.0");
+    assert_eq!(http["EnableSimpleResponses"], true);
+    assert_eq!(http["Identity"]["Headers"], json!(["Authorization"]));
+
+    let connect = &resources()["WsConnectRoute"]["Properties"];
+    assert_eq!(connect["RouteKey"], "$connect");
+    assert_eq!(connect["AuthorizationType"], "CUSTOM");
+    let ws_id = connect["AuthorizerId"]["Ref"].as_str().expect("$connect names its authorizer");
+    let ws = &resources()[ws_id]["Properties"];
+    assert_eq!(ws["AuthorizerType"], "REQUEST");
+    assert_eq!(ws["IdentitySource"], json!(["route.request.querystring.api_key"]));
+    let uri = ws["AuthorizerUri"]["Fn::Sub"].as_str().expect("AuthorizerUri is a !Sub");
+    assert!(uri.contains("${AuthorizerFunction.Arn}"), "WebSocket authorizer invokes {uri}");
+}
+
+#[test]
+fn only_the_authorizer_reads_api_keys() {
+    let readers: BTreeSet<String> = iam_statements()
+        .into_iter()
+        .filter(|(_, s)| s["Effect"] == "Allow" && s["Resource"].to_string().contains("ApiKeysTable"))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(readers, BTreeSet::from(["AuthorizerFunction".to_owned()]));
 }
 
 /// Every IAM statement in the template, with where it is.

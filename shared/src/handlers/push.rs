@@ -10,7 +10,7 @@ use aws_lambda_events::{
     dynamodb::{Event, EventRecord},
     streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
 };
-use futures_util::{stream::FuturesUnordered, StreamExt};
+use futures_util::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -122,36 +122,63 @@ impl PushNotifications {
     }
 
     /// Posts `data` to every connection, reading them page by page, at most
-    /// `concurrency` posts in flight.
+    /// `concurrency` posts in flight. The next page is read while the current page's posts
+    /// run (one page ahead at most), so a Scan round trip never leaves the posts idle.
     ///
-    /// Written with a plain loop over `FuturesUnordered` of an `async fn` rather than
-    /// stream combinators over closures returning `async` blocks: rustc cannot prove the
-    /// latter `Send` for every lifetime, which made `handle`'s future impossible to
-    /// `tokio::spawn` (the local gateway runs it on a spawned task).
+    /// Written with a plain loop over `FuturesUnordered` of an `async fn` and one boxed
+    /// page read rather than stream combinators over closures returning `async` blocks:
+    /// rustc cannot prove the latter `Send` for every lifetime, which made `handle`'s future
+    /// impossible to `tokio::spawn` (the local gateway runs it on a spawned task).
     pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
         let mut stats = FanoutStats::default();
         let mut in_flight = FuturesUnordered::new();
-        let (first, mut next_page) = self.connections.page(None, self.page_size).await?;
+        let (first, after_first) = self.connections.page(None, self.page_size).await?;
         let mut pending = first.into_iter();
+        // The read of the page after `pending`, and its result until `pending` runs out.
+        let mut reading = after_first.map(|cursor| self.read_page(cursor));
+        let mut read: Option<ConnectionPage> = None;
         loop {
-            while in_flight.len() < self.concurrency {
-                if let Some(id) = pending.next() {
-                    in_flight.push(self.post_one(id, data));
-                    continue;
+            if pending.len() == 0 {
+                if let Some((ids, next)) = read.take() {
+                    pending = ids.into_iter();
+                    reading = next.map(|cursor| self.read_page(cursor));
                 }
-                let Some(cursor) = next_page.take() else { break };
-                let (ids, next) = self.connections.page(Some(&cursor), self.page_size).await?;
-                pending = ids.into_iter();
-                next_page = next;
             }
-            let Some(outcome) = in_flight.next().await else { break };
-            match outcome {
-                PostOutcome::Delivered => stats.delivered += 1,
-                PostOutcome::Gone => stats.gone += 1,
-                PostOutcome::Failed => stats.failed += 1,
+            while in_flight.len() < self.concurrency {
+                let Some(id) = pending.next() else { break };
+                in_flight.push(self.post_one(id, data));
+            }
+            if in_flight.is_empty() && pending.len() == 0 && read.is_none() {
+                // Nothing left to post but what the page being read holds.
+                let Some(page) = reading.take() else { break };
+                read = Some(page.await?);
+                continue;
+            }
+            tokio::select! {
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+                    PostOutcome::Delivered => stats.delivered += 1,
+                    PostOutcome::Gone => stats.gone += 1,
+                    PostOutcome::Failed => stats.failed += 1,
+                },
+                page = async {
+                    match reading.as_mut() {
+                        Some(page) => page.await,
+                        None => std::future::pending().await,
+                    }
+                }, if reading.is_some() && read.is_none() =>
+                {
+                    reading = None;
+                    read = Some(page?);
+                }
+                else => {}
             }
         }
         Ok(stats)
+    }
+
+    /// Reads the page of connection ids after `cursor`.
+    fn read_page(&self, cursor: String) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
+        Box::pin(async move { self.connections.page(Some(&cursor), self.page_size).await })
     }
 
     /// Posts to one connection; a gone connection is deleted here.
@@ -171,6 +198,9 @@ impl PushNotifications {
         }
     }
 }
+
+/// One page of connection ids and the cursor of the next, as `ConnectionStore::page` answers.
+type ConnectionPage = (Vec<String>, Option<String>);
 
 /// What one post came to.
 enum PostOutcome {
@@ -244,6 +274,66 @@ mod tests {
         let resp = tokio::spawn(async move { push.handle(batch(vec![record("1", "{}")])).await }).await.unwrap();
         assert!(resp.batch_item_failures.is_empty());
         assert_eq!(poster.received("c").len(), 1);
+    }
+
+    /// Counts page reads; posts wait at a gate the test opens.
+    #[derive(Debug)]
+    struct CountingStore {
+        inner: MemoryStore,
+        pages: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ConnectionStore for CountingStore {
+        async fn add(&self, c: &Connection) -> Result<(), StoreError> {
+            self.inner.add(c).await
+        }
+        async fn remove(&self, id: &str) -> Result<(), StoreError> {
+            self.inner.remove(id).await
+        }
+        async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+            self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.page(after, limit).await
+        }
+    }
+
+    #[derive(Debug)]
+    struct GatedPoster {
+        gate: tokio::sync::Semaphore,
+        inner: MemoryPoster,
+    }
+
+    #[async_trait::async_trait]
+    impl ConnectionPoster for GatedPoster {
+        async fn post(&self, id: &str, data: &[u8]) -> Result<(), PostError> {
+            let _permit = self.gate.acquire().await.map_err(|e| PostError::Failed(e.to_string()))?;
+            self.inner.post(id, data).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_page_is_read_while_posts_are_in_flight() {
+        let store = Arc::new(CountingStore { inner: MemoryStore::new(), pages: Default::default() });
+        let now = Utc::now();
+        for id in ["a", "b", "c", "d", "e"] {
+            store.add(&Connection { id: id.into(), connected_at: now, expires_at: now }).await.unwrap();
+        }
+        let poster = Arc::new(GatedPoster { gate: tokio::sync::Semaphore::new(0), inner: MemoryPoster::new() });
+        let push = PushNotifications::new(store.clone(), poster.clone(), 2).with_page_size(2);
+        let task = tokio::spawn(async move { push.fan_out(b"{}").await });
+        // GIVEN the first page's posts cannot finish THEN the second page is read anyway.
+        for _ in 0..200 {
+            if store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2, "page 2 read while page 1 posts wait");
+        assert!(poster.inner.received("a").is_empty(), "no post has finished yet");
+        poster.gate.add_permits(1000);
+        let stats = task.await.unwrap().unwrap();
+        assert_eq!(stats, FanoutStats { delivered: 5, gone: 0, failed: 0 });
+        assert_eq!(store.pages.load(std::sync::atomic::Ordering::SeqCst), 3, "three pages of 2, 2 and 1");
     }
 
     #[tokio::test]

@@ -89,8 +89,13 @@ impl PostTicket {
             match self.idempotency.claim(&key, &body_hash, Utc::now(), lease_for).await? {
                 Claim::Acquired { lease, rt_ticket_id } => break (lease, rt_ticket_id),
                 Claim::Completed { status, body } => {
+                    // The stored answer is the ticket: a replay carries its Location too.
+                    let location = serde_json::from_str::<Ticket>(&body).ok().map(|t| ticket_location(t.id));
                     let mut resp = raw_json_response(status, body);
                     resp.headers_mut().insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
+                    if let Some(loc) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+                        resp.headers_mut().insert(header::LOCATION, loc);
+                    }
                     return Ok(resp);
                 }
                 Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
@@ -162,10 +167,15 @@ impl PostTicket {
 
 fn created(ticket: &Ticket) -> Response<Body> {
     let mut resp = json_response(201, ticket);
-    if let Ok(loc) = header::HeaderValue::from_str(&format!("/tickets/{}", ticket.id)) {
+    if let Ok(loc) = header::HeaderValue::from_str(&ticket_location(ticket.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     resp
+}
+
+/// The `Location` of a created ticket.
+fn ticket_location(id: u64) -> String {
+    format!("/tickets/{id}")
 }
 
 /// Reads and checks the `Idempotency-Key` header; the stored key is its SHA-256.

@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     error::SdkError,
-    types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update},
+    types::{AttributeValue, Put, ReturnConsumedCapacity, ReturnValue, TransactWriteItem, Update},
     Client,
 };
 use chrono::{DateTime, Utc};
@@ -26,7 +26,8 @@ use super::{
 use crate::model::{Notification, Ticket};
 use crate::config::Tables;
 
-type Item = HashMap<String, AttributeValue>;
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
 
 /// Partition value of the tickets `by-feed` index.
 const TICKET_FEED: &str = "ticket";
@@ -40,19 +41,66 @@ const QUEUE_STATUS_SEP: char = '\u{1f}';
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
-    /// Nanoseconds spent awaiting DynamoDB, for benchmarks.
-    db_nanos: Arc<AtomicU64>,
+    /// What the calls cost so far, for benchmarks; shared by clones.
+    counters: Arc<Counters>,
+}
+
+/// Running totals behind [`StoreMetrics`].
+#[derive(Debug, Default)]
+struct Counters {
+    db_nanos: AtomicU64,
+    queries: AtomicU64,
+    items_scanned: AtomicU64,
+    /// Capacity units × 1000: DynamoDB bills reads in halves of a unit.
+    read_milli_units: AtomicU64,
+}
+
+/// What this store's DynamoDB calls have cost since it was built (totals over all clones).
+/// Benchmarks take a snapshot before and after and subtract.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreMetrics {
+    /// Time spent awaiting DynamoDB, in nanoseconds (all calls).
+    pub db_nanos: u64,
+    /// Query calls made (a page may take more than one when DynamoDB's 1 MB limit cuts it).
+    pub queries: u64,
+    /// Items the Queries read (`ScannedCount`): what DynamoDB bills, filters or not.
+    pub items_scanned: u64,
+    /// Read capacity units the Queries consumed (`ConsumedCapacity`, total).
+    pub read_capacity_units: f64,
+}
+
+impl StoreMetrics {
+    /// The difference `self - earlier`, for one measured stretch.
+    pub fn since(&self, earlier: &StoreMetrics) -> StoreMetrics {
+        StoreMetrics {
+            db_nanos: self.db_nanos.saturating_sub(earlier.db_nanos),
+            queries: self.queries.saturating_sub(earlier.queries),
+            items_scanned: self.items_scanned.saturating_sub(earlier.items_scanned),
+            read_capacity_units: self.read_capacity_units - earlier.read_capacity_units,
+        }
+    }
 }
 
 impl DynamoStore {
     /// Wraps a client built once at cold start.
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables, db_nanos: Arc::new(AtomicU64::new(0)) }
+        Self { client, tables, counters: Arc::new(Counters::default()) }
     }
 
     /// Total time spent awaiting DynamoDB since start, in nanoseconds.
     pub fn db_nanos(&self) -> u64 {
-        self.db_nanos.load(Ordering::Relaxed)
+        self.counters.db_nanos.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of what the calls have cost so far.
+    pub fn metrics(&self) -> StoreMetrics {
+        let c = &self.counters;
+        StoreMetrics {
+            db_nanos: c.db_nanos.load(Ordering::Relaxed),
+            queries: c.queries.load(Ordering::Relaxed),
+            items_scanned: c.items_scanned.load(Ordering::Relaxed),
+            read_capacity_units: c.read_milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
     }
 
     /// The table names in use.
@@ -64,8 +112,18 @@ impl DynamoStore {
         let start = Instant::now();
         let out = fut.await;
         let spent = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.db_nanos.fetch_add(spent, Ordering::Relaxed);
+        self.counters.db_nanos.fetch_add(spent, Ordering::Relaxed);
         out
+    }
+
+    /// Adds one Query's `ScannedCount` and consumed capacity to the totals.
+    fn count_query(&self, out: &aws_sdk_dynamodb::operation::query::QueryOutput) {
+        let c = &self.counters;
+        c.queries.fetch_add(1, Ordering::Relaxed);
+        c.items_scanned.fetch_add(u64::try_from(out.scanned_count).unwrap_or(0), Ordering::Relaxed);
+        let units = out.consumed_capacity.as_ref().and_then(|cc| cc.capacity_units).unwrap_or(0.0);
+        // Capacity units are small non-negative multiples of 0.5; milli-units are exact.
+        c.read_milli_units.fetch_add((units.max(0.0) * 1000.0).round() as u64, Ordering::Relaxed);
     }
 }
 
@@ -108,7 +166,8 @@ fn queue_status(queue: &str, status: &str) -> String {
     format!("{queue}{QUEUE_STATUS_SEP}{status}")
 }
 
-fn ticket_item(t: &Ticket) -> Item {
+/// The item a ticket is stored as (public so benchmarks can seed tables in bulk).
+pub fn ticket_item(t: &Ticket) -> Item {
     let mut item = Item::from([
         ("id".into(), n(t.id)),
         ("title".into(), s(&t.title)),
@@ -146,9 +205,10 @@ fn notification_seq(n: &Notification) -> String {
     format!("{:013}#{}", n.created_at.timestamp_millis(), n.id)
 }
 
+/// The item a notification is stored as (public so benchmarks can seed tables in bulk).
 /// The JSON pushed to clients is stored verbatim in `payload`, so the stream handler
 /// sends exactly what `GET /notifications` returns.
-fn notification_item(note: &Notification) -> Item {
+pub fn notification_item(note: &Notification) -> Item {
     Item::from([
         ("id".into(), s(&note.id)),
         ("type".into(), s(&note.kind)),
@@ -222,10 +282,12 @@ impl DynamoStore {
                         .scan_index_forward(false)
                         .limit(remaining)
                         .set_exclusive_start_key(start.take())
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
                         .send(),
                 )
                 .await
                 .map_err(|e| StoreError::aws("Query", e))?;
+            self.count_query(&out);
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(lek) if items.len() < want => start = Some(lek),

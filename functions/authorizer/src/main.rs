@@ -1,0 +1,20 @@
+//! Lambda `authorizer` (HTTP API and WebSocket `$connect` REQUEST authorizer): wiring
+//! only; the handler is `rt_relay_shared::handlers::authorizer::RequestAuthorizer`.
+
+use std::sync::Arc;
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rt_relay_shared::{handlers::authorizer::RequestAuthorizer, telemetry};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let authorizer = Arc::new(RequestAuthorizer::from_env().await?);
+    run(service_fn(move |event: LambdaEvent<Value>| {
+        let authorizer = Arc::clone(&authorizer);
+        // An `Unauthorized` error must reach API Gateway as the invocation's error message.
+        async move { authorizer.handle(event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The project's benchmark command (README: `make bench`; docs/PERFORMANCE.md). Not part of
+# `make test`. Like scripts/test.sh it installs what is missing and starts RT and moto on
+# 127.0.0.1 unless they already run; then it builds the release binaries and runs the four
+# benchmark binaries (tests/src/bin/*_bench.rs), each bounded in time, and prints ONE table
+# of ratios, each of two things measured side by side in this run. Everything stays on
+# loopback. The table is also written to .run/bench/table.md.
+#
+#   scripts/bench.sh                 everything (about 10-15 min on 2 cores, after the build)
+#   BENCH_ONLY="paging cold_start" scripts/bench.sh     a subset
+#   BENCH_QUICK=1 scripts/bench.sh   small sizes, for trying the command out
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+OUT="$RUN_DIR/bench"
+mkdir -p "$OUT"
+
+started=()
+cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
+trap cleanup EXIT
+
+command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
+bash scripts/tools.sh
+for svc in rt moto; do
+  if [ ! -f "$RUN_DIR/$svc.pid" ] || ! kill -0 "$(cat "$RUN_DIR/$svc.pid")" 2>/dev/null; then
+    started+=("$svc")
+  fi
+  bash "scripts/$svc.sh" start >"$RUN_DIR/$svc.env"
+done
+set -a
+# shellcheck disable=SC1091
+. "$RUN_DIR/rt.env"
+# shellcheck disable=SC1091
+. "$RUN_DIR/moto.env"
+set +a
+
+# 10,000 WebSocket clients live in one child process and their server sockets in the
+# bench process: each needs a little over 10,000 descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
+  echo "bench.sh: the open-file limit is $(ulimit -n); the 10,000-client fan-out needs about 12,000 (ulimit -n)" >&2
+  exit 1
+fi
+
+# Every function, the hello-world baseline and the benches, with the one release profile.
+packages=(-p rt-relay-tests)
+for dir in functions/*/; do packages+=(-p "$(basename "$dir")"); done
+echo "bench.sh: building release binaries (incremental; the first build takes several minutes)" >&2
+cargo build --release --bins "${packages[@]}" >&2
+
+if [ -n "${BENCH_QUICK:-}" ]; then
+  paging_args=(--large 2000 --samples 3); cold_args=(--runs 3); create_args=(--creates 10)
+  fanout_args=(--sizes 100,1000 --rounds 1 --latency-ms 2)
+else
+  paging_args=(); cold_args=(); create_args=(); fanout_args=()
+fi
+
+failed=0
+run() { # name, time limit in seconds, args...
+  local name=$1 limit=$2; shift 2
+  case " ${BENCH_ONLY:-create paging fanout cold_start} " in *" $name "*) ;; *) return 0 ;; esac
+  local bin="target/release/${name}_bench"
+  [ "$name" = fanout ] && bin=target/release/gateway_fanout_bench
+  echo "bench.sh: $name (at most ${limit} s)" >&2
+  local t0=$SECONDS
+  if timeout --kill-after=10 "$limit" "$bin" "$@" >"$OUT/$name.rows" 2> >(sed -u "s/^/  /" >&2); then
+    echo "bench.sh: $name done in $((SECONDS - t0)) s" >&2
+  else
+    local rc=$?
+    failed=1
+    echo "| $name | the $name bench failed (exit $rc after $((SECONDS - t0)) s; see its output above) | | | **no** | |" >>"$OUT/$name.rows"
+  fi
+}
+rm -f "$OUT"/*.rows
+run create 600 "${create_args[@]}"
+run paging 1200 "${paging_args[@]}"
+run fanout 900 "${fanout_args[@]}"
+run cold_start 600 "${cold_args[@]}"
+
+machine() {
+  local cpu mem
+  cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+  mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+  echo "Machine: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM; $(uname -sr); $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "Toolchain: $(rustc --version); release profile from Cargo.toml. Services on 127.0.0.1: RT $(dpkg-query -W -f='${Version}' request-tracker5 2>/dev/null || echo '?') (REST 2.0, SQLite), moto $("$ROOT/.venv/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?')."
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), scripts/bench.sh${BENCH_QUICK:+ (BENCH_QUICK)}"
+}
+
+{
+  machine
+  echo
+  printf '%s\n' "| # | figure | ratio | target | met | measured side by side |" "|---|---|---|---|---|---|"
+  for name in create paging fanout cold_start; do
+    [ -f "$OUT/$name.rows" ] && grep '^|' "$OUT/$name.rows" || true
+  done
+} >"$OUT/table.md"
+echo
+cat "$OUT/table.md"
+exit "$failed"

@@ -1,0 +1,453 @@
+//! Cold start and footprint benchmark (part 4 of `make bench`): each function's release
+//! binary is started against a local Lambda Runtime API (served here, on 127.0.0.1) and
+//! measured against the `hello_lambda` baseline built with the same profile:
+//!
+//! - init: time from exec until the process asks for its first event
+//!   (`GET /2018-06-01/runtime/invocation/next`);
+//! - size: the release binary's file size;
+//! - peak RSS: `VmHWM` from `/proc/<pid>/status` once it has answered one realistic event
+//!   (API Gateway HTTP v2 for the HTTP functions, WebSocket for `ws-*`, a DynamoDB stream
+//!   batch for `push-notifications`), against the real RT and moto.
+//!
+//! Medians over interleaved runs. Build first (`scripts/bench.sh` does):
+//! `cargo build --release -p rt-relay-tests --bins -p post-ticket -p ...`, then
+//! `target/release/cold_start_bench [--runs 7] [--bin-dir target/release] [--env K=V]...` with
+//! RT and moto env set. Prints rows of the combined table.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use chrono::Utc;
+use rt_relay_shared::store::{dynamodb::DynamoStore, Connection, ConnectionStore};
+use rt_relay_tests::{
+    bench::{arg, median, ms, row, Target},
+    connections_server::ConnectionsServer,
+    services::{delete_tables, fresh_tables, require_env},
+};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// What the runtime API saw from the process under test.
+#[derive(Debug)]
+enum Seen {
+    /// The first `GET .../invocation/next`, and when.
+    Next(Instant),
+    /// `POST .../invocation/{id}/response` with its body.
+    Response(String),
+    /// `POST .../invocation/{id}/error` or `.../init/error` with its body.
+    Error(String),
+}
+
+#[derive(Debug, Default)]
+struct RuntimeState {
+    /// The event the next `/next` hands out; taken once per process.
+    event: Option<Value>,
+    tx: Option<mpsc::UnboundedSender<Seen>>,
+}
+
+type Shared = Arc<Mutex<RuntimeState>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, RuntimeState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn report(s: &Shared, seen: Seen) {
+    if let Some(tx) = &lock(s).tx {
+        let _ = tx.send(seen);
+    }
+}
+
+async fn next(State(s): State<Shared>) -> Response {
+    let at = Instant::now();
+    let event = lock(&s).event.take();
+    let Some(event) = event else {
+        // Only one event per process: later polls wait until the process is killed.
+        std::future::pending::<()>().await;
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    report(&s, Seen::Next(at));
+    let deadline = (Utc::now() + chrono::Duration::seconds(30)).timestamp_millis();
+    let mut headers = HeaderMap::new();
+    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static("bench-request-1"));
+    headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline));
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:bench"),
+    );
+    headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-00000000-000000000000000000000000"));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    (headers, event.to_string()).into_response()
+}
+
+async fn response(State(s): State<Shared>, body: Bytes) -> StatusCode {
+    report(&s, Seen::Response(String::from_utf8_lossy(&body).into_owned()));
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(s): State<Shared>, body: Bytes) -> StatusCode {
+    report(&s, Seen::Error(String::from_utf8_lossy(&body).into_owned()));
+    StatusCode::ACCEPTED
+}
+
+/// Serves the Runtime API on 127.0.0.1 and returns its `host:port`.
+async fn start_runtime_api(state: Shared) -> String {
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(error))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// One measured start.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    init: Duration,
+    peak_rss_kb: u64,
+    file_rss_kb: u64,
+}
+
+/// A binary under test: its name, the event it gets and how to judge the answer.
+struct Subject {
+    name: &'static str,
+    event: fn(&Ctx) -> Value,
+    check: fn(&Value) -> bool,
+}
+
+/// What the events refer to: the ticket the last `post-ticket` run created.
+#[derive(Debug, Default)]
+struct Ctx {
+    ticket_id: u64,
+}
+
+fn http_event(method: &str, route_key: &str, path: &str, query: &[(&str, &str)], path_params: Value, body: Option<Value>) -> Value {
+    let now = Utc::now();
+    let raw_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let params: serde_json::Map<String, Value> = query.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let mut e = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": { "host": "api.bench.example", "content-type": "application/json", "user-agent": "cold-start-bench" },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "api.bench.example", "domainPrefix": "api",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "cold-start-bench" },
+            "requestId": "bench-request-1", "routeKey": route_key, "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(), "timeEpoch": now.timestamp_millis()
+        },
+        "isBase64Encoded": false
+    });
+    if !params.is_empty() {
+        e["queryStringParameters"] = Value::Object(params);
+    }
+    if !path_params.is_null() {
+        e["pathParameters"] = path_params;
+    }
+    if let Some(b) = body {
+        e["body"] = json!(b.to_string());
+    }
+    e
+}
+
+fn ws_event(route_key: &str, event_type: &str) -> Value {
+    let now = Utc::now();
+    json!({
+        "headers": { "Host": "ws.bench.example", "Sec-WebSocket-Version": "13" },
+        "isBase64Encoded": false,
+        "requestContext": {
+            "routeKey": route_key, "eventType": event_type, "extendedRequestId": "bench-ext-1",
+            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(), "messageDirection": "IN",
+            "stage": "prod", "connectedAt": now.timestamp_millis(), "requestTimeEpoch": now.timestamp_millis(),
+            "identity": { "sourceIp": "127.0.0.1" }, "requestId": "bench-request-1",
+            "domainName": "ws.bench.example", "connectionId": "benchConn0001=", "apiId": "bench"
+        }
+    })
+}
+
+fn stream_event() -> Value {
+    let payload = json!({"id": "ticket-1-created", "type": "ticket.created", "ticket": {"id": 1}}).to_string();
+    json!({ "Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/bench-notifications/stream/2026-01-01T00:00:00.000",
+        "dynamodb": {
+            "ApproximateCreationDateTime": Utc::now().timestamp(),
+            "Keys": {"id": {"S": "ticket-1-created"}},
+            "NewImage": {"id": {"S": "ticket-1-created"}, "feed": {"S": "notification"}, "payload": {"S": payload}},
+            "SequenceNumber": "100000000000000000001", "SizeBytes": 200, "StreamViewType": "NEW_IMAGE"
+        }
+    }]})
+}
+
+fn status_is(v: &Value, code: i64) -> bool {
+    v["statusCode"].as_i64() == Some(code)
+}
+
+fn subjects() -> Vec<Subject> {
+    vec![
+        Subject { name: "hello_lambda", event: |_| json!({"hello": "world"}), check: |v| v["hello"] == "world" },
+        Subject {
+            name: "post-ticket",
+            event: |_| {
+                let body = json!({"title": "cold start bench", "description": "Created by cold_start_bench."});
+                http_event("POST", "POST /tickets", "/tickets", &[], Value::Null, Some(body))
+            },
+            check: |v| status_is(v, 201),
+        },
+        Subject {
+            name: "get-ticket",
+            event: |c| {
+                let id = c.ticket_id.to_string();
+                let path = format!("/tickets/{id}");
+                http_event("GET", "GET /tickets/{id}", &path, &[], json!({ "id": id }), None)
+            },
+            check: |v| status_is(v, 200),
+        },
+        Subject {
+            name: "list-tickets",
+            event: |_| http_event("GET", "GET /tickets", "/tickets", &[("limit", "20")], Value::Null, None),
+            check: |v| status_is(v, 200),
+        },
+        Subject {
+            name: "list-notifications",
+            event: |_| http_event("GET", "GET /notifications", "/notifications", &[("limit", "20")], Value::Null, None),
+            check: |v| status_is(v, 200),
+        },
+        Subject { name: "ws-connect", event: |_| ws_event("$connect", "CONNECT"), check: |v| status_is(v, 200) },
+        Subject { name: "ws-default", event: |_| ws_event("$default", "MESSAGE"), check: |v| status_is(v, 200) },
+        Subject { name: "ws-disconnect", event: |_| ws_event("$disconnect", "DISCONNECT"), check: |v| status_is(v, 200) },
+        Subject {
+            name: "push-notifications",
+            event: |_| stream_event(),
+            check: |v| v["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
+        },
+    ]
+}
+
+/// `--env KEY=VALUE` options (repeatable): more environment for every binary, for
+/// experiments such as `--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`.
+fn extra_env() -> Vec<(String, String)> {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .filter(|w| w[0] == "--env")
+        .filter_map(|w| w[1].split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kb(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak RSS (`VmHWM`) and, at this moment, the part of RSS that is mapped file pages (the
+/// binary's code and data it touched) rather than heap and stacks.
+fn memory_kb(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((status_kb(&status, "VmHWM:")?, status_kb(&status, "RssFile:")?))
+}
+
+/// Starts `bin` with `env`, hands it `event`, and measures it.
+async fn measure(
+    state: &Shared,
+    bin: &Path,
+    env: &[(String, String)],
+    event: Value,
+    log: &Path,
+) -> Result<(Run, Value), String> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    {
+        let mut st = lock(state);
+        st.event = Some(event);
+        st.tx = Some(tx);
+    }
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let pid = child.id().ok_or("no pid")?;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut init = None;
+        loop {
+            tokio::select! {
+                seen = rx.recv() => match seen {
+                    Some(Seen::Next(at)) => init = Some(at - started),
+                    Some(Seen::Response(body)) => {
+                        let init = init.ok_or("answered before asking for an event")?;
+                        let (peak, file) = memory_kb(pid).ok_or("no VmHWM")?;
+                        let value: Value = serde_json::from_str(&body).map_err(|e| format!("response not JSON: {e}"))?;
+                        return Ok((Run { init, peak_rss_kb: peak, file_rss_kb: file }, value));
+                    }
+                    Some(Seen::Error(body)) => return Err(format!("reported an error: {body}")),
+                    None => return Err("runtime API gone".to_owned()),
+                },
+                status = child.wait() => return Err(format!("exited early: {status:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer within 30 s".to_owned()));
+    let _ = child.kill().await;
+    lock(state).tx = None;
+    outcome.map_err(|e| format!("{}: {e} (log: {})", bin.display(), log.display()))
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = arg("--runs", 7);
+    let bin_dir = PathBuf::from(arg("--bin-dir", "target/release".to_owned()));
+    let log_dir = std::env::temp_dir().join("rt-relay-cold-start");
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+
+    // Tables, a few live connections for the push function, and its @connections server.
+    let (client, tables) = fresh_tables("coldstart").await;
+    let store = DynamoStore::new(client.clone(), tables.clone());
+    let now = Utc::now();
+    for i in 0..100 {
+        let c = Connection { id: format!("bench-{i:03}"), connected_at: now, expires_at: now + chrono::Duration::hours(3) };
+        store.add(&c).await.expect("add connection");
+    }
+    let connections = ConnectionsServer::start().await;
+    let state: Shared = Arc::default();
+    let runtime_api = start_runtime_api(state.clone()).await;
+
+    let rt_url = require_env("RT_URL");
+    let common: Vec<(String, String)> = [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.clone()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench".into()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]bench".into()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("AWS_REGION", require_env("AWS_REGION")),
+        ("AWS_DEFAULT_REGION", require_env("AWS_REGION")),
+        ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", require_env("AWS_SECRET_ACCESS_KEY")),
+        ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
+        ("RUST_LOG", "info".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("TZ", ":UTC".into()),
+        ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
+        ("RT_TOKEN", require_env("RT_TOKEN")),
+        ("TICKETS_TABLE", tables.tickets.clone()),
+        ("NOTIFICATIONS_TABLE", tables.notifications.clone()),
+        ("CONNECTIONS_TABLE", tables.connections.clone()),
+        ("IDEMPOTENCY_TABLE", tables.idempotency.clone()),
+        ("WS_MANAGEMENT_ENDPOINT", connections.url.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(extra_env())
+    .collect();
+
+    let subjects = subjects();
+    for s in &subjects {
+        let bin = bin_dir.join(s.name);
+        assert!(bin.is_file(), "{} is not built: run scripts/bench.sh (or cargo build --release)", bin.display());
+    }
+    let mut ctx = Ctx::default();
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
+    // Round 0 warms the page cache (a cold Lambda reads its binary from a warm local disk
+    // too) and RT's and moto's caches; it is not counted.
+    for round in 0..=runs {
+        for (i, s) in subjects.iter().enumerate() {
+            let mut env = common.clone();
+            env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), s.name.into()));
+            let log = log_dir.join(format!("{}.log", s.name));
+            let (run, answer) = measure(&state, &bin_dir.join(s.name), &env, (s.event)(&ctx), &log)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!((s.check)(&answer), "{}: unexpected answer {answer}", s.name);
+            if s.name == "post-ticket" {
+                let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+                ctx.ticket_id = body["id"].as_u64().expect("post-ticket answered a ticket id");
+            }
+            if round > 0 {
+                results[i].push(run);
+            }
+        }
+        eprintln!("cold_start_bench: round {round}/{runs}");
+    }
+
+    let size = |name: &str| std::fs::metadata(bin_dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let init = |r: &[Run]| median(&r.iter().map(|x| x.init).collect::<Vec<_>>());
+    let kb = |r: &[Run], f: fn(&Run) -> u64| {
+        let mut v: Vec<u64> = r.iter().map(f).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let rss = |r: &[Run]| kb(r, |x| x.peak_rss_kb);
+    let file_rss = |r: &[Run]| kb(r, |x| x.file_rss_kb);
+    let (hello_init, hello_size, hello_rss) = (init(&results[0]), size("hello_lambda"), rss(&results[0]));
+    let hello_file = file_rss(&results[0]);
+    let mut letter = b'a';
+    let mut id = || {
+        let s = format!("4{}", letter as char);
+        letter += 1;
+        s
+    };
+    for (s, r) in subjects.iter().zip(&results).skip(1) {
+        let i = init(r);
+        row(
+            &id(),
+            &format!("{}: init (exec → first /next) / hello", s.name),
+            i.as_secs_f64() / hello_init.as_secs_f64(),
+            Target::AtMost(1.5),
+            &format!("{:.2} ms / {:.2} ms (median of {runs})", ms(i), ms(hello_init)),
+        );
+    }
+    for s in subjects.iter().skip(1) {
+        let b = size(s.name);
+        row(
+            &id(),
+            &format!("{}: release binary size / hello", s.name),
+            b as f64 / hello_size as f64,
+            Target::AtMost(2.0),
+            &format!("{:.2} MiB / {:.2} MiB", b as f64 / 1048576.0, hello_size as f64 / 1048576.0),
+        );
+    }
+    for (s, r) in subjects.iter().zip(&results).skip(1) {
+        let k = rss(r);
+        row(
+            &id(),
+            &format!("{}: peak RSS handling one event / hello", s.name),
+            k as f64 / hello_rss as f64,
+            Target::AtMost(1.5),
+            &format!(
+                "{:.1} MiB / {:.1} MiB (VmHWM, median of {runs}); of which file-backed (binary pages) {:.1} / {:.1} MiB",
+                k as f64 / 1024.0,
+                hello_rss as f64 / 1024.0,
+                file_rss(r) as f64 / 1024.0,
+                hello_file as f64 / 1024.0
+            ),
+        );
+    }
+    delete_tables(&client, &tables).await;
+}
