@@ -35,6 +35,8 @@ OUT="$RUN_DIR/schemathesis-gateway.out"
 REPORT_DIR="$RUN_DIR/schemathesis-report"
 rm -f "$CHECKPOINT"
 rm -rf "$REPORT_DIR"
+# Emptied now, not by the child's redirection: the wait below must not read the last run's URL.
+: >"$OUT"
 
 GATEWAY_PID=""
 cleanup() {
