@@ -222,6 +222,7 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
             queue: Some("Support".into()),
             status: Some("new".into()),
             min_id: Some(min_id),
+            subject: None,
         };
         for adapter in Adapter::ALL {
             let rt = adapter.client();
@@ -273,6 +274,7 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
                 queue: Some(r"No'Such\Queue' OR id > '0".into()),
                 status: None,
                 min_id: Some(min_id),
+                subject: None,
             };
             let none = rt
                 .list(&odd, 1, 3)

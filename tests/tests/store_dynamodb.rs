@@ -168,7 +168,7 @@ async fn idempotency_claims() {
     let store = store("idem").await;
     let now = Utc::now();
     let lease_for = chrono::Duration::seconds(30);
-    let Claim::Acquired { lease, rt_ticket_id: None } = store.claim("k", "h", now, lease_for).await.unwrap() else {
+    let Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None } = store.claim("k", "h", now, lease_for).await.unwrap() else {
         panic!("first claim acquires")
     };
     assert_eq!(store.claim("k", "h", now, lease_for).await.unwrap(), Claim::InProgress);
@@ -178,10 +178,11 @@ async fn idempotency_claims() {
     // over and learns the RT ticket id instead of creating another.
     store.note_rt_ticket(&lease, 77).await.unwrap();
     let later = now + chrono::Duration::seconds(31);
-    let Claim::Acquired { lease: taken, rt_ticket_id } = store.claim("k", "h", later, lease_for).await.unwrap() else {
+    let Claim::Acquired { lease: taken, rt_ticket_id, previous_attempt } = store.claim("k", "h", later, lease_for).await.unwrap() else {
         panic!("expired lease is taken over")
     };
     assert_eq!(rt_ticket_id, Some(77));
+    assert!(previous_attempt.is_some(), "a takeover says when the first attempt began");
     assert!(matches!(store.note_rt_ticket(&lease, 78).await, Err(StoreError::Conflict(_))), "old holder lost it");
 
     let t = sample_ticket(77, "new", "General");
@@ -191,6 +192,16 @@ async fn idempotency_claims() {
         store.claim("k", "h", later, lease_for).await.unwrap(),
         Claim::Completed { status: 201, body: r#"{"id":77}"#.into() }
     );
+
+    // An abandoned attempt (outcome unknown) is taken over at once, and says when it began.
+    let Claim::Acquired { lease: l3, .. } = store.claim("k3", "h", now, lease_for).await.unwrap() else { panic!() };
+    store.abandon(&l3, now).await.unwrap();
+    let Claim::Acquired { rt_ticket_id: None, previous_attempt: Some(began), .. } =
+        store.claim("k3", "h", now, lease_for).await.unwrap()
+    else {
+        panic!("an abandoned key is taken over")
+    };
+    assert_eq!(began.timestamp(), now.timestamp());
 
     // A released key starts afresh.
     let Claim::Acquired { lease: l2, .. } = store.claim("k2", "h", now, lease_for).await.unwrap() else { panic!() };

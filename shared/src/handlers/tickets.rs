@@ -12,7 +12,7 @@ use crate::{
     config::{RtConfig, Tables},
     http::{json_body, json_response, path_param, query_param, raw_json_response, require_method, ApiError},
     model::{validate_queue_name, NewTicket, Notification, Ticket, ValidationError},
-    rt::{client_from_config, RtClient, RtCreate, RtError, RtTicket},
+    rt::{client_from_config, RtClient, RtCreate, RtError, RtQuery, RtTicket},
     store::{
         dynamodb::{client_from_env, DynamoStore},
         Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, TicketFilter, TicketStore,
@@ -21,6 +21,8 @@ use crate::{
 
 /// Header that makes `POST /tickets` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long after a failed attempt a retry with the same key may take over.
+const RETRY_GRACE: chrono::Duration = chrono::Duration::seconds(2);
 /// Header set on an answer replayed from an earlier request with the same key.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
@@ -84,10 +86,12 @@ impl PostTicket {
         let body_hash = hex::encode(Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()));
         let deadline = tokio::time::Instant::now() + self.wait_for_peer;
         let mut pause = Duration::from_millis(50);
-        let (lease, rt_ticket_id) = loop {
+        let (lease, rt_ticket_id, previous_attempt) = loop {
             let lease_for = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
             match self.idempotency.claim(&key, &body_hash, Utc::now(), lease_for).await? {
-                Claim::Acquired { lease, rt_ticket_id } => break (lease, rt_ticket_id),
+                Claim::Acquired { lease, rt_ticket_id, previous_attempt } => {
+                    break (lease, rt_ticket_id, previous_attempt)
+                }
                 Claim::Completed { status, body } => {
                     // The stored answer is the ticket: a replay carries its Location too.
                     let location = serde_json::from_str::<Ticket>(&body).ok().map(|t| ticket_location(t.id));
@@ -108,8 +112,63 @@ impl PostTicket {
                 }
             }
         };
-        let ticket = self.create_and_record(&new, Some(&lease), rt_ticket_id).await?;
-        Ok(created(&ticket))
+        let outcome = match (rt_ticket_id, previous_attempt) {
+            // An earlier attempt stopped before noting an RT id: it may still have created
+            // the ticket (RT answered too late). Look in RT before creating another.
+            (None, Some(since)) => match self.find_interrupted_create(&new, since).await {
+                Ok(found) => self.create_and_record(&new, Some(&lease), found).await,
+                Err(e) => Err(e.into()),
+            },
+            (id, _) => self.create_and_record(&new, Some(&lease), id).await,
+        };
+        match outcome {
+            Ok(ticket) => Ok(created(&ticket)),
+            Err(e) => {
+                self.give_up_key(&lease, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failure under `lease`: a definite refusal by RT releases the key (nothing
+    /// was created; the client may fix the request); any other failure keeps the record
+    /// and lets a retry take over soon, finishing what this attempt started.
+    async fn give_up_key(&self, lease: &Lease, error: &ApiError) {
+        let refused = matches!(
+            error,
+            ApiError::Rt(RtError::Forbidden(_) | RtError::Rejected(_) | RtError::Unauthenticated | RtError::NotFound)
+        );
+        let result = if refused {
+            self.idempotency.release(lease).await
+        } else {
+            // A short grace lets an RT create that is merely slow commit before the retry
+            // looks for it.
+            self.idempotency.abandon(lease, Utc::now() + RETRY_GRACE).await
+        };
+        if let Err(e) = result {
+            warn!(error = %crate::http::error_chain(&e), "could not hand the idempotency key back");
+        }
+    }
+
+    /// A ticket an interrupted attempt created: same queue, subject and description,
+    /// created since that attempt began (less a few seconds: RT keeps whole seconds and
+    /// its clock may differ). The oldest match wins.
+    async fn find_interrupted_create(
+        &self,
+        new: &NewTicket,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Option<u64>, RtError> {
+        let queue = new.queue.clone().unwrap_or_else(|| self.default_queue.clone());
+        let query = RtQuery { queue: Some(queue), subject: Some(new.title.clone()), ..RtQuery::default() };
+        let page = self.rt.list(&query, 1, 20).await?;
+        let since = since - chrono::Duration::seconds(5);
+        for candidate in page.tickets.iter().rev().filter(|t| t.created >= since && t.subject == new.title) {
+            if self.rt.description(candidate.id).await? == new.description {
+                info!(ticket_id = candidate.id, "found the RT ticket an interrupted attempt created");
+                return Ok(Some(candidate.id));
+            }
+        }
+        Ok(None)
     }
 
     /// Creates the RT ticket (unless an earlier attempt did) and records it.
@@ -130,17 +189,7 @@ impl PostTicket {
                     content: new.description.clone(),
                     requestor: new.requestor.clone(),
                 };
-                match self.rt.create(&create).await {
-                    Ok(id) => id,
-                    Err(e) => {
-                        if let Some(lease) = lease {
-                            if let Err(re) = self.idempotency.release(lease).await {
-                                warn!(error = %crate::http::error_chain(&re), "could not release idempotency key");
-                            }
-                        }
-                        return Err(e.into());
-                    }
-                }
+                self.rt.create(&create).await?
             }
         };
         info!(ticket_id = id, "RT ticket created");

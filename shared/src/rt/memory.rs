@@ -170,6 +170,7 @@ impl RtClient for MemoryRt {
                     .map_or(true, |s| s.eq_ignore_ascii_case(&t.status))
             })
             .filter(|t| query.min_id.map_or(true, |min| t.id >= min))
+            .filter(|t| query.subject.as_ref().map_or(true, |s| *s == t.subject))
             .collect();
         matching.sort_by_key(|t| std::cmp::Reverse(t.id));
         let total = matching.len() as u64;
@@ -283,6 +284,7 @@ mod tests {
             queue: Some("General".into()),
             status: Some("new".into()),
             min_id: Some(2),
+            subject: None,
         };
         let p = rt.list(&q, 1, 100).await.unwrap();
         assert_eq!(p.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![3]);

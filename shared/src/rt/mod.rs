@@ -104,6 +104,8 @@ pub struct RtQuery {
     pub status: Option<String>,
     /// Only ids at least this (to keep test runs apart).
     pub min_id: Option<u64>,
+    /// Only this exact subject (to find a ticket an interrupted create may have made).
+    pub subject: Option<String>,
 }
 
 /// One page of [`RtClient::list`], newest (highest id) first.

@@ -45,6 +45,9 @@ pub fn ticket_sql(query: &RtQuery) -> Result<String, RtError> {
     if let Some(min_id) = query.min_id {
         clauses.push(format!("id >= {min_id}"));
     }
+    if let Some(subject) = &query.subject {
+        clauses.push(format!("Subject = {}", quote("subject", subject)?));
+    }
     Ok(clauses.join(" AND "))
 }
 
@@ -71,10 +74,11 @@ mod tests {
             queue: Some("Support".into()),
             status: Some("new".into()),
             min_id: Some(7),
+            subject: Some("it's".into()),
         };
         assert_eq!(
             ticket_sql(&q).unwrap(),
-            "id > 0 AND Queue = 'Support' AND Status = 'new' AND id >= 7"
+            "id > 0 AND Queue = 'Support' AND Status = 'new' AND id >= 7 AND Subject = 'it\\'s'"
         );
     }
 

@@ -481,7 +481,7 @@ impl IdempotencyStore for DynamoStore {
                 )
                 .await;
             match put {
-                Ok(_) => return Ok(Claim::Acquired { lease, rt_ticket_id: None }),
+                Ok(_) => return Ok(Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None }),
                 Err(e) if is_conditional_failure(&e) => {}
                 Err(e) => return Err(StoreError::aws("PutItem", e)),
             }
@@ -528,7 +528,8 @@ impl IdempotencyStore for DynamoStore {
             return match taken {
                 Ok(out) => {
                     let rt_ticket_id = out.attributes.as_ref().and_then(|a| get_n(a, "rt_ticket_id").ok());
-                    Ok(Claim::Acquired { lease, rt_ticket_id })
+                    let previous_attempt = Some(get_time(&item, "created_at")?);
+                    Ok(Claim::Acquired { lease, rt_ticket_id, previous_attempt })
                 }
                 Err(e) if is_conditional_failure(&e) => Ok(Claim::InProgress),
                 Err(e) => Err(StoreError::aws("UpdateItem", e)),
@@ -576,6 +577,29 @@ impl IdempotencyStore for DynamoStore {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_failure(&e) => Ok(()),
             Err(e) => Err(StoreError::aws("DeleteItem", e)),
+        }
+    }
+
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
+        let out = self
+            .timed(
+                self.client
+                    .update_item()
+                    .table_name(&self.tables.idempotency)
+                    .key("key", s(&lease.key))
+                    .update_expression("SET lease_until = :until")
+                    .condition_expression("lease_id = :lease AND #state = :pending")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":until", n(retry_from.timestamp_millis()))
+                    .expression_attribute_values(":lease", s(&lease.id))
+                    .expression_attribute_values(":pending", s("pending"))
+                    .send(),
+            )
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
         }
     }
 }

@@ -25,6 +25,7 @@ struct IdemRecord {
     lease_until: DateTime<Utc>,
     rt_ticket_id: Option<u64>,
     done: Option<(u16, String)>,
+    created: DateTime<Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -168,10 +169,11 @@ impl IdempotencyStore for MemoryStore {
             lease_until: now + lease_for,
             rt_ticket_id: None,
             done: None,
+            created: now,
         };
         let Some(rec) = st.idempotency.get_mut(key) else {
             st.idempotency.insert(key.to_owned(), fresh);
-            return Ok(Claim::Acquired { lease, rt_ticket_id: None });
+            return Ok(Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None });
         };
         if rec.body_hash != body_hash {
             return Ok(Claim::Mismatch);
@@ -184,7 +186,7 @@ impl IdempotencyStore for MemoryStore {
         }
         rec.lease_id = lease.id.clone();
         rec.lease_until = now + lease_for;
-        Ok(Claim::Acquired { lease, rt_ticket_id: rec.rt_ticket_id })
+        Ok(Claim::Acquired { lease, rt_ticket_id: rec.rt_ticket_id, previous_attempt: Some(rec.created) })
     }
 
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
@@ -202,6 +204,14 @@ impl IdempotencyStore for MemoryStore {
         let mut st = self.lock();
         if st.idempotency.get(&lease.key).is_some_and(|r| r.lease_id == lease.id && r.done.is_none()) {
             st.idempotency.remove(&lease.key);
+        }
+        Ok(())
+    }
+
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if let Some(rec) = st.idempotency.get_mut(&lease.key).filter(|r| r.lease_id == lease.id && r.done.is_none()) {
+            rec.lease_until = retry_from;
         }
         Ok(())
     }

@@ -102,6 +102,10 @@ pub enum Claim {
         lease: Lease,
         /// The RT ticket an earlier attempt created, if any.
         rt_ticket_id: Option<u64>,
+        /// Set when this claim took over from an earlier holder that did not finish: when
+        /// that first attempt claimed the key. It may have created the RT ticket without
+        /// noting it (RT timed out), so the caller looks in RT before creating again.
+        previous_attempt: Option<DateTime<Utc>>,
     },
     /// An earlier request with this key finished; replay its answer.
     Completed {
@@ -150,6 +154,9 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError>;
     /// Gives the key up (RT refused the request), so a retry starts afresh.
     async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Keeps the record but ends the lease at `retry_from`: the outcome is unknown (RT
+    /// timed out, or recording failed), so a retry takes over from there and finishes it.
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 /// A live WebSocket connection.
