@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::{
     config::Tables,
@@ -41,6 +40,6 @@ impl ListNotifications {
         require_method(&req, "GET")?;
         let page = PageRequest::parse(query_param(&req, "limit").as_deref(), query_param(&req, "cursor").as_deref())?;
         let page = self.store.list_notifications(&page).await?;
-        Ok(json_response(200, &json!({ "items": page.items, "next_cursor": page.next_cursor })))
+        Ok(json_response(200, &page))
     }
 }

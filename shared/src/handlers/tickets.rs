@@ -4,7 +4,6 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use lambda_http::{http::header, Body, Request, Response};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
@@ -347,7 +346,7 @@ impl ListTickets {
             .map(|q| validate_queue_name(&q))
             .transpose()?;
         let page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
-        Ok(json_response(200, &json!({ "items": page.items, "next_cursor": page.next_cursor })))
+        Ok(json_response(200, &page))
     }
 }
 

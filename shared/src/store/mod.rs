@@ -48,8 +48,9 @@ impl StoreError {
     }
 }
 
-/// One page of a list, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One page of a list, newest first. Serialises as the API's list body
+/// `{"items": [...], "next_cursor": "..." | null}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
