@@ -41,11 +41,18 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build -q -p rt-relay-gateway --bins
 
 status=0
-cargo test --workspace --no-fail-fast "$@" || status=$?
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$RUN_DIR/cargo-test.log" || status=$?
+# Sum cargo's per-binary "test result:" lines, so the run ends on one total (the last of
+# cargo's own lines is a doc-test binary's "0 passed", which says nothing).
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 2; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+  END { print p + 0, f + 0 }' "$RUN_DIR/cargo-test.log")
 # Schemathesis only on a full run (arguments select tests: then skip it).
 if [ $# -eq 0 ]; then
   st=0
   bash scripts/schemathesis.sh || st=$?
   [ "$status" = 0 ] && status=$st
 fi
+[ "$passed" -gt 0 ] || { echo "test.sh: no test ran" >&2; [ "$status" = 0 ] && status=1; }
+echo "cargo test: $passed passed, $failed failed"
 exit "$status"

@@ -20,12 +20,13 @@ use crate::services::require_env;
 /// How long the binary may take to print its URLs (it creates tables on first start).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The debug binary next to this crate's build (`CARGO_TARGET_DIR` or `target/`).
+/// The gateway binary built beside the running test: a test runs from
+/// `<target>/<profile>/deps/`, and `cargo build -p rt-relay-gateway` puts the binary in
+/// `<target>/<profile>/`, whatever `CARGO_TARGET_DIR` says.
 pub fn gateway_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-    let path = target.join("debug").join("rt-relay-gateway");
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("test binary under <target>/<profile>/deps");
+    let path = profile_dir.join("rt-relay-gateway");
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build -p rt-relay-gateway` first (scripts/test.sh does)",
