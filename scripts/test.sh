@@ -54,5 +54,5 @@ if [ $# -eq 0 ]; then
   [ "$status" = 0 ] && status=$st
 fi
 [ "$passed" -gt 0 ] || { echo "test.sh: no test ran" >&2; [ "$status" = 0 ] && status=1; }
-echo "cargo test: $passed passed, $failed failed"
+echo "total: $passed passed, $failed failed"
 exit "$status"
