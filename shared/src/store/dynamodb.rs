@@ -309,33 +309,21 @@ impl TicketStore for DynamoStore {
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
         let build = |e| StoreError::aws("build request", e);
+        // A put that fails the whole transaction if an item with this `id` exists.
+        let insert = |table: &str, item: Item| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(build)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
         let mut req = self
             .client
             .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.tables.tickets)
-                            .set_item(Some(ticket_item(ticket)))
-                            .condition_expression("attribute_not_exists(id)")
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.tables.notifications)
-                            .set_item(Some(notification_item(notification)))
-                            .condition_expression("attribute_not_exists(id)")
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            );
+            .transact_items(insert(&self.tables.tickets, ticket_item(ticket))?)
+            .transact_items(insert(&self.tables.notifications, notification_item(notification))?);
         if let Some(done) = completion {
             req = req.transact_items(
                 TransactWriteItem::builder()
