@@ -121,6 +121,8 @@ async fn start_runtime_api(state: Shared) -> String {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     init: Duration,
+    /// CPU time all its threads had used by then: less disturbed by a busy machine.
+    init_cpu: Duration,
     peak_rss_kb: u64,
     file_rss_kb: u64,
 }
@@ -253,6 +255,17 @@ fn extra_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// CPU time used so far by every thread of `pid` (`/proc/<pid>/task/*/schedstat`, ns).
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Duration::ZERO };
+    let nanos: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
 /// A `kB` field of `/proc/<pid>/status`.
 fn status_kb(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
@@ -297,12 +310,12 @@ async fn measure(
         loop {
             tokio::select! {
                 seen = rx.recv() => match seen {
-                    Some(Seen::Next(at)) => init = Some(at - started),
+                    Some(Seen::Next(at)) => init = Some((at - started, cpu_time(pid))),
                     Some(Seen::Response(body)) => {
-                        let init = init.ok_or("answered before asking for an event")?;
+                        let (init, init_cpu) = init.ok_or("answered before asking for an event")?;
                         let (peak, file) = memory_kb(pid).ok_or("no VmHWM")?;
                         let value: Value = serde_json::from_str(&body).map_err(|e| format!("response not JSON: {e}"))?;
-                        return Ok((Run { init, peak_rss_kb: peak, file_rss_kb: file }, value));
+                        return Ok((Run { init, init_cpu, peak_rss_kb: peak, file_rss_kb: file }, value));
                     }
                     Some(Seen::Error(body)) => return Err(format!("reported an error: {body}")),
                     None => return Err("runtime API gone".to_owned()),
@@ -372,8 +385,14 @@ async fn main() {
         let bin = bin_dir.join(s.name);
         assert!(bin.is_file(), "{} is not built: run scripts/bench.sh (or cargo build --release)", bin.display());
     }
+    // Where the OS keeps its roots as one bundle file, each function also runs with
+    // SSL_CERT_FILE pointing at it, to show what loading the root certificates costs.
+    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
     let mut ctx = Ctx::default();
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
+    let mut with_bundle: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
     // Round 0 warms the page cache (a cold Lambda reads its binary from a warm local disk
     // too) and RT's and moto's caches; it is not counted.
     for round in 0..=runs {
@@ -392,12 +411,23 @@ async fn main() {
             if round > 0 {
                 results[i].push(run);
             }
+            if let (Some(file), true) = (bundle, i > 0) {
+                env.push(("SSL_CERT_FILE".into(), file.into()));
+                let (run, answer) = measure(&state, &bin_dir.join(s.name), &env, (s.event)(&ctx), &log)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!((s.check)(&answer), "{}: unexpected answer {answer}", s.name);
+                if round > 0 {
+                    with_bundle[i].push(run);
+                }
+            }
         }
         eprintln!("cold_start_bench: round {round}/{runs}");
     }
 
     let size = |name: &str| std::fs::metadata(bin_dir.join(name)).map(|m| m.len()).unwrap_or(0);
     let init = |r: &[Run]| median(&r.iter().map(|x| x.init).collect::<Vec<_>>());
+    let init_cpu = |r: &[Run]| median(&r.iter().map(|x| x.init_cpu).collect::<Vec<_>>());
     let kb = |r: &[Run], f: fn(&Run) -> u64| {
         let mut v: Vec<u64> = r.iter().map(f).collect();
         v.sort_unstable();
@@ -413,14 +443,28 @@ async fn main() {
         letter += 1;
         s
     };
-    for (s, r) in subjects.iter().zip(&results).skip(1) {
+    for ((s, r), b) in subjects.iter().zip(&results).zip(&with_bundle).skip(1) {
         let i = init(r);
+        let bundled = match bundle {
+            Some(file) if !b.is_empty() => format!(
+                "; with SSL_CERT_FILE={file}: {:.2} ms ({:.2}x)",
+                ms(init(b)),
+                init(b).as_secs_f64() / hello_init.as_secs_f64()
+            ),
+            _ => String::new(),
+        };
         row(
             &id(),
             &format!("{}: init (exec → first /next) / hello", s.name),
             i.as_secs_f64() / hello_init.as_secs_f64(),
             Target::AtMost(1.5),
-            &format!("{:.2} ms / {:.2} ms (median of {runs})", ms(i), ms(hello_init)),
+            &format!(
+                "{:.2} ms / {:.2} ms (median of {runs}); CPU used by then {:.2} / {:.2} ms{bundled}",
+                ms(i),
+                ms(hello_init),
+                ms(init_cpu(r)),
+                ms(init_cpu(&results[0]))
+            ),
         );
     }
     for s in subjects.iter().skip(1) {
