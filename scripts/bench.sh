@@ -6,7 +6,7 @@
 # of ratios, each of two things measured side by side in this run. Everything stays on
 # loopback. The table is also written to .run/bench/table.md.
 #
-#   scripts/bench.sh                 everything (about 10-15 min on 2 cores, after the build)
+#   scripts/bench.sh                 everything (about 15 min on 2 cores, after the build)
 #   BENCH_ONLY="paging cold_start" scripts/bench.sh     a subset
 #   BENCH_QUICK=1 scripts/bench.sh   small sizes, for trying the command out
 set -euo pipefail
@@ -53,7 +53,8 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   paging_args=(--large 2000 --samples 3); cold_args=(--runs 3); create_args=(--creates 10)
   fanout_args=(--sizes 100,1000 --rounds 1 --latency-ms 2)
 else
-  paging_args=(); cold_args=(); create_args=(); fanout_args=()
+  # Own time per page is ~0.1 ms: 11 samples keep its median steady on a busy machine.
+  paging_args=(--samples 11); cold_args=(); create_args=(); fanout_args=()
 fi
 
 failed=0

@@ -62,7 +62,11 @@ pub fn row(id: &str, figure: &str, ratio: f64, target: Target, measured: &str) {
         Some(false) => "**no**",
         None => "",
     };
-    println!("| {id} | {figure} | {} | {} | {met} | {measured} |", fmt_ratio(ratio), target.describe());
+    println!(
+        "| {id} | {figure} | {} | {} | {met} | {measured} |",
+        fmt_ratio(ratio),
+        target.describe()
+    );
 }
 
 /// Nearest-rank percentile (`p` in 0..=1) of unsorted samples; zero when there are none.
@@ -97,7 +101,10 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v}: not a valid value")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} {v}: not a valid value"))
+        })
         .unwrap_or(default)
 }
 

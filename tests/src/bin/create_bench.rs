@@ -46,7 +46,10 @@ impl TimedRt {
     async fn time<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
         let start = Instant::now();
         let out = fut.await;
-        self.nanos.fetch_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         out
     }
 
@@ -90,16 +93,32 @@ async fn main() {
 
     let (client, tables) = fresh_tables("createbench").await;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
-    let rt = Arc::new(TimedRt { inner: rt_client(&rt_config(RtApi::Rest2, token_auth())), nanos: AtomicU64::new(0) });
-    let functions = Functions::new(rt.clone(), store.clone(), "General".into(), Duration::from_secs(10));
+    let rt = Arc::new(TimedRt {
+        inner: rt_client(&rt_config(RtApi::Rest2, token_auth())),
+        nanos: AtomicU64::new(0),
+    });
+    let functions = Functions::new(
+        rt.clone(),
+        store.clone(),
+        "General".into(),
+        Duration::from_secs(10),
+    );
     // No stream poller: its polling of moto would only add noise to these timings.
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
+        .await
+        .expect("gateway starts");
     let stack_url = format!("{}/tickets", gateway.http_url());
     let direct_url = format!("{}REST/2.0/ticket", rt_base_url());
     let token = rt_env("RT_TOKEN");
     // Two clients, each keeping its connection alive, as a real client and RT's own would.
-    let stack_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let direct_http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let stack_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let direct_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
 
     let via_stack = |i: usize| {
         let (http, url, store, rt, run) = (&stack_http, &stack_url, &store, &rt, &run);
@@ -107,13 +126,22 @@ async fn main() {
             let body = json!({ "title": format!("bench {run} stack #{i}"), "description": "Created through the local stack.\nSecond line." });
             let (db0, rt0) = (store.metrics().db_nanos, rt.spent());
             let started = Instant::now();
-            let resp = http.post(url).json(&body).send().await.expect("POST /tickets");
+            let resp = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("POST /tickets");
             let status = resp.status();
             let text = resp.text().await.expect("body");
             let total = started.elapsed();
             assert_eq!(status, 201, "POST /tickets answered {status}: {text}");
             let db = Duration::from_nanos(store.metrics().db_nanos - db0);
-            StackSample { total, db, rt: rt.spent() - rt0 }
+            StackSample {
+                total,
+                db,
+                rt: rt.spent() - rt0,
+            }
         }
     };
     let direct = |i: usize| {
@@ -124,7 +152,13 @@ async fn main() {
                 "Content": "Created directly in RT.\nSecond line.", "ContentType": "text/plain"
             });
             let started = Instant::now();
-            let resp = http.post(url).header("Authorization", format!("token {token}")).json(&body).send().await.expect("RT POST");
+            let resp = http
+                .post(url)
+                .header("Authorization", format!("token {token}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("RT POST");
             let status = resp.status();
             resp.bytes().await.expect("RT body");
             let took = started.elapsed();
@@ -182,7 +216,12 @@ async fn main() {
             &format!("POST /tickets {name}: raw ratio stack (moto included) / RT direct"),
             st.as_secs_f64() / di.as_secs_f64(),
             Target::Info,
-            &format!("{:.1} ms / {:.1} ms; time in DynamoDB calls (moto) {:.1} ms {name}", ms(st), ms(di), ms(percentile(&db, p))),
+            &format!(
+                "{:.1} ms / {:.1} ms; time in DynamoDB calls (moto) {:.1} ms {name}",
+                ms(st),
+                ms(di),
+                ms(percentile(&db, p))
+            ),
         );
     }
 }

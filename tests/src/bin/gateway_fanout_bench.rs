@@ -57,7 +57,10 @@ const POST_TIMEOUT: Duration = Duration::from_secs(5);
 const DELIVERY_GRACE: Duration = Duration::from_secs(20);
 
 fn unix_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 // ----- the client swarm (child process) -----
@@ -73,7 +76,10 @@ struct Tally {
 
 impl Tally {
     fn expecting(&self) -> String {
-        self.expected.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.expected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -85,11 +91,18 @@ async fn swarm(url: String, n: usize, connect_concurrency: usize) {
     let permits = Arc::new(Semaphore::new(connect_concurrency));
     let (connected_tx, mut connected_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     for _ in 0..n {
-        let (url, tally, all_in, permits, connected_tx) =
-            (url.clone(), tally.clone(), all_in.clone(), permits.clone(), connected_tx.clone());
+        let (url, tally, all_in, permits, connected_tx) = (
+            url.clone(),
+            tally.clone(),
+            all_in.clone(),
+            permits.clone(),
+            connected_tx.clone(),
+        );
         tokio::spawn(async move {
             let permit = permits.acquire_owned().await.expect("semaphore");
-            let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
             let socket = tokio::time::timeout(
                 Duration::from_secs(60),
                 tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
@@ -137,7 +150,9 @@ async fn swarm(url: String, n: usize, connect_concurrency: usize) {
     // Each client reports once; the tasks live on (reading), so count rather than wait for
     // the channel to close.
     while ok + failed < n {
-        let Some(up) = connected_rx.recv().await else { break };
+        let Some(up) = connected_rx.recv().await else {
+            break;
+        };
         if up {
             ok += 1;
         } else {
@@ -169,11 +184,15 @@ async fn swarm(url: String, n: usize, connect_concurrency: usize) {
                 println!("ready {id}");
             }
             (Some("wait"), Some(ms)) => {
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(ms.parse().unwrap_or(0));
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(ms.parse().unwrap_or(0));
                 // Re-check after every wake-up: a permit left by an earlier round (whose
                 // messages all arrived before its `wait`) must not end this wait early.
                 while tally.received.load(Ordering::Relaxed) < n {
-                    if tokio::time::timeout_at(deadline, all_in.notified()).await.is_err() {
+                    if tokio::time::timeout_at(deadline, all_in.notified())
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -211,11 +230,19 @@ impl Swarm {
             .expect("start the client swarm");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut swarm = Swarm { child, stdin, stdout };
+        let mut swarm = Swarm {
+            child,
+            stdin,
+            stdout,
+        };
         let line = swarm.line(Duration::from_secs(300)).await;
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words.first(), Some(&"connected"), "swarm said {line:?}");
-        assert_eq!(words.get(1).and_then(|w| w.parse::<usize>().ok()), Some(n), "not every client connected: {line:?}");
+        assert_eq!(
+            words.get(1).and_then(|w| w.parse::<usize>().ok()),
+            Some(n),
+            "not every client connected: {line:?}"
+        );
         swarm
     }
 
@@ -228,7 +255,10 @@ impl Swarm {
     }
 
     async fn send(&mut self, cmd: &str) {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.expect("swarm stdin");
+        self.stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .expect("swarm stdin");
         self.stdin.flush().await.expect("swarm stdin");
     }
 
@@ -274,13 +304,16 @@ impl ConnectionPoster for DelayedPoster {
     }
 }
 
+/// One page of connection ids and the cursor of the next.
+type ConnectionPage = (Vec<String>, Option<String>);
+
 /// The connections table read once from moto and then served from memory: a stand-in for
 /// DynamoDB's Scan, which answers a 500-item page in milliseconds where moto takes a few
 /// hundred at 10,000 items. Everything else (SDK posts, the gateway, the sockets) is real.
 #[derive(Debug)]
 struct ReplayStore {
     inner: Arc<DynamoStore>,
-    pages: Mutex<HashMap<Option<String>, (Vec<String>, Option<String>)>>,
+    pages: Mutex<HashMap<Option<String>, ConnectionPage>>,
 }
 
 #[async_trait]
@@ -291,13 +324,25 @@ impl ConnectionStore for ReplayStore {
     async fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.inner.remove(id).await
     }
-    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let key = after.map(str::to_owned);
-        if let Some(page) = self.pages.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(page) = self
+            .pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(page.clone());
         }
         let page = self.inner.page(after, limit).await?;
-        self.pages.lock().unwrap_or_else(|p| p.into_inner()).insert(key, page.clone());
+        self.pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, page.clone());
         Ok(page)
     }
 }
@@ -339,10 +384,13 @@ impl Bench {
         let (client, tables) = fresh_tables(&format!("fanout{n}")).await;
         let store = Arc::new(DynamoStore::new(client, tables));
         let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
-        let functions = Functions::new(rt, store.clone(), "General".into(), Duration::from_secs(10));
+        let functions =
+            Functions::new(rt, store.clone(), "General".into(), Duration::from_secs(10));
         // The push is driven here rather than by the stream poller, so both concurrency
         // settings run against the same clients in one run.
-        let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+        let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
+            .await
+            .expect("gateway starts");
         let started = Instant::now();
         let swarm = Swarm::start(&gateway.ws_url(), n).await;
         eprintln!(
@@ -350,15 +398,34 @@ impl Bench {
             started.elapsed().as_secs_f64(),
             gateway.connections().len()
         );
-        Bench { store, gateway, swarm, n, seq: 0 }
+        Bench {
+            store,
+            gateway,
+            swarm,
+            n,
+            seq: 0,
+        }
     }
 
     /// The push function as the gateway's poller builds it: the SDK poster pointed at the
     /// gateway's `@connections`, optionally behind a stand-in round trip.
-    async fn pusher(&self, concurrency: usize, latency: Duration, connections: Arc<dyn ConnectionStore>) -> PushNotifications {
+    async fn pusher(
+        &self,
+        concurrency: usize,
+        latency: Duration,
+        connections: Arc<dyn ConnectionStore>,
+    ) -> PushNotifications {
         let endpoint = url::Url::parse(&self.gateway.management_endpoint()).expect("endpoint URL");
-        let real: Arc<dyn ConnectionPoster> = Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
-        let poster = if latency.is_zero() { real } else { Arc::new(DelayedPoster { inner: real, delay: latency }) };
+        let real: Arc<dyn ConnectionPoster> =
+            Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
+        let poster = if latency.is_zero() {
+            real
+        } else {
+            Arc::new(DelayedPoster {
+                inner: real,
+                delay: latency,
+            })
+        };
         PushNotifications::new(connections, poster, concurrency)
     }
 
@@ -372,10 +439,18 @@ impl Bench {
         let t0 = unix_nanos();
         let resp = push.handle(batch).await;
         let db = Duration::from_nanos(self.store.metrics().db_nanos - db0);
-        assert!(resp.batch_item_failures.is_empty(), "the push reported failures");
+        assert!(
+            resp.batch_item_failures.is_empty(),
+            "the push reported failures"
+        );
         let (received, duplicates, last) = self.swarm.wait(&id, DELIVERY_GRACE).await;
         let to_last = Duration::from_nanos(last.saturating_sub(t0));
-        Push { to_last, db, lost: self.n - received, duplicates }
+        Push {
+            to_last,
+            db,
+            lost: self.n - received,
+            duplicates,
+        }
     }
 
     async fn stop(self) {
@@ -396,7 +471,10 @@ fn med(v: &[Push], f: fn(&Push) -> Duration) -> Duration {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--swarm") {
-        let n = args.get(3).and_then(|a| a.parse().ok()).expect("client count");
+        let n = args
+            .get(3)
+            .and_then(|a| a.parse().ok())
+            .expect("client count");
         let c = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(200);
         swarm(args[2].clone(), n, c).await;
         return;
@@ -420,12 +498,31 @@ async fn main() {
     for &n in &sizes {
         let mut bench = Bench::start(n).await;
         let moto: Arc<dyn ConnectionStore> = bench.store.clone();
-        let replay: Arc<dyn ConnectionStore> = Arc::new(ReplayStore { inner: bench.store.clone(), pages: Mutex::default() });
+        let replay: Arc<dyn ConnectionStore> = Arc::new(ReplayStore {
+            inner: bench.store.clone(),
+            pages: Mutex::default(),
+        });
         let modes = [
-            ("bounded", bench.pusher(DEFAULT_CONCURRENCY, Duration::ZERO, moto.clone()).await),
-            ("serial", bench.pusher(1, Duration::ZERO, moto.clone()).await),
-            ("bounded-replay", bench.pusher(DEFAULT_CONCURRENCY, Duration::ZERO, replay.clone()).await),
-            ("serial-replay", bench.pusher(1, Duration::ZERO, replay.clone()).await),
+            (
+                "bounded",
+                bench
+                    .pusher(DEFAULT_CONCURRENCY, Duration::ZERO, moto.clone())
+                    .await,
+            ),
+            (
+                "serial",
+                bench.pusher(1, Duration::ZERO, moto.clone()).await,
+            ),
+            (
+                "bounded-replay",
+                bench
+                    .pusher(DEFAULT_CONCURRENCY, Duration::ZERO, replay.clone())
+                    .await,
+            ),
+            (
+                "serial-replay",
+                bench.pusher(1, Duration::ZERO, replay.clone()).await,
+            ),
         ];
         // Warm-up: connection pools, moto's scan path, and the replayed connection list.
         bench.push(&modes[0].1, "warm").await;
@@ -436,31 +533,55 @@ async fn main() {
             for k in 0..modes.len() {
                 let (tag, push) = &modes[(round + k) % modes.len()];
                 let p = bench.push(push, tag).await;
-                eprintln!("gateway_fanout_bench: {n} clients, {tag}: last client after {:.0} ms, lost {}", ms(p.to_last), p.lost);
+                eprintln!(
+                    "gateway_fanout_bench: {n} clients, {tag}: last client after {:.0} ms, lost {}",
+                    ms(p.to_last),
+                    p.lost
+                );
                 results.entry(tag).or_default().push(p);
             }
         }
         let mut modelled = None;
         if n == largest && !latency.is_zero() {
-            let bounded_l = bench.pusher(DEFAULT_CONCURRENCY, latency, replay.clone()).await;
+            let bounded_l = bench
+                .pusher(DEFAULT_CONCURRENCY, latency, replay.clone())
+                .await;
             let serial_l = bench.pusher(1, latency, replay.clone()).await;
             let b = bench.push(&bounded_l, "bounded-latency").await;
-            eprintln!("gateway_fanout_bench: {n} clients, bounded with {latency:?} per post: {:.0} ms", ms(b.to_last));
+            eprintln!(
+                "gateway_fanout_bench: {n} clients, bounded with {latency:?} per post: {:.0} ms",
+                ms(b.to_last)
+            );
             let s = bench.push(&serial_l, "serial-latency").await;
-            eprintln!("gateway_fanout_bench: {n} clients, serial with {latency:?} per post: {:.0} ms", ms(s.to_last));
+            eprintln!(
+                "gateway_fanout_bench: {n} clients, serial with {latency:?} per post: {:.0} ms",
+                ms(s.to_last)
+            );
             modelled = Some((b, s));
         }
         bench.stop().await;
 
-        for p in results.values().flatten().chain(modelled.iter().flat_map(|(x, y)| [x, y])) {
+        for p in results
+            .values()
+            .flatten()
+            .chain(modelled.iter().flat_map(|(x, y)| [x, y]))
+        {
             lost_total += p.lost;
             dup_total += p.duplicates;
             pushes += 1;
         }
-        let target = if n == largest { Target::AtLeast(30.0) } else { Target::Info };
+        let target = if n == largest {
+            Target::AtLeast(30.0)
+        } else {
+            Target::Info
+        };
         for (bounded, serial, how) in [
             ("bounded", "serial", "connections paged from moto"),
-            ("bounded-replay", "serial-replay", "connection list replayed from memory"),
+            (
+                "bounded-replay",
+                "serial-replay",
+                "connection list replayed from memory",
+            ),
         ] {
             let (b, s) = (&results[bounded], &results[serial]);
             let (bt, st) = (med(b, |p| p.to_last), med(s, |p| p.to_last));
