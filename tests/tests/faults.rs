@@ -51,6 +51,9 @@ use serde_json::{json, Value};
 const PUSH_WAIT: Duration = Duration::from_secs(20);
 /// Bound on any one API call in these tests (the longest waits out an idempotency lease).
 const CALL_WAIT: Duration = Duration::from_secs(30);
+/// Bound on each RT request in these tests: long enough that a busy RT (its SQLite write
+/// lock, other suites) still answers healthy calls, short enough to keep the hang cases quick.
+const RT_BOUND: Duration = Duration::from_secs(4);
 
 /// Prints an observation straight to stderr, past the test harness's output capture, so
 /// `make test` shows what each fault did even when the test passes.
@@ -141,7 +144,7 @@ async fn gateway_behind(proxy: &FaultProxy, tag: &str, rt_timeout: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_and_leaves_nothing() {
     let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-rt", Duration::from_secs(1)).await;
+    let (stack, gateway, store) = gateway_behind(&proxy, "fault-rt", RT_BOUND).await;
     let http = stack.http();
     let base = gateway.http_url();
     let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
@@ -208,7 +211,7 @@ async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_
     // RT creates the ticket, then the read-back fails: the answer is 502 and nothing is
     // recorded, but the idempotency record noted RT's id, so the retry records THAT ticket.
     let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-readback", Duration::from_secs(1)).await;
+    let (stack, gateway, store) = gateway_behind(&proxy, "fault-readback", RT_BOUND).await;
     let http = stack.http();
     let base = gateway.http_url();
     let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
@@ -223,7 +226,7 @@ async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_
     assert_eq!(created.len(), 1, "RT did create the ticket before the failure");
     assert_eq!(recorded(&store).await, (vec![], vec![]), "no record and no notification yet");
 
-    // The retry waits out the first attempt's lease (3 x 1 s + 5 s), then completes it.
+    // The retry takes over the first attempt's key (abandoned with a 2 s grace) and completes it.
     let retry = post(&http, &base, &title, Some("readback-1")).await;
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert_eq!(retry.id(), created[0], "the retry recorded the ticket RT already had");
@@ -243,14 +246,14 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     // queue, subject and description, created since the first attempt) and records it
     // instead of creating a second one.
     let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-slow", Duration::from_secs(1)).await;
+    let (stack, gateway, store) = gateway_behind(&proxy, "fault-slow", RT_BOUND).await;
     let http = stack.http();
     let base = gateway.http_url();
     let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
     let min_id = highest_rt_id(rt.as_ref()).await + 1;
 
     let title = unique("slow RT");
-    proxy.add_rule(Match::MethodPath("POST", "/REST/2.0/ticket"), Fault::Slow(Duration::from_secs(2)), Some(1));
+    proxy.add_rule(Match::MethodPath("POST", "/REST/2.0/ticket"), Fault::Slow(RT_BOUND * 2), Some(1));
     let late = post(&http, &base, &title, Some("slow-1")).await;
     assert_eq!((late.status, late.code()), (504, "rt_timeout"), "{}", late.body);
     assert_eq!(recorded(&store).await, (vec![], vec![]), "no record and no notification");
@@ -286,7 +289,7 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     let moto_proxy = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
     let store = Arc::new(dynamodb_through(&moto_proxy, stack.tables(), &stack.dynamodb).await);
     let mut rt_conf = stack.config.rt.clone();
-    rt_conf.timeout = Duration::from_secs(1);
+    rt_conf.timeout = RT_BOUND;
     let rt = rt_client(&rt_conf);
     let functions = Functions::new(rt.clone(), store, rt_conf.default_queue.clone(), rt_conf.timeout)
         .with_api_keys(Arc::new(stack.keys()));
