@@ -22,7 +22,7 @@ use rt_relay_tests::stack::Stack;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-const DELIVERY_BOUND: Duration = Duration::from_secs(120);
+const DELIVERY_BOUND: Duration = Duration::from_secs(240);
 const CONNECT_CONCURRENCY: usize = 50;
 
 fn env_count(name: &str, default: usize) -> usize {
