@@ -135,13 +135,17 @@ async fn main() {
             let status = resp.status();
             let text = resp.text().await.expect("body");
             let total = started.elapsed();
-            assert_eq!(status, 201, "POST /tickets answered {status}: {text}");
+            if status != 201 {
+                // A busy shared RT can time out; the pair is dropped and counted, not fatal.
+                eprintln!("create_bench: POST /tickets answered {status}: {text}");
+                return None;
+            }
             let db = Duration::from_nanos(store.metrics().db_nanos - db0);
-            StackSample {
+            Some(StackSample {
                 total,
                 db,
                 rt: rt.spent() - rt0,
-            }
+            })
         }
     };
     let direct = |i: usize| {
@@ -162,23 +166,34 @@ async fn main() {
             let status = resp.status();
             resp.bytes().await.expect("RT body");
             let took = started.elapsed();
-            assert_eq!(status, 201, "RT answered {status}");
-            took
+            if status != 201 {
+                eprintln!("create_bench: RT answered {status}");
+                return None;
+            }
+            Some(took)
         }
     };
     for i in 0..warm_up {
         via_stack(i).await;
         direct(i).await;
     }
-    let (mut stack, mut rt_direct) = (Vec::new(), Vec::new());
+    let (mut stack, mut rt_direct, mut failed) = (Vec::new(), Vec::new(), 0usize);
     for i in 0..creates {
         // Alternate which goes first, so neither always runs right after the other.
-        if i % 2 == 0 {
-            stack.push(via_stack(i).await);
-            rt_direct.push(direct(i).await);
+        let (s, d) = if i % 2 == 0 {
+            let s = via_stack(i).await;
+            (s, direct(i).await)
         } else {
-            rt_direct.push(direct(i).await);
-            stack.push(via_stack(i).await);
+            let d = direct(i).await;
+            (via_stack(i).await, d)
+        };
+        match s {
+            Some(s) => stack.push(s),
+            None => failed += 1,
+        }
+        match d {
+            Some(d) => rt_direct.push(d),
+            None => failed += 1,
         }
         if (i + 1) % 10 == 0 {
             eprintln!("create_bench: {}/{creates} pairs", i + 1);
@@ -203,12 +218,13 @@ async fn main() {
             overhead / percentile(&rt_direct, 0.5).as_secs_f64(),
             Target::AtMost(0.05),
             &format!(
-                "{:.1} ms = {:.1} ms stack without DynamoDB - {:.1} ms RT direct; of it the stack's own RT calls (create + read-back) take {:.1} ms beyond RT direct, gateway + handler {:.2} ms ({name}, n = {creates})",
+                "{:.1} ms = {:.1} ms stack without DynamoDB - {:.1} ms RT direct; of it the stack's own RT calls (create + read-back) take {:.1} ms beyond RT direct, gateway + handler {:.2} ms ({name}, n = {}; {failed} answers other than 201 left out)",
                 overhead * 1e3,
                 ms(no_db),
                 ms(di),
                 ms(percentile(&in_rt, p)) - ms(di),
                 ms(own),
+                stack.len(),
             ),
         );
         row(

@@ -5,8 +5,11 @@
 //! moto's Query time grows with the partition's size, so wall time against moto proves
 //! nothing about the design. This measures what DynamoDB bills instead: items read per page
 //! (`ScannedCount`, with `ConsumedCapacity` beside it) over the page size, and the
-//! handler's own time per page (wall time of `handle` minus the time awaiting DynamoDB),
-//! median over interleaved samples.
+//! handler's own time per page (wall time of `handle` minus the time awaiting DynamoDB)
+//! over interleaved samples. The ratio uses the fastest sample at each size: the figure is
+//! ~0.1 ms of CPU work, and on a shared 2-core machine (moto's Python runs on the same
+//! cores, busiest right after a Query over 100,000 items) preemption only ever adds to it.
+//! The medians are printed beside it.
 //!
 //! ```text
 //! cargo run --release -p rt-relay-tests --bin paging_bench -- [--large 100000] [--small 100] [--limit 20] [--samples 7]
@@ -343,11 +346,12 @@ async fn main() {
                     .iter()
                     .map(|x| x.db.read_capacity_units)
                     .fold(0.0, f64::max);
-                let own = median(&s.iter().map(|x| x.own).collect::<Vec<_>>());
-                (worst_items, rcu, own)
+                let own: Vec<Duration> = s.iter().map(|x| x.own).collect();
+                let fastest = own.iter().min().copied().unwrap_or_default();
+                (worst_items, rcu, (fastest, median(&own)))
             };
-            let (items_s, rcu_s, own_s) = stats(small);
-            let (items_l, rcu_l, own_l) = stats(large);
+            let (items_s, rcu_s, (own_s, med_s)) = stats(small);
+            let (items_l, rcu_l, (own_l, med_l)) = stats(large);
             let sample = sample_ticket(large, "new", "General");
             let bytes = match list {
                 List::Tickets => item_bytes(&ticket_item(&sample)),
@@ -375,9 +379,11 @@ async fn main() {
                 own_l.as_secs_f64() / own_s.as_secs_f64(),
                 Target::AtMost(1.3),
                 &format!(
-                    "{:.0} µs / {:.0} µs (median of {samples}, store calls excluded)",
+                    "{:.0} µs / {:.0} µs (fastest of {samples}; medians {:.0} / {:.0} µs), store calls excluded",
                     us(own_l),
-                    us(own_s)
+                    us(own_s),
+                    us(med_l),
+                    us(med_s)
                 ),
             );
         }
