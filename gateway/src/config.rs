@@ -146,10 +146,14 @@ impl GatewayConfig {
         let http_addr = addr(lookup, "GATEWAY_HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
         let ws_addr = addr(lookup, "GATEWAY_WS_ADDR", DEFAULT_WS_ADDR)?;
         let prefix = get(lookup, "TABLE_PREFIX").unwrap_or_else(|| DEFAULT_TABLE_PREFIX.to_owned());
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || prefix.len() > 200 {
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || prefix.len() > 200
+        {
             return Err(ConfigError {
                 var: "TABLE_PREFIX",
-                problem: "may hold only letters, digits, '-', '_' and '.' (DynamoDB table name rules)".into(),
+                problem:
+                    "may hold only letters, digits, '-', '_' and '.' (DynamoDB table name rules)"
+                        .into(),
             });
         }
         let rt = RtConfig::from_lookup(lookup)?;
@@ -160,16 +164,23 @@ impl GatewayConfig {
         let endpoint = Url::parse(&raw_endpoint)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or(ConfigError { var: "AWS_ENDPOINT_URL", problem: format!("not an http(s) URL: {raw_endpoint:?}") })?;
-        let checkpoint = get(lookup, "GATEWAY_CHECKPOINT").unwrap_or_else(|| DEFAULT_CHECKPOINT.to_owned());
+            .ok_or(ConfigError {
+                var: "AWS_ENDPOINT_URL",
+                problem: format!("not an http(s) URL: {raw_endpoint:?}"),
+            })?;
+        let checkpoint =
+            get(lookup, "GATEWAY_CHECKPOINT").unwrap_or_else(|| DEFAULT_CHECKPOINT.to_owned());
         let mut stream = StreamSettings::new(endpoint, PathBuf::from(checkpoint));
-        if let Some(region) = get(lookup, "AWS_REGION").or_else(|| get(lookup, "AWS_DEFAULT_REGION")) {
+        if let Some(region) =
+            get(lookup, "AWS_REGION").or_else(|| get(lookup, "AWS_DEFAULT_REGION"))
+        {
             stream.region = region;
         }
         if let Some(key) = get(lookup, "AWS_ACCESS_KEY_ID") {
             stream.access_key_id = key;
         }
-        stream.poll_interval = Duration::from_millis(number(lookup, "GATEWAY_POLL_MS", 150u64, 10, 60_000)?);
+        stream.poll_interval =
+            Duration::from_millis(number(lookup, "GATEWAY_POLL_MS", 150u64, 10, 60_000)?);
         stream.batch_size = number(lookup, "GATEWAY_STREAM_BATCH", 100u32, 1, 1000)?;
         stream.max_retries = number(lookup, "GATEWAY_STREAM_RETRIES", 5u32, 0, 10_000)?;
         let mut ws = WsSettings::default();
@@ -235,16 +246,27 @@ mod tests {
 
     #[test]
     fn each_problem_names_its_variable() {
-        assert_eq!(config(&[("GATEWAY_HTTP_ADDR", "localhost")]).unwrap_err().var, "GATEWAY_HTTP_ADDR");
+        assert_eq!(
+            config(&[("GATEWAY_HTTP_ADDR", "localhost")]).unwrap_err().var,
+            "GATEWAY_HTTP_ADDR"
+        );
         assert_eq!(config(&[("AWS_ENDPOINT_URL", "")]).unwrap_err().var, "AWS_ENDPOINT_URL");
         assert_eq!(config(&[("TABLE_PREFIX", "a b")]).unwrap_err().var, "TABLE_PREFIX");
-        assert_eq!(config(&[("GATEWAY_STREAM_BATCH", "0")]).unwrap_err().var, "GATEWAY_STREAM_BATCH");
+        assert_eq!(
+            config(&[("GATEWAY_STREAM_BATCH", "0")]).unwrap_err().var,
+            "GATEWAY_STREAM_BATCH"
+        );
         assert_eq!(config(&[("RT_API_URL", "")]).unwrap_err().var, "RT_API_URL");
     }
 
     #[test]
     fn overrides_apply() {
-        let c = config(&[("GATEWAY_WS_ADDR", "127.0.0.1:0"), ("TABLE_PREFIX", "t1-"), ("CORS_ALLOW_ORIGIN", "none")]).unwrap();
+        let c = config(&[
+            ("GATEWAY_WS_ADDR", "127.0.0.1:0"),
+            ("TABLE_PREFIX", "t1-"),
+            ("CORS_ALLOW_ORIGIN", "none"),
+        ])
+        .unwrap();
         assert_eq!(c.ws_addr.port(), 0);
         assert_eq!(c.tables.connections, "t1-connections");
         assert_eq!(c.cors_allow_origin, None);

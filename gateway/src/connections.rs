@@ -116,7 +116,13 @@ impl ConnectionRegistry {
         let close = Arc::new(Notify::new());
         let now = Utc::now();
         let last_active = Arc::new(AtomicI64::new(now.timestamp_millis()));
-        let entry = Entry { outbound: tx, close: close.clone(), connected_at: now, identity, last_active: last_active.clone() };
+        let entry = Entry {
+            outbound: tx,
+            close: close.clone(),
+            connected_at: now,
+            identity,
+            last_active: last_active.clone(),
+        };
         self.lock().insert(id.to_owned(), entry);
         Registration { outbound: rx, close, last_active, registry: self.clone(), id: id.to_owned() }
     }
@@ -148,7 +154,8 @@ impl ConnectionRegistry {
 
     /// Queues `data` for the client (sent as a text frame when it is UTF-8, else binary).
     pub async fn post(&self, id: &str, data: Vec<u8>) -> Result<(), ConnectionError> {
-        let sender = self.lock().get(id).map(|e| e.outbound.clone()).ok_or(ConnectionError::Gone)?;
+        let sender =
+            self.lock().get(id).map(|e| e.outbound.clone()).ok_or(ConnectionError::Gone)?;
         match sender.send_timeout(data, QUEUE_WAIT).await {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(ConnectionError::Gone),
@@ -243,7 +250,9 @@ async fn post_to_connection(
     Path(params): Path<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let Some(id) = connection_id(&m, &params) else { return with_request_id(status_only(StatusCode::NOT_FOUND)) };
+    let Some(id) = connection_id(&m, &params) else {
+        return with_request_id(status_only(StatusCode::NOT_FOUND));
+    };
     let data = match to_bytes(req.into_body(), MAX_POST_BYTES).await {
         Ok(d) => d.to_vec(),
         Err(_) => {
@@ -257,16 +266,23 @@ async fn post_to_connection(
     let resp = match m.registry.post(&id, data).await {
         Ok(()) => status_only(StatusCode::OK),
         Err(ConnectionError::Gone) => gone(),
-        Err(ConnectionError::Busy) => {
-            aws_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", "The connection is not reading fast enough")
-        }
+        Err(ConnectionError::Busy) => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LimitExceededException",
+            "The connection is not reading fast enough",
+        ),
     };
     debug!(connection_id = %id, status = resp.status().as_u16(), "@connections post");
     with_request_id(resp)
 }
 
-async fn get_connection(State(m): State<Arc<Management>>, Path(params): Path<HashMap<String, String>>) -> Response {
-    let Some(id) = connection_id(&m, &params) else { return with_request_id(status_only(StatusCode::NOT_FOUND)) };
+async fn get_connection(
+    State(m): State<Arc<Management>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Response {
+    let Some(id) = connection_id(&m, &params) else {
+        return with_request_id(status_only(StatusCode::NOT_FOUND));
+    };
     let Some(info) = m.registry.info(&id) else { return with_request_id(gone()) };
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     // The service's wire names (lower camel case), which the SDK's GetConnection reads.
@@ -280,8 +296,13 @@ async fn get_connection(State(m): State<Arc<Management>>, Path(params): Path<Has
     with_request_id(resp)
 }
 
-async fn delete_connection(State(m): State<Arc<Management>>, Path(params): Path<HashMap<String, String>>) -> Response {
-    let Some(id) = connection_id(&m, &params) else { return with_request_id(status_only(StatusCode::NOT_FOUND)) };
+async fn delete_connection(
+    State(m): State<Arc<Management>>,
+    Path(params): Path<HashMap<String, String>>,
+) -> Response {
+    let Some(id) = connection_id(&m, &params) else {
+        return with_request_id(status_only(StatusCode::NOT_FOUND));
+    };
     with_request_id(match m.registry.close(&id) {
         Ok(()) => status_only(StatusCode::NO_CONTENT),
         Err(_) => gone(),

@@ -11,7 +11,9 @@
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
-use aws_lambda_events::apigw::{ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::{
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2httpResponse,
+};
 use axum::{
     body::{to_bytes, Body as AxumBody},
     extract::{ConnectInfo, Request as AxumRequest, State},
@@ -91,7 +93,8 @@ pub enum Routing {
 /// The route table (the template's routes, each also with a trailing slash).
 pub fn route(method: &Method, path: &str) -> Routing {
     let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    let matched = |route, route_key| Routing::Matched { route, route_key, path_parameters: Vec::new() };
+    let matched =
+        |route, route_key| Routing::Matched { route, route_key, path_parameters: Vec::new() };
     match trimmed {
         "/tickets" => match *method {
             Method::POST => matched(Route::PostTicket, "POST /tickets"),
@@ -138,7 +141,11 @@ pub struct HttpFunctions {
 }
 
 impl HttpFunctions {
-    async fn call(&self, route: Route, req: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+    async fn call(
+        &self,
+        route: Route,
+        req: lambda_http::Request,
+    ) -> lambda_http::Response<lambda_http::Body> {
         match route {
             Route::PostTicket => self.post_ticket.handle(req).await,
             Route::ListTickets => self.list_tickets.handle(req).await,
@@ -149,18 +156,25 @@ impl HttpFunctions {
 
     /// Invokes `route`'s function with an API Gateway v2 event (JSON text) exactly as
     /// `lambda_http::run` would, returning the response JSON the runtime would post back.
-    pub async fn invoke(&self, route: Route, event: &str, request_id: &str) -> Result<Value, InvokeError> {
+    pub async fn invoke(
+        &self,
+        route: Route,
+        event: &str,
+        request_id: &str,
+    ) -> Result<Value, InvokeError> {
         let request: LambdaRequest = serde_json::from_str(event).map_err(InvokeError::BadEvent)?;
         let functions = self.clone();
-        let mut adapter = Adapter::from(lambda_http::service_fn(move |req: lambda_http::Request| {
-            let functions = functions.clone();
-            async move { Ok::<_, Infallible>(functions.call(route, req).await) }
-        }));
+        let mut adapter =
+            Adapter::from(lambda_http::service_fn(move |req: lambda_http::Request| {
+                let functions = functions.clone();
+                async move { Ok::<_, Infallible>(functions.call(route, req).await) }
+            }));
         let mut context = Context::default();
         context.request_id = request_id.to_owned();
         context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
             + u64::try_from(INTEGRATION_TIMEOUT.as_millis()).unwrap_or(0);
-        context.invoked_function_arn = format!("arn:aws:lambda:local:000000000000:function:{}", route.function_name());
+        context.invoked_function_arn =
+            format!("arn:aws:lambda:local:000000000000:function:{}", route.function_name());
         let response = match adapter.call(LambdaEvent::new(request, context)).await {
             Ok(r) => r,
             Err(never) => match never {},
@@ -197,11 +211,22 @@ pub fn build_event(
     let mut headers = Map::new();
     let mut cookies = Vec::new();
     for name in parts.headers.keys() {
-        let values: Vec<String> =
-            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
         if name == header::COOKIE {
             // Payload 2.0 moves cookies out of the headers into their own array.
-            cookies.extend(values.iter().flat_map(|v| v.split(';')).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+            cookies.extend(
+                values
+                    .iter()
+                    .flat_map(|v| v.split(';'))
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned),
+            );
             continue;
         }
         headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
@@ -266,7 +291,11 @@ pub fn build_event(
         event["queryStringParameters"] = Value::Object(query);
     }
     if !path_parameters.is_empty() {
-        event["pathParameters"] = path_parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>().into();
+        event["pathParameters"] = path_parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<Map<_, _>>()
+            .into();
     }
     if !body.is_empty() {
         match std::str::from_utf8(body) {
@@ -290,7 +319,9 @@ fn gateway_error(status: StatusCode, message: &str) -> AxumResponse {
 
 /// Headers a proxy must not copy from the function's response: hyper sets its own framing.
 fn is_framing_header(name: &HeaderName) -> bool {
-    name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION
+    name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::CONNECTION
 }
 
 /// Turns the runtime's response JSON into the HTTP answer, as API Gateway does for payload
@@ -303,7 +334,10 @@ pub fn response_from_json(value: Value) -> AxumResponse {
             return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let Ok(status) = u16::try_from(parsed.status_code).map_err(|_| ()).and_then(|c| StatusCode::from_u16(c).map_err(|_| ())) else {
+    let Ok(status) = u16::try_from(parsed.status_code)
+        .map_err(|_| ())
+        .and_then(|c| StatusCode::from_u16(c).map_err(|_| ()))
+    else {
         error!(status = parsed.status_code, "function returned an invalid status code");
         return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
@@ -314,7 +348,10 @@ pub fn response_from_json(value: Value) -> AxumResponse {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     error!(error = %e, "function returned a body marked base64 that is not");
-                    return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+                    return gateway_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal Server Error",
+                    );
                 }
             }
         }
@@ -353,17 +390,26 @@ fn direct_response(resp: lambda_http::Response<lambda_http::Body>) -> AxumRespon
 /// The payload 2.0 REQUEST authorizer event for a request: the integration event without
 /// its body, plus the identity sources the template declares (`$request.header.Authorization`,
 /// `$context.routeKey`) and the route ARN.
-pub fn build_authorizer_event(integration_event: &Value, authorization: &str, route_key: &str) -> Value {
+pub fn build_authorizer_event(
+    integration_event: &Value,
+    authorization: &str,
+    route_key: &str,
+) -> Value {
     let mut event = integration_event.clone();
     if let Some(map) = event.as_object_mut() {
         map.remove("body");
         map.remove("isBase64Encoded");
     }
-    let method = event.pointer("/requestContext/http/method").and_then(Value::as_str).unwrap_or("GET").to_owned();
+    let method = event
+        .pointer("/requestContext/http/method")
+        .and_then(Value::as_str)
+        .unwrap_or("GET")
+        .to_owned();
     let path = event.get("rawPath").and_then(Value::as_str).unwrap_or("/").to_owned();
     event["type"] = json!("REQUEST");
     event["identitySource"] = json!([authorization, route_key]);
-    event["routeArn"] = json!(format!("arn:aws:execute-api:local:000000000000:local/$default/{method}{path}"));
+    event["routeArn"] =
+        json!(format!("arn:aws:execute-api:local:000000000000:local/$default/{method}{path}"));
     event
 }
 
@@ -387,7 +433,11 @@ impl HttpApi {
     /// The API over these functions; `cors_allow_origin` as in the template. No API keys are
     /// checked until [`HttpApi::with_authorizer`].
     pub fn new(functions: HttpFunctions, cors_allow_origin: Option<&str>) -> Self {
-        Self { functions, cors_allow_origin: cors_allow_origin.and_then(|o| HeaderValue::from_str(o).ok()), authorizer: None }
+        Self {
+            functions,
+            cors_allow_origin: cors_allow_origin.and_then(|o| HeaderValue::from_str(o).ok()),
+            authorizer: None,
+        }
     }
 
     /// Puts the template's Lambda authorizer in front of every route, as API Gateway does.
@@ -400,8 +450,17 @@ impl HttpApi {
     /// authorizer without caching: no `Authorization` header → 401 without invoking it;
     /// `isAuthorized: false` → 403; an error, timeout or malformed answer → 500. The
     /// bodies are API Gateway's own.
-    async fn authorize(&self, authorizer: &RequestAuthorizer, parts: &axum::http::request::Parts, event: &Value, route_key: &str) -> AuthOutcome {
-        let header = parts.headers.get(header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+    async fn authorize(
+        &self,
+        authorizer: &RequestAuthorizer,
+        parts: &axum::http::request::Parts,
+        event: &Value,
+        route_key: &str,
+    ) -> AuthOutcome {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
         let Some(authorization) = header.filter(|h| !h.is_empty()) else {
             return AuthOutcome::Refused(gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"));
         };
@@ -412,23 +471,37 @@ impl HttpApi {
             Ok(Ok(Ok(answer))) => answer,
             Ok(Ok(Err(e))) => {
                 error!(error = %e, "authorizer failed");
-                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+                return AuthOutcome::Refused(gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ));
             }
             Ok(Err(join)) => {
                 error!(error = %join, "authorizer panicked");
-                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+                return AuthOutcome::Refused(gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ));
             }
             Err(_) => {
                 error!("authorizer timed out");
-                return AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+                return AuthOutcome::Refused(gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ));
             }
         };
         match serde_json::from_value::<ApiGatewayV2CustomAuthorizerSimpleResponse>(answer) {
-            Ok(r) if r.is_authorized => AuthOutcome::Allowed(r.context.as_object().cloned().unwrap_or_default()),
+            Ok(r) if r.is_authorized => {
+                AuthOutcome::Allowed(r.context.as_object().cloned().unwrap_or_default())
+            }
             Ok(_) => AuthOutcome::Refused(gateway_error(StatusCode::FORBIDDEN, "Forbidden")),
             Err(e) => {
                 error!(error = %e, "authorizer answered something other than a simple response");
-                AuthOutcome::Refused(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
+                AuthOutcome::Refused(gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ))
             }
         }
     }
@@ -447,16 +520,27 @@ impl HttpApi {
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,POST,OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization,content-type,idempotency-key"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,POST,OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization,content-type,idempotency-key"),
+        );
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         Some(resp)
     }
 
     fn add_cors(&self, request_headers: &HeaderMap, resp: &mut AxumResponse) {
-        if let (Some(origin), true) = (&self.cors_allow_origin, request_headers.contains_key(header::ORIGIN)) {
+        if let (Some(origin), true) =
+            (&self.cors_allow_origin, request_headers.contains_key(header::ORIGIN))
+        {
             resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            resp.headers_mut().insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("location"));
+            resp.headers_mut().insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("location"),
+            );
         }
     }
 
@@ -471,22 +555,32 @@ impl HttpApi {
             return document;
         }
         let (route, route_key, path_parameters) = match route(&parts.method, parts.uri.path()) {
-            Routing::Matched { route, route_key, path_parameters } => (route, route_key, path_parameters),
+            Routing::Matched { route, route_key, path_parameters } => {
+                (route, route_key, path_parameters)
+            }
             Routing::MethodNotAllowed { allow } => {
                 return direct_response(ApiError::MethodNotAllowed { allow }.into_response());
             }
             Routing::NotFound => {
-                return direct_response(ApiError::NotFound(format!("no route for {}", parts.uri.path())).into_response());
+                return direct_response(
+                    ApiError::NotFound(format!("no route for {}", parts.uri.path()))
+                        .into_response(),
+                );
             }
         };
         let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(b) => b,
-            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Err(_) => {
+                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
         };
-        let mut event = build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now());
+        let mut event =
+            build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now());
         if let Some(authorizer) = &self.authorizer {
             match self.authorize(authorizer, &parts, &event, route_key).await {
-                AuthOutcome::Allowed(context) => event["requestContext"]["authorizer"] = json!({ "lambda": context }),
+                AuthOutcome::Allowed(context) => {
+                    event["requestContext"]["authorizer"] = json!({ "lambda": context })
+                }
                 AuthOutcome::Refused(mut resp) => {
                     self.add_cors(&parts.headers, &mut resp);
                     return resp;
@@ -515,7 +609,11 @@ impl HttpApi {
     }
 }
 
-async fn handle(State(api): State<Arc<HttpApi>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: AxumRequest) -> AxumResponse {
+async fn handle(
+    State(api): State<Arc<HttpApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: AxumRequest,
+) -> AxumResponse {
     let started = Instant::now();
     let request_id = ids::request_id();
     let method = req.method().clone();
@@ -544,23 +642,42 @@ mod tests {
     #[test]
     fn route_table_matches_the_template_with_and_without_trailing_slash() {
         for path in ["/tickets", "/tickets/"] {
-            assert!(matches!(route(&Method::POST, path), Routing::Matched { route: Route::PostTicket, route_key: "POST /tickets", .. }));
-            assert!(matches!(route(&Method::GET, path), Routing::Matched { route: Route::ListTickets, .. }));
-            assert_eq!(route(&Method::DELETE, path), Routing::MethodNotAllowed { allow: "GET, POST" });
+            assert!(matches!(
+                route(&Method::POST, path),
+                Routing::Matched { route: Route::PostTicket, route_key: "POST /tickets", .. }
+            ));
+            assert!(matches!(
+                route(&Method::GET, path),
+                Routing::Matched { route: Route::ListTickets, .. }
+            ));
+            assert_eq!(
+                route(&Method::DELETE, path),
+                Routing::MethodNotAllowed { allow: "GET, POST" }
+            );
         }
         for path in ["/notifications", "/notifications/"] {
-            assert!(matches!(route(&Method::GET, path), Routing::Matched { route: Route::ListNotifications, .. }));
+            assert!(matches!(
+                route(&Method::GET, path),
+                Routing::Matched { route: Route::ListNotifications, .. }
+            ));
             assert_eq!(route(&Method::POST, path), Routing::MethodNotAllowed { allow: "GET" });
         }
         assert_eq!(
             route(&Method::GET, "/tickets/42"),
-            Routing::Matched { route: Route::GetTicket, route_key: "GET /tickets/{id}", path_parameters: vec![("id".into(), "42".into())] }
+            Routing::Matched {
+                route: Route::GetTicket,
+                route_key: "GET /tickets/{id}",
+                path_parameters: vec![("id".into(), "42".into())]
+            }
         );
-        assert_eq!(route(&Method::GET, "/tickets/a%20b"), Routing::Matched {
-            route: Route::GetTicket,
-            route_key: "GET /tickets/{id}",
-            path_parameters: vec![("id".into(), "a b".into())]
-        });
+        assert_eq!(
+            route(&Method::GET, "/tickets/a%20b"),
+            Routing::Matched {
+                route: Route::GetTicket,
+                route_key: "GET /tickets/{id}",
+                path_parameters: vec![("id".into(), "a b".into())]
+            }
+        );
         assert_eq!(route(&Method::POST, "/tickets/42"), Routing::MethodNotAllowed { allow: "GET" });
         for path in ["/", "/ticket", "/tickets/1/2", "/notifications/1", "//tickets", ""] {
             assert_eq!(route(&Method::GET, path), Routing::NotFound, "{path}");
@@ -584,10 +701,23 @@ mod tests {
         let p = parts(
             "GET",
             "/tickets/7?limit=5&status=open&status=new",
-            &[("Host", "127.0.0.1:3000"), ("User-Agent", "ua/1"), ("Cookie", "a=1; b=2"), ("X-Custom", "x")],
+            &[
+                ("Host", "127.0.0.1:3000"),
+                ("User-Agent", "ua/1"),
+                ("Cookie", "a=1; b=2"),
+                ("X-Custom", "x"),
+            ],
         );
         let now = Utc::now();
-        let event = build_event(&p, b"", "GET /tickets/{id}", &[("id".into(), "7".into())], peer(), "rid", now);
+        let event = build_event(
+            &p,
+            b"",
+            "GET /tickets/{id}",
+            &[("id".into(), "7".into())],
+            peer(),
+            "rid",
+            now,
+        );
         assert_eq!(event["version"], "2.0");
         assert_eq!(event["routeKey"], "GET /tickets/{id}");
         assert_eq!(event["rawPath"], "/tickets/7");
@@ -612,7 +742,10 @@ mod tests {
         assert_eq!(req.uri().path(), "/tickets/7");
         assert_eq!(req.path_parameters_ref().and_then(|p| p.first("id")), Some("7"));
         assert_eq!(req.query_string_parameters_ref().and_then(|q| q.first("limit")), Some("5"));
-        assert_eq!(req.query_string_parameters_ref().map(|q| q.all("status").unwrap_or_default().len()), Some(2));
+        assert_eq!(
+            req.query_string_parameters_ref().map(|q| q.all("status").unwrap_or_default().len()),
+            Some(2)
+        );
         assert_eq!(req.headers()["cookie"], "a=1; b=2");
     }
 
@@ -621,27 +754,39 @@ mod tests {
         let p = parts("POST", "/tickets?x=1", &[("Host", "h"), ("Authorization", "Bearer k")]);
         let mut event = build_event(&p, b"{}", "POST /tickets", &[], peer(), "rid", Utc::now());
         let auth: aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request =
-            serde_json::from_value(build_authorizer_event(&event, "Bearer k", "POST /tickets")).unwrap();
+            serde_json::from_value(build_authorizer_event(&event, "Bearer k", "POST /tickets"))
+                .unwrap();
         assert_eq!(auth.type_.as_deref(), Some("REQUEST"));
-        assert_eq!(auth.identity_source, Some(vec!["Bearer k".to_owned(), "POST /tickets".to_owned()]));
+        assert_eq!(
+            auth.identity_source,
+            Some(vec!["Bearer k".to_owned(), "POST /tickets".to_owned()])
+        );
         assert_eq!(auth.route_key.as_deref(), Some("POST /tickets"));
-        assert_eq!(auth.route_arn.as_deref(), Some("arn:aws:execute-api:local:000000000000:local/$default/POST/tickets"));
+        assert_eq!(
+            auth.route_arn.as_deref(),
+            Some("arn:aws:execute-api:local:000000000000:local/$default/POST/tickets")
+        );
         assert_eq!(auth.headers["authorization"], "Bearer k");
 
         // What the function sees of an allowed request: requestContext.authorizer.lambda.
-        event["requestContext"]["authorizer"] = json!({ "lambda": { "key_id": "abc", "scopes": "tickets:write" } });
+        event["requestContext"]["authorizer"] =
+            json!({ "lambda": { "key_id": "abc", "scopes": "tickets:write" } });
         let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let lambda_http::request::RequestContext::ApiGatewayV2(ctx) = req.request_context() else { panic!("v2 context") };
+        let lambda_http::request::RequestContext::ApiGatewayV2(ctx) = req.request_context() else {
+            panic!("v2 context")
+        };
         assert_eq!(ctx.authorizer.expect("authorizer").fields["key_id"], "abc");
     }
 
     #[test]
     fn bodies_are_text_or_base64() {
         let p = parts("POST", "/tickets", &[("Host", "h")]);
-        let text = build_event(&p, "ação".as_bytes(), "POST /tickets", &[], peer(), "r", Utc::now());
+        let text =
+            build_event(&p, "ação".as_bytes(), "POST /tickets", &[], peer(), "r", Utc::now());
         assert_eq!(text["body"], "ação");
         assert_eq!(text["isBase64Encoded"], false);
-        let binary = build_event(&p, &[0xff, 0x00, 0xfe], "POST /tickets", &[], peer(), "r", Utc::now());
+        let binary =
+            build_event(&p, &[0xff, 0x00, 0xfe], "POST /tickets", &[], peer(), "r", Utc::now());
         assert_eq!(binary["isBase64Encoded"], true);
         let req = lambda_http::request::from_str(&binary.to_string()).unwrap();
         assert_eq!(req.body().as_ref(), &[0xff, 0x00, 0xfe]);

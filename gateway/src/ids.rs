@@ -42,6 +42,8 @@ mod tests {
     fn connection_ids_are_16_alphanumerics_and_distinct() {
         let ids: std::collections::HashSet<String> = (0..1000).map(|_| connection_id()).collect();
         assert_eq!(ids.len(), 1000);
-        assert!(ids.iter().all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_alphanumeric())));
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_alphanumeric())));
     }
 }

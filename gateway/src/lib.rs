@@ -103,13 +103,24 @@ pub struct Functions {
 impl Functions {
     /// Wires every function over one store (DynamoDB, or the in-memory fake) and one RT
     /// client, exactly as the functions' `from_env` constructors do.
-    pub fn new<S>(rt: Arc<dyn RtClient>, store: Arc<S>, default_queue: String, rt_timeout: Duration) -> Self
+    pub fn new<S>(
+        rt: Arc<dyn RtClient>,
+        store: Arc<S>,
+        default_queue: String,
+        rt_timeout: Duration,
+    ) -> Self
     where
         S: TicketStore + IdempotencyStore + ConnectionStore + 'static,
     {
         Self {
             http: HttpFunctions {
-                post_ticket: PostTicket::new(rt.clone(), store.clone(), store.clone(), default_queue, rt_timeout),
+                post_ticket: PostTicket::new(
+                    rt.clone(),
+                    store.clone(),
+                    store.clone(),
+                    default_queue,
+                    rt_timeout,
+                ),
                 get_ticket: GetTicket::new(rt, store.clone()),
                 list_tickets: ListTickets::new(store.clone()),
                 list_notifications: ListNotifications::new(store.clone()),
@@ -146,7 +157,13 @@ impl ServerOptions {
     /// Loopback on free ports, API Gateway's defaults otherwise.
     pub fn loopback() -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self { http_addr: any, ws_addr: any, ws: WsSettings::default(), cors_allow_origin: Some("*".into()), push_concurrency: 100 }
+        Self {
+            http_addr: any,
+            ws_addr: any,
+            ws: WsSettings::default(),
+            cors_allow_origin: Some("*".into()),
+            push_concurrency: 100,
+        }
     }
 }
 
@@ -191,7 +208,8 @@ impl Gateway {
         let store = Arc::new(DynamoStore::new(dynamodb, config.tables.clone()));
         let rt = client_from_config(&config.rt)?;
         let functions =
-            Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout).with_api_keys(keys);
+            Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout)
+                .with_api_keys(keys);
         let stream = StreamSource { stream_arn, settings: config.stream.clone() };
         Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
     }
@@ -216,17 +234,22 @@ impl Gateway {
         };
         let http_listener = bind(options.http_addr).await?;
         let ws_listener = bind(options.ws_addr).await?;
-        let http_addr = http_listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.http_addr, source })?;
-        let ws_addr = ws_listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.ws_addr, source })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr: options.http_addr, source })?;
+        let ws_addr = ws_listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr: options.ws_addr, source })?;
 
         let (stop_front, front_rx) = watch::channel(false);
         let (stop_ws, ws_rx) = watch::channel(false);
         let (drain_tx, drain_rx) = mpsc::channel::<()>(1);
         let registry = Arc::new(ConnectionRegistry::new());
 
-        let http_router = http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref())
-            .with_authorizer(functions.authorizer.clone())
-            .router();
+        let http_router =
+            http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref())
+                .with_authorizer(functions.authorizer.clone())
+                .router();
         let http_task = tokio::spawn(serve(http_listener, http_router, front_rx.clone()));
 
         let ws_api = websocket::WsApi::new(
@@ -248,7 +271,11 @@ impl Gateway {
                     problem: format!("no management endpoint URL: {e}"),
                 })?;
                 let poster = Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
-                let push = PushNotifications::new(functions.connections.clone(), poster, options.push_concurrency);
+                let push = PushNotifications::new(
+                    functions.connections.clone(),
+                    poster,
+                    options.push_concurrency,
+                );
                 let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings)
                     .map_err(GatewayError::StreamClient)?;
                 Some(tokio::spawn(poller.run(front_rx)))
@@ -344,7 +371,16 @@ impl RunningGateway {
     /// the poller finishes its batch and saves its checkpoint; then every socket is closed
     /// (1001 Going away) and its `$disconnect` runs; then the WebSocket port closes.
     pub async fn shutdown(self) {
-        let RunningGateway { stop_front, stop_ws, mut drain, http_task, ws_task, poller_task, registry, .. } = self;
+        let RunningGateway {
+            stop_front,
+            stop_ws,
+            mut drain,
+            http_task,
+            ws_task,
+            poller_task,
+            registry,
+            ..
+        } = self;
         let _ = stop_front.send(true);
         if let Some(poller) = poller_task {
             let _ = poller.await;

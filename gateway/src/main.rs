@@ -28,9 +28,14 @@ async fn main() -> ExitCode {
     println!("  HTTP API        {}", gateway.http_url());
     println!("  WebSocket API   {}", gateway.ws_url());
     println!("  @connections    {}/@connections/{{connectionId}}", gateway.management_endpoint());
-    println!("  tables          {}, {}, {}, {}", tables.tickets, tables.notifications, tables.connections, tables.idempotency);
+    println!(
+        "  tables          {}, {}, {}, {}",
+        tables.tickets, tables.notifications, tables.connections, tables.idempotency
+    );
     if let Some(keys) = &tables.api_keys {
-        println!("  API keys        {keys} (mint one: rt-relay-keys mint --name NAME --scopes all)");
+        println!(
+            "  API keys        {keys} (mint one: rt-relay-keys mint --name NAME --scopes all)"
+        );
     }
     wait_for_signal().await;
     println!("rt-relay-gateway: shutting down");
@@ -42,14 +47,15 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("rt-relay-gateway: cannot watch SIGTERM ({e}); stop with Ctrl-C");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("rt-relay-gateway: cannot watch SIGTERM ({e}); stop with Ctrl-C");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

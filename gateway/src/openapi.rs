@@ -24,7 +24,8 @@ pub fn response(method: &Method, path: &str) -> Option<Response> {
         return None;
     }
     if *method != Method::GET {
-        let (parts, body) = ApiError::MethodNotAllowed { allow: "GET" }.into_response().into_parts();
+        let (parts, body) =
+            ApiError::MethodNotAllowed { allow: "GET" }.into_response().into_parts();
         let bytes: Vec<u8> = match body {
             lambda_http::Body::Text(t) => t.into_bytes(),
             lambda_http::Body::Binary(b) => b,
@@ -47,7 +48,8 @@ mod tests {
 
     #[test]
     fn the_document_is_json_and_served_only_at_its_path() {
-        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("docs/openapi.json is JSON");
+        let doc: serde_json::Value =
+            serde_json::from_str(DOCUMENT).expect("docs/openapi.json is JSON");
         assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
         let ok = response(&Method::GET, "/openapi.json").expect("served");
         assert_eq!(ok.status(), StatusCode::OK);

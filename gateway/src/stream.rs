@@ -147,13 +147,18 @@ impl StreamsClient {
                 .ok()
                 .map(|v| {
                     let kind = v.get("__type").and_then(Value::as_str).unwrap_or("error");
-                    let msg = v.get("message").or_else(|| v.get("Message")).and_then(Value::as_str).unwrap_or("");
+                    let msg = v
+                        .get("message")
+                        .or_else(|| v.get("Message"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     format!("{}: {msg}", kind.rsplit('#').next().unwrap_or(kind))
                 })
                 .unwrap_or_else(|| text.chars().take(200).collect());
             return Err(StreamError::Service { op, status, message });
         }
-        serde_json::from_str(&text).map_err(|e| StreamError::Malformed { op, message: e.to_string() })
+        serde_json::from_str(&text)
+            .map_err(|e| StreamError::Malformed { op, message: e.to_string() })
     }
 
     /// All shards of the stream (following `LastEvaluatedShardId`).
@@ -183,7 +188,12 @@ impl StreamsClient {
     }
 
     /// An iterator into `shard_id` at `position`.
-    pub async fn shard_iterator(&self, stream_arn: &str, shard_id: &str, position: &Position) -> Result<String, StreamError> {
+    pub async fn shard_iterator(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        position: &Position,
+    ) -> Result<String, StreamError> {
         let mut req = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
         match position {
             Position::TrimHorizon => req["ShardIteratorType"] = json!("TRIM_HORIZON"),
@@ -197,15 +207,15 @@ impl StreamsClient {
             }
         }
         let out = self.call("GetShardIterator", req).await?;
-        out.get("ShardIterator").and_then(Value::as_str).map(str::to_owned).ok_or(StreamError::Malformed {
-            op: "GetShardIterator",
-            message: "no ShardIterator".into(),
-        })
+        out.get("ShardIterator").and_then(Value::as_str).map(str::to_owned).ok_or(
+            StreamError::Malformed { op: "GetShardIterator", message: "no ShardIterator".into() },
+        )
     }
 
     /// Up to `limit` records from `iterator`.
     pub async fn records(&self, iterator: &str, limit: u32) -> Result<RecordsPage, StreamError> {
-        let out = self.call("GetRecords", json!({ "ShardIterator": iterator, "Limit": limit })).await?;
+        let out =
+            self.call("GetRecords", json!({ "ShardIterator": iterator, "Limit": limit })).await?;
         let records = out.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
         let next = out.get("NextShardIterator").and_then(Value::as_str).map(str::to_owned);
         Ok(RecordsPage { records, next })
@@ -325,7 +335,11 @@ pub struct StreamPoller {
 
 impl StreamPoller {
     /// A poller for `stream_arn`, resuming from the checkpoint file if it is for this stream.
-    pub fn new(stream_arn: String, push: PushNotifications, settings: StreamSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        stream_arn: String,
+        push: PushNotifications,
+        settings: StreamSettings,
+    ) -> Result<Self, reqwest::Error> {
         let checkpoint = Checkpoint::load(&settings.checkpoint_path, &stream_arn);
         if !checkpoint.shards.is_empty() {
             info!(path = %settings.checkpoint_path.display(), shards = checkpoint.shards.len(), "resuming the stream after the checkpoint");
@@ -380,7 +394,12 @@ impl StreamPoller {
             for shard in shards {
                 if !self.shards.iter().any(|s| s.shard.id == shard.id) {
                     debug!(shard = %shard.id, "tracking stream shard");
-                    self.shards.push(ShardState { shard, iterator: None, finished: false, attempts: 0 });
+                    self.shards.push(ShardState {
+                        shard,
+                        iterator: None,
+                        finished: false,
+                        attempts: 0,
+                    });
                 }
             }
             self.described_at = Some(Instant::now());
@@ -390,12 +409,11 @@ impl StreamPoller {
             if *stop.borrow() {
                 break;
             }
-            let blocked = self.shards[i].finished
-                || self.shards[i]
-                    .shard
-                    .parent
-                    .as_ref()
-                    .is_some_and(|p| self.shards.iter().any(|s| &s.shard.id == p && !s.finished));
+            let blocked =
+                self.shards[i].finished
+                    || self.shards[i].shard.parent.as_ref().is_some_and(|p| {
+                        self.shards.iter().any(|s| &s.shard.id == p && !s.finished)
+                    });
             if !blocked {
                 busy |= self.poll_shard(i, stop).await?;
             }
@@ -403,7 +421,11 @@ impl StreamPoller {
         Ok(busy)
     }
 
-    async fn poll_shard(&mut self, i: usize, stop: &mut watch::Receiver<bool>) -> Result<bool, StreamError> {
+    async fn poll_shard(
+        &mut self,
+        i: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, StreamError> {
         let shard_id = self.shards[i].shard.id.clone();
         let iterator = match self.shards[i].iterator.clone() {
             Some(it) => it,
@@ -421,9 +443,13 @@ impl StreamPoller {
             self.shards[i].iterator = page.next;
             return Ok(false);
         }
-        let sequences: Vec<String> = page.records.iter().filter_map(sequence_of).map(str::to_owned).collect();
+        let sequences: Vec<String> =
+            page.records.iter().filter_map(sequence_of).map(str::to_owned).collect();
         let Some(last) = sequences.last().cloned() else {
-            return Err(StreamError::Malformed { op: "GetRecords", message: "records without SequenceNumber".into() });
+            return Err(StreamError::Malformed {
+                op: "GetRecords",
+                message: "records without SequenceNumber".into(),
+            });
         };
         match self.deliver(&page.records).await {
             BatchResult::Done => {
@@ -450,7 +476,11 @@ impl StreamPoller {
                     self.shards[i].finished = page.next.is_none();
                     self.shards[i].iterator = page.next;
                 } else {
-                    let backoff = self.settings.retry_backoff.saturating_mul(1u32 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+                    let backoff = self
+                        .settings
+                        .retry_backoff
+                        .saturating_mul(1u32 << (attempts - 1).min(16))
+                        .min(MAX_BACKOFF);
                     warn!(shard = %shard_id, from_sequence = %from, attempt = attempts, backoff_ms = backoff.as_millis() as u64, "batch item failures; retrying from the lowest failed record");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -460,8 +490,11 @@ impl StreamPoller {
                             return Ok(true);
                         }
                     }
-                    self.shards[i].iterator =
-                        Some(self.client.shard_iterator(&self.stream_arn, &shard_id, &Position::At(from)).await?);
+                    self.shards[i].iterator = Some(
+                        self.client
+                            .shard_iterator(&self.stream_arn, &shard_id, &Position::At(from))
+                            .await?,
+                    );
                 }
             }
         }
@@ -478,7 +511,10 @@ impl StreamPoller {
             if record.get("eventName").and_then(Value::as_str) != Some("INSERT") {
                 continue;
             }
-            let created = record.get("dynamodb").and_then(|d| d.get("ApproximateCreationDateTime")).and_then(Value::as_f64);
+            let created = record
+                .get("dynamodb")
+                .and_then(|d| d.get("ApproximateCreationDateTime"))
+                .and_then(Value::as_f64);
             if created.is_some_and(|c| now - c > max_age) {
                 warn!(sequence = ?sequence_of(record), "stream record is older than the maximum record age; sent to the on-failure destination");
                 continue;
@@ -490,21 +526,30 @@ impl StreamPoller {
         if selected.is_empty() {
             return BatchResult::Done;
         }
-        let batch: Vec<String> = selected.iter().filter_map(sequence_of).map(str::to_owned).collect();
+        let batch: Vec<String> =
+            selected.iter().filter_map(sequence_of).map(str::to_owned).collect();
         let event: Event = match serde_json::from_value(json!({ "Records": selected })) {
             Ok(e) => e,
             Err(e) => {
                 // Lambda would fail the invocation: the whole batch is retried.
                 error!(error = %e, "stream records do not deserialize as a DynamoDB event");
-                return batch.first().map_or(BatchResult::Done, |f| BatchResult::RetryFrom(f.clone()));
+                return batch
+                    .first()
+                    .map_or(BatchResult::Done, |f| BatchResult::RetryFrom(f.clone()));
             }
         };
         let count = batch.len();
         let started = Instant::now();
         let response = self.push.handle(event).await;
-        let failures: Vec<Option<String>> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        let failures: Vec<Option<String>> =
+            response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        debug!(records = count, failures = failures.len(), ms = started.elapsed().as_millis() as u64, "push function invoked");
+        debug!(
+            records = count,
+            failures = failures.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "push function invoked"
+        );
         match lowest_failure(&refs, &failures) {
             None => BatchResult::Done,
             Some(from) => BatchResult::RetryFrom(from),
@@ -529,7 +574,10 @@ mod tests {
     #[test]
     fn sequence_numbers_compare_numerically() {
         assert_eq!(compare_sequence("9", "10"), Ordering::Less);
-        assert_eq!(compare_sequence("1100000000017454423010", "1100000000017454423009"), Ordering::Greater);
+        assert_eq!(
+            compare_sequence("1100000000017454423010", "1100000000017454423009"),
+            Ordering::Greater
+        );
         assert_eq!(compare_sequence("007", "7"), Ordering::Equal);
     }
 
@@ -537,8 +585,14 @@ mod tests {
     fn the_lowest_failure_wins_and_unknown_ids_fail_the_batch() {
         let batch = ["10", "11", "12", "9"];
         assert_eq!(lowest_failure(&batch, &[]), None);
-        assert_eq!(lowest_failure(&batch, &[Some("12".into()), Some("11".into())]), Some("11".into()));
-        assert_eq!(lowest_failure(&batch, &[Some("12".into()), Some("9".into())]), Some("9".into()));
+        assert_eq!(
+            lowest_failure(&batch, &[Some("12".into()), Some("11".into())]),
+            Some("11".into())
+        );
+        assert_eq!(
+            lowest_failure(&batch, &[Some("12".into()), Some("9".into())]),
+            Some("9".into())
+        );
         assert_eq!(lowest_failure(&batch, &[Some("99".into())]), Some("10".into()));
         assert_eq!(lowest_failure(&batch, &[None]), Some("10".into()));
         assert_eq!(lowest_failure(&batch, &[Some(String::new())]), Some("10".into()));
@@ -548,7 +602,10 @@ mod tests {
     fn checkpoint_round_trips_and_ignores_other_streams() {
         let dir = std::env::temp_dir().join(format!("rt-relay-gw-{}", crate::ids::connection_id()));
         let path = dir.join("sub").join("cp.json");
-        assert_eq!(Checkpoint::load(&path, "arn:a"), Checkpoint { stream_arn: "arn:a".into(), shards: BTreeMap::new() });
+        assert_eq!(
+            Checkpoint::load(&path, "arn:a"),
+            Checkpoint { stream_arn: "arn:a".into(), shards: BTreeMap::new() }
+        );
         let mut c = Checkpoint::load(&path, "arn:a");
         c.shards.insert("shard-1".into(), "42".into());
         c.save(&path).unwrap();

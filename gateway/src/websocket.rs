@@ -13,10 +13,16 @@ use std::{
 };
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::{
+    apigw::ApiGatewayCustomAuthorizerResponse,
+    iam::{IamPolicyEffect, IamPolicyStatement},
+};
 use axum::{
     body::Body,
     extract::{
-        ws::{rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{
+            rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocket, WebSocketUpgrade,
+        },
         ConnectInfo, State,
     },
     http::{header, HeaderMap, HeaderValue, StatusCode, Uri},
@@ -25,10 +31,6 @@ use axum::{
 };
 use base64::Engine;
 use chrono::Utc;
-use aws_lambda_events::{
-    apigw::ApiGatewayCustomAuthorizerResponse,
-    iam::{IamPolicyEffect, IamPolicyStatement},
-};
 use rt_relay_shared::{
     auth::WS_KEY_PARAM,
     handlers::{
@@ -112,7 +114,11 @@ pub struct EventDetail<'a> {
 }
 
 /// Builds the event API Gateway sends for `kind`, and reads it as the Lambda would.
-pub fn build_event(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetail<'_>) -> ApiGatewayWebsocketProxyRequest {
+pub fn build_event(
+    kind: EventKind,
+    ctx: &ConnectionContext,
+    detail: &EventDetail<'_>,
+) -> ApiGatewayWebsocketProxyRequest {
     read_event(event_json(kind, ctx, detail), ctx)
 }
 
@@ -132,7 +138,8 @@ fn read_event(event: Value, ctx: &ConnectionContext) -> ApiGatewayWebsocketProxy
 pub fn build_authorizer_event(ctx: &ConnectionContext, detail: &EventDetail<'_>) -> Value {
     let mut event = event_json(EventKind::Connect, ctx, detail);
     event["type"] = json!("REQUEST");
-    event["methodArn"] = json!(format!("arn:aws:execute-api:local:000000000000:local/{}/$connect", ctx.stage));
+    event["methodArn"] =
+        json!(format!("arn:aws:execute-api:local:000000000000:local/{}/$connect", ctx.stage));
     event
 }
 
@@ -159,8 +166,11 @@ pub fn event_json(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetail
         let mut single = Map::new();
         let mut multi = Map::new();
         for name in headers.keys() {
-            let values: Vec<String> =
-                headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            let values: Vec<String> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
             single.insert(name.as_str().to_owned(), json!(values.join(",")));
             multi.insert(name.as_str().to_owned(), json!(values));
         }
@@ -232,7 +242,8 @@ impl WsApi {
 
     /// The router: `@connections` routes, and a WebSocket endpoint at every other path.
     pub fn router(self) -> Router {
-        let management = crate::connections::management_router(self.registry.clone(), &self.settings.stage);
+        let management =
+            crate::connections::management_router(self.registry.clone(), &self.settings.stage);
         management.merge(Router::new().fallback(upgrade).with_state(Arc::new(self)))
     }
 }
@@ -284,7 +295,10 @@ async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
-            let mut resp = plain(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint; connect with a WebSocket client");
+            let mut resp = plain(
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint; connect with a WebSocket client",
+            );
             resp.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             tracing::debug!(reason = %rejection.body_text(), "not a WebSocket handshake");
             return resp;
@@ -293,8 +307,13 @@ async fn upgrade(
     if *api.shutdown.borrow() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the gateway is shutting down");
     }
-    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let identity = ClientIdentity { source_ip: peer.ip().to_string(), user_agent: header_str(header::USER_AGENT) };
+    let header_str = |name: header::HeaderName| {
+        headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    let identity = ClientIdentity {
+        source_ip: peer.ip().to_string(),
+        user_agent: header_str(header::USER_AGENT),
+    };
     let ctx = ConnectionContext {
         connection_id: ids::connection_id(),
         connected_at: Utc::now().timestamp_millis(),
@@ -302,7 +321,8 @@ async fn upgrade(
         domain_name: header_str(header::HOST).unwrap_or_else(|| "localhost".into()),
         stage: api.settings.stage.clone(),
     };
-    let detail = EventDetail { headers: Some(&headers), query: uri.query(), ..EventDetail::default() };
+    let detail =
+        EventDetail { headers: Some(&headers), query: uri.query(), ..EventDetail::default() };
     let mut connect_event = event_json(EventKind::Connect, &ctx, &detail);
     if let Some(authorizer) = &api.authorizer {
         match authorize(authorizer, &ctx, &detail).await {
@@ -354,7 +374,10 @@ async fn authorize(
 ) -> Result<Map<String, Value>, StatusCode> {
     let has_key = detail
         .query
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == WS_KEY_PARAM && !v.trim().is_empty()))
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == WS_KEY_PARAM && !v.trim().is_empty())
+        })
         .unwrap_or(false);
     if !has_key {
         return Err(StatusCode::UNAUTHORIZED);
@@ -379,16 +402,21 @@ async fn authorize(
             return Err(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
-    let policy: ApiGatewayCustomAuthorizerResponse = serde_json::from_value(answer).map_err(|e| {
-        error!(error = %e, "authorizer answered something other than a policy");
-        StatusCode::INTERNAL_SERVER_ERROR
-    })?;
+    let policy: ApiGatewayCustomAuthorizerResponse =
+        serde_json::from_value(answer).map_err(|e| {
+            error!(error = %e, "authorizer answered something other than a policy");
+            StatusCode::INTERNAL_SERVER_ERROR
+        })?;
     let applies = |st: &&IamPolicyStatement| {
-        st.action.iter().any(|a| a == "execute-api:Invoke") && st.resource.iter().any(|r| *r == method_arn || r == "*")
+        st.action.iter().any(|a| a == "execute-api:Invoke")
+            && st.resource.iter().any(|r| *r == method_arn || r == "*")
     };
-    let statements: Vec<&IamPolicyStatement> = policy.policy_document.statement.iter().filter(applies).collect();
+    let statements: Vec<&IamPolicyStatement> =
+        policy.policy_document.statement.iter().filter(applies).collect();
     // IAM: an explicit Deny wins; without an Allow, the default is deny.
-    if statements.iter().any(|st| st.effect == IamPolicyEffect::Deny) || !statements.iter().any(|st| st.effect == IamPolicyEffect::Allow) {
+    if statements.iter().any(|st| st.effect == IamPolicyEffect::Deny)
+        || !statements.iter().any(|st| st.effect == IamPolicyEffect::Allow)
+    {
         return Err(StatusCode::FORBIDDEN);
     }
     let mut context = policy.context.as_object().cloned().unwrap_or_default();
@@ -423,14 +451,20 @@ struct Ending {
     send_close: bool,
 }
 
-async fn run_socket(api: Arc<WsApi>, ctx: ConnectionContext, mut registration: Registration, mut socket: WebSocket) {
+async fn run_socket(
+    api: Arc<WsApi>,
+    ctx: ConnectionContext,
+    mut registration: Registration,
+    mut socket: WebSocket,
+) {
     let mut shutdown = api.shutdown.clone();
     let idle = api.settings.idle_timeout;
     let lifetime_end = Instant::now() + api.settings.max_lifetime;
     let mut client_close_code = None;
     let ending = loop {
         let last = registration.last_active.load(Ordering::Relaxed);
-        let idle_ms = u64::try_from(Utc::now().timestamp_millis().saturating_sub(last)).unwrap_or(0);
+        let idle_ms =
+            u64::try_from(Utc::now().timestamp_millis().saturating_sub(last)).unwrap_or(0);
         let idle_end = Instant::now() + idle.saturating_sub(Duration::from_millis(idle_ms));
         tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -498,7 +532,11 @@ async fn run_socket(api: Arc<WsApi>, ctx: ConnectionContext, mut registration: R
     .await;
     match client_close_code {
         Some(code) => {
-            let reason = if code == 1005 { "Client-side close frame status not set" } else { "Client-side close" };
+            let reason = if code == 1005 {
+                "Client-side close frame status not set"
+            } else {
+                "Client-side close"
+            };
             disconnect(&api, &ctx, code, reason).await;
         }
         None => disconnect(&api, &ctx, ending.code, ending.reason).await,
@@ -506,11 +544,22 @@ async fn run_socket(api: Arc<WsApi>, ctx: ConnectionContext, mut registration: R
 }
 
 /// Runs `$default` for one client message and sends its response body back, if any.
-async fn reply(ctx: &ConnectionContext, data: &[u8], binary: bool, socket: &mut WebSocket) -> Result<(), axum::Error> {
-    let event = build_event(EventKind::Message, ctx, &EventDetail { body: Some((data, binary)), ..EventDetail::default() });
+async fn reply(
+    ctx: &ConnectionContext,
+    data: &[u8],
+    binary: bool,
+    socket: &mut WebSocket,
+) -> Result<(), axum::Error> {
+    let event = build_event(
+        EventKind::Message,
+        ctx,
+        &EventDetail { body: Some((data, binary)), ..EventDetail::default() },
+    );
     let answer = invoke("$default", async move { default_route(event) }).await;
     match body_bytes(answer.body) {
-        Some((bytes, false)) => socket.send(Message::Text(String::from_utf8_lossy(&bytes).into_owned().into())).await,
+        Some((bytes, false)) => {
+            socket.send(Message::Text(String::from_utf8_lossy(&bytes).into_owned().into())).await
+        }
         Some((bytes, true)) => socket.send(Message::Binary(bytes.into())).await,
         None => Ok(()),
     }
@@ -524,7 +573,10 @@ mod tests {
         ConnectionContext {
             connection_id: "abcDEF0123456789".into(),
             connected_at: 1_700_000_000_000,
-            identity: ClientIdentity { source_ip: "127.0.0.1".into(), user_agent: Some("ua".into()) },
+            identity: ClientIdentity {
+                source_ip: "127.0.0.1".into(),
+                user_agent: Some("ua".into()),
+            },
             domain_name: "127.0.0.1:3001".into(),
             stage: "local".into(),
         }
@@ -539,7 +591,11 @@ mod tests {
         let e = build_event(
             EventKind::Connect,
             &ctx(),
-            &EventDetail { headers: Some(&headers), query: Some("token=t&x=1&x=2"), ..EventDetail::default() },
+            &EventDetail {
+                headers: Some(&headers),
+                query: Some("token=t&x=1&x=2"),
+                ..EventDetail::default()
+            },
         );
         let rc = &e.request_context;
         assert_eq!(rc.route_key.as_deref(), Some("$connect"));
@@ -562,14 +618,19 @@ mod tests {
         let detail = EventDetail { query: Some("api_key=rtr_k&x=1"), ..EventDetail::default() };
         let event = build_authorizer_event(&ctx(), &detail);
         assert_eq!(event["requestContext"]["routeKey"], "$connect");
-        let auth: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event).unwrap();
+        let auth: aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_value(event).unwrap();
         assert_eq!(auth.type_.as_deref(), Some("REQUEST"));
-        assert_eq!(auth.method_arn.as_deref(), Some("arn:aws:execute-api:local:000000000000:local/local/$connect"));
+        assert_eq!(
+            auth.method_arn.as_deref(),
+            Some("arn:aws:execute-api:local:000000000000:local/local/$connect")
+        );
         assert_eq!(auth.query_string_parameters.first("api_key"), Some("rtr_k"));
 
         // What ws-connect sees of an admitted connection: requestContext.authorizer.
         let mut connect = event_json(EventKind::Connect, &ctx(), &detail);
-        connect["requestContext"]["authorizer"] = json!({ "principalId": "abc", "key_id": "abc", "scopes": "notifications:read" });
+        connect["requestContext"]["authorizer"] =
+            json!({ "principalId": "abc", "key_id": "abc", "scopes": "notifications:read" });
         let e = read_event(connect, &ctx());
         assert_eq!(e.request_context.authorizer.fields["key_id"], "abc");
         assert_eq!(e.request_context.connection_id.as_deref(), Some("abcDEF0123456789"));
@@ -577,16 +638,28 @@ mod tests {
 
     #[test]
     fn message_and_disconnect_events() {
-        let m = build_event(EventKind::Message, &ctx(), &EventDetail { body: Some((b"hello", false)), ..EventDetail::default() });
+        let m = build_event(
+            EventKind::Message,
+            &ctx(),
+            &EventDetail { body: Some((b"hello", false)), ..EventDetail::default() },
+        );
         assert_eq!(m.request_context.event_type.as_deref(), Some("MESSAGE"));
         assert_eq!(m.request_context.route_key.as_deref(), Some("$default"));
         assert_eq!(m.body.as_deref(), Some("hello"));
         assert!(!m.is_base64_encoded);
         assert!(m.request_context.message_id.is_some());
-        let b = build_event(EventKind::Message, &ctx(), &EventDetail { body: Some((&[0, 255], true)), ..EventDetail::default() });
+        let b = build_event(
+            EventKind::Message,
+            &ctx(),
+            &EventDetail { body: Some((&[0, 255], true)), ..EventDetail::default() },
+        );
         assert!(b.is_base64_encoded);
         assert_eq!(b.body.as_deref(), Some("AP8="));
-        let d = build_event(EventKind::Disconnect, &ctx(), &EventDetail { disconnect: Some((1001, "Going away")), ..EventDetail::default() });
+        let d = build_event(
+            EventKind::Disconnect,
+            &ctx(),
+            &EventDetail { disconnect: Some((1001, "Going away")), ..EventDetail::default() },
+        );
         assert_eq!(d.request_context.event_type.as_deref(), Some("DISCONNECT"));
         assert_eq!(d.request_context.disconnect_status_code, Some(1001));
         assert_eq!(d.request_context.disconnect_reason.as_deref(), Some("Going away"));

@@ -25,8 +25,15 @@ const WAIT: Duration = Duration::from_secs(5);
 
 async fn start() -> (RunningGateway, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let functions = Functions::new(Arc::new(MemoryRt::new()), store.clone(), "General".into(), Duration::from_secs(5));
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+    let functions = Functions::new(
+        Arc::new(MemoryRt::new()),
+        store.clone(),
+        "General".into(),
+        Duration::from_secs(5),
+    );
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
+        .await
+        .expect("gateway starts");
     (gateway, store)
 }
 
@@ -67,11 +74,14 @@ async fn http_api_routes_to_the_functions_and_maps_errors() {
     assert_eq!(ticket["title"], "Problema no Login");
     assert_eq!(ticket["description"], "Usuário não consegue fazer login no sistema.");
 
-    let one: Value = http.get(format!("{base}/tickets/1")).send().await.unwrap().json().await.unwrap();
+    let one: Value =
+        http.get(format!("{base}/tickets/1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(one["id"], 1);
-    let list: Value = http.get(format!("{base}/tickets?limit=5")).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        http.get(format!("{base}/tickets?limit=5")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"][0]["id"], 1);
-    let notes: Value = http.get(format!("{base}/notifications/")).send().await.unwrap().json().await.unwrap();
+    let notes: Value =
+        http.get(format!("{base}/notifications/")).send().await.unwrap().json().await.unwrap();
     assert_eq!(notes["items"][0]["ticket"]["id"], 1, "{notes}");
 
     let missing = http.get(format!("{base}/nope")).send().await.unwrap();
@@ -122,8 +132,13 @@ async fn http_api_routes_to_the_functions_and_maps_errors() {
 #[tokio::test]
 async fn websocket_clients_talk_to_the_routes_and_management_api() {
     let (gateway, store) = start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{}/?client=t1", gateway.ws_url())).await.unwrap();
-    assert_eq!(store.connection_count(), 1, "$connect recorded the connection before the handshake completed");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{}/?client=t1", gateway.ws_url())).await.unwrap();
+    assert_eq!(
+        store.connection_count(),
+        1,
+        "$connect recorded the connection before the handshake completed"
+    );
     let id = gateway.connections().ids().pop().unwrap();
     assert_eq!(id.len(), 16);
 
@@ -134,16 +149,29 @@ async fn websocket_clients_talk_to_the_routes_and_management_api() {
 
     // @connections through the AWS SDK: post, get, and gone ids.
     let client = management(&gateway);
-    client.post_to_connection().connection_id(&id).data(Blob::new(r#"{"n":1}"#)).send().await.unwrap();
+    client
+        .post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new(r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
     let pushed = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(pushed.into_text().unwrap().as_str(), r#"{"n":1}"#);
     let info = client.get_connection().connection_id(&id).send().await.unwrap();
     assert!(info.connected_at().is_some());
     assert!(info.last_active_at().is_some());
     assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
-    let gone = client.post_to_connection().connection_id("NoSuchConnection").data(Blob::new("x")).send().await.unwrap_err();
+    let gone = client
+        .post_to_connection()
+        .connection_id("NoSuchConnection")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .unwrap_err();
     assert!(gone.as_service_error().is_some_and(|e| e.is_gone_exception()), "{gone:?}");
-    let gone_get = client.get_connection().connection_id("NoSuchConnection").send().await.unwrap_err();
+    let gone_get =
+        client.get_connection().connection_id("NoSuchConnection").send().await.unwrap_err();
     assert!(gone_get.as_service_error().is_some_and(|e| e.is_gone_exception()));
 
     // DELETE closes the socket and runs $disconnect.
@@ -186,7 +214,11 @@ impl ConnectionStore for BrokenConnections {
     async fn remove(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn page(&self, _: Option<&str>, _: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(
+        &self,
+        _: Option<&str>,
+        _: u32,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         Ok((Vec::new(), None))
     }
 }
@@ -194,7 +226,8 @@ impl ConnectionStore for BrokenConnections {
 #[tokio::test]
 async fn a_failing_connect_refuses_the_handshake() {
     let store = Arc::new(MemoryStore::new());
-    let mut functions = Functions::new(Arc::new(MemoryRt::new()), store, "General".into(), Duration::from_secs(5));
+    let mut functions =
+        Functions::new(Arc::new(MemoryRt::new()), store, "General".into(), Duration::from_secs(5));
     functions.connection_routes = ConnectionRoutes::new(Arc::new(BrokenConnections));
     let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.unwrap();
     match tokio_tungstenite::connect_async(gateway.ws_url()).await {
@@ -213,14 +246,23 @@ async fn a_failing_connect_refuses_the_handshake() {
 async fn start_with_keys() -> (RunningGateway, Arc<MemoryStore>, Arc<MemoryApiKeys>) {
     let store = Arc::new(MemoryStore::new());
     let keys = Arc::new(MemoryApiKeys::new());
-    let functions = Functions::new(Arc::new(MemoryRt::new()), store.clone(), "General".into(), Duration::from_secs(5))
-        .with_api_keys(keys.clone());
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts");
+    let functions = Functions::new(
+        Arc::new(MemoryRt::new()),
+        store.clone(),
+        "General".into(),
+        Duration::from_secs(5),
+    )
+    .with_api_keys(keys.clone());
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
+        .await
+        .expect("gateway starts");
     (gateway, store, keys)
 }
 
 async fn key(keys: &MemoryApiKeys, scopes: &[Scope]) -> MintedKey {
-    mint(keys, "in-memory test", scopes.iter().copied().collect(), chrono::Utc::now()).await.expect("mint a key")
+    mint(keys, "in-memory test", scopes.iter().copied().collect(), chrono::Utc::now())
+        .await
+        .expect("mint a key")
 }
 
 fn ticket_body() -> Value {
@@ -242,35 +284,84 @@ async fn the_http_api_checks_api_keys_like_api_gateway() {
     let bearer = |k: &MintedKey| format!("Bearer {}", k.key());
 
     // No key: 401 from the gateway itself, in API Gateway's shape, CORS headers included.
-    let none = http.get(format!("{base}/tickets")).header("origin", "http://app.local").send().await.unwrap();
+    let none = http
+        .get(format!("{base}/tickets"))
+        .header("origin", "http://app.local")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.headers()["access-control-allow-origin"], "*");
     assert_eq!(status_and_body(none).await, (401, json!({"message": "Unauthorized"})));
-    let blank = http.get(format!("{base}/tickets")).header("authorization", " ").send().await.unwrap();
+    let blank =
+        http.get(format!("{base}/tickets")).header("authorization", " ").send().await.unwrap();
     assert_eq!(blank.status(), 401, "a blank identity source counts as missing");
 
     // A credential that is not a live key: 403 (a simple-response authorizer can only say no).
     let wrong_secret = format!("Bearer rtr_{}_{}", all.record.key_id, "0".repeat(64));
     for credential in ["Basic cm9vdDpwYXNz", all.key(), wrong_secret.as_str(), "Bearer rtr_short"] {
-        let resp = http.get(format!("{base}/tickets")).header("authorization", credential).send().await.unwrap();
-        assert_eq!(status_and_body(resp).await, (403, json!({"message": "Forbidden"})), "{}", &credential[..10]);
+        let resp = http
+            .get(format!("{base}/tickets"))
+            .header("authorization", credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            status_and_body(resp).await,
+            (403, json!({"message": "Forbidden"})),
+            "{}",
+            &credential[..10]
+        );
     }
 
     // The right scope passes; the wrong one is 403 and never reaches the function.
-    let list = http.get(format!("{base}/tickets")).header("authorization", bearer(&reader)).send().await.unwrap();
+    let list = http
+        .get(format!("{base}/tickets"))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.status(), 200);
-    let post = http.post(format!("{base}/tickets")).header("authorization", bearer(&reader)).json(&ticket_body()).send().await.unwrap();
+    let post = http
+        .post(format!("{base}/tickets"))
+        .header("authorization", bearer(&reader))
+        .json(&ticket_body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status_and_body(post).await, (403, json!({"message": "Forbidden"})));
     assert_eq!(store.notification_count(), 0, "the refused POST created nothing");
-    let notes = http.get(format!("{base}/notifications")).header("authorization", bearer(&reader)).send().await.unwrap();
+    let notes = http
+        .get(format!("{base}/notifications"))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(notes.status(), 403, "tickets:read does not read notifications");
-    let created = http.post(format!("{base}/tickets")).header("authorization", bearer(&all)).json(&ticket_body()).send().await.unwrap();
+    let created = http
+        .post(format!("{base}/tickets"))
+        .header("authorization", bearer(&all))
+        .json(&ticket_body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
-    let one = http.get(format!("{base}/tickets/1")).header("authorization", bearer(&reader)).send().await.unwrap();
+    let one = http
+        .get(format!("{base}/tickets/1"))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(one.status(), 200);
 
     // Revoked: refused on the very next request (no authorizer cache locally).
     keys.revoke(&all.record.key_id, chrono::Utc::now()).await.unwrap();
-    let after = http.post(format!("{base}/tickets")).header("authorization", bearer(&all)).json(&ticket_body()).send().await.unwrap();
+    let after = http
+        .post(format!("{base}/tickets"))
+        .header("authorization", bearer(&all))
+        .json(&ticket_body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 403);
     assert_eq!(store.notification_count(), 1);
 
@@ -292,13 +383,21 @@ async fn the_http_api_checks_api_keys_like_api_gateway() {
 
     // The key store failing refuses the request with API Gateway's bare 500, no detail.
     keys.set_failing(true);
-    let down = http.get(format!("{base}/tickets")).header("authorization", bearer(&reader)).send().await.unwrap();
+    let down = http
+        .get(format!("{base}/tickets"))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status_and_body(down).await, (500, json!({"message": "Internal Server Error"})));
     gateway.shutdown().await;
 }
 
 async fn handshake_status(url: &str) -> u16 {
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("handshake finishes") {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("handshake finishes")
+    {
         Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
         Ok((mut socket, resp)) => {
             let _ = socket.close(None).await;
@@ -318,18 +417,29 @@ async fn the_websocket_api_checks_the_key_on_connect() {
     assert_eq!(handshake_status(&ws).await, 401, "no api_key");
     assert_eq!(handshake_status(&format!("{ws}/?api_key=")).await, 401, "blank api_key");
     assert_eq!(handshake_status(&format!("{ws}/?api_key=rtr_nope")).await, 401, "not a key");
-    assert_eq!(handshake_status(&format!("{ws}/?api_key={}", writer.key())).await, 403, "no notifications:read");
+    assert_eq!(
+        handshake_status(&format!("{ws}/?api_key={}", writer.key())).await,
+        403,
+        "no notifications:read"
+    );
     assert_eq!(store.connection_count(), 0, "refused handshakes never reach $connect");
     assert!(gateway.connections().is_empty());
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws}/?api_key={}", listener.key())).await.expect("admitted");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{ws}/?api_key={}", listener.key()))
+            .await
+            .expect("admitted");
     assert_eq!(store.connection_count(), 1);
     socket.send(Message::text("hi")).await.unwrap();
     let reply = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(reply.into_text().unwrap().as_str(), HELP);
 
     keys.revoke(&listener.record.key_id, chrono::Utc::now()).await.unwrap();
-    assert_eq!(handshake_status(&format!("{ws}/?api_key={}", listener.key())).await, 401, "revoked: refused at once");
+    assert_eq!(
+        handshake_status(&format!("{ws}/?api_key={}", listener.key())).await,
+        401,
+        "revoked: refused at once"
+    );
     let _ = socket.close(None).await;
     gateway.shutdown().await;
 }

@@ -60,7 +60,11 @@ impl Capture {
     }
 }
 
-fn pump(reader: impl AsyncRead + Unpin + Send + 'static, capture: Arc<Capture>, lines: Option<mpsc::UnboundedSender<String>>) {
+fn pump(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+    capture: Arc<Capture>,
+    lines: Option<mpsc::UnboundedSender<String>>,
+) {
     tokio::spawn(async move {
         let mut reader = BufReader::new(reader).lines();
         while let Ok(Some(line)) = reader.next_line().await {
@@ -99,12 +103,20 @@ struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the binary with `rt` settings (and JSON logs if asked) and waits until it
     /// prints its URLs.
-    async fn start(capture: &Arc<Capture>, prefix: &str, rt: &[(&str, String)], json_logs: bool) -> Self {
+    async fn start(
+        capture: &Arc<Capture>,
+        prefix: &str,
+        rt: &[(&str, String)],
+        json_logs: bool,
+    ) -> Self {
         let mut cmd = base_command(GATEWAY, prefix);
         cmd.env("GATEWAY_HTTP_ADDR", "127.0.0.1:0")
             .env("GATEWAY_WS_ADDR", "127.0.0.1:0")
             .env("GATEWAY_POLL_MS", "100")
-            .env("GATEWAY_CHECKPOINT", std::env::temp_dir().join(format!("{prefix}checkpoint.json")));
+            .env(
+                "GATEWAY_CHECKPOINT",
+                std::env::temp_dir().join(format!("{prefix}checkpoint.json")),
+            );
         for (k, v) in rt {
             cmd.env(k, v);
         }
@@ -131,7 +143,11 @@ impl GatewayProcess {
             false
         })
         .await;
-        assert!(matches!(found, Ok(true)), "the gateway did not print its URLs; its output:\n{}", capture.logs.lock().unwrap_or_else(|p| p.into_inner()));
+        assert!(
+            matches!(found, Ok(true)),
+            "the gateway did not print its URLs; its output:\n{}",
+            capture.logs.lock().unwrap_or_else(|p| p.into_inner())
+        );
         Self { child, http: http.unwrap_or_default(), ws: ws.unwrap_or_default() }
     }
 
@@ -155,7 +171,11 @@ async fn keys_command(capture: &Arc<Capture>, prefix: &str, args: &[&str]) -> St
         .expect("run rt-relay-keys");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     capture.log(&String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "rt-relay-keys {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rt-relay-keys {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if args.first() != Some(&"mint") {
         capture.log(&stdout);
     }
@@ -181,13 +201,20 @@ async fn call(capture: &Capture, req: reqwest::RequestBuilder, what: &str) -> u1
 }
 
 async fn handshake(capture: &Capture, url: &str, what: &str) -> u16 {
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("handshake in time") {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("handshake in time")
+    {
         Ok((mut socket, resp)) => {
             let _ = socket.close(None).await;
             resp.status().as_u16()
         }
         Err(tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
             capture.client_error(format!("{what} -> {} {body}", resp.status()));
             resp.status().as_u16()
         }
@@ -204,7 +231,8 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     let capture = Arc::new(Capture::default());
     let prefix = format!("t-hygiene-{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let rt_base = env("RT_URL").trim_end_matches('/').to_owned();
-    let (rt_user, rt_password, rt_token) = (env("RT_USERNAME"), env("RT_PASSWORD"), env("RT_TOKEN"));
+    let (rt_user, rt_password, rt_token) =
+        (env("RT_USERNAME"), env("RT_PASSWORD"), env("RT_TOKEN"));
     let wrong_token = format!("1-999-{}", uuid::Uuid::new_v4().simple());
     let wrong_password = format!("wrong-{}", uuid::Uuid::new_v4().simple());
     let http = reqwest::Client::new();
@@ -221,8 +249,17 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     let listing = keys_command(&capture, &prefix, &["list"]).await;
     assert_eq!(listing.lines().count(), 4, "a header and three keys:\n{listing}");
 
-    let mut socket = tokio_tungstenite::connect_async(format!("{}/?api_key={all}", g1.ws)).await.expect("keyed WebSocket").0;
-    let created = http.post(format!("{}/tickets", g1.http)).header("authorization", bearer(&all)).json(&ticket).send().await.expect("POST");
+    let mut socket = tokio_tungstenite::connect_async(format!("{}/?api_key={all}", g1.ws))
+        .await
+        .expect("keyed WebSocket")
+        .0;
+    let created = http
+        .post(format!("{}/tickets", g1.http))
+        .header("authorization", bearer(&all))
+        .json(&ticket)
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(created.status(), 201);
     let id = created.json::<Value>().await.expect("ticket")["id"].as_u64().expect("id");
     let pushed = tokio::time::timeout(WAIT, socket.next()).await.expect("a push in time");
@@ -231,23 +268,95 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     let _ = tokio::time::timeout(WAIT, socket.next()).await;
     let _ = socket.close(None).await;
     for path in ["/tickets?limit=5", &format!("/tickets/{id}"), "/notifications?limit=5"] {
-        assert_eq!(call(&capture, http.get(format!("{}{path}", g1.http)).header("authorization", bearer(&all)), path).await, 200);
+        assert_eq!(
+            call(
+                &capture,
+                http.get(format!("{}{path}", g1.http)).header("authorization", bearer(&all)),
+                path
+            )
+            .await,
+            200
+        );
     }
     // Refused keys of every kind, on both APIs.
-    let wrong_secret = format!("rtr_{}_{}", all.split('_').nth(1).unwrap_or_default(), "0".repeat(64));
+    let wrong_secret =
+        format!("rtr_{}_{}", all.split('_').nth(1).unwrap_or_default(), "0".repeat(64));
     let url = format!("{}/tickets", g1.http);
     assert_eq!(call(&capture, http.post(&url).json(&ticket), "no key").await, 401);
-    assert_eq!(call(&capture, http.post(&url).header("authorization", bearer(&reader)).json(&ticket), "reader POST").await, 403);
-    assert_eq!(call(&capture, http.post(&url).header("authorization", bearer(&wrong_secret)).json(&ticket), "wrong secret").await, 403);
-    assert_eq!(call(&capture, http.post(&url).header("authorization", bearer(&revoked)).json(&ticket), "revoked").await, 403);
-    assert_eq!(call(&capture, http.post(&url).header("authorization", all.as_str()).json(&ticket), "no Bearer").await, 403);
-    assert_eq!(handshake(&capture, &format!("{}/?api_key={revoked}", g1.ws), "ws revoked").await, 401);
-    assert_eq!(handshake(&capture, &format!("{}/?api_key={wrong_secret}", g1.ws), "ws wrong secret").await, 401);
-    assert_eq!(handshake(&capture, &format!("{}/?api_key={reader}", g1.ws), "ws reader").await, 403);
+    assert_eq!(
+        call(
+            &capture,
+            http.post(&url).header("authorization", bearer(&reader)).json(&ticket),
+            "reader POST"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call(
+            &capture,
+            http.post(&url).header("authorization", bearer(&wrong_secret)).json(&ticket),
+            "wrong secret"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call(
+            &capture,
+            http.post(&url).header("authorization", bearer(&revoked)).json(&ticket),
+            "revoked"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call(
+            &capture,
+            http.post(&url).header("authorization", all.as_str()).json(&ticket),
+            "no Bearer"
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        handshake(&capture, &format!("{}/?api_key={revoked}", g1.ws), "ws revoked").await,
+        401
+    );
+    assert_eq!(
+        handshake(&capture, &format!("{}/?api_key={wrong_secret}", g1.ws), "ws wrong secret").await,
+        401
+    );
+    assert_eq!(
+        handshake(&capture, &format!("{}/?api_key={reader}", g1.ws), "ws reader").await,
+        403
+    );
     // Bad input, for the error mapping.
-    assert_eq!(call(&capture, http.post(&url).header("authorization", bearer(&all)).body("{"), "not JSON").await, 415);
-    assert_eq!(call(&capture, http.get(format!("{}/tickets?cursor=zzz", g1.http)).header("authorization", bearer(&all)), "bad cursor").await, 400);
-    assert_eq!(call(&capture, http.get(format!("{}/tickets/999999999", g1.http)).header("authorization", bearer(&all)), "unknown ticket").await, 404);
+    assert_eq!(
+        call(&capture, http.post(&url).header("authorization", bearer(&all)).body("{"), "not JSON")
+            .await,
+        415
+    );
+    assert_eq!(
+        call(
+            &capture,
+            http.get(format!("{}/tickets?cursor=zzz", g1.http))
+                .header("authorization", bearer(&all)),
+            "bad cursor"
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        call(
+            &capture,
+            http.get(format!("{}/tickets/999999999", g1.http))
+                .header("authorization", bearer(&all)),
+            "unknown ticket"
+        )
+        .await,
+        404
+    );
     g1.stop().await;
 
     // ---- REST 1.0 with the password (it travels in the form body), JSON logs
@@ -257,29 +366,70 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
         ("RT_PASSWORD", rt_password.clone()),
     ];
     let g2 = GatewayProcess::start(&capture, &prefix, &rest1, true).await;
-    assert_eq!(call(&capture, http.post(format!("{}/tickets", g2.http)).header("authorization", bearer(&all)).json(&ticket), "REST 1.0 POST").await, 201);
+    assert_eq!(
+        call(
+            &capture,
+            http.post(format!("{}/tickets", g2.http))
+                .header("authorization", bearer(&all))
+                .json(&ticket),
+            "REST 1.0 POST"
+        )
+        .await,
+        201
+    );
     g2.stop().await;
 
     // ---- RT failures: wrong token, wrong password (both APIs), RT unreachable
     let failures: [(&str, RtSettings, bool); 4] = [
-        ("wrong token", vec![("RT_API_URL", format!("{rt_base}/REST/2.0/")), ("RT_TOKEN", wrong_token.clone())], false),
+        (
+            "wrong token",
+            vec![("RT_API_URL", format!("{rt_base}/REST/2.0/")), ("RT_TOKEN", wrong_token.clone())],
+            false,
+        ),
         (
             "wrong password REST 2.0",
-            vec![("RT_API_URL", format!("{rt_base}/REST/2.0/")), ("RT_USERNAME", rt_user.clone()), ("RT_PASSWORD", wrong_password.clone())],
+            vec![
+                ("RT_API_URL", format!("{rt_base}/REST/2.0/")),
+                ("RT_USERNAME", rt_user.clone()),
+                ("RT_PASSWORD", wrong_password.clone()),
+            ],
             true,
         ),
         (
             "wrong password REST 1.0",
-            vec![("RT_API_URL", format!("{rt_base}/REST/1.0/")), ("RT_USERNAME", rt_user.clone()), ("RT_PASSWORD", wrong_password.clone())],
+            vec![
+                ("RT_API_URL", format!("{rt_base}/REST/1.0/")),
+                ("RT_USERNAME", rt_user.clone()),
+                ("RT_PASSWORD", wrong_password.clone()),
+            ],
             false,
         ),
-        ("RT unreachable", vec![("RT_API_URL", "http://127.0.0.1:9/REST/2.0/".into()), ("RT_TOKEN", rt_token.clone())], true),
+        (
+            "RT unreachable",
+            vec![
+                ("RT_API_URL", "http://127.0.0.1:9/REST/2.0/".into()),
+                ("RT_TOKEN", rt_token.clone()),
+            ],
+            true,
+        ),
     ];
     for (what, rt, json_logs) in failures {
         let g = GatewayProcess::start(&capture, &prefix, &rt, json_logs).await;
-        let post = call(&capture, http.post(format!("{}/tickets", g.http)).header("authorization", bearer(&all)).json(&ticket), what).await;
+        let post = call(
+            &capture,
+            http.post(format!("{}/tickets", g.http))
+                .header("authorization", bearer(&all))
+                .json(&ticket),
+            what,
+        )
+        .await;
         assert_eq!(post, 502, "{what}: POST");
-        let get = call(&capture, http.get(format!("{}/tickets/{id}", g.http)).header("authorization", bearer(&all)), what).await;
+        let get = call(
+            &capture,
+            http.get(format!("{}/tickets/{id}", g.http)).header("authorization", bearer(&all)),
+            what,
+        )
+        .await;
         assert_eq!(get, 502, "{what}: GET one");
         g.stop().await;
     }
@@ -287,13 +437,36 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     // ---- storage failures: the tables vanish under a running gateway
     let g3 = GatewayProcess::start(&capture, &prefix, &rest2, false).await;
     let dynamodb = rt_relay_shared::store::dynamodb::client_from_env().await;
-    dynamodb.delete_table().table_name(format!("{prefix}tickets")).send().await.expect("delete the tickets table");
-    let list = call(&capture, http.get(format!("{}/tickets", g3.http)).header("authorization", bearer(&all)), "tickets table gone").await;
+    dynamodb
+        .delete_table()
+        .table_name(format!("{prefix}tickets"))
+        .send()
+        .await
+        .expect("delete the tickets table");
+    let list = call(
+        &capture,
+        http.get(format!("{}/tickets", g3.http)).header("authorization", bearer(&all)),
+        "tickets table gone",
+    )
+    .await;
     assert_eq!(list, 503);
-    dynamodb.delete_table().table_name(format!("{prefix}api-keys")).send().await.expect("delete the keys table");
-    let refused = call(&capture, http.get(format!("{}/notifications", g3.http)).header("authorization", bearer(&all)), "keys table gone").await;
+    dynamodb
+        .delete_table()
+        .table_name(format!("{prefix}api-keys"))
+        .send()
+        .await
+        .expect("delete the keys table");
+    let refused = call(
+        &capture,
+        http.get(format!("{}/notifications", g3.http)).header("authorization", bearer(&all)),
+        "keys table gone",
+    )
+    .await;
     assert_eq!(refused, 500);
-    assert_eq!(handshake(&capture, &format!("{}/?api_key={all}", g3.ws), "ws keys table gone").await, 500);
+    assert_eq!(
+        handshake(&capture, &format!("{}/?api_key={all}", g3.ws), "ws keys table gone").await,
+        500
+    );
     g3.stop().await;
     for table in ["notifications", "connections", "idempotency"] {
         let _ = dynamodb.delete_table().table_name(format!("{prefix}{table}")).send().await;
@@ -305,13 +478,26 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     let errors = capture.client_errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(path) = std::env::var_os("HYGIENE_LOG_DUMP") {
         // For reading what was checked: `HYGIENE_LOG_DUMP=/tmp/hygiene.log cargo test ...`.
-        let _ = std::fs::write(path, format!("{logs}\n---- error answers\n{}\n", errors.join("\n")));
+        let _ =
+            std::fs::write(path, format!("{logs}\n---- error answers\n{}\n", errors.join("\n")));
     }
     // The capture worked and the failure paths ran (and were logged, with their causes).
-    for expected in ["http api", "API key refused", "request failed", "rt_unavailable", "storage_unavailable", "authorizer failed"] {
-        assert!(logs.contains(expected), "the logs never mention {expected:?}: the run did not do what it should");
+    for expected in [
+        "http api",
+        "API key refused",
+        "request failed",
+        "rt_unavailable",
+        "storage_unavailable",
+        "authorizer failed",
+    ] {
+        assert!(
+            logs.contains(expected),
+            "the logs never mention {expected:?}: the run did not do what it should"
+        );
     }
-    let basic = |user: &str, pw: &str| base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    let basic = |user: &str, pw: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    };
     let mut secrets = vec![
         ("RT password", rt_password.clone()),
         ("RT password as Basic credential", basic(&rt_user, &rt_password)),
@@ -320,22 +506,42 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
         ("wrong RT password", wrong_password.clone()),
         ("wrong password as Basic credential", basic(&rt_user, &wrong_password)),
     ];
-    for (name, key) in [("all-scopes key", &all), ("reader key", &reader), ("revoked key", &revoked)] {
+    for (name, key) in
+        [("all-scopes key", &all), ("reader key", &reader), ("revoked key", &revoked)]
+    {
         secrets.push((name, key.clone()));
         secrets.push((name, key.rsplit('_').next().unwrap_or_default().to_owned()));
     }
-    let leaks: Vec<&str> = secrets.iter().filter(|(_, s)| logs.contains(s.as_str())).map(|(n, _)| *n).collect();
+    let leaks: Vec<&str> =
+        secrets.iter().filter(|(_, s)| logs.contains(s.as_str())).map(|(n, _)| *n).collect();
     assert!(leaks.is_empty(), "secrets in the logs ({} bytes captured): {leaks:?}", logs.len());
 
     assert!(errors.len() >= 20, "error answers seen: {}", errors.len());
-    let internal = ["127.0.0.1", "localhost", "ResourceNotFound", "DynamoDB", "dynamodb", "Exception", "REST/", "panicked", "src/", "error sending request", "Connection refused"];
+    let internal = [
+        "127.0.0.1",
+        "localhost",
+        "ResourceNotFound",
+        "DynamoDB",
+        "dynamodb",
+        "Exception",
+        "REST/",
+        "panicked",
+        "src/",
+        "error sending request",
+        "Connection refused",
+    ];
     for e in &errors {
         let found: Vec<&&str> = internal.iter().filter(|i| e.contains(**i)).collect();
         assert!(found.is_empty(), "an error answer carries internal detail {found:?}: {e}");
-        let leaked: Vec<&str> = secrets.iter().filter(|(_, s)| e.contains(s.as_str())).map(|(n, _)| *n).collect();
+        let leaked: Vec<&str> =
+            secrets.iter().filter(|(_, s)| e.contains(s.as_str())).map(|(n, _)| *n).collect();
         assert!(leaked.is_empty(), "an error answer carries {leaked:?}: {e}");
     }
-    eprintln!("secret hygiene: {} bytes of logs and {} error answers checked", logs.len(), errors.len());
+    eprintln!(
+        "secret hygiene: {} bytes of logs and {} error answers checked",
+        logs.len(),
+        errors.len()
+    );
 }
 
 /// `rt-relay-keys` against moto: `mint` prints the key once, alone on stdout; `list` shows
@@ -346,20 +552,39 @@ async fn the_keys_command_mints_once_lists_without_secrets_and_revokes() {
     let prefix = format!("t-keys-{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let dynamodb = rt_relay_shared::store::dynamodb::client_from_env().await;
     let tables = rt_relay_shared::config::Tables::with_prefix(&prefix);
-    rt_relay_shared::store::schema::create_tables(&dynamodb, &tables).await.expect("create tables in moto");
+    rt_relay_shared::store::schema::create_tables(&dynamodb, &tables)
+        .await
+        .expect("create tables in moto");
 
     let key = mint(&capture, &prefix, "ci dashboard", "tickets:read,notifications:read").await;
-    let (id, secret) = key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
+    let (id, secret) =
+        key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
     let minted_note = capture.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(minted_note.contains(id) && minted_note.contains("only time"), "stderr names the id: {minted_note}");
+    assert!(
+        minted_note.contains(id) && minted_note.contains("only time"),
+        "stderr names the id: {minted_note}"
+    );
 
     let listing = keys_command(&capture, &prefix, &["list"]).await;
-    let row = listing.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} listed:\n{listing}"));
-    assert!(row.contains("ci dashboard") && row.contains("tickets:read notifications:read") && row.trim_end().ends_with('-'), "{row}");
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("{id} listed:\n{listing}"));
+    assert!(
+        row.contains("ci dashboard")
+            && row.contains("tickets:read notifications:read")
+            && row.trim_end().ends_with('-'),
+        "{row}"
+    );
     let hash = rt_relay_shared::auth::secret_hash(secret);
-    assert!(!listing.contains(secret) && !listing.contains(&hash), "list shows no secret and no hash");
+    assert!(
+        !listing.contains(secret) && !listing.contains(&hash),
+        "list shows no secret and no hash"
+    );
 
-    assert!(keys_command(&capture, &prefix, &["revoke", id]).await.starts_with(&format!("revoked {id}")));
+    assert!(keys_command(&capture, &prefix, &["revoke", id])
+        .await
+        .starts_with(&format!("revoked {id}")));
     assert!(keys_command(&capture, &prefix, &["revoke", id]).await.contains("already revoked"));
     let listing = keys_command(&capture, &prefix, &["list"]).await;
     let row = listing.lines().find(|l| l.starts_with(id)).expect("still listed after revocation");
@@ -367,15 +592,30 @@ async fn the_keys_command_mints_once_lists_without_secrets_and_revokes() {
 
     let status = |args: &'static [&'static str]| {
         let prefix = prefix.clone();
-        async move { base_command(KEYS, &prefix).args(args).output().await.expect("run rt-relay-keys").status.code() }
+        async move {
+            base_command(KEYS, &prefix)
+                .args(args)
+                .output()
+                .await
+                .expect("run rt-relay-keys")
+                .status
+                .code()
+        }
     };
     assert_eq!(status(&["revoke", "0000000000000000"]).await, Some(1), "unknown id");
-    assert_eq!(status(&["mint", "--name", "x", "--scopes", "tickets:admin"]).await, Some(2), "unknown scope");
+    assert_eq!(
+        status(&["mint", "--name", "x", "--scopes", "tickets:admin"]).await,
+        Some(2),
+        "unknown scope"
+    );
     assert_eq!(status(&["mint", "--name", "x"]).await, Some(2), "no scopes");
 
     let logs = capture.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert!(!logs.contains(secret), "the key appeared outside mint's stdout");
-    for name in [&tables.tickets, &tables.notifications, &tables.connections, &tables.idempotency].into_iter().chain(tables.api_keys.as_ref()) {
+    for name in [&tables.tickets, &tables.notifications, &tables.connections, &tables.idempotency]
+        .into_iter()
+        .chain(tables.api_keys.as_ref())
+    {
         let _ = dynamodb.delete_table().table_name(name).send().await;
     }
 }

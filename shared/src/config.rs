@@ -80,12 +80,19 @@ pub(crate) fn required(lookup: Lookup<'_>, var: &'static str) -> Result<String, 
 }
 
 /// Reads a duration given in milliseconds.
-fn millis(lookup: Lookup<'_>, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+fn millis(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match get(lookup, var) {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(ms) if (1..=300_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-            _ => Err(ConfigError::new(var, format!("must be milliseconds between 1 and 300000, got {v:?}"))),
+            _ => Err(ConfigError::new(
+                var,
+                format!("must be milliseconds between 1 and 300000, got {v:?}"),
+            )),
         },
     }
 }
@@ -125,24 +132,36 @@ impl RtConfig {
         let default_api = match get(lookup, "RT_API_VERSION").as_deref() {
             None | Some("2") | Some("2.0") => RtApi::Rest2,
             Some("1") | Some("1.0") => RtApi::Rest1,
-            Some(other) => return Err(ConfigError::new("RT_API_VERSION", format!("must be 1 or 2, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "RT_API_VERSION",
+                    format!("must be 1 or 2, got {other:?}"),
+                ))
+            }
         };
         let raw = required(lookup, "RT_API_URL")?;
         let (api, base_url) =
             parse_rt_api_url(&raw, default_api).map_err(|p| ConfigError::new("RT_API_URL", p))?;
-        let auth = match (get(lookup, "RT_TOKEN"), get(lookup, "RT_USERNAME"), lookup("RT_PASSWORD")) {
-            (Some(_), _, _) if api == RtApi::Rest1 => {
-                return Err(ConfigError::new("RT_TOKEN", "RT REST 1.0 does not accept tokens; set RT_USERNAME and RT_PASSWORD"))
-            }
-            (Some(token), _, _) => RtAuth::Token(Secret::new(token)),
-            (None, Some(username), Some(password)) if !password.is_empty() => {
-                RtAuth::Basic { username, password: Secret::new(password) }
-            }
-            (None, Some(_), _) => return Err(ConfigError::new("RT_PASSWORD", "is not set")),
-            (None, None, _) => {
-                return Err(ConfigError::new("RT_USERNAME", "is not set (set RT_USERNAME and RT_PASSWORD, or RT_TOKEN)"))
-            }
-        };
+        let auth =
+            match (get(lookup, "RT_TOKEN"), get(lookup, "RT_USERNAME"), lookup("RT_PASSWORD")) {
+                (Some(_), _, _) if api == RtApi::Rest1 => {
+                    return Err(ConfigError::new(
+                        "RT_TOKEN",
+                        "RT REST 1.0 does not accept tokens; set RT_USERNAME and RT_PASSWORD",
+                    ))
+                }
+                (Some(token), _, _) => RtAuth::Token(Secret::new(token)),
+                (None, Some(username), Some(password)) if !password.is_empty() => {
+                    RtAuth::Basic { username, password: Secret::new(password) }
+                }
+                (None, Some(_), _) => return Err(ConfigError::new("RT_PASSWORD", "is not set")),
+                (None, None, _) => {
+                    return Err(ConfigError::new(
+                        "RT_USERNAME",
+                        "is not set (set RT_USERNAME and RT_PASSWORD, or RT_TOKEN)",
+                    ))
+                }
+            };
         let default_queue = get(lookup, "RT_DEFAULT_QUEUE").unwrap_or_else(|| "General".into());
         crate::model::validate_queue_name(&default_queue)
             .map_err(|e| ConfigError::new("RT_DEFAULT_QUEUE", e.message))?;
@@ -211,7 +230,9 @@ pub fn management_endpoint_from_lookup(lookup: Lookup<'_>) -> Result<Option<Url>
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .map(Some)
-            .ok_or_else(|| ConfigError::new("WS_MANAGEMENT_ENDPOINT", format!("not an http(s) URL: {v:?}"))),
+            .ok_or_else(|| {
+                ConfigError::new("WS_MANAGEMENT_ENDPOINT", format!("not an http(s) URL: {v:?}"))
+            }),
     }
 }
 
@@ -232,7 +253,12 @@ mod tests {
 
     #[test]
     fn seed_rest1_url_selects_rest1_and_strips_the_path() {
-        let c = rt(&[("RT_API_URL", "https://rt.example.com/REST/1.0/"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "p")]).unwrap();
+        let c = rt(&[
+            ("RT_API_URL", "https://rt.example.com/REST/1.0/"),
+            ("RT_USERNAME", "u"),
+            ("RT_PASSWORD", "p"),
+        ])
+        .unwrap();
         assert_eq!(c.api, RtApi::Rest1);
         assert_eq!(c.base_url.as_str(), "https://rt.example.com/");
         assert_eq!(c.default_queue, "General");
@@ -249,7 +275,13 @@ mod tests {
 
     #[test]
     fn bare_base_url_uses_rt_api_version() {
-        let c = rt(&[("RT_API_URL", "http://h"), ("RT_API_VERSION", "1"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "p")]).unwrap();
+        let c = rt(&[
+            ("RT_API_URL", "http://h"),
+            ("RT_API_VERSION", "1"),
+            ("RT_USERNAME", "u"),
+            ("RT_PASSWORD", "p"),
+        ])
+        .unwrap();
         assert_eq!(c.api, RtApi::Rest1);
         assert_eq!(c.base_url.as_str(), "http://h/");
     }
@@ -260,10 +292,26 @@ mod tests {
         assert_eq!(rt(&[("RT_API_URL", "ftp://x")]).unwrap_err().var, "RT_API_URL");
         assert_eq!(rt(&[("RT_API_URL", "http://x/REST/3.0/")]).unwrap_err().var, "RT_API_URL");
         assert_eq!(rt(&[("RT_API_URL", "http://x")]).unwrap_err().var, "RT_USERNAME");
-        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u")]).unwrap_err().var, "RT_PASSWORD");
-        assert_eq!(rt(&[("RT_API_URL", "http://x/REST/1.0/"), ("RT_TOKEN", "t")]).unwrap_err().var, "RT_TOKEN");
-        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_TIMEOUT_MS", "soon")]).unwrap_err().var, "RT_TIMEOUT_MS");
-        assert_eq!(rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_DEFAULT_QUEUE", "a\nb")]).unwrap_err().var, "RT_DEFAULT_QUEUE");
+        assert_eq!(
+            rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u")]).unwrap_err().var,
+            "RT_PASSWORD"
+        );
+        assert_eq!(
+            rt(&[("RT_API_URL", "http://x/REST/1.0/"), ("RT_TOKEN", "t")]).unwrap_err().var,
+            "RT_TOKEN"
+        );
+        assert_eq!(
+            rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_TIMEOUT_MS", "soon")])
+                .unwrap_err()
+                .var,
+            "RT_TIMEOUT_MS"
+        );
+        assert_eq!(
+            rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_DEFAULT_QUEUE", "a\nb")])
+                .unwrap_err()
+                .var,
+            "RT_DEFAULT_QUEUE"
+        );
     }
 
     #[test]
@@ -275,17 +323,26 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug() {
-        let c = rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")]).unwrap();
+        let c = rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")])
+            .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
     fn the_api_keys_table_is_optional_for_the_data_functions() {
-        let four = env(&[("TICKETS_TABLE", "t"), ("NOTIFICATIONS_TABLE", "n"), ("CONNECTIONS_TABLE", "c"), ("IDEMPOTENCY_TABLE", "i")]);
+        let four = env(&[
+            ("TICKETS_TABLE", "t"),
+            ("NOTIFICATIONS_TABLE", "n"),
+            ("CONNECTIONS_TABLE", "c"),
+            ("IDEMPOTENCY_TABLE", "i"),
+        ]);
         assert_eq!(Tables::from_lookup(&|k| four.get(k).cloned()).unwrap().api_keys, None);
         let mut five = four.clone();
         five.insert("API_KEYS_TABLE".into(), "k".into());
-        assert_eq!(Tables::from_lookup(&|k| five.get(k).cloned()).unwrap().api_keys.as_deref(), Some("k"));
+        assert_eq!(
+            Tables::from_lookup(&|k| five.get(k).cloned()).unwrap().api_keys.as_deref(),
+            Some("k")
+        );
         assert_eq!(Tables::with_prefix("p-").api_keys.as_deref(), Some("p-api-keys"));
     }
 

@@ -36,7 +36,8 @@ impl ApiGatewayPoster {
     /// on AWS, the local gateway's WebSocket URL locally), built once at cold start.
     pub async fn new(endpoint: &url::Url, timeout: Duration) -> Self {
         let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
+        let timeouts =
+            aws_config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&conf)
             .endpoint_url(endpoint.as_str().trim_end_matches('/'))
             .timeout_config(timeouts)
@@ -48,9 +49,18 @@ impl ApiGatewayPoster {
 #[async_trait]
 impl ConnectionPoster for ApiGatewayPoster {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
-        match self.client.post_to_connection().connection_id(connection_id).data(Blob::new(data)).send().await {
+        match self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(data))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_gone_exception()) => Err(PostError::Gone),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_gone_exception()) => {
+                Err(PostError::Gone)
+            }
             Err(e) => Err(PostError::Failed(crate::http::error_chain(&e))),
         }
     }

@@ -161,16 +161,20 @@ pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
 /// A response whose body is already JSON text (an idempotent replay).
 pub fn raw_json_response(status: u16, body: String) -> Response<Body> {
     let mut resp = Response::new(Body::Text(body));
-    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::OK);
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status)
+        .unwrap_or(lambda_http::http::StatusCode::OK);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     resp
 }
 
 /// Checks `Content-Type` and size and returns the body bytes.
 pub fn json_body(req: &Request) -> Result<&[u8], ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+    if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json"))
+    {
         return Err(ApiError::UnsupportedMediaType);
     }
     let bytes: &[u8] = req.body().as_ref();
@@ -222,7 +226,8 @@ mod tests {
 
     #[test]
     fn rt_failures_are_5xx_without_detail() {
-        let resp = ApiError::Rt(RtError::Malformed("secret internal detail".into())).into_response();
+        let resp =
+            ApiError::Rt(RtError::Malformed("secret internal detail".into())).into_response();
         assert_eq!(resp.status(), 502);
         assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("secret internal"));
         assert_eq!(ApiError::Rt(RtError::Timeout(std::time::Duration::from_secs(1))).status(), 504);
@@ -231,7 +236,10 @@ mod tests {
 
     #[test]
     fn store_failures_hide_the_aws_message() {
-        let err = ApiError::Store(StoreError::aws("Query", std::io::Error::other("arn:aws:dynamodb:secret")));
+        let err = ApiError::Store(StoreError::aws(
+            "Query",
+            std::io::Error::other("arn:aws:dynamodb:secret"),
+        ));
         let resp = err.into_response();
         assert_eq!(resp.status(), 503);
         assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("arn:aws"));

@@ -77,7 +77,8 @@ impl NewTicket {
                 Some(_) => Err(ValidationError::field(name, "must be a string")),
             }
         };
-        let title = string("title")?.ok_or_else(|| ValidationError::field("title", "is required"))?;
+        let title =
+            string("title")?.ok_or_else(|| ValidationError::field("title", "is required"))?;
         let ticket = NewTicket {
             title,
             description: string("description")?.unwrap_or_default(),
@@ -109,12 +110,18 @@ fn validate_title(raw: &str) -> Result<String, ValidationError> {
         return Err(ValidationError::field("title", "must not be empty"));
     }
     if title.chars().any(char::is_control) {
-        return Err(ValidationError::field("title", "must not contain control characters (newlines, tabs, ...)"));
+        return Err(ValidationError::field(
+            "title",
+            "must not contain control characters (newlines, tabs, ...)",
+        ));
     }
     if title.len() > MAX_TITLE_BYTES {
         return Err(ValidationError::field(
             "title",
-            format!("is {} bytes; at most {MAX_TITLE_BYTES} bytes (UTF-8) are allowed", title.len()),
+            format!(
+                "is {} bytes; at most {MAX_TITLE_BYTES} bytes (UTF-8) are allowed",
+                title.len()
+            ),
         ));
     }
     Ok(title.to_owned())
@@ -124,7 +131,10 @@ fn validate_description(description: &str) -> Result<(), ValidationError> {
     if description.len() > MAX_DESCRIPTION_BYTES {
         return Err(ValidationError::field(
             "description",
-            format!("is {} bytes; at most {MAX_DESCRIPTION_BYTES} bytes (UTF-8) are allowed", description.len()),
+            format!(
+                "is {} bytes; at most {MAX_DESCRIPTION_BYTES} bytes (UTF-8) are allowed",
+                description.len()
+            ),
         ));
     }
     if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
@@ -143,7 +153,10 @@ pub fn validate_queue_name(raw: &str) -> Result<String, ValidationError> {
         return Err(ValidationError::field("queue", "must not be empty"));
     }
     if queue.len() > MAX_QUEUE_BYTES {
-        return Err(ValidationError::field("queue", format!("at most {MAX_QUEUE_BYTES} bytes are allowed")));
+        return Err(ValidationError::field(
+            "queue",
+            format!("at most {MAX_QUEUE_BYTES} bytes are allowed"),
+        ));
     }
     if queue.chars().any(char::is_control) {
         return Err(ValidationError::field("queue", "must not contain control characters"));
@@ -155,16 +168,26 @@ pub fn validate_queue_name(raw: &str) -> Result<String, ValidationError> {
 /// no list separators). Returns it trimmed.
 pub fn validate_requestor(raw: &str) -> Result<String, ValidationError> {
     let email = raw.trim();
-    let bad = || ValidationError::field("requestor", "must be one email address such as user@example.com");
+    let bad = || {
+        ValidationError::field("requestor", "must be one email address such as user@example.com")
+    };
     if email.is_empty() || email.len() > MAX_EMAIL_BYTES {
         return Err(bad());
     }
-    if email.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')')) {
+    if email.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')')
+    }) {
         return Err(bad());
     }
     let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
-    let labels_ok = domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain.contains('.') || !labels_ok {
+    let labels_ok =
+        domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || !domain.contains('.')
+        || !labels_ok
+    {
         return Err(bad());
     }
     Ok(email.to_owned())
@@ -256,7 +279,8 @@ mod tests {
 
     #[test]
     fn seed_body_is_accepted_and_trimmed() {
-        let t = parse(r#"{"title":"  Problema no Login ","description":"Usuário não consegue"}"#).unwrap();
+        let t = parse(r#"{"title":"  Problema no Login ","description":"Usuário não consegue"}"#)
+            .unwrap();
         assert_eq!(t.title, "Problema no Login");
         assert_eq!(t.description, "Usuário não consegue");
         assert_eq!(t.queue, None);
@@ -294,8 +318,14 @@ mod tests {
     #[test]
     fn description_limits() {
         let big = "a".repeat(MAX_DESCRIPTION_BYTES + 1);
-        assert_eq!(field_of(&format!(r#"{{"title":"t","description":"{big}"}}"#)).as_deref(), Some("description"));
-        assert_eq!(field_of(r#"{"title":"t","description":"nul\u0000"}"#).as_deref(), Some("description"));
+        assert_eq!(
+            field_of(&format!(r#"{{"title":"t","description":"{big}"}}"#)).as_deref(),
+            Some("description")
+        );
+        assert_eq!(
+            field_of(r#"{"title":"t","description":"nul\u0000"}"#).as_deref(),
+            Some("description")
+        );
     }
 
     #[test]
@@ -303,7 +333,17 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.example.org"] {
             assert!(validate_requestor(good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b.co, c@d.co", "a@b.co\nCc: x@y.z", "a@-b.co"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@.co",
+            "a b@c.co",
+            "a@b.co, c@d.co",
+            "a@b.co\nCc: x@y.z",
+            "a@-b.co",
+        ] {
             assert!(validate_requestor(bad).is_err(), "{bad:?}");
         }
     }

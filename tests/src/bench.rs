@@ -101,10 +101,7 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} {v}: not a valid value"))
-        })
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v}: not a valid value")))
         .unwrap_or(default)
 }
 

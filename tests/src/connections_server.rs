@@ -43,9 +43,12 @@ impl ConnectionsServer {
     /// Like [`ConnectionsServer::start`], answering each post after `latency`.
     pub async fn start_with_latency(latency: std::time::Duration) -> Self {
         let inner = Arc::new(Mutex::new(Inner { latency, ..Inner::default() }));
-        let app = Router::new().route("/@connections/{id}", post(post_to_connection)).with_state(inner.clone());
+        let app = Router::new()
+            .route("/@connections/{id}", post(post_to_connection))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-        let url = url::Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+        let url = url::Url::parse(&format!("http://{}", listener.local_addr().expect("addr")))
+            .expect("url");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -82,7 +85,11 @@ impl ConnectionsServer {
     }
 }
 
-async fn post_to_connection(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn post_to_connection(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let latency = inner.lock().unwrap_or_else(|p| p.into_inner()).latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -98,7 +105,12 @@ async fn post_to_connection(State(inner): State<Arc<Mutex<Inner>>>, Path(id): Pa
             .into_response();
     }
     if st.failing.contains(&id) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, [("x-amzn-errortype", "InternalServerError")], "{}").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("x-amzn-errortype", "InternalServerError")],
+            "{}",
+        )
+            .into_response();
     }
     st.received.entry(id).or_default().push(String::from_utf8_lossy(&body).into_owned());
     StatusCode::OK.into_response()

@@ -49,12 +49,20 @@ pub enum Fault {
 impl Fault {
     /// RT's (Starlet's) plain 500.
     pub fn rt_500() -> Self {
-        Fault::Respond { status: 500, content_type: "text/plain", body: "Internal Server Error".into() }
+        Fault::Respond {
+            status: 500,
+            content_type: "text/plain",
+            body: "Internal Server Error".into(),
+        }
     }
 
     /// RT's 401 for credentials it no longer accepts.
     pub fn rt_401() -> Self {
-        Fault::Respond { status: 401, content_type: "application/json", body: r#"{"message":"Unauthorized"}"#.into() }
+        Fault::Respond {
+            status: 401,
+            content_type: "application/json",
+            body: r#"{"message":"Unauthorized"}"#.into(),
+        }
     }
 
     /// DynamoDB's retryable `InternalServerError` (the SDK retries it, then gives up).
@@ -85,12 +93,16 @@ impl Match {
     fn matches(&self, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> bool {
         match self {
             Match::Any => true,
-            Match::MethodPath(m, prefix) => method.eq_ignore_ascii_case(m) && path.starts_with(prefix),
-            Match::HeaderPrefix(name, prefix) => {
-                headers.get(*name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(prefix))
+            Match::MethodPath(m, prefix) => {
+                method.eq_ignore_ascii_case(m) && path.starts_with(prefix)
             }
+            Match::HeaderPrefix(name, prefix) => headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(prefix)),
             Match::PathBody(prefix, needle) => {
-                path.starts_with(prefix.as_str()) && body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes())
+                path.starts_with(prefix.as_str())
+                    && body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes())
             }
         }
     }
@@ -147,7 +159,8 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (a loopback URL).
     pub async fn start(upstream: &str) -> Self {
-        let upstream = url::Url::parse(upstream).unwrap_or_else(|e| panic!("upstream {upstream:?}: {e}"));
+        let upstream =
+            url::Url::parse(upstream).unwrap_or_else(|e| panic!("upstream {upstream:?}: {e}"));
         assert!(
             matches!(upstream.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
             "the fault proxy only fronts loopback services, not {upstream}"
@@ -166,7 +179,8 @@ impl FaultProxy {
             faulted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the fault proxy on loopback");
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.expect("bind the fault proxy on loopback");
         let addr = listener.local_addr().expect("proxy address");
         let app = Router::new().fallback(proxy).with_state(shared.clone());
         let listener = RefusingListener { inner: listener, shared: shared.clone() };
@@ -270,7 +284,8 @@ fn plain(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Respo
 
 async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let path_and_query =
+        parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let body: Bytes = match to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "text/plain", "unreadable request body"),
@@ -291,7 +306,9 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
     let mut target = shared.upstream.clone();
-    let (path, query) = path_and_query.split_once('?').map_or((path_and_query.as_str(), None), |(p, q)| (p, Some(q)));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .map_or((path_and_query.as_str(), None), |(p, q)| (p, Some(q)));
     target.set_path(path);
     target.set_query(query);
     let mut outbound = shared.http.request(parts.method.clone(), target).body(body);
@@ -307,7 +324,13 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.forwarded.fetch_add(1, Ordering::SeqCst);
     let upstream = match outbound.send().await {
         Ok(r) => r,
-        Err(_) => return plain(StatusCode::BAD_GATEWAY, "text/plain", "fault proxy: upstream unreachable"),
+        Err(_) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                "text/plain",
+                "fault proxy: upstream unreachable",
+            )
+        }
     };
     let status = upstream.status();
     let headers = upstream.headers().clone();
@@ -318,7 +341,10 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     for (name, value) in &headers {
-        if name != header::CONNECTION && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+        if name != header::CONNECTION
+            && name != header::CONTENT_LENGTH
+            && name != header::TRANSFER_ENCODING
+        {
             resp.headers_mut().append(name, value.clone());
         }
     }

@@ -25,7 +25,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// `<target>/<profile>/`, whatever `CARGO_TARGET_DIR` says.
 pub fn gateway_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("test binary under <target>/<profile>/deps");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary under <target>/<profile>/deps");
     let path = profile_dir.join("rt-relay-gateway");
     assert!(
         path.is_file(),
@@ -54,7 +57,9 @@ impl ProcessSettings {
     pub fn new(table_prefix: &str) -> Self {
         Self {
             table_prefix: table_prefix.to_owned(),
-            checkpoint: std::env::temp_dir().join("rt-relay-e2e").join(format!("{table_prefix}checkpoint.json")),
+            checkpoint: std::env::temp_dir()
+                .join("rt-relay-e2e")
+                .join(format!("{table_prefix}checkpoint.json")),
             aws_endpoint: require_env("AWS_ENDPOINT_URL"),
             poll_ms: 100,
         }
@@ -77,12 +82,15 @@ impl GatewayProcess {
     /// Starts the binary and waits (bounded) until it prints its URLs.
     pub async fn start(settings: &ProcessSettings) -> Self {
         let rt_url = require_env("RT_URL");
-        let log_path = settings.checkpoint.with_extension(format!("gateway-{}.log", uuid::Uuid::new_v4().simple()));
+        let log_path = settings
+            .checkpoint
+            .with_extension(format!("gateway-{}.log", uuid::Uuid::new_v4().simple()));
         if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         }
-        let log =
-            std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let mut cmd = Command::new(gateway_binary());
         cmd.env("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/')))
             .env("RT_TOKEN", require_env("RT_TOKEN"))
@@ -97,7 +105,9 @@ impl GatewayProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", gateway_binary().display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", gateway_binary().display()));
         let pid = child.id().expect("the child has a pid");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -108,7 +118,10 @@ impl GatewayProcess {
             let line = match tokio::time::timeout(left, lines.next_line()).await {
                 Ok(Ok(Some(line))) => line,
                 Ok(Ok(None)) | Ok(Err(_)) => {
-                    panic!("the gateway (pid {pid}) exited during start-up; its log: {}", log_path.display())
+                    panic!(
+                        "the gateway (pid {pid}) exited during start-up; its log: {}",
+                        log_path.display()
+                    )
                 }
                 Err(_) => {
                     panic!(
@@ -126,7 +139,13 @@ impl GatewayProcess {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, pid, http_url: http_url.unwrap_or_default(), ws_url: ws_url.unwrap_or_default(), log_path }
+        Self {
+            child,
+            pid,
+            http_url: http_url.unwrap_or_default(),
+            ws_url: ws_url.unwrap_or_default(),
+            log_path,
+        }
     }
 
     /// Where the process's log (stderr) goes.

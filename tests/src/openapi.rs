@@ -28,7 +28,10 @@ pub fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
 
 /// The operation object at `path` (as written in the document) and `method` (lower case).
 pub fn operation<'a>(doc: &'a Value, path: &str, method: &str) -> &'a Value {
-    doc["paths"].get(path).and_then(|p| p.get(method)).unwrap_or_else(|| panic!("the document has no {method} {path}"))
+    doc["paths"]
+        .get(path)
+        .and_then(|p| p.get(method))
+        .unwrap_or_else(|| panic!("the document has no {method} {path}"))
 }
 
 /// Checks a real response against the operation's documented response for `status`:
@@ -54,9 +57,13 @@ pub fn check_response(
                 problems.push(format!("{method} {path} {status}: header {name} is missing"))
             }
             None => {}
-            Some(v) => {
-                validate(doc, &h["schema"], &Value::String(v.to_owned()), &format!("header {name}"), &mut problems)
-            }
+            Some(v) => validate(
+                doc,
+                &h["schema"],
+                &Value::String(v.to_owned()),
+                &format!("header {name}"),
+                &mut problems,
+            ),
         }
     }
     let Some(media) = resp.get("content").and_then(|c| c.get("application/json")) else {
@@ -64,7 +71,9 @@ pub fn check_response(
     };
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.starts_with("application/json") {
-        problems.push(format!("{method} {path} {status}: content-type {content_type:?}, documented application/json"));
+        problems.push(format!(
+            "{method} {path} {status}: content-type {content_type:?}, documented application/json"
+        ));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(json) => validate(doc, &media["schema"], &json, "body", &mut problems),
@@ -142,7 +151,9 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, problems: 
                         problems.push(format!("{at}: property {name} is not in the document"));
                     }
                 } else if !arg.is_boolean() {
-                    problems.push(format!("{at}: additionalProperties with a schema is not supported by this checker"));
+                    problems.push(format!(
+                        "{at}: additionalProperties with a schema is not supported by this checker"
+                    ));
                 }
             }
             "items" => {
@@ -172,7 +183,9 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, problems: 
             "minLength" | "maxLength" => {
                 if let (Some(s), Some(bound)) = (value.as_str(), arg.as_u64()) {
                     let n = s.chars().count() as u64;
-                    if (keyword == "minLength" && n < bound) || (keyword == "maxLength" && n > bound) {
+                    if (keyword == "minLength" && n < bound)
+                        || (keyword == "maxLength" && n > bound)
+                    {
                         problems.push(format!("{at}: {n} characters break {keyword} {bound}"));
                     }
                 }
@@ -182,7 +195,9 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, problems: 
                     match matches_simple_pattern(arg.as_str().unwrap_or(""), s) {
                         Some(true) => {}
                         Some(false) => problems.push(format!("{at}: {s:?} does not match {arg}")),
-                        None => problems.push(format!("{at}: pattern {arg} is beyond this checker")),
+                        None => {
+                            problems.push(format!("{at}: pattern {arg} is beyond this checker"))
+                        }
                     }
                 }
             }
@@ -197,7 +212,9 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, problems: 
                     problems.push(format!("{at}: {value} matches none of anyOf"));
                 }
             }
-            other => problems.push(format!("{at}: keyword {other} is not supported by this checker")),
+            other => {
+                problems.push(format!("{at}: keyword {other} is not supported by this checker"))
+            }
         }
     }
 }
@@ -281,8 +298,14 @@ mod tests {
     fn simple_patterns() {
         assert_eq!(matches_simple_pattern("^[a-z][a-z0-9_]*$", "rt_timeout"), Some(true));
         assert_eq!(matches_simple_pattern("^[a-z][a-z0-9_]*$", "Bad"), Some(false));
-        assert_eq!(matches_simple_pattern("^ticket-[1-9][0-9]*-created$", "ticket-42-created"), Some(true));
-        assert_eq!(matches_simple_pattern("^ticket-[1-9][0-9]*-created$", "ticket-042-created"), Some(false));
+        assert_eq!(
+            matches_simple_pattern("^ticket-[1-9][0-9]*-created$", "ticket-42-created"),
+            Some(true)
+        );
+        assert_eq!(
+            matches_simple_pattern("^ticket-[1-9][0-9]*-created$", "ticket-042-created"),
+            Some(false)
+        );
         assert_eq!(matches_simple_pattern("^/tickets/[1-9][0-9]*$", "/tickets/7"), Some(true));
         assert_eq!(matches_simple_pattern("^[!-~]+$", "a b"), Some(false));
         assert_eq!(matches_simple_pattern("^a(b|c)$", "ab"), None);

@@ -20,11 +20,7 @@ pub fn rt_env(name: &str) -> String {
 /// RT's base URL, ending in `/`.
 pub fn rt_base_url() -> Url {
     let raw = rt_env("RT_URL");
-    let with_slash = if raw.ends_with('/') {
-        raw
-    } else {
-        format!("{raw}/")
-    };
+    let with_slash = if raw.ends_with('/') { raw } else { format!("{raw}/") };
     Url::parse(&with_slash).unwrap_or_else(|e| panic!("RT_URL {with_slash:?} is not a URL: {e}"))
 }
 
@@ -35,18 +31,12 @@ pub fn token_auth() -> RtAuth {
 
 /// User name and password (HTTP Basic on REST 2.0, `user`/`pass` on REST 1.0).
 pub fn password_auth() -> RtAuth {
-    RtAuth::Basic {
-        username: rt_env("RT_USERNAME"),
-        password: Secret::new(rt_env("RT_PASSWORD")),
-    }
+    RtAuth::Basic { username: rt_env("RT_USERNAME"), password: Secret::new(rt_env("RT_PASSWORD")) }
 }
 
 /// The right user with a wrong password.
 pub fn wrong_password_auth() -> RtAuth {
-    RtAuth::Basic {
-        username: rt_env("RT_USERNAME"),
-        password: Secret::new("not-the-password"),
-    }
+    RtAuth::Basic { username: rt_env("RT_USERNAME"), password: Secret::new("not-the-password") }
 }
 
 /// A token RT never issued (RT's format: `<id>-<token id>-<hex>`).
@@ -68,13 +58,7 @@ pub fn rt_config(api: RtApi, auth: RtAuth) -> RtConfig {
 /// A configuration pointing at another address (closed ports, silent servers).
 pub fn config_at(api: RtApi, auth: RtAuth, base_url: &str, timeout: Duration) -> RtConfig {
     let base_url = Url::parse(base_url).unwrap_or_else(|e| panic!("{base_url:?}: {e}"));
-    RtConfig {
-        api,
-        base_url,
-        auth,
-        default_queue: "General".into(),
-        timeout,
-    }
+    RtConfig { api, base_url, auth, default_queue: "General".into(), timeout }
 }
 
 /// The adapter `config.api` names.

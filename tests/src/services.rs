@@ -45,7 +45,8 @@ pub async fn delete_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) {
 
 /// A ticket record for store tests (no RT involved).
 pub fn sample_ticket(id: u64, status: &str, queue: &str) -> Ticket {
-    let created = chrono::DateTime::from_timestamp(1_700_000_000 + id as i64, 0).unwrap_or_default();
+    let created =
+        chrono::DateTime::from_timestamp(1_700_000_000 + id as i64, 0).unwrap_or_default();
     Ticket {
         id,
         title: format!("ticket {id}"),
@@ -61,7 +62,8 @@ pub fn sample_ticket(id: u64, status: &str, queue: &str) -> Ticket {
 
 /// The notification the API would record with `ticket`, created a millisecond per id apart.
 pub fn sample_notification(ticket: &Ticket) -> Notification {
-    let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ticket.id as i64).unwrap_or_default();
+    let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ticket.id as i64)
+        .unwrap_or_default();
     Notification::ticket_created(ticket, at)
 }
 
@@ -106,7 +108,9 @@ pub async fn read_notification_stream(
         .await;
         let mut iterator = it["ShardIterator"].clone();
         for _ in 0..100 {
-            let out = call("GetRecords", serde_json::json!({ "ShardIterator": iterator, "Limit": 100 })).await;
+            let out =
+                call("GetRecords", serde_json::json!({ "ShardIterator": iterator, "Limit": 100 }))
+                    .await;
             let batch = out["Records"].as_array().cloned().unwrap_or_default();
             if batch.is_empty() {
                 break;
@@ -118,5 +122,6 @@ pub async fn read_notification_stream(
             iterator = out["NextShardIterator"].clone();
         }
     }
-    serde_json::from_value(serde_json::json!({ "Records": records })).expect("Lambda DynamoDB event shape")
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+        .expect("Lambda DynamoDB event shape")
 }

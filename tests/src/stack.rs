@@ -40,7 +40,8 @@ impl Stack {
     /// variables are missing.
     pub async fn new(tag: &str) -> Self {
         let prefix = unique_prefix(tag);
-        let checkpoint = std::env::temp_dir().join("rt-relay-e2e").join(format!("{prefix}checkpoint.json"));
+        let checkpoint =
+            std::env::temp_dir().join("rt-relay-e2e").join(format!("{prefix}checkpoint.json"));
         let rt_url = require_env("RT_URL");
         let vars: HashMap<&str, String> = HashMap::from([
             ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
@@ -71,7 +72,10 @@ impl Stack {
 
     /// The stack's API keys table.
     pub fn keys(&self) -> DynamoApiKeys {
-        DynamoApiKeys::new(self.dynamodb.clone(), self.tables().api_keys.clone().expect("the stack has an API keys table"))
+        DynamoApiKeys::new(
+            self.dynamodb.clone(),
+            self.tables().api_keys.clone().expect("the stack has an API keys table"),
+        )
     }
 
     /// Mints another key with `scopes`.
@@ -102,7 +106,9 @@ impl Stack {
 
     /// Starts a gateway (creating the tables on first start).
     pub async fn start(&self) -> RunningGateway {
-        Gateway::start(self.config.clone()).await.unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
+        Gateway::start(self.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
     }
 
     /// Connection ids currently in the connections table.
@@ -124,7 +130,10 @@ impl Stack {
     /// Deletes this stack's tables and checkpoint (best effort, at the end of a test).
     pub async fn clean_up(&self) {
         let t = self.tables();
-        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency].into_iter().chain(t.api_keys.as_ref()) {
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency]
+            .into_iter()
+            .chain(t.api_keys.as_ref())
+        {
             let _ = self.dynamodb.delete_table().table_name(name).send().await;
         }
         let _ = std::fs::remove_file(self.checkpoint_path());
@@ -132,17 +141,26 @@ impl Stack {
 }
 
 /// Mints a key named `name` with `scopes` into `tables`' API keys table (which must exist).
-pub async fn mint_key(dynamodb: &aws_sdk_dynamodb::Client, tables: &Tables, name: &str, scopes: &[Scope]) -> String {
-    let table = tables.api_keys.clone().expect("an API keys table name (Tables::with_prefix sets one)");
+pub async fn mint_key(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+    name: &str,
+    scopes: &[Scope],
+) -> String {
+    let table =
+        tables.api_keys.clone().expect("an API keys table name (Tables::with_prefix sets one)");
     let keys = DynamoApiKeys::new(dynamodb.clone(), table);
-    let minted = mint(&keys, name, scopes.iter().copied().collect(), chrono::Utc::now()).await.expect("mint an API key");
+    let minted = mint(&keys, name, scopes.iter().copied().collect(), chrono::Utc::now())
+        .await
+        .expect("mint an API key");
     minted.key().to_owned()
 }
 
 /// An HTTP client that sends `key` as `Authorization: Bearer <key>` on every request.
 pub fn authorized_client(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("a key is a valid header value");
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("a key is a valid header value");
     value.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, value);
     reqwest::Client::builder().default_headers(headers).build().expect("HTTP client")
@@ -180,10 +198,11 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to `url` (the handshake completes only after `$connect` admitted it).
     pub async fn connect(url: &str) -> Self {
-        let (socket, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-            .await
-            .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
-            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
+        let (socket, _) =
+            tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+                .await
+                .unwrap_or_else(|_| panic!("WebSocket connect to {url} timed out"))
+                .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
         Self { socket, received: Vec::new() }
     }
 
@@ -198,14 +217,20 @@ impl WsClient {
         loop {
             match tokio::time::timeout_at(deadline, self.socket.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
-                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => {
+                    return None
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }
     }
 
     /// Waits (bounded) for a message matching `pred`, keeping everything received.
-    pub async fn wait_for_message(&mut self, limit: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub async fn wait_for_message(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         if let Some(v) = self.received.iter().find(|v| pred(v)) {
             return Some(v.clone());
         }
@@ -223,12 +248,18 @@ impl WsClient {
 
     /// Waits (bounded) for the `ticket.created` notification of `ticket_id`.
     pub async fn wait_for_ticket(&mut self, ticket_id: u64, limit: Duration) -> Option<Value> {
-        self.wait_for_message(limit, |v| v["type"] == "ticket.created" && v["ticket"]["id"] == ticket_id).await
+        self.wait_for_message(limit, |v| {
+            v["type"] == "ticket.created" && v["ticket"]["id"] == ticket_id
+        })
+        .await
     }
 
     /// Closes with the close handshake.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while self.socket.next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.socket.next().await.is_some() {}
+        })
+        .await;
     }
 }

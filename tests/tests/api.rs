@@ -22,7 +22,8 @@ use rt_relay_shared::{
     model::{Notification, Ticket},
     rt::{client_from_config, RtClient, RtQuery},
     store::{
-        dynamodb::DynamoStore, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter, TicketStore,
+        dynamodb::DynamoStore, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter,
+        TicketStore,
     },
 };
 use rt_relay_tests::services::{fresh_tables, require_env};
@@ -61,7 +62,13 @@ async fn api_with(tag: &str, rt: Arc<dyn RtClient>, tickets: Option<Arc<dyn Tick
     let store = Arc::new(DynamoStore::new(client, tables));
     let tickets = tickets.unwrap_or_else(|| store.clone());
     Api {
-        post: PostTicket::new(rt.clone(), tickets, store.clone(), "General".into(), Duration::from_secs(2)),
+        post: PostTicket::new(
+            rt.clone(),
+            tickets,
+            store.clone(),
+            "General".into(),
+            Duration::from_secs(2),
+        ),
         get: GetTicket::new(rt.clone(), store.clone()),
         list: ListTickets::new(store.clone()),
         notes: ListNotifications::new(store.clone()),
@@ -70,13 +77,21 @@ async fn api_with(tag: &str, rt: Arc<dyn RtClient>, tickets: Option<Arc<dyn Tick
     }
 }
 
-fn request(method: &str, path: &str, query: &[(&str, &str)], headers: &[(&str, &str)], body: Option<&str>) -> Request {
-    let mut b = lambda_http::http::Request::builder().method(method).uri(format!("https://api.test{path}"));
+fn request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Request {
+    let mut b =
+        lambda_http::http::Request::builder().method(method).uri(format!("https://api.test{path}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
     let body = body.map(|s| Body::Text(s.to_owned())).unwrap_or(Body::Empty);
-    let q: HashMap<String, String> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let q: HashMap<String, String> =
+        query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     b.body(body).unwrap().with_query_string_parameters(q)
 }
 
@@ -93,7 +108,8 @@ fn get_req(path: &str, query: &[(&str, &str)]) -> Request {
 }
 
 fn json_of(resp: &Response<Body>) -> Value {
-    serde_json::from_slice(resp.body().as_ref()).unwrap_or_else(|_| panic!("not JSON: {:?}", resp.body()))
+    serde_json::from_slice(resp.body().as_ref())
+        .unwrap_or_else(|_| panic!("not JSON: {:?}", resp.body()))
 }
 
 fn error_code(resp: &Response<Body>) -> String {
@@ -122,7 +138,10 @@ async fn post_creates_in_rt_records_ticket_and_notification() {
 
     let in_rt = api.rt.get(id).await.unwrap();
     assert_eq!(in_rt.subject, title);
-    assert_eq!(api.rt.description(id).await.unwrap(), "Usuário não consegue fazer login no sistema.\n  detalhe");
+    assert_eq!(
+        api.rt.description(id).await.unwrap(),
+        "Usuário não consegue fazer login no sistema.\n  detalhe"
+    );
     assert_eq!(api.store.get_ticket(id).await.unwrap().unwrap().title, title);
     let notes = json_of(&api.notes.handle(get_req("/notifications", &[])).await);
     assert_eq!(notes["items"][0]["type"], "ticket.created");
@@ -138,9 +157,24 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_written() {
         (post_req("{not json", None), 400, "invalid_request"),
         (post_req(r#"{"title":"a\nOwner: root"}"#, None), 400, "invalid_request"),
         (post_req(&json!({"title": "x".repeat(201)}).to_string(), None), 400, "invalid_request"),
-        (request("POST", "/tickets", &[], &[("content-type", "text/plain")], Some("{}")), 415, "unsupported_media_type"),
-        (request("POST", "/tickets", &[], &[], Some(r#"{"title":"t"}"#)), 415, "unsupported_media_type"),
-        (post_req(&format!(r#"{{"title":"t","description":"{}"}}"#, "a".repeat(600 * 1024)), None), 413, "payload_too_large"),
+        (
+            request("POST", "/tickets", &[], &[("content-type", "text/plain")], Some("{}")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            request("POST", "/tickets", &[], &[], Some(r#"{"title":"t"}"#)),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            post_req(
+                &format!(r#"{{"title":"t","description":"{}"}}"#, "a".repeat(600 * 1024)),
+                None,
+            ),
+            413,
+            "payload_too_large",
+        ),
         (post_req(r#"{"title":"t"}"#, Some("has space")), 400, "invalid_idempotency_key"),
         (post_req(r#"{"title":"t","queue":"No Such Queue Anywhere"}"#, None), 422, "rt_refused"),
         (request("DELETE", "/tickets", &[], &[], None), 405, "method_not_allowed"),
@@ -152,7 +186,8 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_written() {
         assert!(c == code || (code == "rt_refused" && c == "rt_rejected"), "{c} != {code}");
         assert_eq!(resp.headers()["content-type"], "application/json");
     }
-    let page = api.store.list_tickets(&TicketFilter::default(), &PageRequest::first(10)).await.unwrap();
+    let page =
+        api.store.list_tickets(&TicketFilter::default(), &PageRequest::first(10)).await.unwrap();
     assert!(page.items.is_empty(), "nothing recorded");
     assert!(api.store.list_notifications(&PageRequest::first(10)).await.unwrap().items.is_empty());
 }
@@ -160,7 +195,10 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_written() {
 #[tokio::test]
 async fn get_ticket_reads_rt_and_refreshes_the_record() {
     let api = api("get").await;
-    let resp = api.post.handle(post_req(&json!({"title": unique("to be opened")}).to_string(), None)).await;
+    let resp = api
+        .post
+        .handle(post_req(&json!({"title": unique("to be opened")}).to_string(), None))
+        .await;
     assert_eq!(resp.status(), 201);
     let id = json_of(&resp)["id"].as_u64().unwrap();
 
@@ -199,7 +237,10 @@ async fn list_routes_page_and_refuse_bad_parameters() {
     let api = api("list").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let resp = api.post.handle(post_req(&json!({"title": unique(&format!("list {i}"))}).to_string(), None)).await;
+        let resp = api
+            .post
+            .handle(post_req(&json!({"title": unique(&format!("list {i}"))}).to_string(), None))
+            .await;
         assert_eq!(resp.status(), 201);
         ids.push(json_of(&resp)["id"].as_u64().unwrap());
     }
@@ -219,7 +260,9 @@ async fn list_routes_page_and_refuse_bad_parameters() {
         }
     }
     assert_eq!(seen, ids, "newest first, every ticket once");
-    let queue = json_of(&api.list.handle(get_req("/tickets", &[("queue", "General"), ("status", "new")])).await);
+    let queue = json_of(
+        &api.list.handle(get_req("/tickets", &[("queue", "General"), ("status", "new")])).await,
+    );
     assert_eq!(queue["items"].as_array().unwrap().len(), 5);
 
     for (q, field) in [
@@ -228,7 +271,10 @@ async fn list_routes_page_and_refuse_bad_parameters() {
         (vec![("limit", "x")], "limit"),
         (vec![("cursor", "garbage!")], "cursor"),
     ] {
-        for resp in [api.list.handle(get_req("/tickets", &q)).await, api.notes.handle(get_req("/notifications", &q)).await] {
+        for resp in [
+            api.list.handle(get_req("/tickets", &q)).await,
+            api.notes.handle(get_req("/notifications", &q)).await,
+        ] {
             assert_eq!(resp.status(), 400);
             assert_eq!(json_of(&resp)["error"]["field"], field);
         }
@@ -243,7 +289,10 @@ async fn rt_tickets_titled(rt: &dyn RtClient, after: u64, title: &str) -> Vec<u6
     let mut found = Vec::new();
     let mut page = 1;
     loop {
-        let got = rt.list(&RtQuery { min_id: Some(after + 1), ..RtQuery::default() }, page, 100).await.unwrap();
+        let got = rt
+            .list(&RtQuery { min_id: Some(after + 1), ..RtQuery::default() }, page, 100)
+            .await
+            .unwrap();
         found.extend(got.tickets.iter().filter(|t| t.subject == title).map(|t| t.id));
         if !got.has_more || page > 50 {
             break;
@@ -277,18 +326,29 @@ async fn twenty_parallel_requests_with_one_key_create_one_rt_ticket() {
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every caller gets the same answer");
     let id = bodies[0]["id"].as_u64().unwrap();
-    assert_eq!(rt_tickets_titled(api.rt.as_ref(), before, &title).await, vec![id], "exactly one RT ticket");
+    assert_eq!(
+        rt_tickets_titled(api.rt.as_ref(), before, &title).await,
+        vec![id],
+        "exactly one RT ticket"
+    );
     assert_eq!(api.store.list_notifications(&PageRequest::first(50)).await.unwrap().items.len(), 1);
 
     // Same key, different body: refused.
-    let other = api.post.handle(post_req(&json!({"title": "something else"}).to_string(), Some(&key))).await;
+    let other = api
+        .post
+        .handle(post_req(&json!({"title": "something else"}).to_string(), Some(&key)))
+        .await;
     assert_eq!(other.status(), 422);
     assert_eq!(error_code(&other), "idempotency_key_reused");
     // Same key, same body, later: replayed.
     let again = api.post.handle(post_req(&body, Some(&key))).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.headers()["location"], format!("/tickets/{id}"), "a replay carries the Location too");
+    assert_eq!(
+        again.headers()["location"],
+        format!("/tickets/{id}"),
+        "a replay carries the Location too"
+    );
     assert_eq!(json_of(&again), bodies[0]);
 }
 
@@ -308,8 +368,15 @@ impl TicketStore for FlakyTickets {
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(StoreError::aws("TransactWriteItems", std::io::Error::other("injected outage")));
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::aws(
+                "TransactWriteItems",
+                std::io::Error::other("injected outage"),
+            ));
         }
         self.inner.record_created(ticket, notification, completion).await
     }
@@ -319,7 +386,11 @@ impl TicketStore for FlakyTickets {
     async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
         self.inner.put_ticket(ticket).await
     }
-    async fn list_tickets(&self, f: &TicketFilter, p: &PageRequest) -> Result<Page<Ticket>, StoreError> {
+    async fn list_tickets(
+        &self,
+        f: &TicketFilter,
+        p: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError> {
         self.inner.list_tickets(f, p).await
     }
     async fn list_notifications(&self, p: &PageRequest) -> Result<Page<Notification>, StoreError> {
@@ -333,7 +404,13 @@ async fn a_store_failure_after_rt_created_is_completed_by_the_retry() {
     let store = Arc::new(DynamoStore::new(client, tables));
     let flaky = Arc::new(FlakyTickets { inner: store.clone(), failures: AtomicU32::new(1) });
     let rt = real_rt();
-    let post = PostTicket::new(rt.clone(), flaky, store.clone(), "General".into(), Duration::from_millis(100));
+    let post = PostTicket::new(
+        rt.clone(),
+        flaky,
+        store.clone(),
+        "General".into(),
+        Duration::from_millis(100),
+    );
     let before = highest_rt_id(rt.as_ref()).await;
     let title = unique("flaky store");
     let body = json!({"title": title}).to_string();
@@ -341,14 +418,21 @@ async fn a_store_failure_after_rt_created_is_completed_by_the_retry() {
     let first = post.handle(post_req(&body, Some("retry-me-1"))).await;
     assert_eq!(first.status(), 503, "{:?}", first.body());
     assert_eq!(error_code(&first), "storage_unavailable");
-    assert!(store.list_notifications(&PageRequest::first(5)).await.unwrap().items.is_empty(), "nothing half-written");
+    assert!(
+        store.list_notifications(&PageRequest::first(5)).await.unwrap().items.is_empty(),
+        "nothing half-written"
+    );
 
     // The lease (3 x 100 ms + 5 s) must run out before the retry may take over.
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     let retry = post.handle(post_req(&body, Some("retry-me-1"))).await;
     assert_eq!(retry.status(), 201, "{:?}", retry.body());
     let id = json_of(&retry)["id"].as_u64().unwrap();
-    assert_eq!(rt_tickets_titled(rt.as_ref(), before, &title).await, vec![id], "no second RT ticket");
+    assert_eq!(
+        rt_tickets_titled(rt.as_ref(), before, &title).await,
+        vec![id],
+        "no second RT ticket"
+    );
     assert_eq!(store.list_notifications(&PageRequest::first(5)).await.unwrap().items.len(), 1);
 }
 
@@ -368,7 +452,8 @@ async fn rt_failures_answer_502_or_504_and_write_nothing() {
             held.push(s);
         }
     });
-    for (port, status, code) in [(closed, 502, "rt_unavailable"), (silent_port, 504, "rt_timeout")] {
+    for (port, status, code) in [(closed, 502, "rt_unavailable"), (silent_port, 504, "rt_timeout")]
+    {
         let mut cfg = rt_config(format!("http://127.0.0.1:{port}/REST/2.0/"));
         cfg.timeout = Duration::from_millis(500);
         let rt = client_from_config(&cfg).unwrap();
@@ -381,9 +466,24 @@ async fn rt_failures_answer_502_or_504_and_write_nothing() {
         .expect("bounded");
         assert_eq!(resp.status(), status);
         assert_eq!(error_code(&resp), code);
-        assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("127.0.0.1"), "no internals");
-        assert!(api.store.list_tickets(&TicketFilter::default(), &PageRequest::first(5)).await.unwrap().items.is_empty());
-        assert!(api.store.list_notifications(&PageRequest::first(5)).await.unwrap().items.is_empty());
+        assert!(
+            !String::from_utf8_lossy(resp.body().as_ref()).contains("127.0.0.1"),
+            "no internals"
+        );
+        assert!(api
+            .store
+            .list_tickets(&TicketFilter::default(), &PageRequest::first(5))
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+        assert!(api
+            .store
+            .list_notifications(&PageRequest::first(5))
+            .await
+            .unwrap()
+            .items
+            .is_empty());
     }
     holder.abort();
 }

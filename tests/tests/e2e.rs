@@ -37,7 +37,8 @@ fn seed_body() -> Value {
 
 /// Creates a ticket through the HTTP API and returns its JSON (asserting 201).
 async fn post_ticket(http: &reqwest::Client, base: &str, body: &Value) -> Value {
-    let resp = http.post(format!("{base}/tickets/")).json(body).send().await.expect("POST /tickets/");
+    let resp =
+        http.post(format!("{base}/tickets/")).json(body).send().await.expect("POST /tickets/");
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, StatusCode::CREATED, "POST /tickets/ answered {status}: {text}");
@@ -81,18 +82,28 @@ async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() 
     assert_eq!(ticket["title"], SEED_TITLE);
     assert_eq!(ticket["description"], SEED_DESCRIPTION);
 
-    let note = notification_for(&http, &base, id).await.expect("GET /notifications lists the new ticket's notification");
+    let note = notification_for(&http, &base, id)
+        .await
+        .expect("GET /notifications lists the new ticket's notification");
     assert_eq!(note["type"], "ticket.created");
     let received = join_all(clients.iter_mut().map(|c| c.wait_for_ticket(id, PUSH_WAIT))).await;
     for (i, message) in received.iter().enumerate() {
-        let message = message.as_ref().unwrap_or_else(|| panic!("client {i} got no notification for ticket {id} within {PUSH_WAIT:?}"));
+        let message = message.as_ref().unwrap_or_else(|| {
+            panic!("client {i} got no notification for ticket {id} within {PUSH_WAIT:?}")
+        });
         assert_eq!(message["id"], note["id"], "client {i} got the stored notification");
         assert_eq!(message["ticket"]["title"], SEED_TITLE);
     }
-    eprintln!("24 clients had ticket {id}'s notification {:?} after the POST started", started.elapsed());
+    eprintln!(
+        "24 clients had ticket {id}'s notification {:?} after the POST started",
+        started.elapsed()
+    );
 
     let list = get_json(&http, &format!("{base}/tickets")).await;
-    assert!(list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == id)), "GET /tickets lists {id}");
+    assert!(
+        list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == id)),
+        "GET /tickets lists {id}"
+    );
     let one = get_json(&http, &format!("{base}/tickets/{id}")).await;
     assert_eq!(one["title"], SEED_TITLE);
     assert_eq!(one["description"], SEED_DESCRIPTION);
@@ -113,7 +124,12 @@ async fn a_client_that_closes_is_removed_from_the_connections_table() {
     let leaving = WsClient::connect(&stack.ws_url(&gateway)).await;
     let leaving_id = gateway.connections().ids().pop().expect("one live connection");
     let _staying = WsClient::connect(&stack.ws_url(&gateway)).await;
-    let staying_id = gateway.connections().ids().into_iter().find(|id| *id != leaving_id).expect("a second connection");
+    let staying_id = gateway
+        .connections()
+        .ids()
+        .into_iter()
+        .find(|id| *id != leaving_id)
+        .expect("a second connection");
     wait_for("both connections stored", TABLE_WAIT, || async {
         let stored = stack.stored_connections().await;
         (stored.contains(&leaving_id) && stored.contains(&staying_id)).then_some(())
@@ -141,14 +157,23 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
     let now = Utc::now();
     let vanished = "Vanished00000001".to_owned();
     store
-        .add(&Connection { id: vanished.clone(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .add(&Connection {
+            id: vanished.clone(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(3),
+        })
         .await
         .expect("record a stale connection");
     let mut live = WsClient::connect(&stack.ws_url(&gateway)).await;
     let live_id = gateway.connections().ids().pop().expect("one live connection");
 
     let http = stack.http();
-    let ticket = post_ticket(&http, &gateway.http_url(), &json!({"title": "vanished client", "description": "410 path"})).await;
+    let ticket = post_ticket(
+        &http,
+        &gateway.http_url(),
+        &json!({"title": "vanished client", "description": "410 path"}),
+    )
+    .await;
     let id = ticket_id(&ticket);
     assert!(live.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "the live client got ticket {id}");
     wait_for("the vanished connection to be deleted after its 410", PUSH_WAIT, || async {
@@ -167,16 +192,24 @@ async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     let id = gateway.connections().ids().pop().expect("one live connection");
 
-    let endpoint = url::Url::parse(&gateway.management_endpoint()).expect("management endpoint URL");
+    let endpoint =
+        url::Url::parse(&gateway.management_endpoint()).expect("management endpoint URL");
     let poster = ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await;
     assert_eq!(poster.post("NoSuchConnection", b"{}").await, Err(PostError::Gone));
-    assert_eq!(poster.post("with space/and%", b"{}").await, Err(PostError::Gone), "odd ids are escaped and still Gone");
+    assert_eq!(
+        poster.post("with space/and%", b"{}").await,
+        Err(PostError::Gone),
+        "odd ids are escaped and still Gone"
+    );
     poster.post(&id, br#"{"hello":"poster"}"#).await.expect("post to a live connection");
     let got = client.wait_for_message(PUSH_WAIT, |v| v["hello"] == "poster").await;
     assert!(got.is_some(), "the client received the SDK's post");
 
     client.close().await;
-    wait_for("the closed connection to be gone", TABLE_WAIT, || async { (!gateway.connections().contains(&id)).then_some(()) }).await;
+    wait_for("the closed connection to be gone", TABLE_WAIT, || async {
+        (!gateway.connections().contains(&id)).then_some(())
+    })
+    .await;
     assert_eq!(poster.post(&id, b"{}").await, Err(PostError::Gone), "a closed connection is Gone");
 
     gateway.shutdown().await;
@@ -189,7 +222,11 @@ async fn add_sentinel(stack: &Stack, id: &str) {
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
     let now = Utc::now();
     store
-        .add(&Connection { id: id.to_owned(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .add(&Connection {
+            id: id.to_owned(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(3),
+        })
         .await
         .expect("record a sentinel connection");
 }
@@ -202,22 +239,46 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
     // Run 1: ticket A is pushed; shutdown closes the socket and saves the checkpoint.
     let first = stack.start().await;
     let mut before = WsClient::connect(&stack.ws_url(&first)).await;
-    let a = ticket_id(&post_ticket(&http, &first.http_url(), &json!({"title": "before restart", "description": "A"})).await);
-    assert!(before.wait_for_ticket(a, PUSH_WAIT).await.is_some(), "ticket {a} was pushed before the restart");
+    let a = ticket_id(
+        &post_ticket(
+            &http,
+            &first.http_url(),
+            &json!({"title": "before restart", "description": "A"}),
+        )
+        .await,
+    );
+    assert!(
+        before.wait_for_ticket(a, PUSH_WAIT).await.is_some(),
+        "ticket {a} was pushed before the restart"
+    );
     first.shutdown().await;
     assert!(before.next_text(Duration::from_secs(5)).await.is_none(), "shutdown closed the socket");
-    assert!(stack.stored_connections().await.is_empty(), "shutdown ran $disconnect for the open socket");
-    let checkpoint: Value =
-        serde_json::from_str(&std::fs::read_to_string(stack.checkpoint_path()).expect("checkpoint file written")).expect("checkpoint JSON");
-    assert!(checkpoint["shards"].as_object().is_some_and(|s| !s.is_empty()), "checkpoint: {checkpoint}");
+    assert!(
+        stack.stored_connections().await.is_empty(),
+        "shutdown ran $disconnect for the open socket"
+    );
+    let checkpoint: Value = serde_json::from_str(
+        &std::fs::read_to_string(stack.checkpoint_path()).expect("checkpoint file written"),
+    )
+    .expect("checkpoint JSON");
+    assert!(
+        checkpoint["shards"].as_object().is_some_and(|s| !s.is_empty()),
+        "checkpoint: {checkpoint}"
+    );
 
     // Run 2: the data is still there, A is not pushed again, B reaches new clients.
     add_sentinel(&stack, "SentinelRunTwo01").await;
     let second = stack.start().await;
     let base = second.http_url();
     let list = get_json(&http, &format!("{base}/tickets")).await;
-    assert!(list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == a)), "ticket {a} survived");
-    assert!(notification_for(&http, &base, a).await.is_some(), "ticket {a}'s notification survived");
+    assert!(
+        list["items"].as_array().is_some_and(|items| items.iter().any(|t| t["id"] == a)),
+        "ticket {a} survived"
+    );
+    assert!(
+        notification_for(&http, &base, a).await.is_some(),
+        "ticket {a}'s notification survived"
+    );
     // Twenty poll intervals: a replay of A would have posted to the sentinel by now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -226,11 +287,19 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
     );
     let ws_url = stack.ws_url(&second);
     let mut after = join_all((0..3).map(|_| WsClient::connect(&ws_url))).await;
-    let b = ticket_id(&post_ticket(&http, &base, &json!({"title": "after restart", "description": "B"})).await);
+    let b = ticket_id(
+        &post_ticket(&http, &base, &json!({"title": "after restart", "description": "B"})).await,
+    );
     for (i, client) in after.iter_mut().enumerate() {
-        assert!(client.wait_for_ticket(b, PUSH_WAIT).await.is_some(), "client {i} got ticket {b} after the restart");
+        assert!(
+            client.wait_for_ticket(b, PUSH_WAIT).await.is_some(),
+            "client {i} got ticket {b} after the restart"
+        );
         // The stream is read in order: a replay of A would have arrived before B.
-        assert!(!client.received.iter().any(|m| m["ticket"]["id"] == a), "client {i} was pushed ticket {a} again");
+        assert!(
+            !client.received.iter().any(|m| m["ticket"]["id"] == a),
+            "client {i} was pushed ticket {a} again"
+        );
     }
     wait_for("B's push to clear the sentinel (410)", PUSH_WAIT, || async {
         (!stack.stored_connections().await.contains(&"SentinelRunTwo01".to_owned())).then_some(())
@@ -241,7 +310,10 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
     // A notification written while no gateway runs is pushed once one starts again.
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
     let missed = sample_ticket(b + 1_000_000, "new", "General");
-    store.record_created(&missed, &sample_notification(&missed), None).await.expect("write a notification while down");
+    store
+        .record_created(&missed, &sample_notification(&missed), None)
+        .await
+        .expect("write a notification while down");
     add_sentinel(&stack, "SentinelRunThree").await;
     let third = stack.start().await;
     wait_for("the notification written while down to be pushed", PUSH_WAIT, || async {
@@ -269,10 +341,23 @@ async fn a_message_gets_the_default_route_help_text() {
 async fn a_failing_connect_refuses_the_handshake() {
     let stack = Stack::new("e2e-refuse").await;
     let gateway = stack.start().await;
-    stack.dynamodb.delete_table().table_name(&stack.tables().connections).send().await.expect("delete the connections table");
-    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(stack.ws_url(&gateway))).await {
+    stack
+        .dynamodb
+        .delete_table()
+        .table_name(&stack.tables().connections)
+        .send()
+        .await
+        .expect("delete the connections table");
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(stack.ws_url(&gateway)),
+    )
+    .await
+    {
         Ok(Err(tungstenite::Error::Http(resp))) => assert_eq!(resp.status(), 500),
-        Ok(Ok(_)) => panic!("the handshake was accepted although $connect could not record the connection"),
+        Ok(Ok(_)) => {
+            panic!("the handshake was accepted although $connect could not record the connection")
+        }
         Ok(Err(e)) => panic!("expected an HTTP 500 refusal, got {e}"),
         Err(_) => panic!("the handshake did not finish within 10 s"),
     }
@@ -288,7 +373,8 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
     let http = stack.http();
     let base = gateway.http_url();
 
-    let missing = http.get(format!("{base}/no/such/route")).send().await.expect("GET unknown route");
+    let missing =
+        http.get(format!("{base}/no/such/route")).send().await.expect("GET unknown route");
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.headers()["content-type"], "application/json");
     let body: Value = missing.json().await.expect("404 JSON");
@@ -301,7 +387,11 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
         (reqwest::Method::POST, "/notifications", "GET"),
         (reqwest::Method::DELETE, "/tickets/1", "GET"),
     ] {
-        let resp = http.request(method.clone(), format!("{base}{path}")).send().await.expect("wrong method");
+        let resp = http
+            .request(method.clone(), format!("{base}{path}"))
+            .send()
+            .await
+            .expect("wrong method");
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
         let body: Value = resp.json().await.expect("405 JSON");
@@ -310,7 +400,8 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
 
     let bad_id = http.get(format!("{base}/tickets/abc")).send().await.expect("GET /tickets/abc");
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
-    let unknown = http.get(format!("{base}/tickets/999999999")).send().await.expect("GET unknown ticket");
+    let unknown =
+        http.get(format!("{base}/tickets/999999999")).send().await.expect("GET unknown ticket");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "RT has no such ticket");
 
     gateway.shutdown().await;
@@ -331,7 +422,8 @@ async fn the_management_api_is_served_on_the_websocket_port() {
         .expect("GET @connections");
     assert_eq!(status.status(), StatusCode::GONE);
     assert_eq!(status.headers()["x-amzn-errortype"], "GoneException");
-    let store: Arc<dyn ConnectionStore> = Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
+    let store: Arc<dyn ConnectionStore> =
+        Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
     assert!(store.page(None, 10).await.expect("connections table exists").0.is_empty());
     gateway.shutdown().await;
     stack.clean_up().await;
@@ -365,7 +457,8 @@ impl FlakyPoster {
 #[async_trait::async_trait]
 impl ConnectionPoster for FlakyPoster {
     async fn post(&self, _connection_id: &str, data: &[u8]) -> Result<(), PostError> {
-        let note: Value = serde_json::from_slice(data).map_err(|e| PostError::Failed(e.to_string()))?;
+        let note: Value =
+            serde_json::from_slice(data).map_err(|e| PostError::Failed(e.to_string()))?;
         let id = note["id"].as_str().unwrap_or_default().to_owned();
         if id == self.marker {
             self.attempts_with_marker.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -382,29 +475,37 @@ impl ConnectionPoster for FlakyPoster {
 
 /// Three notifications in a fresh table, one connection, and a poller over the table's
 /// real (moto) stream that pushes through `poster`, retrying up to `max_retries` times.
-async fn poller_fixture(
-    tag: &str,
-    poster: Arc<FlakyPoster>,
-    max_retries: u32,
-) -> PollerFixture {
+async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -> PollerFixture {
     use rt_relay_gateway::{stream::StreamPoller, StreamSettings};
-    use rt_relay_shared::{handlers::push::PushNotifications, store::schema::notifications_stream_arn};
+    use rt_relay_shared::{
+        handlers::push::PushNotifications, store::schema::notifications_stream_arn,
+    };
 
     let (client, tables) = rt_relay_tests::services::fresh_tables(tag).await;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     for id in 1..=3 {
         let t = sample_ticket(id, "new", "General");
-        store.record_created(&t, &sample_notification(&t), None).await.expect("record a notification");
+        store
+            .record_created(&t, &sample_notification(&t), None)
+            .await
+            .expect("record a notification");
     }
     let now = Utc::now();
     store
-        .add(&Connection { id: "c1".into(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+        .add(&Connection {
+            id: "c1".into(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(3),
+        })
         .await
         .expect("record a connection");
     let arn = notifications_stream_arn(&client, &tables).await.expect("stream ARN");
     // The fixture's own table names make the checkpoint file unique.
-    let checkpoint = std::env::temp_dir().join("rt-relay-e2e").join(format!("{}checkpoint.json", tables.tickets));
-    let endpoint = url::Url::parse(&rt_relay_tests::services::require_env("AWS_ENDPOINT_URL")).expect("endpoint URL");
+    let checkpoint = std::env::temp_dir()
+        .join("rt-relay-e2e")
+        .join(format!("{}checkpoint.json", tables.tickets));
+    let endpoint = url::Url::parse(&rt_relay_tests::services::require_env("AWS_ENDPOINT_URL"))
+        .expect("endpoint URL");
     let mut settings = StreamSettings::new(endpoint, checkpoint.clone());
     settings.poll_interval = Duration::from_millis(50);
     settings.retry_backoff = Duration::from_millis(20);
@@ -431,7 +532,10 @@ impl PollerFixture {
         let _ = self.stop.send(true);
         self.task.await.expect("poller stopped");
         let t = &self.tables;
-        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency].into_iter().chain(t.api_keys.as_ref()) {
+        for name in [&t.tickets, &t.notifications, &t.connections, &t.idempotency]
+            .into_iter()
+            .chain(t.api_keys.as_ref())
+        {
             let _ = self.client.delete_table().table_name(name).send().await;
         }
         let _ = std::fs::remove_file(&self.checkpoint);
@@ -442,19 +546,32 @@ impl PollerFixture {
 async fn the_stream_poller_retries_from_the_lowest_failed_record() {
     let poster = Arc::new(FlakyPoster::new("ticket-2-created", 2));
     let fixture = poller_fixture("e2e-retry", poster.clone(), 5).await;
-    wait_for("all three notifications delivered", PUSH_WAIT, || async { (poster.delivered().len() >= 3).then_some(()) }).await;
+    wait_for("all three notifications delivered", PUSH_WAIT, || async {
+        (poster.delivered().len() >= 3).then_some(())
+    })
+    .await;
     // Give a wrong retry (from the batch start) the time to show up as a duplicate.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let checkpoint = fixture.checkpoint.clone();
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("checkpoint")).expect("JSON");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("checkpoint"))
+            .expect("JSON");
     fixture.finish().await;
     assert_eq!(
         poster.delivered(),
         ["ticket-1-created", "ticket-2-created", "ticket-3-created"],
         "record 1 was not pushed again: the retry started at the lowest failed record"
     );
-    assert_eq!(poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst), 3, "two failures, then success");
-    assert_eq!(saved["shards"].as_object().map(|s| s.len()), Some(1), "one shard checkpointed: {saved}");
+    assert_eq!(
+        poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "two failures, then success"
+    );
+    assert_eq!(
+        saved["shards"].as_object().map(|s| s.len()),
+        Some(1),
+        "one shard checkpointed: {saved}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,13 +583,21 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
     })
     .await;
     let t4 = sample_ticket(4, "new", "General");
-    fixture.store.record_created(&t4, &sample_notification(&t4), None).await.expect("record a fourth notification");
+    fixture
+        .store
+        .record_created(&t4, &sample_notification(&t4), None)
+        .await
+        .expect("record a fourth notification");
     wait_for("the stream to move on to record 4", PUSH_WAIT, || async {
         poster.delivered().contains(&"ticket-4-created".to_owned()).then_some(())
     })
     .await;
     fixture.finish().await;
-    assert_eq!(poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst), 3, "one try and two retries");
+    assert_eq!(
+        poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one try and two retries"
+    );
     // Record 3 came after the failure in the given-up batch: sent to the on-failure
     // destination with it, never pushed.
     assert_eq!(poster.delivered(), ["ticket-1-created", "ticket-4-created"]);
@@ -481,7 +606,8 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
 // ---------------------------------------------------------------- API keys
 
 async fn handshake_status(url: &str) -> u16 {
-    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await {
+    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await
+    {
         Ok(Err(tungstenite::Error::Http(resp))) => resp.status().as_u16(),
         Ok(Ok((mut socket, resp))) => {
             let _ = socket.close(None).await;
@@ -515,8 +641,15 @@ async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
         (reqwest::Method::GET, "/notifications"),
     ];
     for (method, path) in &routes {
-        let (status, body) = status_of(anonymous.request(method.clone(), format!("{base}{path}")).json(&seed_body())).await;
-        assert_eq!((status, body.as_str()), (401, r#"{"message":"Unauthorized"}"#), "{method} {path}");
+        let (status, body) = status_of(
+            anonymous.request(method.clone(), format!("{base}{path}")).json(&seed_body()),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (401, r#"{"message":"Unauthorized"}"#),
+            "{method} {path}"
+        );
     }
     assert_eq!(handshake_status(&gateway.ws_url()).await, 401, "WebSocket without api_key");
 
@@ -526,22 +659,38 @@ async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
     let (reader_http, writer_http) = (authorized_client(&reader), authorized_client(&writer));
 
     // THEN each reaches exactly its routes; the others are 403
-    let (status, body) = status_of(reader_http.post(format!("{base}/tickets")).json(&seed_body())).await;
+    let (status, body) =
+        status_of(reader_http.post(format!("{base}/tickets")).json(&seed_body())).await;
     assert_eq!((status, body.as_str()), (403, r#"{"message":"Forbidden"}"#));
     assert_eq!(status_of(reader_http.get(format!("{base}/tickets"))).await.0, 200);
     assert_eq!(status_of(reader_http.get(format!("{base}/notifications"))).await.0, 403);
     assert_eq!(status_of(writer_http.get(format!("{base}/tickets"))).await.0, 403);
-    assert_eq!(handshake_status(&ws_url_with_key(&gateway.ws_url(), &reader)).await, 403, "tickets:read cannot listen");
+    assert_eq!(
+        handshake_status(&ws_url_with_key(&gateway.ws_url(), &reader)).await,
+        403,
+        "tickets:read cannot listen"
+    );
     let mut listener = WsClient::connect(&ws_url_with_key(&gateway.ws_url(), &writer)).await;
-    let id = ticket_id(&post_ticket(&writer_http, &base, &json!({"title": "keyed", "description": "auth e2e"})).await);
-    assert!(listener.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "a keyed listener gets the push");
+    let id = ticket_id(
+        &post_ticket(&writer_http, &base, &json!({"title": "keyed", "description": "auth e2e"}))
+            .await,
+    );
+    assert!(
+        listener.wait_for_ticket(id, PUSH_WAIT).await.is_some(),
+        "a keyed listener gets the push"
+    );
 
     // WHEN the writer key is revoked
     stack.revoke_key(&writer).await;
     // THEN its next request is refused, on both APIs, with no cache in between
-    let (status, _) = status_of(writer_http.post(format!("{base}/tickets")).json(&seed_body())).await;
+    let (status, _) =
+        status_of(writer_http.post(format!("{base}/tickets")).json(&seed_body())).await;
     assert_eq!(status, 403, "revoked key, HTTP API");
-    assert_eq!(handshake_status(&ws_url_with_key(&gateway.ws_url(), &writer)).await, 401, "revoked key, WebSocket API");
+    assert_eq!(
+        handshake_status(&ws_url_with_key(&gateway.ws_url(), &writer)).await,
+        401,
+        "revoked key, WebSocket API"
+    );
     // AND the refused POSTs created nothing
     let notes = get_json(&stack.http(), &format!("{base}/notifications?limit=100")).await;
     assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");
@@ -557,10 +706,18 @@ async fn only_hashes_of_api_keys_are_stored() {
     let stack = Stack::new("e2e-hashes").await;
     let extra = stack.mint_key(&[Scope::TicketsRead]).await;
     let table = stack.tables().api_keys.clone().expect("keys table");
-    let items = stack.dynamodb.scan().table_name(&table).consistent_read(true).send().await.expect("scan the keys table");
+    let items = stack
+        .dynamodb
+        .scan()
+        .table_name(&table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan the keys table");
     assert_eq!(items.items().len(), 2);
     for key in [&stack.api_key, &extra] {
-        let (id, secret) = key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
+        let (id, secret) =
+            key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
         let item = items
             .items()
             .iter()
@@ -569,9 +726,15 @@ async fn only_hashes_of_api_keys_are_stored() {
         let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["created_at", "key_id", "name", "scopes", "secret_hash"]);
-        assert_eq!(item["secret_hash"].as_s().ok().map(String::as_str), Some(secret_hash(secret).as_str()));
+        assert_eq!(
+            item["secret_hash"].as_s().ok().map(String::as_str),
+            Some(secret_hash(secret).as_str())
+        );
         let dump = format!("{item:?}");
-        assert!(!dump.contains(secret) && !dump.contains(key.as_str()), "the secret is stored in {id}");
+        assert!(
+            !dump.contains(secret) && !dump.contains(key.as_str()),
+            "the secret is stored in {id}"
+        );
     }
     stack.clean_up().await;
 }

@@ -24,7 +24,9 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use rt_relay_gateway::{stream::StreamPoller, Functions, Gateway, RunningGateway, ServerOptions, StreamSource};
+use rt_relay_gateway::{
+    stream::StreamPoller, Functions, Gateway, RunningGateway, ServerOptions, StreamSource,
+};
 use rt_relay_shared::{
     auth::Scope,
     config::RtApi,
@@ -87,7 +89,9 @@ impl Answer {
 
 /// POSTs a ticket (bounded) and checks the answer against the OpenAPI document.
 async fn post(http: &reqwest::Client, base: &str, title: &str, key: Option<&str>) -> Answer {
-    let mut req = http.post(format!("{base}/tickets/")).json(&json!({ "title": title, "description": "fault test" }));
+    let mut req = http
+        .post(format!("{base}/tickets/"))
+        .json(&json!({ "title": title, "description": "fault test" }));
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
     }
@@ -101,7 +105,10 @@ async fn post(http: &reqwest::Client, base: &str, title: &str, key: Option<&str>
     let bytes = resp.bytes().await.expect("response body");
     let doc = openapi::document();
     let problems = openapi::check_response(&doc, "/tickets/", "post", status, &headers, &bytes);
-    assert!(problems.is_empty(), "POST /tickets/ answered {status} outside the OpenAPI document: {problems:?}");
+    assert!(
+        problems.is_empty(),
+        "POST /tickets/ answered {status} outside the OpenAPI document: {problems:?}"
+    );
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Answer { status, headers, body, took: started.elapsed() }
 }
@@ -110,8 +117,10 @@ async fn post(http: &reqwest::Client, base: &str, title: &str, key: Option<&str>
 async fn rt_tickets_titled(rt: &dyn RtClient, min_id: u64, title: &str) -> Vec<u64> {
     let mut found = Vec::new();
     for page in 1..=50 {
-        let got =
-            rt.list(&RtQuery { min_id: Some(min_id), ..RtQuery::default() }, page, 100).await.expect("list RT tickets");
+        let got = rt
+            .list(&RtQuery { min_id: Some(min_id), ..RtQuery::default() }, page, 100)
+            .await
+            .expect("list RT tickets");
         found.extend(got.tickets.iter().filter(|t| t.subject == title).map(|t| t.id));
         if !got.has_more {
             break;
@@ -121,18 +130,35 @@ async fn rt_tickets_titled(rt: &dyn RtClient, min_id: u64, title: &str) -> Vec<u
 }
 
 async fn highest_rt_id(rt: &dyn RtClient) -> u64 {
-    rt.list(&RtQuery::default(), 1, 1).await.expect("list RT").tickets.first().map(|t| t.id).unwrap_or(0)
+    rt.list(&RtQuery::default(), 1, 1)
+        .await
+        .expect("list RT")
+        .tickets
+        .first()
+        .map(|t| t.id)
+        .unwrap_or(0)
 }
 
 /// Ticket ids recorded and notification ids stored in the stack's tables (read directly).
 async fn recorded(store: &DynamoStore) -> (Vec<u64>, Vec<String>) {
-    let tickets = store.list_tickets(&TicketFilter::default(), &PageRequest::first(100)).await.expect("list tickets");
-    let notes = store.list_notifications(&PageRequest::first(100)).await.expect("list notifications");
-    (tickets.items.iter().map(|t| t.id).collect(), notes.items.iter().map(|n| n.id.clone()).collect())
+    let tickets = store
+        .list_tickets(&TicketFilter::default(), &PageRequest::first(100))
+        .await
+        .expect("list tickets");
+    let notes =
+        store.list_notifications(&PageRequest::first(100)).await.expect("list notifications");
+    (
+        tickets.items.iter().map(|t| t.id).collect(),
+        notes.items.iter().map(|n| n.id.clone()).collect(),
+    )
 }
 
 /// A gateway whose RT is behind `proxy`, with RT requests bounded by `rt_timeout`.
-async fn gateway_behind(proxy: &FaultProxy, tag: &str, rt_timeout: Duration) -> (Stack, RunningGateway, DynamoStore) {
+async fn gateway_behind(
+    proxy: &FaultProxy,
+    tag: &str,
+    rt_timeout: Duration,
+) -> (Stack, RunningGateway, DynamoStore) {
     let mut stack = Stack::new(tag).await;
     stack.config.rt.base_url = url::Url::parse(&format!("{}/", proxy.url())).expect("proxy URL");
     stack.config.rt.timeout = rt_timeout;
@@ -154,7 +180,10 @@ async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_an
     // A healthy run first: created, recorded, pushed.
     let ok = post(&http, &base, &unique("healthy"), None).await;
     assert_eq!(ok.status, 201, "{}", ok.body);
-    assert!(client.wait_for_ticket(ok.id(), PUSH_WAIT).await.is_some(), "the healthy ticket was pushed");
+    assert!(
+        client.wait_for_ticket(ok.id(), PUSH_WAIT).await.is_some(),
+        "the healthy ticket was pushed"
+    );
     let mut expected_tickets = vec![ok.id()];
 
     type Inject = fn(&FaultProxy);
@@ -169,11 +198,19 @@ async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_an
         let key = uuid::Uuid::new_v4().to_string();
         inject(&proxy);
         let failed = post(&http, &base, &title, Some(&key)).await;
-        report(&format!("{name}: HTTP {} {} after {:?}", failed.status, failed.code(), failed.took));
+        report(&format!(
+            "{name}: HTTP {} {} after {:?}",
+            failed.status,
+            failed.code(),
+            failed.took
+        ));
         assert_eq!((failed.status, failed.code()), (status, code), "{name}: {}", failed.body);
         assert!(failed.took < Duration::from_secs(10), "{name}: the answer took {:?}", failed.took);
         let message = failed.body["error"]["message"].as_str().unwrap_or("");
-        assert!(!message.contains("127.0.0.1") && !message.contains("REST/2.0"), "{name}: internals leaked: {message}");
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("REST/2.0"),
+            "{name}: internals leaked: {message}"
+        );
 
         proxy.set(Fault::PassThrough);
         let (tickets, notes) = recorded(&store).await;
@@ -183,18 +220,32 @@ async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_an
             "{name}: no ticket record was added"
         );
         assert_eq!(notes.len(), expected_tickets.len(), "{name}: no notification was added");
-        assert!(rt_tickets_titled(rt.as_ref(), min_id, &title).await.is_empty(), "{name}: RT never saw the create");
+        assert!(
+            rt_tickets_titled(rt.as_ref(), min_id, &title).await.is_empty(),
+            "{name}: RT never saw the create"
+        );
 
         // Healed: the same request with the same key now succeeds, once.
         let retry = post(&http, &base, &title, Some(&key)).await;
         assert_eq!(retry.status, 201, "{name}: the retry after healing: {}", retry.body);
-        assert!(retry.headers.get("idempotent-replayed").is_none(), "{name}: the failure was not stored as an answer");
-        assert_eq!(rt_tickets_titled(rt.as_ref(), min_id, &title).await, vec![retry.id()], "{name}: one RT ticket");
-        assert!(client.wait_for_ticket(retry.id(), PUSH_WAIT).await.is_some(), "{name}: the healed create was pushed");
+        assert!(
+            retry.headers.get("idempotent-replayed").is_none(),
+            "{name}: the failure was not stored as an answer"
+        );
+        assert_eq!(
+            rt_tickets_titled(rt.as_ref(), min_id, &title).await,
+            vec![retry.id()],
+            "{name}: one RT ticket"
+        );
+        assert!(
+            client.wait_for_ticket(retry.id(), PUSH_WAIT).await.is_some(),
+            "{name}: the healed create was pushed"
+        );
         expected_tickets.push(retry.id());
     }
     assert!(proxy.faulted() >= 3 && proxy.refused() >= 1, "the faults were exercised");
-    let titles: Vec<&str> = client.received.iter().filter_map(|m| m["ticket"]["title"].as_str()).collect();
+    let titles: Vec<&str> =
+        client.received.iter().filter_map(|m| m["ticket"]["title"].as_str()).collect();
     assert_eq!(
         titles.len(),
         expected_tickets.len(),
@@ -230,8 +281,15 @@ async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_
     let retry = post(&http, &base, &title, Some("readback-1")).await;
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert_eq!(retry.id(), created[0], "the retry recorded the ticket RT already had");
-    assert_eq!(rt_tickets_titled(rt.as_ref(), min_id, &title).await, created, "no second RT ticket");
-    assert_eq!(recorded(&store).await, (created.clone(), vec![format!("ticket-{}-created", created[0])]));
+    assert_eq!(
+        rt_tickets_titled(rt.as_ref(), min_id, &title).await,
+        created,
+        "no second RT ticket"
+    );
+    assert_eq!(
+        recorded(&store).await,
+        (created.clone(), vec![format!("ticket-{}-created", created[0])])
+    );
     assert!(client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(), "pushed once recorded");
 
     client.close().await;
@@ -253,7 +311,11 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     let min_id = highest_rt_id(rt.as_ref()).await + 1;
 
     let title = unique("slow RT");
-    proxy.add_rule(Match::MethodPath("POST", "/REST/2.0/ticket"), Fault::Slow(RT_BOUND * 2), Some(1));
+    proxy.add_rule(
+        Match::MethodPath("POST", "/REST/2.0/ticket"),
+        Fault::Slow(RT_BOUND * 2),
+        Some(1),
+    );
     let late = post(&http, &base, &title, Some("slow-1")).await;
     assert_eq!((late.status, late.code()), (504, "rt_timeout"), "{}", late.body);
     assert_eq!(recorded(&store).await, (vec![], vec![]), "no record and no notification");
@@ -261,9 +323,15 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     let retry = post(&http, &base, &title, Some("slow-1")).await;
     assert_eq!(retry.status, 201, "{}", retry.body);
     let (tickets, notes) = recorded(&store).await;
-    assert_eq!((tickets.len(), notes.len()), (1, 1), "one record and one notification after the retry");
+    assert_eq!(
+        (tickets.len(), notes.len()),
+        (1, 1),
+        "one record and one notification after the retry"
+    );
     let in_rt = rt_tickets_titled(rt.as_ref(), min_id, &title).await;
-    report(&format!("RT answered after the timeout: RT tickets titled so: {in_rt:?}; recorded: {tickets:?}"));
+    report(&format!(
+        "RT answered after the timeout: RT tickets titled so: {in_rt:?}; recorded: {tickets:?}"
+    ));
     assert_eq!(in_rt, vec![retry.id()], "the retry adopted the late ticket: no second RT ticket");
 
     gateway.shutdown().await;
@@ -282,19 +350,24 @@ async fn dynamodb_through(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_without_a_second_rt_ticket() {
+async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_without_a_second_rt_ticket(
+) {
     let stack = Stack::new("fault-store").await;
     create_tables(&stack.dynamodb, stack.tables()).await.expect("create tables");
-    let stream_arn = notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
+    let stream_arn =
+        notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
     let moto_proxy = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
     let store = Arc::new(dynamodb_through(&moto_proxy, stack.tables(), &stack.dynamodb).await);
     let mut rt_conf = stack.config.rt.clone();
     rt_conf.timeout = RT_BOUND;
     let rt = rt_client(&rt_conf);
-    let functions = Functions::new(rt.clone(), store, rt_conf.default_queue.clone(), rt_conf.timeout)
-        .with_api_keys(Arc::new(stack.keys()));
+    let functions =
+        Functions::new(rt.clone(), store, rt_conf.default_queue.clone(), rt_conf.timeout)
+            .with_api_keys(Arc::new(stack.keys()));
     let source = StreamSource { stream_arn, settings: stack.config.stream.clone() };
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, Some(source)).await.expect("gateway");
+    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, Some(source))
+        .await
+        .expect("gateway");
     let direct = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
     let http = stack.http();
     let base = gateway.http_url();
@@ -314,7 +387,11 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     assert!(moto_proxy.faulted() >= 1, "the transaction was refused");
     let created = rt_tickets_titled(rt.as_ref(), min_id, &title).await;
     assert_eq!(created.len(), 1, "RT created the ticket before the store failed");
-    assert_eq!(recorded(&direct).await, (vec![], vec![]), "nothing half-written: no record, no notification");
+    assert_eq!(
+        recorded(&direct).await,
+        (vec![], vec![]),
+        "nothing half-written: no record, no notification"
+    );
 
     // DynamoDB is back. The retry with the same key waits out the first attempt's lease,
     // then records the ticket RT already has.
@@ -322,12 +399,25 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     let retry = post(&http, &base, &title, Some("store-retry-1")).await;
     assert_eq!(retry.status, 201, "{}", retry.body);
     assert_eq!(retry.id(), created[0], "the retry recorded RT's ticket");
-    assert_eq!(rt_tickets_titled(rt.as_ref(), min_id, &title).await, created, "no second RT ticket");
-    assert_eq!(recorded(&direct).await, (created.clone(), vec![format!("ticket-{}-created", created[0])]));
-    assert!(client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(), "the notification was pushed");
+    assert_eq!(
+        rt_tickets_titled(rt.as_ref(), min_id, &title).await,
+        created,
+        "no second RT ticket"
+    );
+    assert_eq!(
+        recorded(&direct).await,
+        (created.clone(), vec![format!("ticket-{}-created", created[0])])
+    );
+    assert!(
+        client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(),
+        "the notification was pushed"
+    );
     let replay = post(&http, &base, &title, Some("store-retry-1")).await;
     assert_eq!((replay.status, replay.id()), (201, created[0]));
-    assert_eq!(replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(
+        replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
     drain(&mut client).await;
     let pushes = client.received.iter().filter(|m| m["ticket"]["id"] == created[0]).count();
     assert_eq!(pushes, 1, "pushed once");
@@ -353,12 +443,14 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
     // posts of one notification a few times.
     let stack = Stack::new("fault-push").await;
     create_tables(&stack.dynamodb, stack.tables()).await.expect("create tables");
-    let stream_arn = notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
+    let stream_arn =
+        notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
     let store = Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
     let rt = rt_client(&stack.config.rt);
     let functions = Functions::new(rt, store.clone(), "General".into(), stack.config.rt.timeout)
         .with_api_keys(Arc::new(stack.keys()));
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway");
+    let gateway =
+        Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway");
 
     let mut live = Vec::new();
     let mut live_ids = Vec::new();
@@ -373,7 +465,11 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
     let now = chrono::Utc::now();
     for gone in ["GoneConnection01", "GoneConnection02"] {
         store
-            .add(&Connection { id: gone.into(), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+            .add(&Connection {
+                id: gone.into(),
+                connected_at: now,
+                expires_at: now + chrono::Duration::hours(3),
+            })
             .await
             .expect("record a connection whose client is gone");
     }
@@ -408,7 +504,10 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
 
     for (i, client) in live.iter_mut().chain(std::iter::once(&mut failing)).enumerate() {
         for id in &tickets {
-            assert!(client.wait_for_ticket(*id, PUSH_WAIT).await.is_some(), "client {i} got ticket {id}");
+            assert!(
+                client.wait_for_ticket(*id, PUSH_WAIT).await.is_some(),
+                "client {i} got ticket {id}"
+            );
         }
     }
     wait_for("the gone connections to be deleted", PUSH_WAIT, || async {
@@ -429,14 +528,22 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
             "push: live client {i} received the 3 notifications {:?} times",
             notes.iter().map(|n| count(c, n)).collect::<Vec<_>>()
         ));
-        assert_eq!(count(c, &notes[0]), 1, "live client {i}: the record before the failure was not pushed again");
+        assert_eq!(
+            count(c, &notes[0]),
+            1,
+            "live client {i}: the record before the failure was not pushed again"
+        );
         assert!(
             count(c, &notes[1]) >= 2,
             "live client {i}: the failed record was pushed again to everyone (at-least-once)"
         );
         assert!(count(c, &notes[2]) >= 1, "live client {i}");
     }
-    assert_eq!(count(&failing, &notes[1]), 1, "the failing connection got the record once it stopped failing");
+    assert_eq!(
+        count(&failing, &notes[1]),
+        1,
+        "the failing connection got the record once it stopped failing"
+    );
     let mut stored = stack.stored_connections().await;
     stored.sort();
     let mut want: Vec<String> = live_ids.iter().cloned().chain([failing_id.clone()]).collect();
@@ -463,7 +570,8 @@ async fn connect_clients(url: &str, n: usize) -> Vec<WsClient> {
 
 /// Distinct notification ids a client received, and how many messages it got in all.
 fn received_ids(client: &WsClient) -> (HashSet<String>, usize) {
-    let ids: HashSet<String> = client.received.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
+    let ids: HashSet<String> =
+        client.received.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
     (ids, client.received.len())
 }
 
@@ -499,14 +607,21 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     let mut b_ids = Vec::new();
     for i in 1..=5 {
         let t = sample_ticket(8_000_100 + i, "new", "General");
-        store.record_created(&t, &sample_notification(&t), None).await.expect("record a B notification");
+        store
+            .record_created(&t, &sample_notification(&t), None)
+            .await
+            .expect("record a B notification");
         b_ids.push(format!("ticket-{}-created", t.id));
     }
     let pid = first.pid();
     first.kill().await;
     drop(before);
     let stale = stack_connections(&dynamodb, &tables).await;
-    assert_eq!(stale.len(), 3, "the killed gateway left its 3 connection records (no $disconnect ran)");
+    assert_eq!(
+        stale.len(),
+        3,
+        "the killed gateway left its 3 connection records (no $disconnect ran)"
+    );
     assert_eq!(
         std::fs::read_to_string(&settings.checkpoint).expect("checkpoint"),
         checkpoint_after_a,
@@ -516,7 +631,11 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     // Run 2, with its stream reads held back until the new clients are connected (a fault
     // proxy in front of moto fails DynamoDB Streams calls; the poller retries every second).
     let moto_proxy = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
-    moto_proxy.add_rule(Match::HeaderPrefix("x-amz-target", "DynamoDBStreams_20120810."), Fault::dynamodb_500(), None);
+    moto_proxy.add_rule(
+        Match::HeaderPrefix("x-amz-target", "DynamoDBStreams_20120810."),
+        Fault::dynamodb_500(),
+        None,
+    );
     let held = ProcessSettings { aws_endpoint: moto_proxy.url(), ..settings.clone() };
     let second = GatewayProcess::start(&held).await;
     let mut after = connect_clients(&ws_url_with_key(&second.ws_url, &key), 3).await;
@@ -529,7 +648,10 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     for (i, c) in after.iter_mut().enumerate() {
         for id in &b_ids {
             let got = c.wait_for_message(PUSH_WAIT, |m| m["id"] == id.as_str()).await;
-            assert!(got.is_some(), "client {i} of run 2 got {id}, written while the gateway was frozen");
+            assert!(
+                got.is_some(),
+                "client {i} of run 2 got {id}, written while the gateway was frozen"
+            );
         }
     }
     for (i, c) in after.iter_mut().enumerate() {
@@ -553,17 +675,30 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
         .json()
         .await
         .expect("JSON");
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(6), "A and B1..B5 are stored: {listed}");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(6),
+        "A and B1..B5 are stored: {listed}"
+    );
 
     // A crash after pushing but before the checkpoint is written replays that batch:
     // put back the checkpoint from after A, kill run 2, start run 3. Its client gets B1..B5
     // again (at-least-once) and dedupes by id; nothing is skipped.
     second.kill().await;
     drop(after);
-    std::fs::write(&settings.checkpoint, &checkpoint_after_a).expect("restore the older checkpoint");
+    std::fs::write(&settings.checkpoint, &checkpoint_after_a)
+        .expect("restore the older checkpoint");
     let third_proxy = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
-    third_proxy.add_rule(Match::HeaderPrefix("x-amz-target", "DynamoDBStreams_20120810."), Fault::dynamodb_500(), None);
-    let third = GatewayProcess::start(&ProcessSettings { aws_endpoint: third_proxy.url(), ..settings.clone() }).await;
+    third_proxy.add_rule(
+        Match::HeaderPrefix("x-amz-target", "DynamoDBStreams_20120810."),
+        Fault::dynamodb_500(),
+        None,
+    );
+    let third = GatewayProcess::start(&ProcessSettings {
+        aws_endpoint: third_proxy.url(),
+        ..settings.clone()
+    })
+    .await;
     let mut replayed = WsClient::connect(&ws_url_with_key(&third.ws_url, &key)).await;
     third_proxy.set(Fault::PassThrough);
     for id in &b_ids {
@@ -573,7 +708,10 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
         );
     }
     let (ids, _) = received_ids(&replayed);
-    assert!(!ids.contains(&format!("ticket-{}-created", a.id)), "the replay starts after the checkpoint");
+    assert!(
+        !ids.contains(&format!("ticket-{}-created", a.id)),
+        "the replay starts after the checkpoint"
+    );
     report(&format!(
         "gateway pid {pid} frozen and SIGKILLed with {} records unprocessed: after the restart each new client got \
          every one exactly once, the pushed one was not replayed, the 3 stale connections were deleted (410); \
@@ -604,7 +742,15 @@ async fn stack_connections(
     dynamodb: &aws_sdk_dynamodb::Client,
     tables: &rt_relay_shared::config::Tables,
 ) -> Vec<String> {
-    let out =
-        dynamodb.scan().table_name(&tables.connections).consistent_read(true).send().await.expect("scan connections");
-    out.items().iter().filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned()).collect()
+    let out = dynamodb
+        .scan()
+        .table_name(&tables.connections)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan connections");
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
 }

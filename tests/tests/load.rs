@@ -65,10 +65,13 @@ async fn five_hundred_clients_receive_every_one_of_fifty_concurrent_tickets() {
         .map(|i| {
             let url = ws_url.clone();
             async move {
-                let (socket, _) = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(url))
-                    .await
-                    .unwrap_or_else(|_| panic!("client {i}: connect timed out"))
-                    .unwrap_or_else(|e| panic!("client {i}: connect failed: {e} (raise `ulimit -n`?)"));
+                let (socket, _) = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    tokio_tungstenite::connect_async(url),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("client {i}: connect timed out"))
+                .unwrap_or_else(|e| panic!("client {i}: connect failed: {e} (raise `ulimit -n`?)"));
                 socket
             }
         })
@@ -125,7 +128,9 @@ async fn five_hundred_clients_receive_every_one_of_fifty_concurrent_tickets() {
                 let resp = http
                     .post(format!("{base}/tickets"))
                     .header("idempotency-key", &key)
-                    .json(&json!({ "title": format!("load ticket {i}"), "description": "load test" }))
+                    .json(
+                        &json!({ "title": format!("load ticket {i}"), "description": "load test" }),
+                    )
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("POST {i}: {e}"));
@@ -144,7 +149,8 @@ async fn five_hundred_clients_receive_every_one_of_fifty_concurrent_tickets() {
     }))
     .await;
     let posts_took = posts_started.elapsed();
-    let expected_ids: HashMap<String, (Instant, Instant)> = posts.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
+    let expected_ids: HashMap<String, (Instant, Instant)> =
+        posts.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
     assert_eq!(expected_ids.len(), tickets, "every POST created its own ticket");
 
     let mut delivered = 0usize;

@@ -24,10 +24,14 @@ const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "op
 /// Every variant of the route table's `Route`. The `match` stops compiling when a variant
 /// is added: add it here and to docs/openapi.json.
 fn all_routes() -> Vec<Route> {
-    let all = vec![Route::PostTicket, Route::ListTickets, Route::GetTicket, Route::ListNotifications];
+    let all =
+        vec![Route::PostTicket, Route::ListTickets, Route::GetTicket, Route::ListNotifications];
     for r in &all {
         match r {
-            Route::PostTicket | Route::ListTickets | Route::GetTicket | Route::ListNotifications => {}
+            Route::PostTicket
+            | Route::ListTickets
+            | Route::GetTicket
+            | Route::ListNotifications => {}
         }
     }
     all
@@ -69,15 +73,26 @@ fn the_document_describes_exactly_the_gateways_routes() {
         let op = &doc["paths"][&path][&m];
         if path == rt_relay_gateway::openapi::PATH {
             assert_eq!(m, "get");
-            assert_eq!(route(&Method::GET, &path), Routing::NotFound, "the document is not a function's route");
-            assert!(rt_relay_gateway::openapi::response(&Method::GET, &path).is_some(), "the gateway serves it");
+            assert_eq!(
+                route(&Method::GET, &path),
+                Routing::NotFound,
+                "the document is not a function's route"
+            );
+            assert!(
+                rt_relay_gateway::openapi::response(&Method::GET, &path).is_some(),
+                "the gateway serves it"
+            );
             assert_eq!(op["security"], json!([]), "the document is public");
             continue;
         }
         documented.entry(canonical(&path).to_owned()).or_default().insert(m.to_ascii_uppercase());
         match route(&method(&m), &concrete(&path)) {
             Routing::Matched { route: r, route_key, .. } => {
-                assert_eq!(route_key, format!("{} {}", m.to_ascii_uppercase(), canonical(&path)), "{m} {path}");
+                assert_eq!(
+                    route_key,
+                    format!("{} {}", m.to_ascii_uppercase(), canonical(&path)),
+                    "{m} {path}"
+                );
                 assert_eq!(op["x-rt-relay-route"], route_key, "{m} {path}: x-rt-relay-route");
                 routed.insert(r.function_name(), route_key);
             }
@@ -86,19 +101,35 @@ fn the_document_describes_exactly_the_gateways_routes() {
         assert!(op.get("security").is_none(), "{m} {path} uses the global API key requirement");
     }
     for r in all_routes() {
-        assert!(routed.contains_key(r.function_name()), "route {r:?} ({}) is not in the document", r.function_name());
+        assert!(
+            routed.contains_key(r.function_name()),
+            "route {r:?} ({}) is not in the document",
+            r.function_name()
+        );
     }
     // The other direction, through the route function itself: whatever it matches is
     // documented, and its 405 `Allow` lists exactly the documented methods.
-    let mut probes: Vec<String> = documented.keys().flat_map(|p| [concrete(p), format!("{}/", concrete(p))]).collect();
+    let mut probes: Vec<String> =
+        documented.keys().flat_map(|p| [concrete(p), format!("{}/", concrete(p))]).collect();
     probes.extend(
-        ["/", "", "/ticket", "/tickets/1/x", "/notifications/1", "/health", "/openapi", "//tickets"].map(String::from),
+        [
+            "/",
+            "",
+            "/ticket",
+            "/tickets/1/x",
+            "/notifications/1",
+            "/health",
+            "/openapi",
+            "//tickets",
+        ]
+        .map(String::from),
     );
     for path in &probes {
         for m in METHODS {
             let verb = m.to_ascii_uppercase();
             let c = canonical(path);
-            let one_ticket = c.strip_prefix("/tickets/").is_some_and(|id| !id.is_empty() && !id.contains('/'));
+            let one_ticket =
+                c.strip_prefix("/tickets/").is_some_and(|id| !id.is_empty() && !id.contains('/'));
             let template = if one_ticket { "/tickets/{id}" } else { c };
             match route(&method(m), path) {
                 Routing::Matched { route_key, .. } => {
@@ -109,10 +140,17 @@ fn the_document_describes_exactly_the_gateways_routes() {
                 }
                 Routing::MethodNotAllowed { allow } => {
                     let allowed: BTreeSet<String> = allow.split(", ").map(str::to_owned).collect();
-                    assert_eq!(Some(&allowed), documented.get(template), "{verb} {path}: Allow {allow}");
+                    assert_eq!(
+                        Some(&allowed),
+                        documented.get(template),
+                        "{verb} {path}: Allow {allow}"
+                    );
                 }
                 Routing::NotFound => {
-                    assert!(!documented.contains_key(template), "{verb} {path} is documented but not routed")
+                    assert!(
+                        !documented.contains_key(template),
+                        "{verb} {path} is documented but not routed"
+                    )
                 }
             }
         }
@@ -155,17 +193,27 @@ fn the_document_matches_the_domain_types_and_limits() {
         ("queue", MAX_QUEUE_BYTES),
         ("requestor", MAX_EMAIL_BYTES),
     ] {
-        assert_eq!(new["properties"][field]["maxLength"].as_u64(), Some(limit as u64), "{field}'s limit");
+        assert_eq!(
+            new["properties"][field]["maxLength"].as_u64(),
+            Some(limit as u64),
+            "{field}'s limit"
+        );
         let mut body = json!({ "title": "t" });
         body[field] = json!(if field == "requestor" { "a@example.com" } else { "x" });
-        assert!(NewTicket::from_json(body.to_string().as_bytes()).is_ok(), "the API accepts {field}");
+        assert!(
+            NewTicket::from_json(body.to_string().as_bytes()).is_ok(),
+            "the API accepts {field}"
+        );
         if field != "title" {
             assert_eq!(
                 new["properties"][field]["nullable"], true,
                 "{field}: null is accepted as absent, so documented"
             );
             body[field] = Value::Null;
-            assert!(NewTicket::from_json(body.to_string().as_bytes()).is_ok(), "the API accepts a null {field}");
+            assert!(
+                NewTicket::from_json(body.to_string().as_bytes()).is_ok(),
+                "the API accepts a null {field}"
+            );
         }
     }
     assert_eq!(new["properties"].as_object().map(|p| p.len()), Some(4), "no other fields");
@@ -178,7 +226,13 @@ fn the_document_matches_the_domain_types_and_limits() {
     let ticket = sample_ticket(2, "new", "General"); // an even id has a requestor
     let mut problems = Vec::new();
     let schemas = &doc["components"]["schemas"];
-    validate(&doc, &schemas["Ticket"], &serde_json::to_value(&ticket).expect("ticket JSON"), "Ticket", &mut problems);
+    validate(
+        &doc,
+        &schemas["Ticket"],
+        &serde_json::to_value(&ticket).expect("ticket JSON"),
+        "Ticket",
+        &mut problems,
+    );
     validate(
         &doc,
         &schemas["Notification"],
@@ -227,7 +281,11 @@ async fn the_gateway_serves_the_document_and_real_answers_match_it() {
     let base = gateway.http_url();
     let http = stack.http();
 
-    let served = reqwest::Client::new().get(format!("{base}/openapi.json")).send().await.expect("GET /openapi.json");
+    let served = reqwest::Client::new()
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json");
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "application/json");
     assert_eq!(
@@ -241,64 +299,119 @@ async fn the_gateway_serves_the_document_and_real_answers_match_it() {
     let title = format!("openapi {}", uuid::Uuid::new_v4().simple());
     let body = json!({ "title": title, "description": "schema check", "requestor": "someone@example.com" });
     let (headers, ticket) =
-        checked(&doc, http.post(format!("{base}/tickets")).json(&body), "/tickets", "post", 201).await;
+        checked(&doc, http.post(format!("{base}/tickets")).json(&body), "/tickets", "post", 201)
+            .await;
     let id = ticket["id"].as_u64().expect("id");
     assert_eq!(headers["location"], format!("/tickets/{id}"));
-    let pushed = client.wait_for_ticket(id, std::time::Duration::from_secs(15)).await.expect("the push arrives");
+    let pushed = client
+        .wait_for_ticket(id, std::time::Duration::from_secs(15))
+        .await
+        .expect("the push arrives");
     let mut problems = Vec::new();
-    validate(&doc, &doc["components"]["schemas"]["Notification"], &pushed, "pushed message", &mut problems);
-    assert!(problems.is_empty(), "the WebSocket message breaks the Notification schema: {problems:?}");
+    validate(
+        &doc,
+        &doc["components"]["schemas"]["Notification"],
+        &pushed,
+        "pushed message",
+        &mut problems,
+    );
+    assert!(
+        problems.is_empty(),
+        "the WebSocket message breaks the Notification schema: {problems:?}"
+    );
 
     let key = uuid::Uuid::new_v4().to_string();
     let seed = json!({ "title": "Problema no Login", "description": "Usuário não consegue fazer login no sistema." });
-    let post_seed = || http.post(format!("{base}/tickets/")).header("idempotency-key", &key).json(&seed);
+    let post_seed =
+        || http.post(format!("{base}/tickets/")).header("idempotency-key", &key).json(&seed);
     checked(&doc, post_seed(), "/tickets/", "post", 201).await;
     let (replayed, _) = checked(&doc, post_seed(), "/tickets/", "post", 201).await;
     assert_eq!(replayed["idempotent-replayed"], "true");
-    let other =
-        http.post(format!("{base}/tickets/")).header("idempotency-key", &key).json(&json!({ "title": "other" }));
+    let other = http
+        .post(format!("{base}/tickets/"))
+        .header("idempotency-key", &key)
+        .json(&json!({ "title": "other" }));
     checked(&doc, other, "/tickets/", "post", 422).await;
     for (req, status) in [
         (http.post(format!("{base}/tickets")).json(&json!({ "description": "no title" })), 400),
         (http.post(format!("{base}/tickets")).json(&json!({ "title": "t", "owner": "root" })), 400),
         (
-            http.post(format!("{base}/tickets")).header("idempotency-key", "has space").json(&json!({ "title": "t" })),
+            http.post(format!("{base}/tickets"))
+                .header("idempotency-key", "has space")
+                .json(&json!({ "title": "t" })),
             400,
         ),
         (http.post(format!("{base}/tickets")).header("content-type", "text/plain").body("{}"), 415),
         (
-            http.post(format!("{base}/tickets")).json(&json!({ "title": "t", "description": "a".repeat(600 * 1024) })),
+            http.post(format!("{base}/tickets"))
+                .json(&json!({ "title": "t", "description": "a".repeat(600 * 1024) })),
             413,
         ),
-        (http.post(format!("{base}/tickets")).json(&json!({ "title": "t", "queue": "No Such Queue Anywhere" })), 422),
+        (
+            http.post(format!("{base}/tickets"))
+                .json(&json!({ "title": "t", "queue": "No Such Queue Anywhere" })),
+            422,
+        ),
     ] {
         checked(&doc, req, "/tickets", "post", status).await;
     }
 
-    let (_, page) = checked(&doc, http.get(format!("{base}/tickets?limit=1")), "/tickets", "get", 200).await;
+    let (_, page) =
+        checked(&doc, http.get(format!("{base}/tickets?limit=1")), "/tickets", "get", 200).await;
     let cursor = page["next_cursor"].as_str().expect("a next page").to_owned();
     let cursor: String = url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
-    checked(&doc, http.get(format!("{base}/tickets?limit=1&cursor={cursor}")), "/tickets", "get", 200).await;
-    checked(&doc, http.get(format!("{base}/tickets?status=new&queue=General")), "/tickets", "get", 200).await;
+    checked(
+        &doc,
+        http.get(format!("{base}/tickets?limit=1&cursor={cursor}")),
+        "/tickets",
+        "get",
+        200,
+    )
+    .await;
+    checked(
+        &doc,
+        http.get(format!("{base}/tickets?status=new&queue=General")),
+        "/tickets",
+        "get",
+        200,
+    )
+    .await;
     checked(&doc, http.get(format!("{base}/tickets?limit=0")), "/tickets", "get", 400).await;
     checked(&doc, http.get(format!("{base}/tickets?cursor=garbage")), "/tickets", "get", 400).await;
     checked(&doc, http.get(format!("{base}/tickets/{id}")), "/tickets/{id}", "get", 200).await;
     checked(&doc, http.get(format!("{base}/tickets/999999999")), "/tickets/{id}", "get", 404).await;
     checked(&doc, http.get(format!("{base}/tickets/abc")), "/tickets/{id}", "get", 400).await;
-    checked(&doc, http.get(format!("{base}/notifications?limit=1")), "/notifications", "get", 200).await;
-    let (_, notes) =
-        checked(&doc, http.get(format!("{base}/notifications?limit=100")), "/notifications", "get", 200).await;
-    let stored = notes["items"].as_array().and_then(|items| items.iter().find(|n| n["id"] == pushed["id"]));
+    checked(&doc, http.get(format!("{base}/notifications?limit=1")), "/notifications", "get", 200)
+        .await;
+    let (_, notes) = checked(
+        &doc,
+        http.get(format!("{base}/notifications?limit=100")),
+        "/notifications",
+        "get",
+        200,
+    )
+    .await;
+    let stored =
+        notes["items"].as_array().and_then(|items| items.iter().find(|n| n["id"] == pushed["id"]));
     assert_eq!(stored, Some(&pushed), "GET /notifications and the push carry the same JSON");
-    checked(&doc, http.get(format!("{base}/notifications?limit=x")), "/notifications", "get", 400).await;
+    checked(&doc, http.get(format!("{base}/notifications?limit=x")), "/notifications", "get", 400)
+        .await;
 
     // Without a key: API Gateway's own 401, as documented; with a key lacking the route's
     // scope: 403.
-    checked(&doc, reqwest::Client::new().get(format!("{base}/tickets")), "/tickets", "get", 401).await;
-    let read_only =
-        rt_relay_tests::stack::authorized_client(&stack.mint_key(&[rt_relay_shared::auth::Scope::TicketsRead]).await);
-    checked(&doc, read_only.post(format!("{base}/tickets")).json(&json!({ "title": "t" })), "/tickets", "post", 403)
+    checked(&doc, reqwest::Client::new().get(format!("{base}/tickets")), "/tickets", "get", 401)
         .await;
+    let read_only = rt_relay_tests::stack::authorized_client(
+        &stack.mint_key(&[rt_relay_shared::auth::Scope::TicketsRead]).await,
+    );
+    checked(
+        &doc,
+        read_only.post(format!("{base}/tickets")).json(&json!({ "title": "t" })),
+        "/tickets",
+        "post",
+        403,
+    )
+    .await;
 
     // Outside the operations: 404 and 405 (with Allow) in the documented error shape.
     for (m, path, status) in [
@@ -313,7 +426,13 @@ async fn the_gateway_serves_the_document_and_real_answers_match_it() {
         }
         let value: Value = resp.json().await.expect("JSON error");
         let mut problems = Vec::new();
-        validate(&doc, &doc["components"]["schemas"]["Error"], &value, &format!("{m} {path}"), &mut problems);
+        validate(
+            &doc,
+            &doc["components"]["schemas"]["Error"],
+            &value,
+            &format!("{m} {path}"),
+            &mut problems,
+        );
         assert!(problems.is_empty(), "{problems:?}");
     }
 

@@ -17,7 +17,14 @@ use rt_relay_tests::{
 
 async fn connect(store: &DynamoStore, id: &str) {
     let now = Utc::now();
-    store.add(&Connection { id: id.into(), connected_at: now, expires_at: now + chrono::Duration::hours(3) }).await.unwrap();
+    store
+        .add(&Connection {
+            id: id.into(),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(3),
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -45,22 +52,31 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
     assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
 
     for live in ["live-1", "live-2", "live-3", "live-4", "live-5"] {
-        let got: Vec<Notification> =
-            server.received(live).iter().map(|m| serde_json::from_str(m).expect("notification JSON")).collect();
+        let got: Vec<Notification> = server
+            .received(live)
+            .iter()
+            .map(|m| serde_json::from_str(m).expect("notification JSON"))
+            .collect();
         assert_eq!(got, notes, "{live} receives every notification, in order, with its id");
     }
     let (left, _) = store.page(None, 100).await.unwrap();
     let mut left = left;
     left.sort();
-    assert_eq!(left, ["live-1", "live-2", "live-3", "live-4", "live-5"], "410 Gone deleted exactly those");
+    assert_eq!(
+        left,
+        ["live-1", "live-2", "live-3", "live-4", "live-5"],
+        "410 Gone deleted exactly those"
+    );
 
     // GIVEN one connection fails WHEN the batch runs THEN its record and the later ones are
     // reported (Lambda retries from the lowest) and nothing is deleted.
     connect(&store, "flaky").await;
     server.set_failing("flaky", true);
     let resp = push.handle(event.clone()).await;
-    let failed: Vec<String> = resp.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect();
-    let seqs: Vec<String> = event.records.iter().filter_map(|r| r.change.sequence_number.clone()).collect();
+    let failed: Vec<String> =
+        resp.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect();
+    let seqs: Vec<String> =
+        event.records.iter().filter_map(|r| r.change.sequence_number.clone()).collect();
     assert_eq!(failed, seqs);
     assert_eq!(store.page(None, 100).await.unwrap().0.len(), 6);
 

@@ -32,11 +32,7 @@ enum Adapter {
 }
 
 impl Adapter {
-    const ALL: [Adapter; 3] = [
-        Adapter::Rest2Token,
-        Adapter::Rest2Basic,
-        Adapter::Rest1Password,
-    ];
+    const ALL: [Adapter; 3] = [Adapter::Rest2Token, Adapter::Rest2Basic, Adapter::Rest1Password];
 
     fn api(self) -> RtApi {
         match self {
@@ -108,20 +104,13 @@ fn ticket(queue: &str, subject: &str, content: &str) -> RtCreate {
 async fn read_everywhere(id: u64) -> RtTicket {
     let mut seen: Vec<(Adapter, RtTicket)> = Vec::new();
     for adapter in Adapter::ALL {
-        let t = adapter
-            .client()
-            .get(id)
-            .await
-            .unwrap_or_else(|e| panic!("{adapter:?} get {id}: {e}"));
+        let t =
+            adapter.client().get(id).await.unwrap_or_else(|e| panic!("{adapter:?} get {id}: {e}"));
         seen.push((adapter, t));
     }
     let (_, first) = &seen[0];
     for (adapter, t) in &seen[1..] {
-        assert_eq!(
-            t, first,
-            "{adapter:?} reads ticket {id} as {:?} reads it",
-            seen[0].0
-        );
+        assert_eq!(t, first, "{adapter:?} reads ticket {id} as {:?} reads it", seen[0].0);
     }
     first.clone()
 }
@@ -139,14 +128,8 @@ async fn create_then_get(adapter: Adapter) {
         requestor: Some(requestor.clone()),
     };
     let before = Utc::now();
-    let id = rt
-        .create(&new)
-        .await
-        .unwrap_or_else(|e| panic!("{adapter:?} create: {e}"));
-    let t = rt
-        .get(id)
-        .await
-        .unwrap_or_else(|e| panic!("{adapter:?} get: {e}"));
+    let id = rt.create(&new).await.unwrap_or_else(|e| panic!("{adapter:?} create: {e}"));
+    let t = rt.get(id).await.unwrap_or_else(|e| panic!("{adapter:?} get: {e}"));
     assert_eq!(t.id, id);
     assert_eq!(t.subject, new.subject);
     assert_eq!(t.queue, "General");
@@ -160,14 +143,9 @@ async fn create_then_get(adapter: Adapter) {
         "created {} near {before}",
         t.created
     );
-    assert_eq!(
-        rt.description(id).await.unwrap(),
-        new.content,
-        "{adapter:?} description"
-    );
+    assert_eq!(rt.description(id).await.unwrap(), new.content, "{adapter:?} description");
     assert!(
-        rt.ticket_url(id)
-            .ends_with(&format!("Ticket/Display.html?id={id}")),
+        rt.ticket_url(id).ends_with(&format!("Ticket/Display.html?id={id}")),
         "{}",
         rt.ticket_url(id)
     );
@@ -188,14 +166,8 @@ for_each_adapter!(create_then_get);
 async fn missing_ticket_is_not_found(adapter: Adapter) {
     let rt = adapter.client();
     let id = 987_654_321;
-    assert!(
-        matches!(rt.get(id).await, Err(RtError::NotFound)),
-        "{adapter:?} get"
-    );
-    assert!(
-        matches!(rt.description(id).await, Err(RtError::NotFound)),
-        "{adapter:?} description"
-    );
+    assert!(matches!(rt.get(id).await, Err(RtError::NotFound)), "{adapter:?} get");
+    assert!(matches!(rt.description(id).await, Err(RtError::NotFound)), "{adapter:?} description");
 }
 for_each_adapter!(missing_ticket_is_not_found);
 
@@ -209,11 +181,8 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
         let mut created = Vec::new();
         for (n, adapter) in Adapter::ALL.iter().cycle().take(7).enumerate() {
             let subject = format!("paging {m} #{n}");
-            let id = adapter
-                .client()
-                .create(&ticket("Support", &subject, "page me\n"))
-                .await
-                .unwrap();
+            let id =
+                adapter.client().create(&ticket("Support", &subject, "page me\n")).await.unwrap();
             created.push((id, subject));
         }
         let min_id = created[0].0;
@@ -239,11 +208,8 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
                     "{adapter:?} page {page}"
                 );
                 for t in &p.tickets {
-                    let subject = &created
-                        .iter()
-                        .find(|(id, _)| *id == t.id)
-                        .expect("one of ours")
-                        .1;
+                    let subject =
+                        &created.iter().find(|(id, _)| *id == t.id).expect("one of ours").1;
                     assert_eq!(
                         (&t.subject, t.queue.as_str(), t.status.as_str()),
                         (subject, "Support", "new")
@@ -251,10 +217,7 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
                 }
                 listed.extend(p.tickets.iter().map(|t| t.id));
             }
-            assert_eq!(
-                listed, newest_first,
-                "{adapter:?} lists every ticket once, newest first"
-            );
+            assert_eq!(listed, newest_first, "{adapter:?} lists every ticket once, newest first");
             let beyond = rt.list(&query, 4, 3).await.unwrap();
             assert_eq!(
                 (beyond.tickets.len(), beyond.total, beyond.has_more),
@@ -276,10 +239,8 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
                 min_id: Some(min_id),
                 subject: None,
             };
-            let none = rt
-                .list(&odd, 1, 3)
-                .await
-                .unwrap_or_else(|e| panic!("{adapter:?} odd queue: {e}"));
+            let none =
+                rt.list(&odd, 1, 3).await.unwrap_or_else(|e| panic!("{adapter:?} odd queue: {e}"));
             assert_eq!(
                 (none.total, none.tickets.len(), none.has_more),
                 (0, 0, false),
@@ -300,19 +261,13 @@ async fn wrong_credentials_are_unauthenticated(adapter: Adapter) {
             matches!(created, Err(RtError::Unauthenticated)),
             "{adapter:?} create: {created:?}"
         );
-        assert!(
-            matches!(rt.get(1).await, Err(RtError::Unauthenticated)),
-            "{adapter:?} get"
-        );
+        assert!(matches!(rt.get(1).await, Err(RtError::Unauthenticated)), "{adapter:?} get");
         assert!(
             matches!(rt.description(1).await, Err(RtError::Unauthenticated)),
             "{adapter:?} description"
         );
         let listed = rt.list(&RtQuery::default(), 1, 3).await;
-        assert!(
-            matches!(listed, Err(RtError::Unauthenticated)),
-            "{adapter:?} list: {listed:?}"
-        );
+        assert!(matches!(listed, Err(RtError::Unauthenticated)), "{adapter:?} list: {listed:?}");
     }
 }
 for_each_adapter!(wrong_credentials_are_unauthenticated);
@@ -322,10 +277,7 @@ async fn unknown_queue_is_refused(adapter: Adapter) {
     let queue = format!("No Such Queue {}", marker());
     match rt.create(&ticket(&queue, "nowhere", "x")).await {
         Err(RtError::Forbidden(msg)) | Err(RtError::Rejected(msg)) => {
-            assert!(
-                !msg.is_empty() && msg.chars().count() <= 301,
-                "{adapter:?}: {msg:?}"
-            );
+            assert!(!msg.is_empty() && msg.chars().count() <= 301, "{adapter:?}: {msg:?}");
         }
         other => panic!("{adapter:?}: unknown queue gave {other:?}"),
     }
@@ -348,15 +300,9 @@ async fn closed_port_is_unreachable_quickly(adapter: Adapter) {
     let rt = rt_client(&config);
     let started = Instant::now();
     let got = rt.get(1).await;
-    assert!(
-        matches!(got, Err(RtError::Unreachable(_))),
-        "{adapter:?}: {got:?}"
-    );
+    assert!(matches!(got, Err(RtError::Unreachable(_))), "{adapter:?}: {got:?}");
     let created = rt.create(&ticket("General", "t", "d")).await;
-    assert!(
-        matches!(created, Err(RtError::Unreachable(_))),
-        "{adapter:?}: {created:?}"
-    );
+    assert!(matches!(created, Err(RtError::Unreachable(_))), "{adapter:?}: {created:?}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "refused connections fail fast: {:?}",
@@ -376,12 +322,8 @@ async fn silent_server_times_out_within_the_bound(adapter: Adapter) {
         }
     });
     let bound = Duration::from_millis(500);
-    let rt = rt_client(&config_at(
-        adapter.api(),
-        adapter.auth(),
-        &format!("http://{addr}/"),
-        bound,
-    ));
+    let rt =
+        rt_client(&config_at(adapter.api(), adapter.auth(), &format!("http://{addr}/"), bound));
     for call in ["create", "get", "list"] {
         let started = Instant::now();
         let result = match call {
@@ -394,10 +336,7 @@ async fn silent_server_times_out_within_the_bound(adapter: Adapter) {
             matches!(result, Err(RtError::Timeout(d)) if d == bound),
             "{adapter:?} {call}: {result:?}"
         );
-        assert!(
-            took < Duration::from_secs(5),
-            "{adapter:?} {call} returned after {took:?}"
-        );
+        assert!(took < Duration::from_secs(5), "{adapter:?} {call} returned after {took:?}");
     }
     silent.abort();
 }
@@ -461,11 +400,8 @@ async fn adversarial_text_round_trips(adapter: Adapter) {
     let m = marker();
     let titles = adversarial_titles();
     for (n, description) in adversarial_descriptions().into_iter().enumerate() {
-        let title = if n < titles.len() {
-            titles[n].clone()
-        } else {
-            format!("adversarial {m} #{n}")
-        };
+        let title =
+            if n < titles.len() { titles[n].clone() } else { format!("adversarial {m} #{n}") };
         let result = rt.create(&ticket("General", &title, description)).await;
         if refused_by(adapter, description) {
             assert!(
@@ -478,12 +414,7 @@ async fn adversarial_text_round_trips(adapter: Adapter) {
         let t = read_everywhere(id).await;
         assert_eq!(t.subject, title, "{adapter:?} subject of {description:?}");
         assert_eq!(
-            (
-                t.owner.as_str(),
-                t.status.as_str(),
-                t.queue.as_str(),
-                t.priority
-            ),
+            (t.owner.as_str(), t.status.as_str(), t.queue.as_str(), t.priority),
             ("Nobody", "new", "General", 0),
             "{adapter:?}: no field changed by {description:?}"
         );
@@ -524,9 +455,7 @@ impl Xorshift {
 fn rest1_forms_survive_rts_own_form_parse() {
     const RT_LIB: &str = "/usr/share/request-tracker5/lib";
     assert!(
-        std::path::Path::new(RT_LIB)
-            .join("RT/Interface/REST.pm")
-            .exists(),
+        std::path::Path::new(RT_LIB).join("RT/Interface/REST.pm").exists(),
         "RT is not installed here: run make test (scripts/test.sh), which installs and starts RT"
     );
     let pieces = [
@@ -563,9 +492,8 @@ fn rest1_forms_survive_rts_own_form_parse() {
     let mut texts: Vec<String> = Vec::new();
     while texts.len() < 3000 {
         let len = (rng.next() % 12) as usize;
-        let text: String = (0..len)
-            .map(|_| pieces[(rng.next() % pieces.len() as u64) as usize])
-            .collect();
+        let text: String =
+            (0..len).map(|_| pieces[(rng.next() % pieces.len() as u64) as usize]).collect();
         if !text.starts_with('\n') {
             texts.push(text);
         }
@@ -608,11 +536,7 @@ fn rest1_forms_survive_rts_own_form_parse() {
     for (text, forms) in texts.iter().zip(parsed) {
         assert_eq!(forms.len(), 1, "one form for {text:?}");
         let (order, values) = &forms[0];
-        assert_eq!(
-            order,
-            &["id", "Queue", "Subject", "Text"],
-            "no field added for {text:?}"
-        );
+        assert_eq!(order, &["id", "Queue", "Subject", "Text"], "no field added for {text:?}");
         assert_eq!(values["Subject"], "Owner: root -- x");
         assert_eq!(
             values["Text"].as_str(),

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use rt_relay_shared::store::{
-    dynamodb::DynamoStore, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease,
-    PageRequest, StoreError, TicketFilter, TicketStore,
+    dynamodb::DynamoStore, Claim, Connection, ConnectionStore, IdempotencyCompletion,
+    IdempotencyStore, Lease, PageRequest, StoreError, TicketFilter, TicketStore,
 };
 use rt_relay_tests::services::{fresh_tables, sample_notification, sample_ticket};
 
@@ -86,14 +86,18 @@ async fn tickets_page_newest_first_with_filters() {
     let (open, _) = collect(TicketFilter { status: Some("open".into()), queue: None }, 4).await;
     assert_eq!(open, (1..=25).rev().filter(|i| i % 2 == 0).collect::<Vec<_>>());
 
-    let (support, _) = collect(TicketFilter { status: None, queue: Some("Support".into()) }, 3).await;
+    let (support, _) =
+        collect(TicketFilter { status: None, queue: Some("Support".into()) }, 3).await;
     assert_eq!(support, (16..=25).rev().collect::<Vec<_>>());
 
-    let (both, _) = collect(TicketFilter { status: Some("new".into()), queue: Some("Support".into()) }, 2).await;
+    let (both, _) =
+        collect(TicketFilter { status: Some("new".into()), queue: Some("Support".into()) }, 2)
+            .await;
     assert_eq!(both, vec![25, 23, 21, 19, 17]);
 
     // A page that ends exactly at the last item has no cursor.
-    let exact = store.list_tickets(&TicketFilter::default(), &PageRequest::first(25)).await.unwrap();
+    let exact =
+        store.list_tickets(&TicketFilter::default(), &PageRequest::first(25)).await.unwrap();
     assert_eq!(exact.items.len(), 25);
     assert_eq!(exact.next_cursor, None);
 }
@@ -108,10 +112,16 @@ async fn a_cursor_only_works_for_its_own_query() {
     let first = store.list_tickets(&TicketFilter::default(), &PageRequest::first(1)).await.unwrap();
     let cursor = first.next_cursor.expect("more pages");
     let other = TicketFilter { status: Some("new".into()), queue: None };
-    let err = store.list_tickets(&other, &PageRequest { limit: 1, cursor: Some(cursor) }).await.unwrap_err();
+    let err = store
+        .list_tickets(&other, &PageRequest { limit: 1, cursor: Some(cursor) })
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
     let err = store
-        .list_tickets(&TicketFilter::default(), &PageRequest { limit: 1, cursor: Some("bm9wZQ".into()) })
+        .list_tickets(
+            &TicketFilter::default(),
+            &PageRequest { limit: 1, cursor: Some("bm9wZQ".into()) },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
@@ -168,7 +178,9 @@ async fn idempotency_claims() {
     let store = store("idem").await;
     let now = Utc::now();
     let lease_for = chrono::Duration::seconds(30);
-    let Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None } = store.claim("k", "h", now, lease_for).await.unwrap() else {
+    let Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None } =
+        store.claim("k", "h", now, lease_for).await.unwrap()
+    else {
         panic!("first claim acquires")
     };
     assert_eq!(store.claim("k", "h", now, lease_for).await.unwrap(), Claim::InProgress);
@@ -178,12 +190,17 @@ async fn idempotency_claims() {
     // over and learns the RT ticket id instead of creating another.
     store.note_rt_ticket(&lease, 77).await.unwrap();
     let later = now + chrono::Duration::seconds(31);
-    let Claim::Acquired { lease: taken, rt_ticket_id, previous_attempt } = store.claim("k", "h", later, lease_for).await.unwrap() else {
+    let Claim::Acquired { lease: taken, rt_ticket_id, previous_attempt } =
+        store.claim("k", "h", later, lease_for).await.unwrap()
+    else {
         panic!("expired lease is taken over")
     };
     assert_eq!(rt_ticket_id, Some(77));
     assert!(previous_attempt.is_some(), "a takeover says when the first attempt began");
-    assert!(matches!(store.note_rt_ticket(&lease, 78).await, Err(StoreError::Conflict(_))), "old holder lost it");
+    assert!(
+        matches!(store.note_rt_ticket(&lease, 78).await, Err(StoreError::Conflict(_))),
+        "old holder lost it"
+    );
 
     let t = sample_ticket(77, "new", "General");
     let done = IdempotencyCompletion { lease: taken, status: 201, body: r#"{"id":77}"#.into() };
@@ -194,7 +211,10 @@ async fn idempotency_claims() {
     );
 
     // An abandoned attempt (outcome unknown) is taken over at once, and says when it began.
-    let Claim::Acquired { lease: l3, .. } = store.claim("k3", "h", now, lease_for).await.unwrap() else { panic!() };
+    let Claim::Acquired { lease: l3, .. } = store.claim("k3", "h", now, lease_for).await.unwrap()
+    else {
+        panic!()
+    };
     store.abandon(&l3, now).await.unwrap();
     let Claim::Acquired { rt_ticket_id: None, previous_attempt: Some(began), .. } =
         store.claim("k3", "h", now, lease_for).await.unwrap()
@@ -204,9 +224,15 @@ async fn idempotency_claims() {
     assert_eq!(began.timestamp(), now.timestamp());
 
     // A released key starts afresh.
-    let Claim::Acquired { lease: l2, .. } = store.claim("k2", "h", now, lease_for).await.unwrap() else { panic!() };
+    let Claim::Acquired { lease: l2, .. } = store.claim("k2", "h", now, lease_for).await.unwrap()
+    else {
+        panic!()
+    };
     store.release(&l2).await.unwrap();
-    assert!(matches!(store.claim("k2", "h", now, lease_for).await.unwrap(), Claim::Acquired { rt_ticket_id: None, .. }));
+    assert!(matches!(
+        store.claim("k2", "h", now, lease_for).await.unwrap(),
+        Claim::Acquired { rt_ticket_id: None, .. }
+    ));
 }
 
 #[tokio::test]
@@ -215,7 +241,11 @@ async fn connections_are_read_page_by_page() {
     let now = Utc::now();
     for i in 0..7 {
         store
-            .add(&Connection { id: format!("c{i}"), connected_at: now, expires_at: now + chrono::Duration::hours(3) })
+            .add(&Connection {
+                id: format!("c{i}"),
+                connected_at: now,
+                expires_at: now + chrono::Duration::hours(3),
+            })
             .await
             .unwrap();
     }

@@ -90,7 +90,10 @@ fn key_schema(v: &Value) -> Vec<(String, String)> {
         .unwrap_or_else(|| panic!("KeySchema is not a list: {v}"))
         .iter()
         .map(|k| {
-            (k["AttributeName"].as_str().unwrap_or("?").to_owned(), k["KeyType"].as_str().unwrap_or("?").to_owned())
+            (
+                k["AttributeName"].as_str().unwrap_or("?").to_owned(),
+                k["KeyType"].as_str().unwrap_or("?").to_owned(),
+            )
         })
         .collect()
 }
@@ -122,15 +125,21 @@ fn table_drift(def: &TableDef, table: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let wanted: BTreeMap<String, String> =
-        def.key_attributes().into_iter().map(|a| (a.name.to_owned(), key_type(a).to_owned())).collect();
+    let wanted: BTreeMap<String, String> = def
+        .key_attributes()
+        .into_iter()
+        .map(|a| (a.name.to_owned(), key_type(a).to_owned()))
+        .collect();
     if declared != wanted {
         drift.push(format!("{id}: AttributeDefinitions {declared:?}, schema.rs wants {wanted:?}"));
     }
 
     let keys = key_schema(&props["KeySchema"]);
     if keys != expected_key_schema(def.hash, None) {
-        drift.push(format!("{id}: KeySchema {keys:?}, schema.rs wants hash key {:?} only", def.hash.name));
+        drift.push(format!(
+            "{id}: KeySchema {keys:?}, schema.rs wants hash key {:?} only",
+            def.hash.name
+        ));
     }
 
     let mut template_indexes: BTreeMap<String, (Vec<(String, String)>, Value)> = BTreeMap::new();
@@ -147,10 +156,16 @@ fn table_drift(def: &TableDef, table: &Value) -> Vec<String> {
         let Some((keys, projection)) = template_indexes.get(index.name) else { continue };
         let want = expected_key_schema(index.hash, Some(index.range));
         if *keys != want {
-            drift.push(format!("{id}: index {} keys {keys:?}, schema.rs wants {want:?}", index.name));
+            drift.push(format!(
+                "{id}: index {} keys {keys:?}, schema.rs wants {want:?}",
+                index.name
+            ));
         }
         if *projection != json!({"ProjectionType": "ALL"}) {
-            drift.push(format!("{id}: index {} projection {projection}, schema.rs wants ALL", index.name));
+            drift.push(format!(
+                "{id}: index {} projection {projection}, schema.rs wants ALL",
+                index.name
+            ));
         }
     }
 
@@ -163,7 +178,10 @@ fn table_drift(def: &TableDef, table: &Value) -> Vec<String> {
     let ttl = &props["TimeToLiveSpecification"];
     let ttl_attr = if ttl["Enabled"] == json!(true) { ttl["AttributeName"].as_str() } else { None };
     if ttl_attr != def.ttl {
-        drift.push(format!("{id}: TTL attribute {ttl_attr:?} (enabled), schema.rs wants {:?}", def.ttl));
+        drift.push(format!(
+            "{id}: TTL attribute {ttl_attr:?} (enabled), schema.rs wants {:?}",
+            def.ttl
+        ));
     }
     drift
 }
@@ -177,17 +195,29 @@ fn tables_match_the_schema_in_shared() {
     let schema_ids: BTreeSet<&str> = TABLES.iter().map(|d| d.logical_id).collect();
     // THEN the same tables exist, with the same keys, indexes, stream and TTL
     assert_eq!(template_ids, schema_ids, "template.yaml tables differ from schema.rs TABLES");
-    let drift: Vec<String> = TABLES.iter().flat_map(|def| table_drift(def, &resources()[def.logical_id])).collect();
-    assert!(drift.is_empty(), "template.yaml drifted from shared/src/store/schema.rs:\n  {}", drift.join("\n  "));
+    let drift: Vec<String> =
+        TABLES.iter().flat_map(|def| table_drift(def, &resources()[def.logical_id])).collect();
+    assert!(
+        drift.is_empty(),
+        "template.yaml drifted from shared/src/store/schema.rs:\n  {}",
+        drift.join("\n  ")
+    );
 }
 
 #[test]
 fn drift_in_a_table_is_detected() {
     // GIVEN the template's notifications table with a changed index key and no stream
-    let def = TABLES.iter().find(|d| d.kind == TableKind::Notifications).expect("schema has a notifications table");
+    let def = TABLES
+        .iter()
+        .find(|d| d.kind == TableKind::Notifications)
+        .expect("schema has a notifications table");
     let mut table = resources()[def.logical_id].clone();
-    table["Properties"]["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"] = json!("created_at");
-    table["Properties"].as_object_mut().expect("table has Properties").remove("StreamSpecification");
+    table["Properties"]["GlobalSecondaryIndexes"][0]["KeySchema"][1]["AttributeName"] =
+        json!("created_at");
+    table["Properties"]
+        .as_object_mut()
+        .expect("table has Properties")
+        .remove("StreamSpecification");
     // WHEN it is compared with the schema
     let drift = table_drift(def, &table);
     // THEN both differences are reported
@@ -208,8 +238,10 @@ fn table_variable(kind: TableKind) -> &'static str {
 
 /// A function's environment as deployed: the Globals' variables, then its own.
 fn environment(function: &Value) -> serde_json::Map<String, Value> {
-    let mut vars =
-        template()["Globals"]["Function"]["Environment"]["Variables"].as_object().cloned().unwrap_or_default();
+    let mut vars = template()["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     if let Some(own) = function["Properties"]["Environment"]["Variables"].as_object() {
         vars.extend(own.clone());
     }
@@ -223,21 +255,39 @@ fn table_environment_variables_name_the_right_table() {
         for def in &TABLES {
             let var = table_variable(def.kind);
             if let Some(value) = vars.get(var) {
-                assert_eq!(*value, json!({"Ref": def.logical_id}), "{id}: {var} must be !Ref {}", def.logical_id);
+                assert_eq!(
+                    *value,
+                    json!({"Ref": def.logical_id}),
+                    "{id}: {var} must be !Ref {}",
+                    def.logical_id
+                );
             }
         }
         let stray: Vec<&String> = vars
             .keys()
-            .filter(|k| k.ends_with("_TABLE") && !TABLES.iter().any(|d| table_variable(d.kind) == k.as_str()))
+            .filter(|k| {
+                k.ends_with("_TABLE")
+                    && !TABLES.iter().any(|d| table_variable(d.kind) == k.as_str())
+            })
             .collect();
         assert!(stray.is_empty(), "{id}: unknown table variables {stray:?}");
         // config::Tables::from_env, which the data handlers call at cold start, requires
         // these four; a function missing one would fail on its first invocation.
-        let data_tables =
-            [TableKind::Tickets, TableKind::Notifications, TableKind::Connections, TableKind::Idempotency];
-        let missing: Vec<&str> =
-            data_tables.into_iter().map(table_variable).filter(|v| !vars.contains_key(*v)).collect();
-        assert!(missing.is_empty(), "{id}: environment lacks {missing:?} (config::Tables::from_env requires all four)");
+        let data_tables = [
+            TableKind::Tickets,
+            TableKind::Notifications,
+            TableKind::Connections,
+            TableKind::Idempotency,
+        ];
+        let missing: Vec<&str> = data_tables
+            .into_iter()
+            .map(table_variable)
+            .filter(|v| !vars.contains_key(*v))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{id}: environment lacks {missing:?} (config::Tables::from_env requires all four)"
+        );
     }
 }
 
@@ -261,7 +311,8 @@ fn package_name(manifest: &str) -> Option<String> {
 fn every_function_is_a_workspace_crate_of_the_same_name() {
     let functions = resources_of_type("AWS::Serverless::Function");
     assert!(!functions.is_empty(), "template.yaml declares no functions");
-    let workspace = std::fs::read_to_string(root().join("Cargo.toml")).expect("read workspace Cargo.toml");
+    let workspace =
+        std::fs::read_to_string(root().join("Cargo.toml")).expect("read workspace Cargo.toml");
     let mut binaries = BTreeSet::new();
     for (id, function) in &functions {
         let meta = &function["Metadata"];
@@ -270,12 +321,23 @@ fn every_function_is_a_workspace_crate_of_the_same_name() {
             .as_str()
             .unwrap_or_else(|| panic!("{id}: Metadata.BuildProperties.Binary is missing"));
         // `sam build` runs cargo lambda from CodeUri; the binaries are workspace members.
-        assert_eq!(function["Properties"]["CodeUri"], ".", "{id}: CodeUri must be the workspace root");
+        assert_eq!(
+            function["Properties"]["CodeUri"], ".",
+            "{id}: CodeUri must be the workspace root"
+        );
         let dir = root().join("functions").join(binary);
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
-            .unwrap_or_else(|e| panic!("{id}: binary {binary}: cannot read functions/{binary}/Cargo.toml: {e}"));
-        assert_eq!(package_name(&manifest).as_deref(), Some(binary), "{id}: functions/{binary} package name");
-        assert!(dir.join("src/main.rs").is_file(), "{id}: functions/{binary}/src/main.rs is missing");
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_else(|e| {
+            panic!("{id}: binary {binary}: cannot read functions/{binary}/Cargo.toml: {e}")
+        });
+        assert_eq!(
+            package_name(&manifest).as_deref(),
+            Some(binary),
+            "{id}: functions/{binary} package name"
+        );
+        assert!(
+            dir.join("src/main.rs").is_file(),
+            "{id}: functions/{binary}/src/main.rs is missing"
+        );
         assert!(
             workspace.contains(&format!("\"functions/{binary}\"")),
             "{id}: functions/{binary} is not a member of the workspace"
@@ -297,12 +359,15 @@ fn every_function_is_a_workspace_crate_of_the_same_name() {
 fn http_routes_are_the_contract_and_can_be_deployed() {
     let mut routes = BTreeSet::new();
     for (id, function) in resources_of_type("AWS::Serverless::Function") {
-        for event in function["Properties"]["Events"].as_object().into_iter().flat_map(|m| m.values()) {
+        for event in
+            function["Properties"]["Events"].as_object().into_iter().flat_map(|m| m.values())
+        {
             if event["Type"] != "HttpApi" {
                 continue;
             }
-            let path =
-                event["Properties"]["Path"].as_str().unwrap_or_else(|| panic!("{id}: HttpApi event without Path"));
+            let path = event["Properties"]["Path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id}: HttpApi event without Path"));
             let method = event["Properties"]["Method"].as_str().unwrap_or("?");
             // An HTTP API cannot hold a route key ending in "/": the import drops or rejects it.
             assert!(path == "/" || !path.ends_with('/'), "{id}: route {method} {path} ends in '/'");
@@ -312,7 +377,10 @@ fn http_routes_are_the_contract_and_can_be_deployed() {
                 "{id}: {method} {path} is not on HttpApi"
             );
             // No per-route Auth: every route keeps the API's default (API key) authorizer.
-            assert!(event["Properties"]["Auth"].is_null(), "{id}: {method} {path} overrides the authorizer");
+            assert!(
+                event["Properties"]["Auth"].is_null(),
+                "{id}: {method} {path} overrides the authorizer"
+            );
             routes.insert(format!("{method} {path} -> {id}"));
         }
     }
@@ -355,7 +423,9 @@ fn both_apis_demand_an_api_key_checked_by_the_authorizer_function() {
 fn only_the_authorizer_reads_api_keys() {
     let readers: BTreeSet<String> = iam_statements()
         .into_iter()
-        .filter(|(_, s)| s["Effect"] == "Allow" && s["Resource"].to_string().contains("ApiKeysTable"))
+        .filter(|(_, s)| {
+            s["Effect"] == "Allow" && s["Resource"].to_string().contains("ApiKeysTable")
+        })
         .map(|(id, _)| id)
         .collect();
     assert_eq!(readers, BTreeSet::from(["AuthorizerFunction".to_owned()]));
@@ -386,13 +456,22 @@ fn iam_statements() -> Vec<(String, &'static Value)> {
             }
             Some("AWS::IAM::Role") => {
                 for policy in props["Policies"].as_array().into_iter().flatten() {
-                    found.extend(statements_of(&policy["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)));
+                    found.extend(
+                        statements_of(&policy["PolicyDocument"])
+                            .into_iter()
+                            .map(|s| (id.clone(), s)),
+                    );
                 }
             }
             Some(
-                "AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy" | "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy",
+                "AWS::IAM::Policy"
+                | "AWS::IAM::ManagedPolicy"
+                | "AWS::SQS::QueuePolicy"
+                | "AWS::SNS::TopicPolicy",
             ) => {
-                found.extend(statements_of(&props["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)));
+                found.extend(
+                    statements_of(&props["PolicyDocument"]).into_iter().map(|s| (id.clone(), s)),
+                );
             }
             _ => {}
         }
@@ -431,14 +510,21 @@ fn no_iam_statement_grants_a_wildcard_action() {
             problems.push(format!("{id}: Resource \"*\" for {actions:?}"));
         }
     }
-    assert!(problems.is_empty(), "IAM statements are not least-privilege:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "IAM statements are not least-privilege:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
 fn only_the_push_function_manages_connections() {
     let managers: BTreeSet<String> = iam_statements()
         .into_iter()
-        .filter(|(_, s)| s["Effect"] == "Allow" && strings(&s["Action"]).iter().any(|a| a.starts_with("execute-api:")))
+        .filter(|(_, s)| {
+            s["Effect"] == "Allow"
+                && strings(&s["Action"]).iter().any(|a| a.starts_with("execute-api:"))
+        })
         .map(|(id, _)| id)
         .collect();
     assert_eq!(managers, BTreeSet::from(["PushNotificationsFunction".to_owned()]));

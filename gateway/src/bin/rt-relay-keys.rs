@@ -16,7 +16,10 @@ use std::{collections::BTreeSet, process::ExitCode};
 
 use chrono::{SecondsFormat, Utc};
 use rt_relay_shared::{
-    auth::{dynamodb::DynamoApiKeys, mint, parse_scopes, scopes_text, ApiKeyStore, RevokeOutcome, Scope, KEY_PREFIX},
+    auth::{
+        dynamodb::DynamoApiKeys, mint, parse_scopes, scopes_text, ApiKeyStore, RevokeOutcome,
+        Scope, KEY_PREFIX,
+    },
     http::error_chain,
     store::dynamodb::client_from_env,
     telemetry,
@@ -47,7 +50,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                     Some((f, v)) => (f, Some(v.to_owned())),
                     None => (flag.as_str(), None),
                 };
-                let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{flag} needs a value"));
+                let mut value = || {
+                    inline
+                        .clone()
+                        .or_else(|| it.next().cloned())
+                        .ok_or(format!("{flag} needs a value"))
+                };
                 match flag {
                     "--name" => name = Some(value()?),
                     "--scopes" => scopes = Some(parse_scopes(&value()?)?),
@@ -56,14 +64,20 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             Ok(Command::Mint {
                 name: name.ok_or("mint needs --name")?,
-                scopes: scopes.ok_or("mint needs --scopes (e.g. --scopes tickets:read,notifications:read, or all)")?,
+                scopes: scopes.ok_or(
+                    "mint needs --scopes (e.g. --scopes tickets:read,notifications:read, or all)",
+                )?,
             })
         }
         "list" if rest.is_empty() => Ok(Command::List),
         "revoke" => match rest {
             [id] => {
                 // Accept a whole key too, but only ever use (and print) its public id.
-                let key_id = id.strip_prefix(KEY_PREFIX).and_then(|r| r.split('_').next()).unwrap_or(id).to_owned();
+                let key_id = id
+                    .strip_prefix(KEY_PREFIX)
+                    .and_then(|r| r.split('_').next())
+                    .unwrap_or(id)
+                    .to_owned();
                 if key_id.is_empty() || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err("revoke needs a key id (16 hex digits, as `list` shows)".into());
                 }
@@ -76,8 +90,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 }
 
 fn table_name() -> String {
-    let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    var("API_KEYS_TABLE").unwrap_or_else(|| format!("{}api-keys", var("TABLE_PREFIX").unwrap_or_else(|| "rt-relay-local-".into())))
+    let var =
+        |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    var("API_KEYS_TABLE").unwrap_or_else(|| {
+        format!("{}api-keys", var("TABLE_PREFIX").unwrap_or_else(|| "rt-relay-local-".into()))
+    })
 }
 
 #[tokio::main]
@@ -106,7 +123,12 @@ async fn main() -> ExitCode {
         Command::Mint { name, scopes } => match mint(&store, &name, scopes, Utc::now()).await {
             Ok(minted) => {
                 let r = &minted.record;
-                eprintln!("minted key {} ({}) with scopes {}", r.key_id, r.name, scopes_text(&r.scopes));
+                eprintln!(
+                    "minted key {} ({}) with scopes {}",
+                    r.key_id,
+                    r.name,
+                    scopes_text(&r.scopes)
+                );
                 eprintln!("this is the only time the key is shown: only its SHA-256 is stored");
                 println!("{}", minted.key());
                 ExitCode::SUCCESS
@@ -115,9 +137,13 @@ async fn main() -> ExitCode {
         },
         Command::List => match store.list().await {
             Ok(keys) => {
-                println!("{:<16}  {:<24}  {:<44}  {:<20}  REVOKED", "KEY ID", "NAME", "SCOPES", "CREATED");
+                println!(
+                    "{:<16}  {:<24}  {:<44}  {:<20}  REVOKED",
+                    "KEY ID", "NAME", "SCOPES", "CREATED"
+                );
                 for k in keys {
-                    let when = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+                    let when =
+                        |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
                     println!(
                         "{:<16}  {:<24}  {:<44}  {:<20}  {}",
                         k.key_id,
@@ -137,7 +163,10 @@ async fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Ok(RevokeOutcome::AlreadyRevoked(at)) => {
-                println!("{key_id} was already revoked at {}", at.to_rfc3339_opts(SecondsFormat::Secs, true));
+                println!(
+                    "{key_id} was already revoked at {}",
+                    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                );
                 ExitCode::SUCCESS
             }
             Ok(RevokeOutcome::NotFound) => {
@@ -168,9 +197,15 @@ mod tests {
             Ok(Command::Mint { name: "dev".into(), scopes: Scope::ALL.into() })
         );
         assert_eq!(parse_args(&args(&["list"])), Ok(Command::List));
-        assert_eq!(parse_args(&args(&["revoke", "0123456789abcdef"])), Ok(Command::Revoke { key_id: "0123456789abcdef".into() }));
+        assert_eq!(
+            parse_args(&args(&["revoke", "0123456789abcdef"])),
+            Ok(Command::Revoke { key_id: "0123456789abcdef".into() })
+        );
         let whole = format!("rtr_0123456789abcdef_{}", "a".repeat(64));
-        assert_eq!(parse_args(&[ "revoke".to_string(), whole ]), Ok(Command::Revoke { key_id: "0123456789abcdef".into() }));
+        assert_eq!(
+            parse_args(&["revoke".to_string(), whole]),
+            Ok(Command::Revoke { key_id: "0123456789abcdef".into() })
+        );
     }
 
     #[test]
@@ -179,7 +214,9 @@ mod tests {
         assert!(parse_args(&args(&["mint", "--name", "x"])).unwrap_err().contains("--scopes"));
         assert!(parse_args(&args(&["mint", "--scopes", "all"])).unwrap_err().contains("--name"));
         assert!(parse_args(&args(&["mint", "--name"])).unwrap_err().contains("needs a value"));
-        assert!(parse_args(&args(&["mint", "--name", "x", "--scopes", "admin"])).unwrap_err().contains("admin"));
+        assert!(parse_args(&args(&["mint", "--name", "x", "--scopes", "admin"]))
+            .unwrap_err()
+            .contains("admin"));
         assert!(parse_args(&args(&["revoke"])).is_err());
         assert!(parse_args(&args(&["revoke", "not hex"])).is_err());
         assert!(parse_args(&args(&["list", "extra"])).is_err());

@@ -5,7 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{error::ProvideErrorMetadata, error::SdkError, types::AttributeValue, Client};
+use aws_sdk_dynamodb::{
+    error::ProvideErrorMetadata, error::SdkError, types::AttributeValue, Client,
+};
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
@@ -38,14 +40,19 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    err.as_service_error().and_then(|e| e.code()).is_some_and(|c| c == "ConditionalCheckFailedException")
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 fn item(r: &ApiKeyRecord) -> Item {
     let mut item = Item::from([
         ("key_id".into(), s(&r.key_id)),
         ("name".into(), s(&r.name)),
-        ("scopes".into(), AttributeValue::Ss(r.scopes.iter().map(|s| s.as_str().to_owned()).collect())),
+        (
+            "scopes".into(),
+            AttributeValue::Ss(r.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
+        ),
         ("secret_hash".into(), s(&r.secret_hash)),
         ("created_at".into(), s(r.created_at.to_rfc3339())),
     ]);
@@ -125,7 +132,9 @@ impl ApiKeyStore for DynamoApiKeys {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::Conflict(format!("API key {} exists", r.key_id))),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(StoreError::Conflict(format!("API key {} exists", r.key_id)))
+            }
             Err(e) => Err(StoreError::aws("PutItem", e)),
         }
     }
@@ -145,7 +154,9 @@ impl ApiKeyStore for DynamoApiKeys {
             Ok(_) => Ok(RevokeOutcome::Revoked),
             Err(e) if is_conditional_failure(&e) => Ok(match self.get(key_id).await? {
                 None => RevokeOutcome::NotFound,
-                Some(r) => r.revoked_at.map_or(RevokeOutcome::NotFound, RevokeOutcome::AlreadyRevoked),
+                Some(r) => {
+                    r.revoked_at.map_or(RevokeOutcome::NotFound, RevokeOutcome::AlreadyRevoked)
+                }
             }),
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
         }
@@ -194,7 +205,10 @@ mod tests {
         };
         let mut i = item(&r);
         assert_eq!(record(&i).unwrap(), r);
-        i.insert("scopes".into(), AttributeValue::Ss(vec!["tickets:read".into(), "tickets:admin".into()]));
+        i.insert(
+            "scopes".into(),
+            AttributeValue::Ss(vec!["tickets:read".into(), "tickets:admin".into()]),
+        );
         assert_eq!(record(&i).unwrap().scopes, [Scope::TicketsRead].into());
     }
 }

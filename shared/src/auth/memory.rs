@@ -35,7 +35,10 @@ impl MemoryApiKeys {
 
     fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<String, ApiKeyRecord>>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::aws("GetItem", std::io::Error::other("injected key store failure")));
+            return Err(StoreError::aws(
+                "GetItem",
+                std::io::Error::other("injected key store failure"),
+            ));
         }
         Ok(self.keys.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -409,17 +409,28 @@ impl KeyAuthorizer {
     /// Checks `presented` (from [`http_credential`] or [`ws_credential`]; `None` when the
     /// request carried no credential) against the scope the route needs (`None`: a route
     /// rt-relay does not serve, always refused). Fails only when the key store cannot be read.
-    pub async fn authorize(&self, presented: Option<&str>, required: Option<Scope>) -> Result<Decision, StoreError> {
+    pub async fn authorize(
+        &self,
+        presented: Option<&str>,
+        required: Option<Scope>,
+    ) -> Result<Decision, StoreError> {
         let Some(raw) = presented else {
             info!(decision = "missing", "no API key");
             return Ok(Decision::Missing);
         };
         let Some(key) = PresentedKey::parse(raw) else {
-            info!(decision = "invalid", reason = InvalidReason::Malformed.as_str(), "API key refused");
+            info!(
+                decision = "invalid",
+                reason = InvalidReason::Malformed.as_str(),
+                "API key refused"
+            );
             return Ok(Decision::Invalid(InvalidReason::Malformed));
         };
         let record = self.keys.get(key.key_id()).await?;
-        let matches = secret_matches(record.as_ref().map_or(NO_SUCH_HASH, |r| r.secret_hash.as_str()), &key.secret);
+        let matches = secret_matches(
+            record.as_ref().map_or(NO_SUCH_HASH, |r| r.secret_hash.as_str()),
+            &key.secret,
+        );
         let invalid = match &record {
             None => Some(InvalidReason::UnknownKey),
             Some(_) if !matches => Some(InvalidReason::WrongSecret),
@@ -431,7 +442,8 @@ impl KeyAuthorizer {
             return Ok(Decision::Invalid(reason));
         }
         let Some(record) = record else { return Ok(Decision::Invalid(InvalidReason::UnknownKey)) };
-        let principal = Principal { key_id: record.key_id, name: record.name, scopes: record.scopes };
+        let principal =
+            Principal { key_id: record.key_id, name: record.name, scopes: record.scopes };
         match required {
             Some(scope) if principal.scopes.contains(&scope) => {
                 info!(decision = "allow", key_id = %principal.key_id, scope = scope.as_str(), "API key allowed");
@@ -511,7 +523,11 @@ mod tests {
         assert_eq!(http_credential(None), None);
         assert_eq!(http_credential(Some("  ")), None);
         assert_eq!(http_credential(Some("Bearer rtr_x")), Some("rtr_x"));
-        assert_eq!(http_credential(Some("rtr_x")), Some(""), "a bare key is not a Bearer credential");
+        assert_eq!(
+            http_credential(Some("rtr_x")),
+            Some(""),
+            "a bare key is not a Bearer credential"
+        );
         assert_eq!(ws_credential(Some("")), None);
         assert_eq!(ws_credential(Some("rtr_x")), Some("rtr_x"));
     }
@@ -555,23 +571,55 @@ mod tests {
         let read = Some(Scope::TicketsRead);
 
         assert_eq!(auth.authorize(None, read).await.unwrap(), Decision::Missing);
-        assert_eq!(auth.authorize(Some(""), read).await.unwrap(), Decision::Invalid(InvalidReason::Malformed));
-        assert_eq!(auth.authorize(Some("nonsense"), read).await.unwrap(), Decision::Invalid(InvalidReason::Malformed));
+        assert_eq!(
+            auth.authorize(Some(""), read).await.unwrap(),
+            Decision::Invalid(InvalidReason::Malformed)
+        );
+        assert_eq!(
+            auth.authorize(Some("nonsense"), read).await.unwrap(),
+            Decision::Invalid(InvalidReason::Malformed)
+        );
         let unknown = format!("rtr_{}_{}", "f".repeat(16), "0".repeat(64));
-        assert_eq!(auth.authorize(Some(&unknown), read).await.unwrap(), Decision::Invalid(InvalidReason::UnknownKey));
+        assert_eq!(
+            auth.authorize(Some(&unknown), read).await.unwrap(),
+            Decision::Invalid(InvalidReason::UnknownKey)
+        );
         let wrong = format!("rtr_{}_{}", reader.record.key_id, "0".repeat(64));
-        assert_eq!(auth.authorize(Some(&wrong), read).await.unwrap(), Decision::Invalid(InvalidReason::WrongSecret));
+        assert_eq!(
+            auth.authorize(Some(&wrong), read).await.unwrap(),
+            Decision::Invalid(InvalidReason::WrongSecret)
+        );
 
-        let Decision::Allow(p) = auth.authorize(Some(reader.key()), read).await.unwrap() else { panic!("allowed") };
+        let Decision::Allow(p) = auth.authorize(Some(reader.key()), read).await.unwrap() else {
+            panic!("allowed")
+        };
         assert_eq!(p.name, "test key");
         assert_eq!(p.context()["scopes"], "tickets:read");
-        assert!(matches!(auth.authorize(Some(reader.key()), Some(Scope::TicketsWrite)).await.unwrap(), Decision::Forbidden(_)));
-        assert!(matches!(auth.authorize(Some(reader.key()), None).await.unwrap(), Decision::Forbidden(_)));
+        assert!(matches!(
+            auth.authorize(Some(reader.key()), Some(Scope::TicketsWrite)).await.unwrap(),
+            Decision::Forbidden(_)
+        ));
+        assert!(matches!(
+            auth.authorize(Some(reader.key()), None).await.unwrap(),
+            Decision::Forbidden(_)
+        ));
 
-        assert_eq!(store.revoke(&reader.record.key_id, Utc::now()).await.unwrap(), RevokeOutcome::Revoked);
-        assert_eq!(auth.authorize(Some(reader.key()), read).await.unwrap(), Decision::Invalid(InvalidReason::Revoked));
-        assert!(matches!(store.revoke(&reader.record.key_id, Utc::now()).await.unwrap(), RevokeOutcome::AlreadyRevoked(_)));
-        assert_eq!(store.revoke("0000000000000000", Utc::now()).await.unwrap(), RevokeOutcome::NotFound);
+        assert_eq!(
+            store.revoke(&reader.record.key_id, Utc::now()).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        assert_eq!(
+            auth.authorize(Some(reader.key()), read).await.unwrap(),
+            Decision::Invalid(InvalidReason::Revoked)
+        );
+        assert!(matches!(
+            store.revoke(&reader.record.key_id, Utc::now()).await.unwrap(),
+            RevokeOutcome::AlreadyRevoked(_)
+        ));
+        assert_eq!(
+            store.revoke("0000000000000000", Utc::now()).await.unwrap(),
+            RevokeOutcome::NotFound
+        );
     }
 
     #[tokio::test]
@@ -579,6 +627,9 @@ mod tests {
         let store = MemoryApiKeys::new();
         assert!(matches!(mint(&store, " ", all(), Utc::now()).await, Err(MintError::BadName)));
         assert!(matches!(mint(&store, "a\nb", all(), Utc::now()).await, Err(MintError::BadName)));
-        assert!(matches!(mint(&store, "ok", BTreeSet::new(), Utc::now()).await, Err(MintError::NoScopes)));
+        assert!(matches!(
+            mint(&store, "ok", BTreeSet::new(), Utc::now()).await,
+            Err(MintError::NoScopes)
+        ));
     }
 }

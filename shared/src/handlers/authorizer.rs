@@ -11,7 +11,9 @@
 //! The route's scope comes from the event's route key ([`crate::auth::required_scope`]).
 //! The local gateway calls [`RequestAuthorizer::handle`] with the same event JSON.
 
-use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request,
+};
 use serde_json::{json, Value};
 use tracing::{debug, error};
 
@@ -66,7 +68,11 @@ impl RequestAuthorizer {
         }
     }
 
-    async fn decide(&self, presented: Option<&str>, route_key: &str) -> Result<Decision, AuthorizerError> {
+    async fn decide(
+        &self,
+        presented: Option<&str>,
+        route_key: &str,
+    ) -> Result<Decision, AuthorizerError> {
         debug!(route_key, "authorizing");
         self.keys.authorize(presented, required_scope(route_key)).await.map_err(|e| {
             error!(route_key, error = %error_chain(&e), "cannot read the API keys table");
@@ -75,26 +81,35 @@ impl RequestAuthorizer {
     }
 
     async fn http(&self, event: Value) -> Result<Value, AuthorizerError> {
-        let req: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_value(event).map_err(|e| {
-            error!(error = %e, "HTTP API authorizer event did not deserialize");
-            AuthorizerError::UnsupportedEvent
-        })?;
-        let route_key = req.route_key.clone().or(req.request_context.route_key.clone()).unwrap_or_default();
+        let req: ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_value(event).map_err(|e| {
+                error!(error = %e, "HTTP API authorizer event did not deserialize");
+                AuthorizerError::UnsupportedEvent
+            })?;
+        let route_key =
+            req.route_key.clone().or(req.request_context.route_key.clone()).unwrap_or_default();
         // Payload 2.0 header names are lower case.
         let header = req.headers.get("authorization").and_then(|v| v.to_str().ok());
         Ok(match self.decide(http_credential(header), &route_key).await? {
             Decision::Allow(p) => json!({ "isAuthorized": true, "context": p.context() }),
             // Only a 403 is possible here: API Gateway answers a missing header 401 itself.
-            Decision::Forbidden(_) | Decision::Invalid(_) | Decision::Missing => json!({ "isAuthorized": false }),
+            Decision::Forbidden(_) | Decision::Invalid(_) | Decision::Missing => {
+                json!({ "isAuthorized": false })
+            }
         })
     }
 
     async fn websocket(&self, event: Value) -> Result<Value, AuthorizerError> {
-        let route_key = event.pointer("/requestContext/routeKey").and_then(Value::as_str).unwrap_or("$connect").to_owned();
-        let req: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event).map_err(|e| {
-            error!(error = %e, "WebSocket authorizer event did not deserialize");
-            AuthorizerError::UnsupportedEvent
-        })?;
+        let route_key = event
+            .pointer("/requestContext/routeKey")
+            .and_then(Value::as_str)
+            .unwrap_or("$connect")
+            .to_owned();
+        let req: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(event)
+            .map_err(|e| {
+                error!(error = %e, "WebSocket authorizer event did not deserialize");
+                AuthorizerError::UnsupportedEvent
+            })?;
         let method_arn = req.method_arn.clone().unwrap_or_default();
         let key = ws_credential(req.query_string_parameters.first(WS_KEY_PARAM));
         let (effect, principal) = match self.decide(key, &route_key).await? {
@@ -117,7 +132,9 @@ impl RequestAuthorizer {
 mod tests {
     use std::{collections::BTreeSet, sync::Arc};
 
-    use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerResponse, ApiGatewayV2CustomAuthorizerSimpleResponse};
+    use aws_lambda_events::apigw::{
+        ApiGatewayCustomAuthorizerResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
+    };
     use aws_lambda_events::iam::IamPolicyEffect;
     use chrono::Utc;
 
@@ -126,7 +143,10 @@ mod tests {
 
     async fn setup(scopes: &[Scope]) -> (RequestAuthorizer, Arc<MemoryApiKeys>, String) {
         let store = Arc::new(MemoryApiKeys::new());
-        let key = mint(store.as_ref(), "t", scopes.iter().copied().collect::<BTreeSet<_>>(), Utc::now()).await.unwrap();
+        let key =
+            mint(store.as_ref(), "t", scopes.iter().copied().collect::<BTreeSet<_>>(), Utc::now())
+                .await
+                .unwrap();
         (RequestAuthorizer::new(KeyAuthorizer::new(store.clone())), store, key.key().to_owned())
     }
 
@@ -182,30 +202,56 @@ mod tests {
         assert!(ok.is_authorized);
         assert_eq!(ok.context["scopes"], "tickets:read");
         assert_eq!(ok.context["key_name"], "t");
-        assert!(!simple(auth.handle(http_event("POST /tickets", Some(&bearer))).await.unwrap()).is_authorized);
-        assert!(!simple(auth.handle(http_event("GET /tickets", Some(&key))).await.unwrap()).is_authorized, "Bearer only");
-        assert!(!simple(auth.handle(http_event("GET /tickets", None)).await.unwrap()).is_authorized);
-        assert!(!simple(auth.handle(http_event("GET /tickets", Some("Bearer rtr_nope"))).await.unwrap()).is_authorized);
+        assert!(
+            !simple(auth.handle(http_event("POST /tickets", Some(&bearer))).await.unwrap())
+                .is_authorized
+        );
+        assert!(
+            !simple(auth.handle(http_event("GET /tickets", Some(&key))).await.unwrap())
+                .is_authorized,
+            "Bearer only"
+        );
+        assert!(
+            !simple(auth.handle(http_event("GET /tickets", None)).await.unwrap()).is_authorized
+        );
+        assert!(
+            !simple(
+                auth.handle(http_event("GET /tickets", Some("Bearer rtr_nope"))).await.unwrap()
+            )
+            .is_authorized
+        );
     }
 
     #[tokio::test]
     async fn websocket_answers_a_policy_or_unauthorized() {
         let (auth, store, key) = setup(&[Scope::NotificationsRead]).await;
-        let allow: ApiGatewayCustomAuthorizerResponse = serde_json::from_value(auth.handle(ws_event(Some(&key))).await.unwrap()).unwrap();
+        let allow: ApiGatewayCustomAuthorizerResponse =
+            serde_json::from_value(auth.handle(ws_event(Some(&key))).await.unwrap()).unwrap();
         assert_eq!(allow.policy_document.statement[0].effect, IamPolicyEffect::Allow);
-        assert_eq!(allow.policy_document.statement[0].resource, ["arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect"]);
+        assert_eq!(
+            allow.policy_document.statement[0].resource,
+            ["arn:aws:execute-api:us-east-1:123456789012:abc/prod/$connect"]
+        );
         assert_eq!(allow.context["scopes"], "notifications:read");
         assert!(matches!(auth.handle(ws_event(None)).await, Err(AuthorizerError::Unauthorized)));
         let err = auth.handle(ws_event(Some("rtr_bad"))).await.unwrap_err();
-        assert_eq!(err.to_string(), "Unauthorized", "API Gateway matches this exact message for a 401");
+        assert_eq!(
+            err.to_string(),
+            "Unauthorized",
+            "API Gateway matches this exact message for a 401"
+        );
 
         let (writer, _, wkey) = setup(&[Scope::TicketsWrite]).await;
-        let deny: ApiGatewayCustomAuthorizerResponse = serde_json::from_value(writer.handle(ws_event(Some(&wkey))).await.unwrap()).unwrap();
+        let deny: ApiGatewayCustomAuthorizerResponse =
+            serde_json::from_value(writer.handle(ws_event(Some(&wkey))).await.unwrap()).unwrap();
         assert_eq!(deny.policy_document.statement[0].effect, IamPolicyEffect::Deny);
 
         let id = key.split('_').nth(1).unwrap().to_owned();
         store.revoke(&id, Utc::now()).await.unwrap();
-        assert!(matches!(auth.handle(ws_event(Some(&key))).await, Err(AuthorizerError::Unauthorized)), "revoked at once");
+        assert!(
+            matches!(auth.handle(ws_event(Some(&key))).await, Err(AuthorizerError::Unauthorized)),
+            "revoked at once"
+        );
     }
 
     #[tokio::test]
@@ -213,7 +259,13 @@ mod tests {
         let (auth, store, key) = setup(&Scope::ALL).await;
         store.set_failing(true);
         let bearer = format!("Bearer {key}");
-        assert!(matches!(auth.handle(http_event("GET /tickets", Some(&bearer))).await, Err(AuthorizerError::Store(_))));
-        assert!(matches!(auth.handle(json!({"hello": 1})).await, Err(AuthorizerError::UnsupportedEvent)));
+        assert!(matches!(
+            auth.handle(http_event("GET /tickets", Some(&bearer))).await,
+            Err(AuthorizerError::Store(_))
+        ));
+        assert!(matches!(
+            auth.handle(json!({"hello": 1})).await,
+            Err(AuthorizerError::UnsupportedEvent)
+        ));
     }
 }

@@ -38,7 +38,10 @@ impl ListNotifications {
 
     async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
         require_method(&req, "GET")?;
-        let page = PageRequest::parse(query_param(&req, "limit").as_deref(), query_param(&req, "cursor").as_deref())?;
+        let page = PageRequest::parse(
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+        )?;
         let page = self.store.list_notifications(&page).await?;
         Ok(json_response(200, &page))
     }

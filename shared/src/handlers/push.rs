@@ -50,7 +50,11 @@ pub struct PushNotifications {
 
 impl PushNotifications {
     /// Wires the handler; `concurrency` is clamped to at least 1.
-    pub fn new(connections: Arc<dyn ConnectionStore>, poster: Arc<dyn ConnectionPoster>, concurrency: usize) -> Self {
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        poster: Arc<dyn ConnectionPoster>,
+        concurrency: usize,
+    ) -> Self {
         Self { connections, poster, concurrency: concurrency.max(1), page_size: CONNECTIONS_PAGE }
     }
 
@@ -71,10 +75,12 @@ impl PushNotifications {
             .ok_or(ConfigError { var: "WS_MANAGEMENT_ENDPOINT", problem: "is not set".into() })?;
         let concurrency = match lookup("PUSH_CONCURRENCY") {
             None => DEFAULT_CONCURRENCY,
-            Some(v) => v.trim().parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or(ConfigError {
-                var: "PUSH_CONCURRENCY",
-                problem: format!("must be an integer from 1 to 1000, got {v:?}"),
-            })?,
+            Some(v) => v.trim().parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or(
+                ConfigError {
+                    var: "PUSH_CONCURRENCY",
+                    problem: format!("must be an integer from 1 to 1000, got {v:?}"),
+                },
+            )?,
         };
         let tables = Tables { connections: connections_table, ..Tables::with_prefix("unused-") };
         let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
@@ -248,7 +254,10 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         for id in ids {
             let now = Utc::now();
-            store.add(&Connection { id: (*id).into(), connected_at: now, expires_at: now }).await.unwrap();
+            store
+                .add(&Connection { id: (*id).into(), connected_at: now, expires_at: now })
+                .await
+                .unwrap();
         }
         let poster = Arc::new(MemoryPoster::new());
         let push = PushNotifications::new(store.clone(), poster.clone(), 4).with_page_size(2);
@@ -259,10 +268,16 @@ mod tests {
     async fn every_connection_on_every_page_receives_each_record() {
         let ids = ["a", "b", "c", "d", "e"];
         let (_, poster, push) = setup(&ids).await;
-        let resp = push.handle(batch(vec![record("1", r#"{"id":"n1"}"#), record("2", r#"{"id":"n2"}"#)])).await;
+        let resp = push
+            .handle(batch(vec![record("1", r#"{"id":"n1"}"#), record("2", r#"{"id":"n2"}"#)]))
+            .await;
         assert!(resp.batch_item_failures.is_empty());
         for id in ids {
-            assert_eq!(poster.received(id), vec![br#"{"id":"n1"}"#.to_vec(), br#"{"id":"n2"}"#.to_vec()], "{id}");
+            assert_eq!(
+                poster.received(id),
+                vec![br#"{"id":"n1"}"#.to_vec(), br#"{"id":"n2"}"#.to_vec()],
+                "{id}"
+            );
         }
     }
 
@@ -271,7 +286,9 @@ mod tests {
         // Compile-time guard: `handle`'s future must be `Send` for every lifetime, or the
         // local gateway (which spawns it) does not build.
         let (_, poster, push) = setup(&["a", "b", "c"]).await;
-        let resp = tokio::spawn(async move { push.handle(batch(vec![record("1", "{}")])).await }).await.unwrap();
+        let resp = tokio::spawn(async move { push.handle(batch(vec![record("1", "{}")])).await })
+            .await
+            .unwrap();
         assert!(resp.batch_item_failures.is_empty());
         assert_eq!(poster.received("c").len(), 1);
     }
@@ -291,7 +308,11 @@ mod tests {
         async fn remove(&self, id: &str) -> Result<(), StoreError> {
             self.inner.remove(id).await
         }
-        async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+        async fn page(
+            &self,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<(Vec<String>, Option<String>), StoreError> {
             self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.page(after, limit).await
         }
@@ -306,19 +327,27 @@ mod tests {
     #[async_trait::async_trait]
     impl ConnectionPoster for GatedPoster {
         async fn post(&self, id: &str, data: &[u8]) -> Result<(), PostError> {
-            let _permit = self.gate.acquire().await.map_err(|e| PostError::Failed(e.to_string()))?;
+            let _permit =
+                self.gate.acquire().await.map_err(|e| PostError::Failed(e.to_string()))?;
             self.inner.post(id, data).await
         }
     }
 
     #[tokio::test]
     async fn the_next_page_is_read_while_posts_are_in_flight() {
-        let store = Arc::new(CountingStore { inner: MemoryStore::new(), pages: Default::default() });
+        let store =
+            Arc::new(CountingStore { inner: MemoryStore::new(), pages: Default::default() });
         let now = Utc::now();
         for id in ["a", "b", "c", "d", "e"] {
-            store.add(&Connection { id: id.into(), connected_at: now, expires_at: now }).await.unwrap();
+            store
+                .add(&Connection { id: id.into(), connected_at: now, expires_at: now })
+                .await
+                .unwrap();
         }
-        let poster = Arc::new(GatedPoster { gate: tokio::sync::Semaphore::new(0), inner: MemoryPoster::new() });
+        let poster = Arc::new(GatedPoster {
+            gate: tokio::sync::Semaphore::new(0),
+            inner: MemoryPoster::new(),
+        });
         let push = PushNotifications::new(store.clone(), poster.clone(), 2).with_page_size(2);
         let task = tokio::spawn(async move { push.fan_out(b"{}").await });
         // GIVEN the first page's posts cannot finish THEN the second page is read anyway.
@@ -328,12 +357,19 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert!(store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2, "page 2 read while page 1 posts wait");
+        assert!(
+            store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "page 2 read while page 1 posts wait"
+        );
         assert!(poster.inner.received("a").is_empty(), "no post has finished yet");
         poster.gate.add_permits(1000);
         let stats = task.await.unwrap().unwrap();
         assert_eq!(stats, FanoutStats { delivered: 5, gone: 0, failed: 0 });
-        assert_eq!(store.pages.load(std::sync::atomic::Ordering::SeqCst), 3, "three pages of 2, 2 and 1");
+        assert_eq!(
+            store.pages.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "three pages of 2, 2 and 1"
+        );
     }
 
     #[tokio::test]
@@ -350,8 +386,10 @@ mod tests {
     async fn a_failing_connection_fails_its_record_and_the_rest_of_the_batch() {
         let (store, poster, push) = setup(&["live", "flaky"]).await;
         poster.set_failing("flaky", true);
-        let resp = push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;
-        let ids: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
+        let resp =
+            push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;
+        let ids: Vec<_> =
+            resp.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
         assert_eq!(ids, ["1", "2", "3"]);
         assert_eq!(store.connection_count(), 2, "a failing connection is not deleted");
         assert_eq!(poster.received("live").len(), 1, "later records were not pushed");

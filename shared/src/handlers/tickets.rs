@@ -9,12 +9,16 @@ use tracing::{info, instrument, warn};
 
 use crate::{
     config::{RtConfig, Tables},
-    http::{json_body, json_response, path_param, query_param, raw_json_response, require_method, ApiError},
+    http::{
+        json_body, json_response, path_param, query_param, raw_json_response, require_method,
+        ApiError,
+    },
     model::{validate_queue_name, NewTicket, Notification, Ticket, ValidationError},
     rt::{client_from_config, RtClient, RtCreate, RtError, RtQuery, RtTicket},
     store::{
         dynamodb::{client_from_env, DynamoStore},
-        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, TicketFilter, TicketStore,
+        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, TicketFilter,
+        TicketStore,
     },
 };
 
@@ -50,7 +54,14 @@ impl PostTicket {
     ) -> Self {
         // One RT create, one RT read and the DynamoDB writes, each bounded by the timeout.
         let lease = rt_timeout * 3 + Duration::from_secs(5);
-        Self { rt, tickets, idempotency, default_queue, lease, wait_for_peer: Duration::from_secs(20) }
+        Self {
+            rt,
+            tickets,
+            idempotency,
+            default_queue,
+            lease,
+            wait_for_peer: Duration::from_secs(20),
+        }
     }
 
     /// Changes how long a request waits for a concurrent one with the same key.
@@ -63,8 +74,10 @@ impl PostTicket {
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
         let rt_config = RtConfig::from_env()?;
         let tables = Tables::from_env()?;
-        let rt = client_from_config(&rt_config)
-            .map_err(|e| crate::config::ConfigError { var: "RT_API_URL", problem: e.to_string() })?;
+        let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
+            var: "RT_API_URL",
+            problem: e.to_string(),
+        })?;
         let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
         Ok(Self::new(rt, store.clone(), store, rt_config.default_queue, rt_config.timeout))
     }
@@ -86,17 +99,21 @@ impl PostTicket {
         let deadline = tokio::time::Instant::now() + self.wait_for_peer;
         let mut pause = Duration::from_millis(50);
         let (lease, rt_ticket_id, previous_attempt) = loop {
-            let lease_for = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+            let lease_for =
+                chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
             match self.idempotency.claim(&key, &body_hash, Utc::now(), lease_for).await? {
                 Claim::Acquired { lease, rt_ticket_id, previous_attempt } => {
                     break (lease, rt_ticket_id, previous_attempt)
                 }
                 Claim::Completed { status, body } => {
                     // The stored answer is the ticket: a replay carries its Location too.
-                    let location = serde_json::from_str::<Ticket>(&body).ok().map(|t| ticket_location(t.id));
+                    let location =
+                        serde_json::from_str::<Ticket>(&body).ok().map(|t| ticket_location(t.id));
                     let mut resp = raw_json_response(status, body);
-                    resp.headers_mut().insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
-                    if let Some(loc) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+                    resp.headers_mut()
+                        .insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
+                    if let Some(loc) = location.and_then(|l| header::HeaderValue::from_str(&l).ok())
+                    {
                         resp.headers_mut().insert(header::LOCATION, loc);
                     }
                     return Ok(resp);
@@ -135,7 +152,12 @@ impl PostTicket {
     async fn give_up_key(&self, lease: &Lease, error: &ApiError) {
         let refused = matches!(
             error,
-            ApiError::Rt(RtError::Forbidden(_) | RtError::Rejected(_) | RtError::Unauthenticated | RtError::NotFound)
+            ApiError::Rt(
+                RtError::Forbidden(_)
+                    | RtError::Rejected(_)
+                    | RtError::Unauthenticated
+                    | RtError::NotFound
+            )
         );
         let result = if refused {
             self.idempotency.release(lease).await
@@ -158,12 +180,18 @@ impl PostTicket {
         since: chrono::DateTime<Utc>,
     ) -> Result<Option<u64>, RtError> {
         let queue = new.queue.clone().unwrap_or_else(|| self.default_queue.clone());
-        let query = RtQuery { queue: Some(queue), subject: Some(new.title.clone()), ..RtQuery::default() };
+        let query =
+            RtQuery { queue: Some(queue), subject: Some(new.title.clone()), ..RtQuery::default() };
         let page = self.rt.list(&query, 1, 20).await?;
         let since = since - chrono::Duration::seconds(5);
-        for candidate in page.tickets.iter().rev().filter(|t| t.created >= since && t.subject == new.title) {
+        for candidate in
+            page.tickets.iter().rev().filter(|t| t.created >= since && t.subject == new.title)
+        {
             if self.rt.description(candidate.id).await? == new.description {
-                info!(ticket_id = candidate.id, "found the RT ticket an interrupted attempt created");
+                info!(
+                    ticket_id = candidate.id,
+                    "found the RT ticket an interrupted attempt created"
+                );
                 return Ok(Some(candidate.id));
             }
         }
@@ -201,7 +229,13 @@ impl PostTicket {
         }
         let now = Utc::now();
         let rt_ticket = self.rt.get(id).await?;
-        let ticket = ticket_from_rt(&rt_ticket, new.description.clone(), new.requestor.clone(), self.rt.ticket_url(id), now);
+        let ticket = ticket_from_rt(
+            &rt_ticket,
+            new.description.clone(),
+            new.requestor.clone(),
+            self.rt.ticket_url(id),
+            now,
+        );
         let notification = Notification::ticket_created(&ticket, now);
         let completion = lease.map(|lease| IdempotencyCompletion {
             lease: lease.clone(),
@@ -273,8 +307,10 @@ impl GetTicket {
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
         let rt_config = RtConfig::from_env()?;
         let tables = Tables::from_env()?;
-        let rt = client_from_config(&rt_config)
-            .map_err(|e| crate::config::ConfigError { var: "RT_API_URL", problem: e.to_string() })?;
+        let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
+            var: "RT_API_URL",
+            problem: e.to_string(),
+        })?;
         Ok(Self::new(rt, Arc::new(DynamoStore::new(client_from_env().await, tables))))
     }
 
@@ -286,11 +322,10 @@ impl GetTicket {
     async fn get(&self, req: Request) -> Result<Response<Body>, ApiError> {
         require_method(&req, "GET")?;
         let raw = path_param(&req, "id").unwrap_or_default();
-        let id = raw
-            .parse::<u64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ValidationError::field("id", "ticket id must be a positive integer"))?;
+        let id =
+            raw.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ValidationError::field("id", "ticket id must be a positive integer")
+            })?;
         let rt_ticket = match self.rt.get(id).await {
             Err(RtError::NotFound) => return Err(ApiError::NotFound(format!("no ticket {id}"))),
             other => other?,
@@ -301,9 +336,12 @@ impl GetTicket {
             None => self.rt.description(id).await?,
         };
         let requestor = stored.as_ref().and_then(|t| t.requestor.clone());
-        let ticket = ticket_from_rt(&rt_ticket, description, requestor, self.rt.ticket_url(id), Utc::now());
+        let ticket =
+            ticket_from_rt(&rt_ticket, description, requestor, self.rt.ticket_url(id), Utc::now());
         if let Some(old) = &stored {
-            let changed = old.status != ticket.status || old.title != ticket.title || old.queue != ticket.queue;
+            let changed = old.status != ticket.status
+                || old.title != ticket.title
+                || old.queue != ticket.queue;
             if changed {
                 // A failed refresh must not hide RT's answer from the client.
                 if let Err(e) = self.tickets.put_ticket(&ticket).await {
@@ -340,11 +378,12 @@ impl ListTickets {
 
     async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
         require_method(&req, "GET")?;
-        let page = PageRequest::parse(query_param(&req, "limit").as_deref(), query_param(&req, "cursor").as_deref())?;
+        let page = PageRequest::parse(
+            query_param(&req, "limit").as_deref(),
+            query_param(&req, "cursor").as_deref(),
+        )?;
         let status = query_param(&req, "status").map(|s| validate_status(&s)).transpose()?;
-        let queue = query_param(&req, "queue")
-            .map(|q| validate_queue_name(&q))
-            .transpose()?;
+        let queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
         let page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
         Ok(json_response(200, &page))
     }
@@ -353,7 +392,10 @@ impl ListTickets {
 fn validate_status(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
     if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
-        return Err(ValidationError::field("status", "must be an RT status name such as new, open or resolved"));
+        return Err(ValidationError::field(
+            "status",
+            "must be an RT status name such as new, open or resolved",
+        ));
     }
     Ok(s.to_owned())
 }

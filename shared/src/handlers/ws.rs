@@ -55,7 +55,15 @@ impl ConnectionRoutes {
             return response(400, Some("missing connection id"));
         };
         let now = Utc::now();
-        match self.connections.add(&Connection { id: id.clone(), connected_at: now, expires_at: now + CONNECTION_TTL }).await {
+        match self
+            .connections
+            .add(&Connection {
+                id: id.clone(),
+                connected_at: now,
+                expires_at: now + CONNECTION_TTL,
+            })
+            .await
+        {
             Ok(()) => {
                 info!(connection_id = %id, "connected");
                 response(200, None)
@@ -68,7 +76,10 @@ impl ConnectionRoutes {
     }
 
     /// `$disconnect`: forgets the connection.
-    pub async fn disconnect(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    pub async fn disconnect(
+        &self,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
         let Some(id) = event.request_context.connection_id else { return response(400, None) };
         match self.connections.remove(&id).await {
             Ok(()) => {
@@ -113,7 +124,10 @@ mod tests {
     #[tokio::test]
     async fn connect_without_an_id_is_refused() {
         let routes = ConnectionRoutes::new(Arc::new(MemoryStore::new()));
-        assert_eq!(routes.connect(ApiGatewayWebsocketProxyRequest::default()).await.status_code, 400);
+        assert_eq!(
+            routes.connect(ApiGatewayWebsocketProxyRequest::default()).await.status_code,
+            400
+        );
     }
 
     #[test]

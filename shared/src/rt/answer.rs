@@ -18,15 +18,9 @@ pub(crate) async fn read_body(
     timeout: Duration,
 ) -> Result<Vec<u8>, RtError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| RtError::from_transport(e, timeout))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| RtError::from_transport(e, timeout))? {
         if body.len() + chunk.len() > cap {
-            return Err(RtError::Malformed(format!(
-                "answer larger than {cap} bytes"
-            )));
+            return Err(RtError::Malformed(format!("answer larger than {cap} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
@@ -60,10 +54,7 @@ mod tests {
     #[test]
     fn perl_locations_are_removed() {
         let raw = "Wrong query, expecting a OPERATOR in 'bogus >syntax<--here' at /usr/share/request-tracker5/lib/RT/Tickets.pm line 3187.\n";
-        assert_eq!(
-            message(raw),
-            "Wrong query, expecting a OPERATOR in 'bogus >syntax<--here'"
-        );
+        assert_eq!(message(raw), "Wrong query, expecting a OPERATOR in 'bogus >syntax<--here'");
         assert_eq!(message("Queue not set"), "Queue not set");
         assert_eq!(message("meet at /home at noon"), "meet at /home at noon");
     }

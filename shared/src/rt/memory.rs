@@ -78,11 +78,8 @@ impl MemoryRt {
     /// Changes a ticket's status, as an RT user would.
     pub fn set_status(&self, id: u64, status: &str) -> Result<(), RtError> {
         let mut state = self.state();
-        let (ticket, _) = state
-            .tickets
-            .iter_mut()
-            .find(|(t, _)| t.id == id)
-            .ok_or(RtError::NotFound)?;
+        let (ticket, _) =
+            state.tickets.iter_mut().find(|(t, _)| t.id == id).ok_or(RtError::NotFound)?;
         ticket.status = status.to_owned();
         Ok(())
     }
@@ -157,36 +154,16 @@ impl RtClient for MemoryRt {
             .tickets
             .iter()
             .map(|(t, _)| t)
-            .filter(|t| {
-                query
-                    .queue
-                    .as_ref()
-                    .map_or(true, |q| q.eq_ignore_ascii_case(&t.queue))
-            })
-            .filter(|t| {
-                query
-                    .status
-                    .as_ref()
-                    .map_or(true, |s| s.eq_ignore_ascii_case(&t.status))
-            })
+            .filter(|t| query.queue.as_ref().map_or(true, |q| q.eq_ignore_ascii_case(&t.queue)))
+            .filter(|t| query.status.as_ref().map_or(true, |s| s.eq_ignore_ascii_case(&t.status)))
             .filter(|t| query.min_id.map_or(true, |min| t.id >= min))
             .filter(|t| query.subject.as_ref().map_or(true, |s| *s == t.subject))
             .collect();
         matching.sort_by_key(|t| std::cmp::Reverse(t.id));
         let total = matching.len() as u64;
         let start = (page as usize - 1).saturating_mul(per_page as usize);
-        let tickets = matching
-            .into_iter()
-            .skip(start)
-            .take(per_page as usize)
-            .cloned()
-            .collect();
-        Ok(RtPage {
-            tickets,
-            page,
-            total,
-            has_more: u64::from(page) * u64::from(per_page) < total,
-        })
+        let tickets = matching.into_iter().skip(start).take(per_page as usize).cloned().collect();
+        Ok(RtPage { tickets, page, total, has_more: u64::from(page) * u64::from(per_page) < total })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -213,12 +190,7 @@ mod tests {
         let id = rt.create(&new_ticket("Support", "Olá")).await.unwrap();
         let t = rt.get(id).await.unwrap();
         assert_eq!(
-            (
-                t.subject.as_str(),
-                t.status.as_str(),
-                t.queue.as_str(),
-                t.owner.as_str()
-            ),
+            (t.subject.as_str(), t.status.as_str(), t.queue.as_str(), t.owner.as_str()),
             ("Olá", "new", "Support", "Nobody")
         );
         assert_eq!(rt.description(id).await.unwrap(), "body\n");
@@ -229,10 +201,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_queue_is_forbidden_and_unknown_ticket_is_not_found() {
         let rt = MemoryRt::new();
-        assert!(matches!(
-            rt.create(&new_ticket("Nope", "x")).await,
-            Err(RtError::Forbidden(_))
-        ));
+        assert!(matches!(rt.create(&new_ticket("Nope", "x")).await, Err(RtError::Forbidden(_))));
         assert!(matches!(rt.get(7).await, Err(RtError::NotFound)));
         assert_eq!(rt.created_count(), 0);
     }
@@ -241,17 +210,11 @@ mod tests {
     async fn failures_can_be_injected() {
         let rt = MemoryRt::new();
         rt.fail_next_create(|| RtError::Server(503));
-        assert!(matches!(
-            rt.create(&new_ticket("General", "x")).await,
-            Err(RtError::Server(503))
-        ));
+        assert!(matches!(rt.create(&new_ticket("General", "x")).await, Err(RtError::Server(503))));
         assert_eq!(rt.create(&new_ticket("General", "x")).await.unwrap(), 1);
         rt.set_failure(Some(|| RtError::Timeout(std::time::Duration::from_secs(1))));
         assert!(matches!(rt.get(1).await, Err(RtError::Timeout(_))));
-        assert!(matches!(
-            rt.create(&new_ticket("General", "x")).await,
-            Err(RtError::Timeout(_))
-        ));
+        assert!(matches!(rt.create(&new_ticket("General", "x")).await, Err(RtError::Timeout(_))));
         rt.set_failure(None);
         assert_eq!(rt.get(1).await.unwrap().id, 1);
         assert_eq!((rt.created_count(), rt.create_attempts()), (1, 3));
@@ -261,21 +224,15 @@ mod tests {
     async fn lists_page_newest_first_with_filters() {
         let rt = MemoryRt::new();
         for i in 0..5 {
-            rt.create(&new_ticket(
-                if i % 2 == 0 { "General" } else { "Support" },
-                "x",
-            ))
-            .await
-            .unwrap();
+            rt.create(&new_ticket(if i % 2 == 0 { "General" } else { "Support" }, "x"))
+                .await
+                .unwrap();
         }
         rt.set_status(5, "resolved").unwrap();
         let everything = RtQuery::default();
         let all = |page| rt.list(&everything, page, 2);
         let p1 = all(1).await.unwrap();
-        assert_eq!(
-            p1.tickets.iter().map(|t| t.id).collect::<Vec<_>>(),
-            vec![5, 4]
-        );
+        assert_eq!(p1.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![5, 4]);
         assert!(p1.has_more && p1.total == 5);
         let p3 = all(3).await.unwrap();
         assert_eq!(p3.tickets.iter().map(|t| t.id).collect::<Vec<_>>(), vec![1]);

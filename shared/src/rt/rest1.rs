@@ -85,9 +85,7 @@ impl fmt::Debug for Rest1Client {
 }
 
 fn form_error(err: FormError) -> RtError {
-    RtError::Rejected(format!(
-        "RT REST 1.0 cannot carry this ticket unchanged: {err}"
-    ))
+    RtError::Rejected(format!("RT REST 1.0 cannot carry this ticket unchanged: {err}"))
 }
 
 /// The error a form's `#` comments report, if any (`# Ticket 7 does not exist.`, ...).
@@ -123,10 +121,7 @@ fn check_status(answer: Answer<'_>) -> Result<Answer<'_>, RtError> {
         404 => Err(RtError::NotFound),
         400 | 409 | 422 => Err(RtError::Rejected(msg())),
         code @ 500..=599 => Err(RtError::Server(code)),
-        code => Err(RtError::Malformed(format!(
-            "RT REST 1.0 status {code} {}",
-            answer.reason
-        ))),
+        code => Err(RtError::Malformed(format!("RT REST 1.0 status {code} {}", answer.reason))),
     }
 }
 
@@ -134,11 +129,7 @@ fn parse_answer_text(text: &str) -> Result<Answer<'_>, RtError> {
     // RT prints nothing at all, not even a status line, for a 200 with nothing to say
     // (e.g. the attachment list of a ticket without attachments).
     if text.is_empty() {
-        return Ok(Answer {
-            code: 200,
-            reason: "",
-            body: "",
-        });
+        return Ok(Answer { code: 200, reason: "", body: "" });
     }
     let answer = parse_answer(text).ok_or_else(|| {
         let start: String = text.chars().take(80).collect();
@@ -189,10 +180,7 @@ fn ticket_from_form(
         .and_then(|v| v.strip_prefix("ticket/"))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            RtError::Malformed(format!(
-                "ticket form without a ticket id: {:?}",
-                form.get("id")
-            ))
+            RtError::Malformed(format!("ticket form without a ticket id: {:?}", form.get("id")))
         })?;
     let required = |key: &str| {
         form.get(key)
@@ -228,8 +216,7 @@ fn ticket_from_form(
 /// unnamed text/plain part, i.e. a message body rather than a file.
 fn is_body_part(list: &str, aid: u64) -> bool {
     let entry = format!("{aid}: (Unnamed) (text/plain / ");
-    list.match_indices(&entry)
-        .any(|(at, _)| at == 0 || list[..at].ends_with([' ', '\n', ',']))
+    list.match_indices(&entry).any(|(at, _)| at == 0 || list[..at].ends_with([' ', '\n', ',']))
 }
 
 /// Attachment ids listed by a transaction's `Attachments` field (`22: untitled (0b)` lines).
@@ -253,13 +240,7 @@ struct IdPage {
 
 impl IdPage {
     fn new(skip: u64, limit: u32) -> Self {
-        Self {
-            skip,
-            limit: limit as usize,
-            total: 0,
-            ids: Vec::new(),
-            partial: Vec::new(),
-        }
+        Self { skip, limit: limit as usize, total: 0, ids: Vec::new(), partial: Vec::new() }
     }
 
     fn line(&mut self, line: &[u8]) -> Result<(), RtError> {
@@ -267,10 +248,8 @@ impl IdPage {
         if line.is_empty() {
             return Ok(());
         }
-        let id: u64 = line
-            .strip_prefix("ticket/")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
+        let id: u64 =
+            line.strip_prefix("ticket/").and_then(|n| n.parse().ok()).ok_or_else(|| {
                 RtError::Malformed(format!("unexpected line in RT's id list: {line:?}"))
             })?;
         if self.total >= self.skip && self.ids.len() < self.limit {
@@ -291,9 +270,7 @@ impl IdPage {
         }
         buf.drain(..start);
         if buf.len() > MAX_ID_LINE {
-            return Err(RtError::Malformed(
-                "unexpected long line in RT's id list".into(),
-            ));
+            return Err(RtError::Malformed("unexpected long line in RT's id list".into()));
         }
         self.partial = buf;
         Ok(())
@@ -316,10 +293,9 @@ impl Rest1Client {
             .join("REST/1.0/")
             .map_err(|e| RtError::Malformed(format!("RT base URL: {e}")))?;
         let credentials = match &config.auth {
-            RtAuth::Basic { username, password } => Credentials::Form {
-                user: username.clone(),
-                pass: password.clone(),
-            },
+            RtAuth::Basic { username, password } => {
+                Credentials::Form { user: username.clone(), pass: password.clone() }
+            }
             RtAuth::Token(token) => {
                 let mut value = HeaderValue::from_str(&format!("token {}", token.expose()))
                     .map_err(|_| {
@@ -342,10 +318,7 @@ impl Rest1Client {
     }
 
     fn session(&self) -> Option<HeaderValue> {
-        self.session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.session.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn set_session(&self, cookie: Option<HeaderValue>) {
@@ -355,11 +328,7 @@ impl Rest1Client {
     /// Keeps RT's session cookie (`RT_SID_<name>.<port>=<id>`) from an answer.
     fn keep_session(&self, resp: &reqwest::Response) {
         for value in resp.headers().get_all(header::SET_COOKIE) {
-            let Some(pair) = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split(';').next())
-                .map(str::trim)
+            let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()).map(str::trim)
             else {
                 continue;
             };
@@ -378,16 +347,13 @@ impl Rest1Client {
         path: &str,
         params: &[(&str, &str)],
     ) -> Result<reqwest::Response, RtError> {
-        let url = self
-            .api
-            .join(path)
-            .map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
+        let url =
+            self.api.join(path).map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
         let body = {
             // The serializer is not Send; it must be gone before the first await.
             let mut body = form_urlencoded::Serializer::new(String::new());
             if let Credentials::Form { user, pass } = &self.credentials {
-                body.append_pair("user", user)
-                    .append_pair("pass", pass.expose());
+                body.append_pair("user", user).append_pair("pass", pass.expose());
             }
             body.extend_pairs(params);
             body.finish()
@@ -403,17 +369,14 @@ impl Rest1Client {
         if let Some(cookie) = self.session() {
             request = request.header(header::COOKIE, cookie);
         }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| RtError::from_transport(e, self.timeout))?;
+        let resp = request.send().await.map_err(|e| RtError::from_transport(e, self.timeout))?;
         self.keep_session(&resp);
         match resp.status() {
             StatusCode::OK => Ok(resp),
             StatusCode::UNAUTHORIZED => Err(RtError::Unauthenticated),
-            StatusCode::FORBIDDEN => Err(RtError::Forbidden(
-                "RT's web server refused the request".into(),
-            )),
+            StatusCode::FORBIDDEN => {
+                Err(RtError::Forbidden("RT's web server refused the request".into()))
+            }
             s if s.is_server_error() => Err(RtError::Server(s.as_u16())),
             s => Err(RtError::Malformed(format!(
                 "RT REST 1.0 answered HTTP {s}; check RT's base URL"
@@ -442,25 +405,18 @@ impl Rest1Client {
     async fn create_times(&self, ids: &[u64]) -> HashMap<u64, NaiveDateTime> {
         let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         let spec = format!("ticket/{list}/history/type/Create");
-        let text = match self
-            .call(
-                "show",
-                &[("id", spec.as_str()), ("fields", "Created,Ticket")],
-            )
-            .await
-        {
-            Ok(text) => text,
-            Err(err) => {
-                debug!(error = %err, "no Create transaction times");
-                return HashMap::new();
-            }
-        };
+        let text =
+            match self.call("show", &[("id", spec.as_str()), ("fields", "Created,Ticket")]).await {
+                Ok(text) => text,
+                Err(err) => {
+                    debug!(error = %err, "no Create transaction times");
+                    return HashMap::new();
+                }
+            };
         let mut times = HashMap::new();
         for answer in parse_answers(&text).into_iter().filter(|a| a.code == 200) {
             for form in parse_forms(answer.body) {
-                let ticket = form
-                    .get("Ticket")
-                    .and_then(|t| t.trim().parse::<u64>().ok());
+                let ticket = form.get("Ticket").and_then(|t| t.trim().parse::<u64>().ok());
                 let created = form
                     .get("Created")
                     .and_then(|c| NaiveDateTime::parse_from_str(c.trim(), SQL_DATE).ok());
@@ -481,19 +437,12 @@ impl Rest1Client {
         limit: u32,
     ) -> Result<(u64, Vec<u64>), RtError> {
         let mut resp = self
-            .post(
-                "search/ticket",
-                &[("query", sql), ("orderby", "-id"), ("format", "i")],
-            )
+            .post("search/ticket", &[("query", sql), ("orderby", "-id"), ("format", "i")])
             .await?;
         // The status line first.
         let mut head = Vec::new();
         while !head.contains(&b'\n') && head.len() <= 1024 {
-            match resp
-                .chunk()
-                .await
-                .map_err(|e| RtError::from_transport(e, self.timeout))?
-            {
+            match resp.chunk().await.map_err(|e| RtError::from_transport(e, self.timeout))? {
                 Some(chunk) => head.extend_from_slice(&chunk),
                 None => break,
             }
@@ -518,17 +467,13 @@ impl Rest1Client {
             }
             None => {
                 let start: String = line.chars().take(80).collect();
-                return Err(RtError::Malformed(format!(
-                    "not an RT REST 1.0 answer: {start:?}"
-                )));
+                return Err(RtError::Malformed(format!("not an RT REST 1.0 answer: {start:?}")));
             }
         }
         let mut page = IdPage::new(skip, limit);
         page.feed(head.get(end + 1..).unwrap_or_default())?;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| RtError::from_transport(e, self.timeout))?
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| RtError::from_transport(e, self.timeout))?
         {
             page.feed(&chunk)?;
         }
@@ -537,20 +482,15 @@ impl Rest1Client {
 
     /// Reads an attachment's content byte for byte (`.../content` answers `status\n\n<raw>`).
     async fn attachment_content(&self, ticket: u64, aid: u64) -> Result<String, RtError> {
-        let mut resp = self
-            .post(&format!("ticket/{ticket}/attachments/{aid}/content"), &[])
-            .await?;
+        let mut resp =
+            self.post(&format!("ticket/{ticket}/attachments/{aid}/content"), &[]).await?;
         let raw = answer::read_body(&mut resp, MAX_ANSWER_BYTES, self.timeout).await?;
         // RT prints nothing at all for an empty attachment, nor for the content "0" (false
         // to Perl); the attachment's own form tells the two apart.
         if raw.is_empty() {
-            let text = self
-                .call(&format!("ticket/{ticket}/attachments/{aid}"), &[])
-                .await?;
+            let text = self.call(&format!("ticket/{ticket}/attachments/{aid}"), &[]).await?;
             let answer = self.check(&text)?;
-            let zero = parse_forms(answer.body)
-                .iter()
-                .any(|f| f.get("Content") == Some("0"));
+            let zero = parse_forms(answer.body).iter().any(|f| f.get("Content") == Some("0"));
             return Ok(if zero { "0".to_owned() } else { String::new() });
         }
         let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
@@ -567,11 +507,7 @@ impl Rest1Client {
             Ok(text) => Ok(text),
             Err(_) => {
                 // REST 1.0 returns the part in its original charset; rt-relay only writes UTF-8.
-                warn!(
-                    ticket,
-                    attachment = aid,
-                    "attachment is not UTF-8; replacing invalid bytes"
-                );
+                warn!(ticket, attachment = aid, "attachment is not UTF-8; replacing invalid bytes");
                 Ok(String::from_utf8_lossy(content).into_owned())
             }
         }
@@ -595,9 +531,7 @@ impl RtClient for Rest1Client {
         if let Some(requestor) = &ticket.requestor {
             // One address: RT would read a list and add every address as a watcher.
             if requestor.contains([',', ';']) {
-                return Err(RtError::Rejected(
-                    "requestor must be one email address".into(),
-                ));
+                return Err(RtError::Rejected("requestor must be one email address".into()));
             }
             form.line("Requestor", requestor).map_err(form_error)?;
         }
@@ -605,14 +539,10 @@ impl RtClient for Rest1Client {
             form.text("Text", &ticket.content).map_err(form_error)?;
         }
         let content = form.finish();
-        let text = self
-            .call("ticket/new", &[("content", content.as_str())])
-            .await?;
+        let text = self.call("ticket/new", &[("content", content.as_str())]).await?;
         let answer = self.check(&text)?;
-        let comments: Vec<String> = parse_forms(answer.body)
-            .into_iter()
-            .flat_map(|f| f.comments)
-            .collect();
+        let comments: Vec<String> =
+            parse_forms(answer.body).into_iter().flat_map(|f| f.comments).collect();
         let created = comments.iter().find_map(|c| {
             c.strip_prefix("Ticket ")
                 .and_then(|r| r.strip_suffix(" created."))
@@ -634,9 +564,7 @@ impl RtClient for Rest1Client {
         } else if lower.contains("could not create") {
             Err(RtError::Rejected(message))
         } else {
-            Err(RtError::Malformed(format!(
-                "create answer without a ticket id: {message:?}"
-            )))
+            Err(RtError::Malformed(format!("create answer without a ticket id: {message:?}")))
         }
     }
 
@@ -662,10 +590,8 @@ impl RtClient for Rest1Client {
         let history_path = format!("ticket/{id}/history/type/Create");
         let list_path = format!("ticket/{id}/attachments");
         let history_params = [("format", "l"), ("fields", "Attachments")];
-        let (history, list) = tokio::join!(
-            self.call(&history_path, &history_params),
-            self.call(&list_path, &[])
-        );
+        let (history, list) =
+            tokio::join!(self.call(&history_path, &history_params), self.call(&list_path, &[]));
         let history = history?;
         let history = self.check(&history)?;
         let forms = parse_forms(history.body);
@@ -683,14 +609,8 @@ impl RtClient for Rest1Client {
         if let Some(err) = list_forms.iter().find_map(|f| comment_error(&f.comments)) {
             return Err(err);
         }
-        let all_parts = list_forms
-            .iter()
-            .find_map(|f| f.get("Attachments"))
-            .unwrap_or_default();
-        match create_parts
-            .into_iter()
-            .find(|&aid| is_body_part(all_parts, aid))
-        {
+        let all_parts = list_forms.iter().find_map(|f| f.get("Attachments")).unwrap_or_default();
+        match create_parts.into_iter().find(|&aid| is_body_part(all_parts, aid)) {
             Some(aid) => self.attachment_content(id, aid).await,
             None => Ok(String::new()),
         }
@@ -705,12 +625,7 @@ impl RtClient for Rest1Client {
         let (total, ids) = self.ticket_ids(&sql, skip, per_page).await?;
         let has_more = u64::from(page) * u64::from(per_page) < total;
         if ids.is_empty() {
-            return Ok(RtPage {
-                tickets: Vec::new(),
-                page,
-                total,
-                has_more,
-            });
+            return Ok(RtPage { tickets: Vec::new(), page, total, has_more });
         }
         let page_sql = ids_sql(&ids);
         let params = [
@@ -725,10 +640,8 @@ impl RtClient for Rest1Client {
         let answer = self.check(&found)?;
         let mut forms: HashMap<u64, ParsedForm> = HashMap::new();
         for form in parse_forms(answer.body) {
-            if let Some(id) = form
-                .get("id")
-                .and_then(|v| v.strip_prefix("ticket/"))
-                .and_then(|v| v.parse().ok())
+            if let Some(id) =
+                form.get("id").and_then(|v| v.strip_prefix("ticket/")).and_then(|v| v.parse().ok())
             {
                 forms.insert(id, form);
             }
@@ -737,17 +650,10 @@ impl RtClient for Rest1Client {
         let tickets = ids
             .iter()
             .filter_map(|id| {
-                forms
-                    .get(id)
-                    .map(|form| ticket_from_form(form, times.get(id).copied()))
+                forms.get(id).map(|form| ticket_from_form(form, times.get(id).copied()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RtPage {
-            tickets,
-            page,
-            total,
-            has_more,
-        })
+        Ok(RtPage { tickets, page, total, has_more })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -768,10 +674,7 @@ mod tests {
         Rest1Client::new(RtConfig {
             api: crate::config::RtApi::Rest1,
             base_url: Url::parse("http://127.0.0.1:9/").unwrap(),
-            auth: RtAuth::Basic {
-                username: "u".into(),
-                password: Secret::new("hunter2"),
-            },
+            auth: RtAuth::Basic { username: "u".into(), password: Secret::new("hunter2") },
             default_queue: "General".into(),
             timeout: Duration::from_secs(1),
         })
@@ -788,41 +691,17 @@ mod tests {
             requestor: None,
         };
         let cases = [
-            RtCreate {
-                subject: "x\nOwner: root".into(),
-                ..base.clone()
-            },
-            RtCreate {
-                subject: " leading space".into(),
-                ..base.clone()
-            },
-            RtCreate {
-                queue: "General\nOwner: root".into(),
-                ..base.clone()
-            },
-            RtCreate {
-                requestor: Some("a@example.com, b@example.com".into()),
-                ..base.clone()
-            },
-            RtCreate {
-                requestor: Some("a@example.com\nCc: b@example.com".into()),
-                ..base.clone()
-            },
-            RtCreate {
-                content: "\nleading empty line".into(),
-                ..base.clone()
-            },
-            RtCreate {
-                content: "0".into(),
-                ..base.clone()
-            },
+            RtCreate { subject: "x\nOwner: root".into(), ..base.clone() },
+            RtCreate { subject: " leading space".into(), ..base.clone() },
+            RtCreate { queue: "General\nOwner: root".into(), ..base.clone() },
+            RtCreate { requestor: Some("a@example.com, b@example.com".into()), ..base.clone() },
+            RtCreate { requestor: Some("a@example.com\nCc: b@example.com".into()), ..base.clone() },
+            RtCreate { content: "\nleading empty line".into(), ..base.clone() },
+            RtCreate { content: "0".into(), ..base.clone() },
         ];
         for case in cases {
             let result = rt.create(&case).await;
-            assert!(
-                matches!(result, Err(RtError::Rejected(_))),
-                "{case:?}: {result:?}"
-            );
+            assert!(matches!(result, Err(RtError::Rejected(_))), "{case:?}: {result:?}");
         }
     }
 
@@ -834,11 +713,9 @@ mod tests {
 
     #[test]
     fn created_in_utc_display_is_exact() {
-        let t = resolve_created(
-            Some("Sat Nov 28 23:58:04 2026"),
-            Some(naive("2026-11-28 23:58:05")),
-        )
-        .unwrap();
+        let t =
+            resolve_created(Some("Sat Nov 28 23:58:04 2026"), Some(naive("2026-11-28 23:58:05")))
+                .unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-28T23:58:04+00:00");
     }
 
@@ -865,9 +742,7 @@ mod tests {
         }
         // Too far from a quarter-hour offset to be the same moment.
         assert_eq!(
-            resolve_created(Some("Sat Nov 28 23:48:04 2026"), Some(tx))
-                .unwrap()
-                .naive_utc(),
+            resolve_created(Some("Sat Nov 28 23:48:04 2026"), Some(tx)).unwrap().naive_utc(),
             tx
         );
         assert!(resolve_created(None, None).is_err());
@@ -886,15 +761,9 @@ mod tests {
         past_the_end.feed(body).unwrap();
         assert_eq!(past_the_end.finish().unwrap(), (5, vec![]));
         let mut bad = IdPage::new(0, 3);
-        assert!(matches!(
-            bad.feed(b"No matching results.\n"),
-            Err(RtError::Malformed(_))
-        ));
+        assert!(matches!(bad.feed(b"No matching results.\n"), Err(RtError::Malformed(_))));
         let mut long = IdPage::new(0, 3);
-        assert!(matches!(
-            long.feed(&[b'1'; 200]),
-            Err(RtError::Malformed(_))
-        ));
+        assert!(matches!(long.feed(&[b'1'; 200]), Err(RtError::Malformed(_))));
     }
 
     #[test]
@@ -904,19 +773,10 @@ mod tests {
         let form = &parse_forms(body)[0];
         let t = ticket_from_form(form, Some(naive("2026-11-28 23:58:04"))).unwrap();
         assert_eq!(
-            (
-                t.id,
-                t.subject.as_str(),
-                t.queue.as_str(),
-                t.owner.as_str(),
-                t.priority
-            ),
+            (t.id, t.subject.as_str(), t.queue.as_str(), t.owner.as_str(), t.priority),
             (7, "Owner: root", "Support", "Nobody", 0)
         );
-        assert_eq!(
-            t.requestors,
-            vec!["a@example.com".to_owned(), "b@example.com".to_owned()]
-        );
+        assert_eq!(t.requestors, vec!["a@example.com".to_owned(), "b@example.com".to_owned()]);
     }
 
     #[test]
@@ -951,10 +811,7 @@ mod tests {
             err("RT/5.0.3 500 Server Error\n\nUnsupported object type."),
             Some(RtError::Server(500))
         ));
-        assert!(matches!(
-            err("<html>login</html>"),
-            Some(RtError::Malformed(_))
-        ));
+        assert!(matches!(err("<html>login</html>"), Some(RtError::Malformed(_))));
         assert!(err("").is_none(), "RT's silent 200");
     }
 
@@ -966,9 +823,6 @@ mod tests {
         assert!(!is_body_part(list, 22));
         assert!(!is_body_part(list, 2));
         assert!(!is_body_part(list, 122));
-        assert_eq!(
-            listed_attachment_ids("22: untitled (0b)\n23: untitled (5b)"),
-            vec![22, 23]
-        );
+        assert_eq!(listed_attachment_ids("22: untitled (0b)\n23: untitled (5b)"), vec![22, 23]);
     }
 }

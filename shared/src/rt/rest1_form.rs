@@ -98,8 +98,7 @@ impl Form {
             return Err(FormError::LeadingEmptyLine(key.to_owned()));
         }
         self.add_key(key)?;
-        self.text
-            .reserve(value.len() + value.len() / 16 + key.len() + 8);
+        self.text.reserve(value.len() + value.len() / 16 + key.len() + 8);
         let _ = writeln!(self.text, "{key}:");
         self.text.push_str(" \n");
         for line in value.split('\n') {
@@ -149,11 +148,7 @@ pub fn parse_status_line(line: &str) -> Option<(u16, &str)> {
 pub fn parse_answer(text: &str) -> Option<Answer<'_>> {
     let (line, rest) = text.split_once('\n').unwrap_or((text, ""));
     let (code, reason) = parse_status_line(line)?;
-    Some(Answer {
-        code,
-        reason,
-        body: rest.strip_prefix('\n').unwrap_or(rest),
-    })
+    Some(Answer { code, reason, body: rest.strip_prefix('\n').unwrap_or(rest) })
 }
 
 /// Splits an answer made of several answers one after another (RT's `show` of several
@@ -189,10 +184,7 @@ pub struct ParsedForm {
 impl ParsedForm {
     /// The value of a field, its name compared case-insensitively.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
     }
 
     fn is_empty(&self) -> bool {
@@ -243,8 +235,7 @@ pub fn parse_forms(text: &str) -> Vec<ParsedForm> {
                 forms.push(std::mem::take(&mut form));
             }
         } else if let Some(comment) = line.strip_prefix('#') {
-            form.comments
-                .push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
+            form.comments.push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
         } else if let Some((key, first)) = field_line(line) {
             let mut values = vec![first];
             while i < lines.len()
@@ -264,16 +255,10 @@ pub fn parse_forms(text: &str) -> Vec<ParsedForm> {
                 .filter(|ws| !ws.is_empty())
                 .min_by_key(|ws| ws.chars().count())
                 .unwrap_or("");
-            let stripped: Vec<&str> = values
-                .iter()
-                .map(|v| v.strip_prefix(indent).unwrap_or(v))
-                .collect();
-            let start = stripped
-                .iter()
-                .position(|v| !v.is_empty())
-                .unwrap_or(stripped.len());
-            form.fields
-                .push((key.to_owned(), stripped[start..].join("\n")));
+            let stripped: Vec<&str> =
+                values.iter().map(|v| v.strip_prefix(indent).unwrap_or(v)).collect();
+            let start = stripped.iter().position(|v| !v.is_empty()).unwrap_or(stripped.len());
+            form.fields.push((key.to_owned(), stripped[start..].join("\n")));
         }
         // Anything else is not part of a form RT composes; it is skipped.
     }
@@ -330,10 +315,7 @@ mod tests {
                 if lead.is_empty() {
                     continue;
                 }
-                if ws
-                    .as_ref()
-                    .map_or(true, |w| lead.chars().count() < w.chars().count())
-                {
+                if ws.as_ref().map_or(true, |w| lead.chars().count() < w.chars().count()) {
                     ws = Some(lead);
                 }
             }
@@ -356,18 +338,11 @@ mod tests {
 
     fn text_round_trip(value: &str) -> String {
         let mut form = Form::new();
-        form.line("id", "ticket/new")
-            .unwrap()
-            .text("Text", value)
-            .unwrap();
+        form.line("id", "ticket/new").unwrap().text("Text", value).unwrap();
         let parsed = rt_form_parse(&form.finish());
         assert_eq!(parsed.len(), 1, "exactly one form for {value:?}");
         let fields = &parsed[0];
-        assert_eq!(
-            fields.len(),
-            2,
-            "exactly id and Text for {value:?}: {fields:?}"
-        );
+        assert_eq!(fields.len(), 2, "exactly id and Text for {value:?}: {fields:?}");
         assert_eq!(fields[0], ("id".to_owned(), "ticket/new".to_owned()));
         assert_eq!(fields[1].0, "Text");
         fields[1].1.clone()
@@ -427,13 +402,7 @@ mod tests {
     #[test]
     fn one_line_values_refuse_anything_that_could_add_or_change_a_field() {
         let mut form = Form::new();
-        for bad in [
-            "x\nOwner: root",
-            "x\rOwner: root",
-            "tab\there",
-            "nel\u{85}x",
-            "\u{0}",
-        ] {
+        for bad in ["x\nOwner: root", "x\rOwner: root", "tab\there", "nel\u{85}x", "\u{0}"] {
             assert_eq!(
                 form.line("Subject", bad).unwrap_err(),
                 FormError::ControlCharacter("Subject".into()),
@@ -454,8 +423,7 @@ mod tests {
     fn one_line_values_that_look_like_fields_stay_in_their_field() {
         let mut form = Form::new();
         form.line("id", "ticket/new").unwrap();
-        form.line("Subject", "Owner: root -- Status: resolved  ")
-            .unwrap();
+        form.line("Subject", "Owner: root -- Status: resolved  ").unwrap();
         form.line("Queue", "--").unwrap();
         form.line("Requestor", "").unwrap();
         let parsed = rt_form_parse(&form.finish());
@@ -463,10 +431,7 @@ mod tests {
             parsed,
             vec![vec![
                 ("id".to_owned(), "ticket/new".to_owned()),
-                (
-                    "Subject".to_owned(),
-                    "Owner: root -- Status: resolved  ".to_owned()
-                ),
+                ("Subject".to_owned(), "Owner: root -- Status: resolved  ".to_owned()),
                 ("Queue".to_owned(), "--".to_owned()),
                 ("Requestor".to_owned(), String::new()),
             ]]
@@ -486,28 +451,18 @@ mod tests {
             FormError::DuplicateKey("SUBJECT".into())
         );
         for bad in ["", "1x", "Sub ject", "Owner:", "a\nb", "CF.{x}"] {
-            assert_eq!(
-                form.line(bad, "v").unwrap_err(),
-                FormError::BadKey(bad.into()),
-                "{bad:?}"
-            );
+            assert_eq!(form.line(bad, "v").unwrap_err(), FormError::BadKey(bad.into()), "{bad:?}");
         }
     }
 
     #[test]
     fn status_lines_parse_with_debian_versions() {
-        assert_eq!(
-            parse_status_line("RT/5.0.3+dfsg-3~deb12u6 200 Ok"),
-            Some((200, "Ok"))
-        );
+        assert_eq!(parse_status_line("RT/5.0.3+dfsg-3~deb12u6 200 Ok"), Some((200, "Ok")));
         assert_eq!(
             parse_status_line("RT/4.4.4 401 Credentials required"),
             Some((401, "Credentials required"))
         );
-        assert_eq!(
-            parse_status_line("RT/5.0.3 409 Syntax Error\r"),
-            Some((409, "Syntax Error"))
-        );
+        assert_eq!(parse_status_line("RT/5.0.3 409 Syntax Error\r"), Some((409, "Syntax Error")));
         assert_eq!(parse_status_line("RT/5.0.3 200"), Some((200, "")));
         for bad in [
             "",
@@ -541,10 +496,7 @@ mod tests {
         let first = &parse_forms(answers[0].body)[0];
         assert_eq!(first.get("ticket"), Some("3"));
         assert_eq!(first.get("Created"), Some("2026-11-29 00:02:54"));
-        assert_eq!(
-            parse_forms(answers[1].body)[0].comments,
-            vec!["Ticket 9999 does not exist."]
-        );
+        assert_eq!(parse_forms(answers[1].body)[0].comments, vec!["Ticket 9999 does not exist."]);
     }
 
     #[test]

@@ -58,10 +58,7 @@ fn authorization(auth: &RtAuth) -> Result<HeaderValue, RtError> {
         RtAuth::Token(token) => format!("token {}", token.expose()),
         RtAuth::Basic { username, password } => {
             let pair = format!("{username}:{}", password.expose());
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         }
     };
     let mut value = HeaderValue::from_str(&raw).map_err(|_| {
@@ -159,10 +156,7 @@ impl TicketJson {
                 .status
                 .ok_or_else(|| RtError::Malformed(format!("ticket {id} without Status")))?,
             queue,
-            owner: self
-                .owner
-                .map(|o| o.name())
-                .unwrap_or_else(|| "Nobody".into()),
+            owner: self.owner.map(|o| o.name()).unwrap_or_else(|| "Nobody".into()),
             priority,
             // RT REST 2.0 names requestors by user name; for users RT created from an
             // address (as for every requestor rt-relay sends) the name is the address.
@@ -236,9 +230,9 @@ fn status_error(status: StatusCode, body: &[u8]) -> RtError {
         403 => RtError::Forbidden(msg()),
         404 => RtError::NotFound,
         code @ 500..=599 => RtError::Server(code),
-        300..=399 => RtError::Malformed(format!(
-            "unexpected redirect (HTTP {status}); check RT's base URL"
-        )),
+        300..=399 => {
+            RtError::Malformed(format!("unexpected redirect (HTTP {status}); check RT's base URL"))
+        }
         _ => RtError::Rejected(msg()),
     }
 }
@@ -261,10 +255,8 @@ impl Rest2Client {
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, RtError> {
-        let mut url = self
-            .api
-            .join(path)
-            .map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
+        let mut url =
+            self.api.join(path).map_err(|e| RtError::Malformed(format!("URL for {path}: {e}")))?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -303,11 +295,7 @@ impl Rest2Client {
     }
 
     fn cached_queue(&self, id: u64) -> Option<String> {
-        self.queue_names
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned()
+        self.queue_names.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
     }
 
     /// The queue's name, from the cache or `GET /queue/:id`. Names are cached for the life of
@@ -317,10 +305,7 @@ impl Rest2Client {
             return Ok(name);
         }
         let queue: QueueJson = self.get_json(&format!("queue/{id}"), &[]).await?;
-        let mut names = self
-            .queue_names
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut names = self.queue_names.write().unwrap_or_else(PoisonError::into_inner);
         if names.len() >= MAX_CACHED_QUEUES {
             names.clear();
         }
@@ -331,10 +316,7 @@ impl Rest2Client {
     /// The Create transaction's id (the first in the ticket's history).
     async fn create_transaction(&self, id: u64) -> Result<u64, RtError> {
         let history: Collection<TransactionItem> = self
-            .get_json(
-                &format!("ticket/{id}/history"),
-                &[("fields", "Type"), ("per_page", "100")],
-            )
+            .get_json(&format!("ticket/{id}/history"), &[("fields", "Type"), ("per_page", "100")])
             .await?;
         let create = history
             .items
@@ -345,11 +327,8 @@ impl Rest2Client {
             Some(tid) => Ok(tid),
             None => {
                 // RT answers an empty history, not 404, for a ticket that does not exist.
-                self.get_json::<TicketJson>(&format!("ticket/{id}"), &[])
-                    .await?;
-                Err(RtError::Malformed(format!(
-                    "ticket {id} has no Create transaction"
-                )))
+                self.get_json::<TicketJson>(&format!("ticket/{id}"), &[]).await?;
+                Err(RtError::Malformed(format!("ticket {id} has no Create transaction")))
             }
         }
     }
@@ -377,9 +356,7 @@ impl RtClient for Rest2Client {
         if let Some(requestor) = &ticket.requestor {
             body["Requestor"] = json!(requestor);
         }
-        let (_, answer) = self
-            .send(self.http.post(self.url("ticket", &[])?).json(&body))
-            .await?;
+        let (_, answer) = self.send(self.http.post(self.url("ticket", &[])?).json(&body)).await?;
         let created: CreatedJson = serde_json::from_slice(&answer)
             .map_err(|e| RtError::Malformed(format!("create answer: {e}")))?;
         let id = created
@@ -408,9 +385,7 @@ impl RtClient for Rest2Client {
             .await?;
         // The message body is the first text/plain part that is not a named file.
         let body = attachments.items.iter().find(|a| {
-            a.content_type
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
+            a.content_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
                 && a.filename.as_deref().unwrap_or("").is_empty()
         });
         let Some(aid) = body.and_then(|a| a.id.as_id()) else {
@@ -423,11 +398,9 @@ impl RtClient for Rest2Client {
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|e| {
-                RtError::Malformed(format!("attachment {aid}: Content is not base64: {e}"))
-            })?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| {
+            RtError::Malformed(format!("attachment {aid}: Content is not base64: {e}"))
+        })?;
         String::from_utf8(bytes)
             .map_err(|_| RtError::Malformed(format!("attachment {aid} is not UTF-8")))
     }
@@ -451,9 +424,8 @@ impl RtClient for Rest2Client {
                 ],
             )
             .await?;
-        let total = found
-            .total
-            .ok_or_else(|| RtError::Malformed("ticket list without total".into()))?;
+        let total =
+            found.total.ok_or_else(|| RtError::Malformed("ticket list without total".into()))?;
         let mut missing: Vec<u64> = Vec::new();
         for item in &found.items {
             let qid = item.queue_id()?;
@@ -476,12 +448,7 @@ impl RtClient for Rest2Client {
             }
         }
         let has_more = u64::from(page) * u64::from(per_page) < total;
-        Ok(RtPage {
-            tickets,
-            page,
-            total,
-            has_more,
-        })
+        Ok(RtPage { tickets, page, total, has_more })
     }
 
     fn ticket_url(&self, id: u64) -> String {
@@ -517,10 +484,7 @@ mod tests {
         assert!(
             matches!(status_error(StatusCode::BAD_REQUEST, b""), RtError::Rejected(m) if m == "Bad Request")
         );
-        assert!(matches!(
-            status_error(StatusCode::BAD_GATEWAY, b"<html>"),
-            RtError::Server(502)
-        ));
+        assert!(matches!(status_error(StatusCode::BAD_GATEWAY, b"<html>"), RtError::Server(502)));
     }
 
     #[test]
@@ -552,10 +516,7 @@ mod tests {
             content: "a\r\nb".into(),
             requestor: None,
         };
-        assert!(matches!(
-            rt.create(&ticket).await,
-            Err(RtError::Rejected(_))
-        ));
+        assert!(matches!(rt.create(&ticket).await, Err(RtError::Rejected(_))));
     }
 
     #[test]
@@ -563,10 +524,7 @@ mod tests {
         let config = RtConfig {
             api: crate::config::RtApi::Rest2,
             base_url: Url::parse("http://127.0.0.1:9/").unwrap(),
-            auth: RtAuth::Basic {
-                username: "u".into(),
-                password: Secret::new("hunter2"),
-            },
+            auth: RtAuth::Basic { username: "u".into(), password: Secret::new("hunter2") },
             default_queue: "General".into(),
             timeout: Duration::from_secs(1),
         };

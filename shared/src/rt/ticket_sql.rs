@@ -9,14 +9,9 @@ use super::{RtError, RtQuery};
 /// with `CF.`, which RT reads as a custom-field reference even when quoted.
 pub fn quote(field: &str, value: &str) -> Result<String, RtError> {
     if value.chars().any(char::is_control) {
-        return Err(RtError::Rejected(format!(
-            "{field} must not contain control characters"
-        )));
+        return Err(RtError::Rejected(format!("{field} must not contain control characters")));
     }
-    if value
-        .get(..3)
-        .is_some_and(|p| p.eq_ignore_ascii_case("CF."))
-    {
+    if value.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("CF.")) {
         return Err(RtError::Rejected(format!(
             "{field} must not start with \"CF.\" (RT reads it as a custom field)"
         )));
@@ -53,10 +48,7 @@ pub fn ticket_sql(query: &RtQuery) -> Result<String, RtError> {
 
 /// TicketSQL selecting exactly these ticket ids.
 pub fn ids_sql(ids: &[u64]) -> String {
-    ids.iter()
-        .map(|id| format!("id = {id}"))
-        .collect::<Vec<_>>()
-        .join(" OR ")
+    ids.iter().map(|id| format!("id = {id}")).collect::<Vec<_>>().join(" OR ")
 }
 
 #[cfg(test)]
@@ -90,19 +82,13 @@ mod tests {
             quote("queue", r"x' OR id > 0 OR Queue = '").unwrap(),
             r"'x\' OR id > 0 OR Queue = \''"
         );
-        assert_eq!(
-            quote("queue", "Suporte técnico").unwrap(),
-            "'Suporte técnico'"
-        );
+        assert_eq!(quote("queue", "Suporte técnico").unwrap(), "'Suporte técnico'");
     }
 
     #[test]
     fn values_rt_would_misread_are_refused() {
         assert!(matches!(quote("queue", "a\nb"), Err(RtError::Rejected(_))));
-        assert!(matches!(
-            quote("status", "cf.{x}"),
-            Err(RtError::Rejected(_))
-        ));
+        assert!(matches!(quote("status", "cf.{x}"), Err(RtError::Rejected(_))));
     }
 
     #[test]

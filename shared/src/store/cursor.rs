@@ -38,11 +38,18 @@ impl PageRequest {
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, CursorError> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(raw) => raw.trim().parse::<u32>().ok().filter(|l| (1..=MAX_LIMIT).contains(l)).ok_or(CursorError::BadLimit)?,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or(CursorError::BadLimit)?,
         };
         let cursor = match cursor {
             None => None,
-            Some(c) if c.is_empty() || c.len() > MAX_CURSOR_LEN => return Err(CursorError::BadCursor),
+            Some(c) if c.is_empty() || c.len() > MAX_CURSOR_LEN => {
+                return Err(CursorError::BadCursor)
+            }
             Some(c) => Some(c.to_owned()),
         };
         Ok(Self { limit, cursor })
@@ -115,7 +122,10 @@ mod tests {
         for bad in ["", "!!!", "e30", &"a".repeat(2000)] {
             let parsed = PageRequest::parse(None, Some(bad));
             if let Ok(p) = parsed {
-                assert!(decode::<Key>("s", p.cursor.as_deref().unwrap_or_default()).is_err(), "{bad}");
+                assert!(
+                    decode::<Key>("s", p.cursor.as_deref().unwrap_or_default()).is_err(),
+                    "{bad}"
+                );
             }
         }
     }

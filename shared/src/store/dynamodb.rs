@@ -20,11 +20,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    cursor, schema, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease, Page,
-    PageRequest, StoreError, TicketFilter, TicketStore,
+    cursor, schema, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore,
+    Lease, Page, PageRequest, StoreError, TicketFilter, TicketStore,
 };
-use crate::model::{Notification, Ticket};
 use crate::config::Tables;
+use crate::model::{Notification, Ticket};
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -151,7 +151,9 @@ fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
 
 fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a number"))),
+        Some(AttributeValue::N(v)) => {
+            v.parse().map_err(|_| StoreError::Corrupt(format!("attribute {name} is not a number")))
+        }
         _ => Err(StoreError::Corrupt(format!("attribute {name} missing or not a number"))),
     }
 }
@@ -222,14 +224,17 @@ pub fn notification_item(note: &Notification) -> Item {
 
 /// Reads a notification back from its `payload` attribute.
 pub fn notification_from_payload(payload: &str) -> Result<Notification, StoreError> {
-    serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))
+    serde_json::from_str(payload)
+        .map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))
 }
 
 fn is_conditional_failure<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
-    err.as_service_error().and_then(|e| e.code()).is_some_and(|c| c == "ConditionalCheckFailedException")
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -249,7 +254,9 @@ fn ticket_index(filter: &TicketFilter) -> (&'static str, &'static str, String) {
         (None, None) => (schema::TICKETS_BY_FEED, "feed", TICKET_FEED.into()),
         (None, Some(st)) => (schema::TICKETS_BY_STATUS, "status", st.clone()),
         (Some(q), None) => (schema::TICKETS_BY_QUEUE, "queue", q.clone()),
-        (Some(q), Some(st)) => (schema::TICKETS_BY_QUEUE_STATUS, "queue_status", queue_status(q, st)),
+        (Some(q), Some(st)) => {
+            (schema::TICKETS_BY_QUEUE_STATUS, "queue_status", queue_status(q, st))
+        }
     }
 }
 
@@ -350,7 +357,8 @@ impl TicketStore for DynamoStore {
         match self.timed(req.send()).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let canceled = e.as_service_error().filter(|se| se.is_transaction_canceled_exception());
+                let canceled =
+                    e.as_service_error().filter(|se| se.is_transaction_canceled_exception());
                 if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc)) = canceled {
                     let reasons: Vec<String> = tc
                         .cancellation_reasons()
@@ -375,13 +383,23 @@ impl TicketStore for DynamoStore {
     }
 
     async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        self.timed(self.client.put_item().table_name(&self.tables.tickets).set_item(Some(ticket_item(ticket))).send())
-            .await
-            .map_err(|e| StoreError::aws("PutItem", e))?;
+        self.timed(
+            self.client
+                .put_item()
+                .table_name(&self.tables.tickets)
+                .set_item(Some(ticket_item(ticket)))
+                .send(),
+        )
+        .await
+        .map_err(|e| StoreError::aws("PutItem", e))?;
         Ok(())
     }
 
-    async fn list_tickets(&self, filter: &TicketFilter, page: &PageRequest) -> Result<Page<Ticket>, StoreError> {
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError> {
         let (index, hash_attr, hash_value) = ticket_index(filter);
         let scope = format!("tickets|{index}|{hash_value}");
         let start = match &page.cursor {
@@ -391,8 +409,9 @@ impl TicketStore for DynamoStore {
                 Some(Item::from([("id".into(), n(key.id)), (hash_attr.into(), s(&hash_value))]))
             }
         };
-        let (items, more) =
-            self.query_page(&self.tables.tickets, index, hash_attr, &hash_value, start, page.limit).await?;
+        let (items, more) = self
+            .query_page(&self.tables.tickets, index, hash_attr, &hash_value, start, page.limit)
+            .await?;
         let tickets = items.iter().map(ticket_from_item).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = match tickets.last() {
             Some(last) if more => Some(cursor::encode(&scope, &TicketKey { id: last.id })),
@@ -401,12 +420,16 @@ impl TicketStore for DynamoStore {
         Ok(Page { items: tickets, next_cursor })
     }
 
-    async fn list_notifications(&self, page: &PageRequest) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
         let scope = "notifications";
         let start = match &page.cursor {
             None => None,
             Some(c) => {
-                let key: NotificationKey = cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
+                let key: NotificationKey =
+                    cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
                 Some(Item::from([
                     ("id".into(), s(key.id)),
                     ("feed".into(), s(NOTIFICATION_FEED)),
@@ -415,7 +438,14 @@ impl TicketStore for DynamoStore {
             }
         };
         let (items, more) = self
-            .query_page(&self.tables.notifications, schema::NOTIFICATIONS_BY_FEED, "feed", NOTIFICATION_FEED, start, page.limit)
+            .query_page(
+                &self.tables.notifications,
+                schema::NOTIFICATIONS_BY_FEED,
+                "feed",
+                NOTIFICATION_FEED,
+                start,
+                page.limit,
+            )
             .await?;
         let mut notes = Vec::with_capacity(items.len());
         let mut last_key = None;
@@ -469,7 +499,13 @@ impl IdempotencyStore for DynamoStore {
                 )
                 .await;
             match put {
-                Ok(_) => return Ok(Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None }),
+                Ok(_) => {
+                    return Ok(Claim::Acquired {
+                        lease,
+                        rt_ticket_id: None,
+                        previous_attempt: None,
+                    })
+                }
                 Err(e) if is_conditional_failure(&e) => {}
                 Err(e) => return Err(StoreError::aws("PutItem", e)),
             }
@@ -489,7 +525,10 @@ impl IdempotencyStore for DynamoStore {
                 return Ok(Claim::Mismatch);
             }
             if get_s(&item, "state")? == "done" {
-                return Ok(Claim::Completed { status: get_n(&item, "response_status")?, body: get_s(&item, "response_body")? });
+                return Ok(Claim::Completed {
+                    status: get_n(&item, "response_status")?,
+                    body: get_s(&item, "response_body")?,
+                });
             }
             if get_n::<i64>(&item, "lease_until")? > now.timestamp_millis() {
                 return Ok(Claim::InProgress);
@@ -515,7 +554,8 @@ impl IdempotencyStore for DynamoStore {
                 .await;
             return match taken {
                 Ok(out) => {
-                    let rt_ticket_id = out.attributes.as_ref().and_then(|a| get_n(a, "rt_ticket_id").ok());
+                    let rt_ticket_id =
+                        out.attributes.as_ref().and_then(|a| get_n(a, "rt_ticket_id").ok());
                     let previous_attempt = Some(get_time(&item, "created_at")?);
                     Ok(Claim::Acquired { lease, rt_ticket_id, previous_attempt })
                 }
@@ -542,7 +582,9 @@ impl IdempotencyStore for DynamoStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::Conflict("idempotency lease lost".into())),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(StoreError::Conflict("idempotency lease lost".into()))
+            }
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
         }
     }
@@ -611,14 +653,22 @@ impl ConnectionStore for DynamoStore {
 
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
         self.timed(
-            self.client.delete_item().table_name(&self.tables.connections).key("connection_id", s(connection_id)).send(),
+            self.client
+                .delete_item()
+                .table_name(&self.tables.connections)
+                .key("connection_id", s(connection_id))
+                .send(),
         )
         .await
         .map_err(|e| StoreError::aws("DeleteItem", e))?;
         Ok(())
     }
 
-    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         // The whole table is the fan-out set, so a paged Scan is the right read here.
         let out = self
             .timed(
@@ -628,12 +678,19 @@ impl ConnectionStore for DynamoStore {
                     .projection_expression("connection_id")
                     .consistent_read(true)
                     .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-                    .set_exclusive_start_key(after.map(|a| Item::from([("connection_id".into(), s(a))])))
+                    .set_exclusive_start_key(
+                        after.map(|a| Item::from([("connection_id".into(), s(a))])),
+                    )
                     .send(),
             )
             .await
             .map_err(|e| StoreError::aws("Scan", e))?;
-        let ids = out.items.unwrap_or_default().iter().map(|i| get_s(i, "connection_id")).collect::<Result<Vec<_>, _>>()?;
+        let ids = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|i| get_s(i, "connection_id"))
+            .collect::<Result<Vec<_>, _>>()?;
         let next = match out.last_evaluated_key {
             Some(k) => Some(get_s(&k, "connection_id")?),
             None => None,

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    cursor, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease, Page, PageRequest,
-    StoreError, TicketFilter, TicketStore,
+    cursor, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease,
+    Page, PageRequest, StoreError, TicketFilter, TicketStore,
 };
 use crate::model::{Notification, Ticket};
 
@@ -84,17 +84,26 @@ impl TicketStore for MemoryStore {
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError> {
-        if self.fail_record_created.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self
+            .fail_record_created
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return Err(down());
         }
         let mut st = self.lock();
         let note_key = (notification.created_at.timestamp_millis(), notification.id.clone());
-        if st.tickets.contains_key(&ticket.id) || st.notifications.values().any(|n| n.id == notification.id) {
+        if st.tickets.contains_key(&ticket.id)
+            || st.notifications.values().any(|n| n.id == notification.id)
+        {
             return Err(StoreError::Conflict("ticket or notification exists".into()));
         }
         if let Some(done) = completion {
-            let rec = st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
-            let Some(rec) = rec else { return Err(StoreError::Conflict("idempotency lease lost".into())) };
+            let rec =
+                st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
+            let Some(rec) = rec else {
+                return Err(StoreError::Conflict("idempotency lease lost".into()));
+            };
             rec.done = Some((done.status, done.body.clone()));
             rec.rt_ticket_id = Some(ticket.id);
         }
@@ -112,9 +121,14 @@ impl TicketStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_tickets(&self, filter: &TicketFilter, page: &PageRequest) -> Result<Page<Ticket>, StoreError> {
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError> {
         let scope = format!("memory-tickets|{:?}|{:?}", filter.queue, filter.status);
-        let before = page.cursor.as_deref().map(|c| cursor::decode::<u64>(&scope, c)).transpose()?;
+        let before =
+            page.cursor.as_deref().map(|c| cursor::decode::<u64>(&scope, c)).transpose()?;
         let st = self.lock();
         let mut matching = st
             .tickets
@@ -132,9 +146,16 @@ impl TicketStore for MemoryStore {
         Ok(Page { items: matching, next_cursor })
     }
 
-    async fn list_notifications(&self, page: &PageRequest) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
         let scope = "memory-notifications";
-        let before = page.cursor.as_deref().map(|c| cursor::decode::<(i64, String)>(scope, c)).transpose()?;
+        let before = page
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode::<(i64, String)>(scope, c))
+            .transpose()?;
         let st = self.lock();
         let mut items: Vec<((i64, String), Notification)> = st
             .notifications
@@ -186,7 +207,11 @@ impl IdempotencyStore for MemoryStore {
         }
         rec.lease_id = lease.id.clone();
         rec.lease_until = now + lease_for;
-        Ok(Claim::Acquired { lease, rt_ticket_id: rec.rt_ticket_id, previous_attempt: Some(rec.created) })
+        Ok(Claim::Acquired {
+            lease,
+            rt_ticket_id: rec.rt_ticket_id,
+            previous_attempt: Some(rec.created),
+        })
     }
 
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
@@ -202,7 +227,11 @@ impl IdempotencyStore for MemoryStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let mut st = self.lock();
-        if st.idempotency.get(&lease.key).is_some_and(|r| r.lease_id == lease.id && r.done.is_none()) {
+        if st
+            .idempotency
+            .get(&lease.key)
+            .is_some_and(|r| r.lease_id == lease.id && r.done.is_none())
+        {
             st.idempotency.remove(&lease.key);
         }
         Ok(())
@@ -210,7 +239,11 @@ impl IdempotencyStore for MemoryStore {
 
     async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
         let mut st = self.lock();
-        if let Some(rec) = st.idempotency.get_mut(&lease.key).filter(|r| r.lease_id == lease.id && r.done.is_none()) {
+        if let Some(rec) = st
+            .idempotency
+            .get_mut(&lease.key)
+            .filter(|r| r.lease_id == lease.id && r.done.is_none())
+        {
             rec.lease_until = retry_from;
         }
         Ok(())
@@ -229,7 +262,11 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let st = self.lock();
         let ids: Vec<String> = st
             .connections

@@ -138,9 +138,16 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     /// Creates or replaces a ticket record (used to refresh it from RT).
     async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError>;
     /// Lists tickets, newest first.
-    async fn list_tickets(&self, filter: &TicketFilter, page: &PageRequest) -> Result<Page<Ticket>, StoreError>;
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Ticket>, StoreError>;
     /// Lists notifications, newest first.
-    async fn list_notifications(&self, page: &PageRequest) -> Result<Page<Notification>, StoreError>;
+    async fn list_notifications(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError>;
 }
 
 /// Idempotency records for `POST /tickets`.
@@ -148,8 +155,13 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     /// Claims `key` for a request whose body hashes to `body_hash`. A pending claim whose
     /// lease has run out is taken over (keeping the RT ticket id it may have noted).
-    async fn claim(&self, key: &str, body_hash: &str, now: DateTime<Utc>, lease_for: chrono::Duration)
-        -> Result<Claim, StoreError>;
+    async fn claim(
+        &self,
+        key: &str,
+        body_hash: &str,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Claim, StoreError>;
     /// Records that RT created `rt_ticket_id` under this lease, so a retry after a failed
     /// store write completes the record instead of creating a second RT ticket.
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError>;
@@ -180,5 +192,9 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
     /// One page of connection ids, `limit` at most, after the opaque `after` token;
     /// returns the ids and the token for the next page (`None` at the end).
-    async fn page(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>), StoreError>;
+    async fn page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<String>), StoreError>;
 }

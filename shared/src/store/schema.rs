@@ -4,8 +4,9 @@
 
 use aws_sdk_dynamodb::{
     types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-        ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+        TimeToLiveSpecification,
     },
     Client,
 };
@@ -192,7 +193,11 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         for a in def.key_attributes() {
             let t = if a.numeric { ScalarAttributeType::N } else { ScalarAttributeType::S };
             req = req.attribute_definitions(
-                AttributeDefinition::builder().attribute_name(a.name).attribute_type(t).build().map_err(build_err)?,
+                AttributeDefinition::builder()
+                    .attribute_name(a.name)
+                    .attribute_type(t)
+                    .build()
+                    .map_err(build_err)?,
             );
         }
         for index in def.indexes {
@@ -218,7 +223,9 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         match req.send().await {
             Ok(_) => {}
             // Created concurrently by another process since we looked: that is fine.
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => continue,
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {
+                continue
+            }
             Err(e) => return Err(StoreError::aws("CreateTable", e)),
         }
         if let Some(attr) = def.ttl {
@@ -226,7 +233,11 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
                 .update_time_to_live()
                 .table_name(name)
                 .time_to_live_specification(
-                    TimeToLiveSpecification::builder().enabled(true).attribute_name(attr).build().map_err(build_err)?,
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(attr)
+                        .build()
+                        .map_err(build_err)?,
                 )
                 .send()
                 .await
@@ -237,7 +248,10 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
 }
 
 /// The ARN of the notifications table's latest stream, for the local stream poller.
-pub async fn notifications_stream_arn(client: &Client, tables: &Tables) -> Result<String, StoreError> {
+pub async fn notifications_stream_arn(
+    client: &Client,
+    tables: &Tables,
+) -> Result<String, StoreError> {
     client
         .describe_table()
         .table_name(&tables.notifications)

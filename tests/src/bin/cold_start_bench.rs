@@ -80,10 +80,7 @@ async fn next(State(s): State<Shared>) -> Response {
     report(&s, Seen::Next(at));
     let deadline = (Utc::now() + chrono::Duration::seconds(30)).timestamp_millis();
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "lambda-runtime-aws-request-id",
-        HeaderValue::from_static("bench-request-1"),
-    );
+    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static("bench-request-1"));
     headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline));
     headers.insert(
         "lambda-runtime-invoked-function-arn",
@@ -98,10 +95,7 @@ async fn next(State(s): State<Shared>) -> Response {
 }
 
 async fn response(State(s): State<Shared>, body: Bytes) -> StatusCode {
-    report(
-        &s,
-        Seen::Response(String::from_utf8_lossy(&body).into_owned()),
-    );
+    report(&s, Seen::Response(String::from_utf8_lossy(&body).into_owned()));
     StatusCode::ACCEPTED
 }
 
@@ -114,16 +108,11 @@ async fn error(State(s): State<Shared>, body: Bytes) -> StatusCode {
 async fn start_runtime_api(state: Shared) -> String {
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let addr = listener.local_addr().expect("addr").to_string();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -163,15 +152,9 @@ fn http_event(
     body: Option<Value>,
 ) -> Value {
     let now = Utc::now();
-    let raw_query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let params: serde_json::Map<String, Value> = query
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
+    let raw_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let params: serde_json::Map<String, Value> =
+        query.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let mut e = json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -244,14 +227,7 @@ fn subjects() -> Vec<Subject> {
             name: "post-ticket",
             event: |_| {
                 let body = json!({"title": "cold start bench", "description": "Created by cold_start_bench."});
-                http_event(
-                    "POST",
-                    "POST /tickets",
-                    "/tickets",
-                    &[],
-                    Value::Null,
-                    Some(body),
-                )
+                http_event("POST", "POST /tickets", "/tickets", &[], Value::Null, Some(body))
             },
             check: |v| status_is(v, 201),
         },
@@ -260,28 +236,14 @@ fn subjects() -> Vec<Subject> {
             event: |c| {
                 let id = c.ticket_id.to_string();
                 let path = format!("/tickets/{id}");
-                http_event(
-                    "GET",
-                    "GET /tickets/{id}",
-                    &path,
-                    &[],
-                    json!({ "id": id }),
-                    None,
-                )
+                http_event("GET", "GET /tickets/{id}", &path, &[], json!({ "id": id }), None)
             },
             check: |v| status_is(v, 200),
         },
         Subject {
             name: "list-tickets",
             event: |_| {
-                http_event(
-                    "GET",
-                    "GET /tickets",
-                    "/tickets",
-                    &[("limit", "20")],
-                    Value::Null,
-                    None,
-                )
+                http_event("GET", "GET /tickets", "/tickets", &[("limit", "20")], Value::Null, None)
             },
             check: |v| status_is(v, 200),
         },
@@ -328,10 +290,7 @@ fn extra_env() -> Vec<(String, String)> {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2)
         .filter(|w| w[0] == "--env")
-        .filter_map(|w| {
-            w[1].split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
+        .filter_map(|w| w[1].split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect()
 }
 
@@ -343,11 +302,7 @@ fn cpu_time(pid: u32) -> Duration {
     let nanos: u64 = tasks
         .filter_map(Result::ok)
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        })
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
         .sum();
     Duration::from_nanos(nanos)
 }
@@ -362,10 +317,7 @@ fn status_kb(status: &str, field: &str) -> Option<u64> {
 /// binary's code and data it touched) rather than heap and stacks.
 fn memory_kb(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some((
-        status_kb(&status, "VmHWM:")?,
-        status_kb(&status, "RssFile:")?,
-    ))
+    Some((status_kb(&status, "VmHWM:")?, status_kb(&status, "RssFile:")?))
 }
 
 /// Starts `bin` with `env`, hands it `event`, and measures it.
@@ -449,27 +401,18 @@ async fn main() {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench".into()),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/01/01/[$LATEST]bench".into(),
-        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]bench".into()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_REGION", require_env("AWS_REGION")),
         ("AWS_DEFAULT_REGION", require_env("AWS_REGION")),
         ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            require_env("AWS_SECRET_ACCESS_KEY"),
-        ),
+        ("AWS_SECRET_ACCESS_KEY", require_env("AWS_SECRET_ACCESS_KEY")),
         ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
         ("RUST_LOG", "info".into()),
         ("LANG", "C.UTF-8".into()),
         ("TZ", ":UTC".into()),
-        (
-            "RT_API_URL",
-            format!("{}/REST/2.0/", rt_url.trim_end_matches('/')),
-        ),
+        ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
         ("RT_TOKEN", require_env("RT_TOKEN")),
         ("TICKETS_TABLE", tables.tickets.clone()),
         ("NOTIFICATIONS_TABLE", tables.notifications.clone()),
@@ -493,12 +436,9 @@ async fn main() {
     }
     // Where the OS keeps its roots as one bundle file, each function also runs with
     // SSL_CERT_FILE pointing at it, to show what loading the root certificates costs.
-    let bundle = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).is_file());
+    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
     let mut ctx = Ctx::default();
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
     let mut with_bundle: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
@@ -516,9 +456,7 @@ async fn main() {
             if s.name == "post-ticket" {
                 let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}"))
                     .unwrap_or_default();
-                ctx.ticket_id = body["id"]
-                    .as_u64()
-                    .expect("post-ticket answered a ticket id");
+                ctx.ticket_id = body["id"].as_u64().expect("post-ticket answered a ticket id");
             }
             if round > 0 {
                 results[i].push(run);
@@ -538,11 +476,7 @@ async fn main() {
         eprintln!("cold_start_bench: round {round}/{runs}");
     }
 
-    let size = |name: &str| {
-        std::fs::metadata(bin_dir.join(name))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
+    let size = |name: &str| std::fs::metadata(bin_dir.join(name)).map(|m| m.len()).unwrap_or(0);
     let init = |r: &[Run]| median(&r.iter().map(|x| x.init).collect::<Vec<_>>());
     let init_cpu = |r: &[Run]| median(&r.iter().map(|x| x.init_cpu).collect::<Vec<_>>());
     let kb = |r: &[Run], f: fn(&Run) -> u64| {
@@ -592,11 +526,7 @@ async fn main() {
             &format!("{}: release binary size / hello", s.name),
             b as f64 / hello_size as f64,
             Target::AtMost(2.0),
-            &format!(
-                "{:.2} MiB / {:.2} MiB",
-                b as f64 / 1048576.0,
-                hello_size as f64 / 1048576.0
-            ),
+            &format!("{:.2} MiB / {:.2} MiB", b as f64 / 1048576.0, hello_size as f64 / 1048576.0),
         );
     }
     for (s, r) in subjects.iter().zip(&results).skip(1) {

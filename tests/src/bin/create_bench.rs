@@ -97,12 +97,8 @@ async fn main() {
         inner: rt_client(&rt_config(RtApi::Rest2, token_auth())),
         nanos: AtomicU64::new(0),
     });
-    let functions = Functions::new(
-        rt.clone(),
-        store.clone(),
-        "General".into(),
-        Duration::from_secs(10),
-    );
+    let functions =
+        Functions::new(rt.clone(), store.clone(), "General".into(), Duration::from_secs(10));
     // No stream poller: its polling of moto would only add noise to these timings.
     let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
         .await
@@ -111,14 +107,10 @@ async fn main() {
     let direct_url = format!("{}REST/2.0/ticket", rt_base_url());
     let token = rt_env("RT_TOKEN");
     // Two clients, each keeping its connection alive, as a real client and RT's own would.
-    let stack_http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let direct_http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
+    let stack_http =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let direct_http =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
 
     let via_stack = |i: usize| {
         let (http, url, store, rt, run) = (&stack_http, &stack_url, &store, &rt, &run);
@@ -126,12 +118,7 @@ async fn main() {
             let body = json!({ "title": format!("bench {run} stack #{i}"), "description": "Created through the local stack.\nSecond line." });
             let (db0, rt0) = (store.metrics().db_nanos, rt.spent());
             let started = Instant::now();
-            let resp = http
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("POST /tickets");
+            let resp = http.post(url).json(&body).send().await.expect("POST /tickets");
             let status = resp.status();
             let text = resp.text().await.expect("body");
             let total = started.elapsed();
@@ -141,11 +128,7 @@ async fn main() {
                 return None;
             }
             let db = Duration::from_nanos(store.metrics().db_nanos - db0);
-            Some(StackSample {
-                total,
-                db,
-                rt: rt.spent() - rt0,
-            })
+            Some(StackSample { total, db, rt: rt.spent() - rt0 })
         }
     };
     let direct = |i: usize| {

@@ -8,7 +8,10 @@
 //! round trip to API Gateway that loopback does not have.
 //! with moto running (`scripts/moto.sh start`, env from `scripts/moto.sh env`).
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use rt_relay_shared::{
@@ -28,7 +31,11 @@ async fn main() {
     let store = Arc::new(DynamoStore::new(client, tables));
     let now = Utc::now();
     for i in 0..n {
-        let c = Connection { id: format!("c{i:06}"), connected_at: now, expires_at: now + chrono::Duration::hours(3) };
+        let c = Connection {
+            id: format!("c{i:06}"),
+            connected_at: now,
+            expires_at: now + chrono::Duration::hours(3),
+        };
         store.add(&c).await.expect("add connection");
     }
     let server = ConnectionsServer::start_with_latency(Duration::from_millis(latency_ms)).await;
@@ -56,5 +63,9 @@ async fn main() {
     println!("|---|---|---|");
     println!("| one at a time | 1 | {:.0} |", s.as_secs_f64() * 1e3);
     println!("| bounded | {DEFAULT_CONCURRENCY} | {:.0} |", b.as_secs_f64() * 1e3);
-    println!("speed-up: {:.1}x; posts answered: {}", s.as_secs_f64() / b.as_secs_f64(), server.posts());
+    println!(
+        "speed-up: {:.1}x; posts answered: {}",
+        s.as_secs_f64() / b.as_secs_f64(),
+        server.posts()
+    );
 }

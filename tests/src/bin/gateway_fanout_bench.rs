@@ -76,10 +76,7 @@ struct Tally {
 
 impl Tally {
     fn expecting(&self) -> String {
-        self.expected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.expected.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -91,18 +88,11 @@ async fn swarm(url: String, n: usize, connect_concurrency: usize) {
     let permits = Arc::new(Semaphore::new(connect_concurrency));
     let (connected_tx, mut connected_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     for _ in 0..n {
-        let (url, tally, all_in, permits, connected_tx) = (
-            url.clone(),
-            tally.clone(),
-            all_in.clone(),
-            permits.clone(),
-            connected_tx.clone(),
-        );
+        let (url, tally, all_in, permits, connected_tx) =
+            (url.clone(), tally.clone(), all_in.clone(), permits.clone(), connected_tx.clone());
         tokio::spawn(async move {
             let permit = permits.acquire_owned().await.expect("semaphore");
-            let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
-                .write_buffer_size(0);
+            let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
             let socket = tokio::time::timeout(
                 Duration::from_secs(60),
                 tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
@@ -189,10 +179,7 @@ async fn swarm(url: String, n: usize, connect_concurrency: usize) {
                 // Re-check after every wake-up: a permit left by an earlier round (whose
                 // messages all arrived before its `wait`) must not end this wait early.
                 while tally.received.load(Ordering::Relaxed) < n {
-                    if tokio::time::timeout_at(deadline, all_in.notified())
-                        .await
-                        .is_err()
-                    {
+                    if tokio::time::timeout_at(deadline, all_in.notified()).await.is_err() {
                         break;
                     }
                 }
@@ -230,11 +217,7 @@ impl Swarm {
             .expect("start the client swarm");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut swarm = Swarm {
-            child,
-            stdin,
-            stdout,
-        };
+        let mut swarm = Swarm { child, stdin, stdout };
         let line = swarm.line(Duration::from_secs(300)).await;
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words.first(), Some(&"connected"), "swarm said {line:?}");
@@ -255,10 +238,7 @@ impl Swarm {
     }
 
     async fn send(&mut self, cmd: &str) {
-        self.stdin
-            .write_all(format!("{cmd}\n").as_bytes())
-            .await
-            .expect("swarm stdin");
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.expect("swarm stdin");
         self.stdin.flush().await.expect("swarm stdin");
     }
 
@@ -330,19 +310,11 @@ impl ConnectionStore for ReplayStore {
         limit: u32,
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let key = after.map(str::to_owned);
-        if let Some(page) = self
-            .pages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(page) = self.pages.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(page.clone());
         }
         let page = self.inner.page(after, limit).await?;
-        self.pages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, page.clone());
+        self.pages.lock().unwrap_or_else(|p| p.into_inner()).insert(key, page.clone());
         Ok(page)
     }
 }
@@ -398,13 +370,7 @@ impl Bench {
             started.elapsed().as_secs_f64(),
             gateway.connections().len()
         );
-        Bench {
-            store,
-            gateway,
-            swarm,
-            n,
-            seq: 0,
-        }
+        Bench { store, gateway, swarm, n, seq: 0 }
     }
 
     /// The push function as the gateway's poller builds it: the SDK poster pointed at the
@@ -421,10 +387,7 @@ impl Bench {
         let poster = if latency.is_zero() {
             real
         } else {
-            Arc::new(DelayedPoster {
-                inner: real,
-                delay: latency,
-            })
+            Arc::new(DelayedPoster { inner: real, delay: latency })
         };
         PushNotifications::new(connections, poster, concurrency)
     }
@@ -439,18 +402,10 @@ impl Bench {
         let t0 = unix_nanos();
         let resp = push.handle(batch).await;
         let db = Duration::from_nanos(self.store.metrics().db_nanos - db0);
-        assert!(
-            resp.batch_item_failures.is_empty(),
-            "the push reported failures"
-        );
+        assert!(resp.batch_item_failures.is_empty(), "the push reported failures");
         let (received, duplicates, last) = self.swarm.wait(&id, DELIVERY_GRACE).await;
         let to_last = Duration::from_nanos(last.saturating_sub(t0));
-        Push {
-            to_last,
-            db,
-            lost: self.n - received,
-            duplicates,
-        }
+        Push { to_last, db, lost: self.n - received, duplicates }
     }
 
     async fn stop(self) {
@@ -471,10 +426,7 @@ fn med(v: &[Push], f: fn(&Push) -> Duration) -> Duration {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--swarm") {
-        let n = args
-            .get(3)
-            .and_then(|a| a.parse().ok())
-            .expect("client count");
+        let n = args.get(3).and_then(|a| a.parse().ok()).expect("client count");
         let c = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(200);
         swarm(args[2].clone(), n, c).await;
         return;
@@ -498,31 +450,16 @@ async fn main() {
     for &n in &sizes {
         let mut bench = Bench::start(n).await;
         let moto: Arc<dyn ConnectionStore> = bench.store.clone();
-        let replay: Arc<dyn ConnectionStore> = Arc::new(ReplayStore {
-            inner: bench.store.clone(),
-            pages: Mutex::default(),
-        });
+        let replay: Arc<dyn ConnectionStore> =
+            Arc::new(ReplayStore { inner: bench.store.clone(), pages: Mutex::default() });
         let modes = [
-            (
-                "bounded",
-                bench
-                    .pusher(DEFAULT_CONCURRENCY, Duration::ZERO, moto.clone())
-                    .await,
-            ),
-            (
-                "serial",
-                bench.pusher(1, Duration::ZERO, moto.clone()).await,
-            ),
+            ("bounded", bench.pusher(DEFAULT_CONCURRENCY, Duration::ZERO, moto.clone()).await),
+            ("serial", bench.pusher(1, Duration::ZERO, moto.clone()).await),
             (
                 "bounded-replay",
-                bench
-                    .pusher(DEFAULT_CONCURRENCY, Duration::ZERO, replay.clone())
-                    .await,
+                bench.pusher(DEFAULT_CONCURRENCY, Duration::ZERO, replay.clone()).await,
             ),
-            (
-                "serial-replay",
-                bench.pusher(1, Duration::ZERO, replay.clone()).await,
-            ),
+            ("serial-replay", bench.pusher(1, Duration::ZERO, replay.clone()).await),
         ];
         // Warm-up: connection pools, moto's scan path, and the replayed connection list.
         bench.push(&modes[0].1, "warm").await;
@@ -543,9 +480,7 @@ async fn main() {
         }
         let mut modelled = None;
         if n == largest && !latency.is_zero() {
-            let bounded_l = bench
-                .pusher(DEFAULT_CONCURRENCY, latency, replay.clone())
-                .await;
+            let bounded_l = bench.pusher(DEFAULT_CONCURRENCY, latency, replay.clone()).await;
             let serial_l = bench.pusher(1, latency, replay.clone()).await;
             let b = bench.push(&bounded_l, "bounded-latency").await;
             eprintln!(
@@ -561,27 +496,15 @@ async fn main() {
         }
         bench.stop().await;
 
-        for p in results
-            .values()
-            .flatten()
-            .chain(modelled.iter().flat_map(|(x, y)| [x, y]))
-        {
+        for p in results.values().flatten().chain(modelled.iter().flat_map(|(x, y)| [x, y])) {
             lost_total += p.lost;
             dup_total += p.duplicates;
             pushes += 1;
         }
-        let target = if n == largest {
-            Target::AtLeast(30.0)
-        } else {
-            Target::Info
-        };
+        let target = if n == largest { Target::AtLeast(30.0) } else { Target::Info };
         for (bounded, serial, how) in [
             ("bounded", "serial", "connections paged from moto"),
-            (
-                "bounded-replay",
-                "serial-replay",
-                "connection list replayed from memory",
-            ),
+            ("bounded-replay", "serial-replay", "connection list replayed from memory"),
         ] {
             let (b, s) = (&results[bounded], &results[serial]);
             let (bt, st) = (med(b, |p| p.to_last), med(s, |p| p.to_last));

@@ -70,10 +70,8 @@ struct Sample {
 }
 
 fn request(query: &[(&str, &str)]) -> Request {
-    let q: HashMap<String, String> = query
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let q: HashMap<String, String> =
+        query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     lambda_http::http::Request::builder()
         .method("GET")
         .uri("https://api.bench/tickets")
@@ -94,10 +92,7 @@ async fn seed(client: &aws_sdk_dynamodb::Client, tables: &Tables, size: u64) {
     let mut requests: Vec<(String, Item)> = Vec::with_capacity(2 * size as usize);
     for id in 1..=size {
         let t = sample_ticket(id, if id % 2 == 0 { "open" } else { "new" }, "General");
-        requests.push((
-            tables.notifications.clone(),
-            notification_item(&sample_notification(&t)),
-        ));
+        requests.push((tables.notifications.clone(), notification_item(&sample_notification(&t))));
         requests.push((tables.tickets.clone(), ticket_item(&t)));
     }
     let total = requests.len();
@@ -108,20 +103,14 @@ async fn seed(client: &aws_sdk_dynamodb::Client, tables: &Tables, size: u64) {
             let n = chunk.len();
             let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
             for (table, item) in chunk {
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .expect("put request");
+                let put = PutRequest::builder().set_item(Some(item)).build().expect("put request");
                 pending
                     .entry(table)
                     .or_default()
                     .push(WriteRequest::builder().put_request(put).build());
             }
             for attempt in 0.. {
-                assert!(
-                    attempt < 10,
-                    "BatchWriteItem kept leaving items unprocessed"
-                );
+                assert!(attempt < 10, "BatchWriteItem kept leaving items unprocessed");
                 let out = client
                     .batch_write_item()
                     .set_request_items(Some(pending))
@@ -220,9 +209,7 @@ impl Dataset {
     async fn deep_cursor(&self, list: List, limit: u32) -> String {
         let lim = limit.to_string();
         let (first, _) = self.page(list, &[("limit", &lim)]).await;
-        let issued = first["next_cursor"]
-            .as_str()
-            .expect("a first page with more after it");
+        let issued = first["next_cursor"].as_str().expect("a first page with more after it");
         let ticket = sample_ticket(2 * u64::from(limit) + 1, "new", "General");
         let key = match list {
             List::Tickets => serde_json::json!({ "id": ticket.id }),
@@ -248,20 +235,10 @@ impl Dataset {
             cursor = page["next_cursor"].as_str().map(str::to_owned);
         }
         let walked = cursor.expect("a cursor before the deep page");
-        let (a, _) = self
-            .page(list, &[("limit", &lim), ("cursor", &walked)])
-            .await;
-        let (b, _) = self
-            .page(list, &[("limit", &lim), ("cursor", crafted)])
-            .await;
-        assert_eq!(
-            a["items"], b["items"],
-            "crafted deep cursor must read the walked page"
-        );
-        assert!(
-            a["next_cursor"].is_string(),
-            "the deep page has a page after it"
-        );
+        let (a, _) = self.page(list, &[("limit", &lim), ("cursor", &walked)]).await;
+        let (b, _) = self.page(list, &[("limit", &lim), ("cursor", crafted)]).await;
+        assert_eq!(a["items"], b["items"], "crafted deep cursor must read the walked page");
+        assert!(a["next_cursor"].is_string(), "the deep page has a page after it");
     }
 }
 
@@ -271,16 +248,10 @@ async fn main() {
     let large: u64 = arg("--large", 100_000);
     let limit: u32 = arg("--limit", 20);
     let samples: usize = arg("--samples", 7);
-    assert!(
-        small >= 3 * u64::from(limit) && large > small,
-        "sizes must leave a deep page"
-    );
+    assert!(small >= 3 * u64::from(limit) && large > small, "sizes must leave a deep page");
     let started = Instant::now();
     let sets = [dataset(small).await, dataset(large).await];
-    eprintln!(
-        "paging_bench: seeded in {:.0} s; measuring",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("paging_bench: seeded in {:.0} s; measuring", started.elapsed().as_secs_f64());
 
     let lists = [List::Tickets, List::Notifications];
     let mut cursors = HashMap::new();
@@ -309,10 +280,7 @@ async fn main() {
                     assert!(page["next_cursor"].is_string());
                     if round > 0 {
                         // Round 0 warms caches and connections.
-                        results
-                            .entry((set.size, list, depth))
-                            .or_default()
-                            .push(sample);
+                        results.entry((set.size, list, depth)).or_default().push(sample);
                     }
                 }
             }
@@ -342,10 +310,7 @@ async fn main() {
             let stats = |size| {
                 let s = &results[&(size, list, depth)];
                 let worst_items = s.iter().map(|x| x.db.items_scanned).max().unwrap_or(0);
-                let rcu = s
-                    .iter()
-                    .map(|x| x.db.read_capacity_units)
-                    .fold(0.0, f64::max);
+                let rcu = s.iter().map(|x| x.db.read_capacity_units).fold(0.0, f64::max);
                 let own: Vec<Duration> = s.iter().map(|x| x.own).collect();
                 let fastest = own.iter().min().copied().unwrap_or_default();
                 (worst_items, rcu, (fastest, median(&own)))
@@ -391,8 +356,5 @@ async fn main() {
     for set in &sets {
         delete_tables(&set.client, set.store.tables()).await;
     }
-    eprintln!(
-        "paging_bench: done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("paging_bench: done in {:.0} s", started.elapsed().as_secs_f64());
 }

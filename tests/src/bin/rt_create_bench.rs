@@ -78,17 +78,7 @@ impl Method {
             Method::Curl => {
                 // The token goes through curl's config on stdin, not the command line.
                 let mut child = tokio::process::Command::new("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                        "-K",
-                        "-",
-                        "-X",
-                        "POST",
-                    ])
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-K", "-", "-X", "POST"])
                     .args(["-H", "Content-Type: application/json", "--data-binary"])
                     .arg(direct_body(&ticket).to_string())
                     .arg(&url)
@@ -106,7 +96,7 @@ impl Method {
                 let out = child.wait_with_output().await?;
                 if out.stdout != b"201" {
                     return Err(
-                        format!("curl answered {}", String::from_utf8_lossy(&out.stdout)).into(),
+                        format!("curl answered {}", String::from_utf8_lossy(&out.stdout)).into()
                     );
                 }
             }
@@ -126,9 +116,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn session_files() -> Option<usize> {
-    std::fs::read_dir("/var/cache/request-tracker5/session_data")
-        .ok()
-        .map(|d| d.count())
+    std::fs::read_dir("/var/cache/request-tracker5/session_data").ok().map(|d| d.count())
 }
 
 #[tokio::main]
@@ -139,10 +127,7 @@ async fn main() -> Result<(), BoxError> {
     let timeout = Duration::from_secs(10);
     let methods = [
         Method::DirectPost(reqwest::Client::builder().timeout(timeout).build()?),
-        Method::Adapter(
-            "adapter REST2 token",
-            rt_client(&rt_config(RtApi::Rest2, token_auth())),
-        ),
+        Method::Adapter("adapter REST2 token", rt_client(&rt_config(RtApi::Rest2, token_auth()))),
         Method::Adapter(
             "adapter REST2 basic",
             rt_client(&rt_config(RtApi::Rest2, password_auth())),
@@ -168,9 +153,7 @@ async fn main() -> Result<(), BoxError> {
                 continue;
             }
             let started = Instant::now();
-            methods[j]
-                .create(format!("bench {run} #{i} {}", methods[j]))
-                .await?;
+            methods[j].create(format!("bench {run} #{i} {}", methods[j])).await?;
             samples[j].push(started.elapsed());
         }
     }
