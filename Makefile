@@ -17,6 +17,7 @@ bench:
 check-template:
 	bash scripts/check-template.sh
 
+## The lint gate CI runs before the tests: formatting and clippy with warnings as errors.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
