@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks template.yaml offline: cfn-lint (errors and warnings fail; informational notes do
-# not), then `sam validate --lint` (the SAM transform plus its own cfn-lint pass).
+# Checks template.yaml offline: cfn-lint, alone and with AWS's serverless rules (errors and
+# warnings fail; informational notes do not), then `sam validate --lint` (the SAM transform
+# plus its own cfn-lint pass).
 # Needs the tools from scripts/tools.sh (set VENV to use another virtualenv).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,16 +15,19 @@ for tool in cfn-lint sam; do
   fi
 done
 
-echo "check-template: cfn-lint $TEMPLATE" >&2
 # Exit status is a bit mask (2 errors, 4 warnings, 8 informational); only the last is fine.
-set +e
-"$VENV/bin/cfn-lint" -- "$TEMPLATE"
-status=$?
-set -e
-if [ $((status & ~8)) -ne 0 ]; then
-  echo "check-template: cfn-lint failed (exit $status)" >&2
-  exit 1
-fi
+# Twice: cfn-lint's own rules, then with AWS's serverless rules (cfn-lint-serverless) added.
+for rules in "" cfn_lint_serverless.rules; do
+  echo "check-template: cfn-lint ${rules:+--append-rules $rules }$TEMPLATE" >&2
+  set +e
+  "$VENV/bin/cfn-lint" ${rules:+--append-rules "$rules"} -- "$TEMPLATE"
+  status=$?
+  set -e
+  if [ $((status & ~8)) -ne 0 ]; then
+    echo "check-template: cfn-lint ${rules:+with $rules }failed (exit $status)" >&2
+    exit 1
+  fi
+done
 
 echo "check-template: sam validate --lint" >&2
 # No credentials or network needed; the region only feeds ARNs the transform builds.

@@ -530,11 +530,12 @@ fn only_the_push_function_manages_connections() {
     assert_eq!(managers, BTreeSet::from(["PushNotificationsFunction".to_owned()]));
 }
 
-#[test]
-fn cfn_lint_passes() {
+/// Runs cfn-lint on the template with `extra` arguments before it; errors and warnings fail.
+fn assert_cfn_lint_passes(extra: &[&str]) {
     let cfn_lint = venv_tool("cfn-lint");
     let out = Command::new(&cfn_lint)
         .current_dir(root())
+        .args(extra)
         .arg("--")
         .arg("template.yaml")
         .output()
@@ -543,8 +544,57 @@ fn cfn_lint_passes() {
     let code = out.status.code().unwrap_or(-1);
     assert!(
         code >= 0 && code & !8 == 0,
-        "cfn-lint template.yaml exited {code}:\n{}{}",
+        "cfn-lint {extra:?} template.yaml exited {code}:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn cfn_lint_passes() {
+    assert_cfn_lint_passes(&[]);
+}
+
+/// AWS's serverless rules (PyPI `cfn-lint-serverless`): log groups with a retention for
+/// every function, access logs on both APIs, and the rest. A rule that does not apply is
+/// suppressed in the template itself, next to its reason.
+#[test]
+fn serverless_rules_pass() {
+    assert_cfn_lint_passes(&["--append-rules", "cfn_lint_serverless.rules"]);
+}
+
+/// Access logs name the API key by its public id and never log the key itself (the
+/// `Authorization` header, the WebSocket `api_key` query parameter) or any query string.
+#[test]
+fn access_logs_carry_the_key_id_and_never_the_key_or_query_string() {
+    let http = &resources()["HttpApi"]["Properties"]["AccessLogSettings"]["Format"];
+    let ws = &resources()["WebSocketStage"]["Properties"]["AccessLogSettings"]["Format"];
+    for (name, format) in [("HttpApi", http), ("WebSocketStage", ws)] {
+        let format = format.as_str().unwrap_or_else(|| panic!("{name} has an access log format"));
+        assert!(format.contains("$context.authorizer.key_id"), "{name}: {format}");
+        for leak in ["querystring", "header", "api_key", "path", "authorizer.key\"", "$input"] {
+            assert!(!format.to_lowercase().contains(leak), "{name} logs {leak}: {format}");
+        }
+    }
+    let ws_settings = &resources()["WebSocketStage"]["Properties"]["DefaultRouteSettings"];
+    assert_ne!(
+        ws_settings["DataTraceEnabled"],
+        json!(true),
+        "DataTraceEnabled logs whole requests"
+    );
+}
+
+/// Every function has a reserved concurrency from a template parameter with a default.
+#[test]
+fn every_function_reserves_concurrency() {
+    let functions = resources_of_type("AWS::Serverless::Function");
+    assert!(!functions.is_empty());
+    for (name, function) in functions {
+        let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
+        let parameter = reserved["Fn::If"][1]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no reserved concurrency parameter: {reserved}"));
+        let default = &template()["Parameters"][parameter]["Default"];
+        assert!(default.as_u64().is_some_and(|d| d >= 1), "{name}: {parameter} default {default}");
+    }
 }
