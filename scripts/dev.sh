@@ -9,7 +9,8 @@
 # Services that were already running are left running.
 #
 # Environment:
-#   HTTP_PORT (3000)  WS_PORT (3001)  RT_PORT (8080)  MOTO_PORT (5055)
+#   HTTP_PORT (3000)  WS_PORT (3001)  MANAGEMENT_PORT (3002, @connections)  RT_PORT (8080)
+#   MOTO_PORT (5055)
 #   PROFILE   debug (default; faster to build) or release
 #   TABLE_PREFIX      DynamoDB table name prefix (rt-relay-local-)
 #   RT_API_URL + RT_TOKEN, or RT_API_URL + RT_USERNAME + RT_PASSWORD:
@@ -22,6 +23,7 @@ export RT_PORT=${RT_PORT:-8080}
 export MOTO_PORT=${MOTO_PORT:-5055}
 HTTP_PORT=${HTTP_PORT:-3000}
 WS_PORT=${WS_PORT:-3001}
+MANAGEMENT_PORT=${MANAGEMENT_PORT:-3002}
 PROFILE=${PROFILE:-debug}
 mkdir -p "$RUN_DIR"
 
@@ -79,8 +81,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs; version: rust-version in Cargo.toml), then rerun"
 
-for port in "$HTTP_PORT" "$WS_PORT"; do
-  [ "$(http_code "http://127.0.0.1:$port/")" = 000 ] || die "port $port is in use; set HTTP_PORT / WS_PORT"
+for port in "$HTTP_PORT" "$WS_PORT" "$MANAGEMENT_PORT"; do
+  [ "$(http_code "http://127.0.0.1:$port/")" = 000 ] || die "port $port is in use; set HTTP_PORT / WS_PORT / MANAGEMENT_PORT"
 done
 
 bash "$ROOT/scripts/tools.sh"
@@ -116,6 +118,7 @@ log "building the gateway ($PROFILE)"
 
 export GATEWAY_HTTP_ADDR="127.0.0.1:$HTTP_PORT"
 export GATEWAY_WS_ADDR="127.0.0.1:$WS_PORT"
+export GATEWAY_MANAGEMENT_ADDR="127.0.0.1:$MANAGEMENT_PORT"
 export GATEWAY_CHECKPOINT=${GATEWAY_CHECKPOINT:-$RUN_DIR/stream-checkpoint.json}
 export TABLE_PREFIX=${TABLE_PREFIX:-rt-relay-local-}
 export RUST_LOG=${RUST_LOG:-info}

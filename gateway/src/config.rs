@@ -1,6 +1,8 @@
 //! The gateway's configuration, read once from the environment (or a lookup function in
-//! tests). Everything binds to loopback unless told otherwise; the RT and table settings are
-//! the same variables the Lambda functions read.
+//! tests). Everything binds to loopback: the HTTP and WebSocket APIs elsewhere only when
+//! explicitly allowed ([`ALLOW_NON_LOOPBACK_VAR`]), `@connections` never (it checks no
+//! IAM signatures). The RT and table settings are the same variables the Lambda functions
+//! read.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -9,8 +11,13 @@ use url::Url;
 
 /// Default HTTP API address.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3000";
-/// Default WebSocket API (and `@connections`) address.
+/// Default WebSocket API address.
 pub const DEFAULT_WS_ADDR: &str = "127.0.0.1:3001";
+/// Default `@connections` (Management API) address; always loopback.
+pub const DEFAULT_MANAGEMENT_ADDR: &str = "127.0.0.1:3002";
+/// Set to `1` (or `true`) to let the HTTP and WebSocket APIs bind beyond loopback (the
+/// binary's `--allow-non-loopback` sets it too).
+pub const ALLOW_NON_LOOPBACK_VAR: &str = "GATEWAY_ALLOW_NON_LOOPBACK";
 /// Default table name prefix; names come from [`Tables::with_prefix`].
 pub const DEFAULT_TABLE_PREFIX: &str = "rt-relay-local-";
 /// Default stream checkpoint file.
@@ -112,13 +119,50 @@ impl Default for WsSettings {
     }
 }
 
+/// Refuses listen addresses the gateway must not use: `@connections` beyond loopback
+/// (anyone who reaches it can push to or close any connection: on AWS it needs an IAM
+/// signature, which this stand-in does not check), and the APIs beyond loopback unless
+/// `allow_non_loopback` (the API keys are checked, but this is a development server).
+pub fn check_listen_addrs(
+    http: SocketAddr,
+    ws: SocketAddr,
+    management: SocketAddr,
+    allow_non_loopback: bool,
+) -> Result<(), ConfigError> {
+    if !management.ip().is_loopback() {
+        return Err(ConfigError {
+            var: "GATEWAY_MANAGEMENT_ADDR",
+            problem: format!(
+                "must be a loopback address, got {management}: @connections checks no signatures"
+            ),
+        });
+    }
+    for (var, addr) in [("GATEWAY_HTTP_ADDR", http), ("GATEWAY_WS_ADDR", ws)] {
+        if !addr.ip().is_loopback() && !allow_non_loopback {
+            return Err(ConfigError {
+                var,
+                problem: format!(
+                    "{addr} is not a loopback address; the local gateway is a development \
+                     server: set {ALLOW_NON_LOOPBACK_VAR}=1 (or pass --allow-non-loopback) to \
+                     serve beyond this machine anyway"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Everything [`crate::Gateway::start`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
     /// HTTP API listen address (`127.0.0.1:0` picks a free port).
     pub http_addr: SocketAddr,
-    /// WebSocket API and `@connections` listen address.
+    /// WebSocket API listen address.
     pub ws_addr: SocketAddr,
+    /// `@connections` (Management API) listen address, loopback only.
+    pub management_addr: SocketAddr,
+    /// Whether the HTTP and WebSocket APIs may bind beyond loopback.
+    pub allow_non_loopback: bool,
     /// DynamoDB table names.
     pub tables: Tables,
     /// How to reach RT.
@@ -136,7 +180,8 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Reads `GATEWAY_HTTP_ADDR` (default 127.0.0.1:3000), `GATEWAY_WS_ADDR`
-    /// (127.0.0.1:3001), `TABLE_PREFIX` (`rt-relay-local-`), the `RT_*` variables
+    /// (127.0.0.1:3001), `GATEWAY_MANAGEMENT_ADDR` (127.0.0.1:3002, loopback only),
+    /// `GATEWAY_ALLOW_NON_LOOPBACK` (off; see [`check_listen_addrs`]), `TABLE_PREFIX` (`rt-relay-local-`), the `RT_*` variables
     /// ([`RtConfig::from_lookup`]), `AWS_ENDPOINT_URL` (required: the local DynamoDB and
     /// Streams endpoint), `AWS_REGION` (us-east-1), `GATEWAY_CHECKPOINT`
     /// (`.run/stream-checkpoint.json`), `GATEWAY_POLL_MS` (150), `GATEWAY_STREAM_BATCH`
@@ -145,6 +190,18 @@ impl GatewayConfig {
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         let http_addr = addr(lookup, "GATEWAY_HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
         let ws_addr = addr(lookup, "GATEWAY_WS_ADDR", DEFAULT_WS_ADDR)?;
+        let management_addr = addr(lookup, "GATEWAY_MANAGEMENT_ADDR", DEFAULT_MANAGEMENT_ADDR)?;
+        let allow_non_loopback = match get(lookup, ALLOW_NON_LOOPBACK_VAR).as_deref() {
+            None | Some("0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: ALLOW_NON_LOOPBACK_VAR,
+                    problem: format!("must be 1/true or 0/false, got {other:?}"),
+                })
+            }
+        };
+        check_listen_addrs(http_addr, ws_addr, management_addr, allow_non_loopback)?;
         let prefix = get(lookup, "TABLE_PREFIX").unwrap_or_else(|| DEFAULT_TABLE_PREFIX.to_owned());
         if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             || prefix.len() > 200
@@ -196,6 +253,8 @@ impl GatewayConfig {
         Ok(Self {
             http_addr,
             ws_addr,
+            management_addr,
+            allow_non_loopback,
             tables: Tables::with_prefix(&prefix),
             rt,
             stream,
@@ -237,6 +296,8 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.ws_addr.to_string(), "127.0.0.1:3001");
+        assert_eq!(c.management_addr.to_string(), "127.0.0.1:3002");
+        assert!(!c.allow_non_loopback);
         assert_eq!(c.tables, Tables::with_prefix("rt-relay-local-"));
         assert_eq!(c.stream.checkpoint_path, PathBuf::from(".run/stream-checkpoint.json"));
         assert_eq!(c.stream.batch_size, 100);
@@ -257,6 +318,26 @@ mod tests {
             "GATEWAY_STREAM_BATCH"
         );
         assert_eq!(config(&[("RT_API_URL", "")]).unwrap_err().var, "RT_API_URL");
+    }
+
+    #[test]
+    fn a_non_loopback_bind_is_refused_unless_explicitly_allowed() {
+        for var in ["GATEWAY_HTTP_ADDR", "GATEWAY_WS_ADDR"] {
+            let err = config(&[(var, "0.0.0.0:3000")]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.problem.contains(ALLOW_NON_LOOPBACK_VAR), "{}", err.problem);
+            let allowed = config(&[(var, "0.0.0.0:3000"), (ALLOW_NON_LOOPBACK_VAR, "1")]).unwrap();
+            assert!(allowed.allow_non_loopback);
+        }
+        assert_eq!(
+            config(&[(ALLOW_NON_LOOPBACK_VAR, "yes")]).unwrap_err().var,
+            ALLOW_NON_LOOPBACK_VAR
+        );
+        // @connections stays on loopback even when the APIs may leave it.
+        let err =
+            config(&[("GATEWAY_MANAGEMENT_ADDR", "0.0.0.0:3002"), (ALLOW_NON_LOOPBACK_VAR, "1")])
+                .unwrap_err();
+        assert_eq!(err.var, "GATEWAY_MANAGEMENT_ADDR");
     }
 
     #[test]

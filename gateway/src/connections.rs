@@ -1,6 +1,8 @@
 //! The live-connection registry (connection id → the socket's outbound queue) and the API
-//! Gateway Management API over it: `POST`, `GET` and `DELETE /@connections/{id}`, served on
-//! the WebSocket port as AWS serves it on the WebSocket API's domain. Errors use AWS's wire
+//! Gateway Management API over it: `POST`, `GET` and `DELETE /@connections/{id}`. AWS serves
+//! it on the WebSocket API's domain and demands an IAM signature; this stand-in checks none,
+//! so the gateway serves it on its own listener that may only bind to loopback
+//! (`GATEWAY_MANAGEMENT_ADDR`), never on the WebSocket port clients reach. Errors use AWS's wire
 //! shape (`x-amzn-ErrorType` header, `{"message", "__type"}` body), so the AWS SDK — and
 //! with it `rt_relay_shared::fanout::ApiGatewayPoster` — reads 410 as `GoneException`.
 
@@ -227,7 +229,7 @@ struct Management {
 
 /// The Management API routes, at `/@connections/{id}` and `/{stage}/@connections/{id}`
 /// (the template's `WS_MANAGEMENT_ENDPOINT` names the stage). Request signatures are not
-/// checked: this is a local stand-in, bound to loopback.
+/// checked: this is a local stand-in, served only on a loopback listener of its own.
 pub fn management_router(registry: Arc<ConnectionRegistry>, stage: &str) -> Router {
     let state = Arc::new(Management { registry, stage: stage.to_owned() });
     let methods = || post(post_to_connection).get(get_connection).delete(delete_connection);

@@ -35,7 +35,7 @@ use rt_relay_shared::{
 use serde_json::{json, Map, Value};
 use tracing::{error, info};
 
-use crate::ids;
+use crate::{ids, limits};
 
 /// API Gateway's payload limit for HTTP APIs (10 MB).
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -297,6 +297,12 @@ pub fn build_event(
             .collect::<Map<_, _>>()
             .into();
     }
+    set_body(&mut event, body);
+    event
+}
+
+/// Puts a request body into its event: text as is, anything else base64-encoded.
+fn set_body(event: &mut Value, body: &[u8]) {
     if !body.is_empty() {
         match std::str::from_utf8(body) {
             Ok(text) => event["body"] = json!(text),
@@ -306,11 +312,10 @@ pub fn build_event(
             }
         }
     }
-    event
 }
 
 /// A bare API Gateway error (`{"message": ...}`), for failures outside the function.
-fn gateway_error(status: StatusCode, message: &str) -> AxumResponse {
+pub(crate) fn gateway_error(status: StatusCode, message: &str) -> AxumResponse {
     let mut resp = AxumResponse::new(AxumBody::from(json!({ "message": message }).to_string()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -568,14 +573,13 @@ impl HttpApi {
                 );
             }
         };
-        let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
-            Ok(b) => b,
-            Err(_) => {
-                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-            }
-        };
+        if let Some(refused) = limits::declared_body_too_large(&parts.headers, MAX_REQUEST_BYTES) {
+            return refused;
+        }
+        // The key is checked before the body is read: an unauthenticated client cannot make
+        // the gateway buffer 10 MB (the authorizer's event carries no body anyway).
         let mut event =
-            build_event(&parts, &body, route_key, &path_parameters, peer, request_id, Utc::now());
+            build_event(&parts, &[], route_key, &path_parameters, peer, request_id, Utc::now());
         if let Some(authorizer) = &self.authorizer {
             match self.authorize(authorizer, &parts, &event, route_key).await {
                 AuthOutcome::Allowed(context) => {
@@ -587,13 +591,27 @@ impl HttpApi {
                 }
             }
         }
+        let body = match to_bytes(body, MAX_REQUEST_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
+        };
+        set_body(&mut event, &body);
         let event = event.to_string();
+        if let Err(refused) = limits::check_event(&event) {
+            return refused;
+        }
         // Like Lambda, the function runs to completion even if the gateway stops waiting.
         let functions = self.functions.clone();
         let id = request_id.to_owned();
         let invocation = tokio::spawn(async move { functions.invoke(route, &event, &id).await });
         let mut resp = match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
-            Ok(Ok(Ok(json))) => response_from_json(json),
+            Ok(Ok(Ok(json))) => match limits::check_function_response(&json, route.function_name())
+            {
+                Ok(()) => response_from_json(json),
+                Err(refused) => refused,
+            },
             Ok(Ok(Err(e))) => {
                 error!(error = %e, "invocation failed");
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -7,7 +7,8 @@
 //! - [`websocket`]: an API Gateway WebSocket API (`$connect` with its authorizer,
 //!   `$default`, `$disconnect`).
 //! - [`connections`]: the live-connection registry and the Management API
-//!   (`/@connections/{id}`) the push function posts through with the real AWS SDK.
+//!   (`/@connections/{id}`) the push function posts through with the real AWS SDK, on its
+//!   own loopback-only listener (on AWS it needs an IAM signature; here, being local).
 //! - [`stream`]: the event source mapping from the notifications table's stream (moto) to
 //!   the push function.
 //! - [`openapi`]: the HTTP API's OpenAPI document, served at `GET /openapi.json`.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod connections;
 pub mod http_api;
 mod ids;
+pub mod limits;
 pub mod openapi;
 pub mod stream;
 pub mod websocket;
@@ -145,6 +147,10 @@ pub struct ServerOptions {
     pub http_addr: SocketAddr,
     /// WebSocket API address.
     pub ws_addr: SocketAddr,
+    /// `@connections` address (loopback only).
+    pub management_addr: SocketAddr,
+    /// Whether the HTTP and WebSocket APIs may bind beyond loopback.
+    pub allow_non_loopback: bool,
     /// WebSocket behaviour.
     pub ws: WsSettings,
     /// `Access-Control-Allow-Origin`, or `None` for no CORS.
@@ -160,6 +166,8 @@ impl ServerOptions {
         Self {
             http_addr: any,
             ws_addr: any,
+            management_addr: any,
+            allow_non_loopback: false,
             ws: WsSettings::default(),
             cors_allow_origin: Some("*".into()),
             push_concurrency: 100,
@@ -172,6 +180,8 @@ impl From<&GatewayConfig> for ServerOptions {
         Self {
             http_addr: c.http_addr,
             ws_addr: c.ws_addr,
+            management_addr: c.management_addr,
+            allow_non_loopback: c.allow_non_loopback,
             ws: c.ws.clone(),
             cors_allow_origin: c.cors_allow_origin.clone(),
             push_concurrency: c.push_concurrency,
@@ -221,10 +231,16 @@ impl Gateway {
         functions: Functions,
         stream: Option<StreamSource>,
     ) -> Result<RunningGateway, GatewayError> {
-        for addr in [options.http_addr, options.ws_addr] {
-            if !addr.ip().is_loopback() {
-                warn!(%addr, "listening beyond loopback: the gateway checks no IAM signatures on @connections");
-            }
+        config::check_listen_addrs(
+            options.http_addr,
+            options.ws_addr,
+            options.management_addr,
+            options.allow_non_loopback,
+        )?;
+        for addr in
+            [options.http_addr, options.ws_addr].into_iter().filter(|a| !a.ip().is_loopback())
+        {
+            warn!(%addr, "listening beyond loopback, as explicitly allowed");
         }
         if functions.authorizer.is_none() {
             warn!("no authorizer: this gateway checks no API keys");
@@ -234,12 +250,13 @@ impl Gateway {
         };
         let http_listener = bind(options.http_addr).await?;
         let ws_listener = bind(options.ws_addr).await?;
-        let http_addr = http_listener
-            .local_addr()
-            .map_err(|source| GatewayError::Bind { addr: options.http_addr, source })?;
-        let ws_addr = ws_listener
-            .local_addr()
-            .map_err(|source| GatewayError::Bind { addr: options.ws_addr, source })?;
+        let management_listener = bind(options.management_addr).await?;
+        let local = |listener: &TcpListener, addr: SocketAddr| {
+            listener.local_addr().map_err(|source| GatewayError::Bind { addr, source })
+        };
+        let http_addr = local(&http_listener, options.http_addr)?;
+        let ws_addr = local(&ws_listener, options.ws_addr)?;
+        let management_addr = local(&management_listener, options.management_addr)?;
 
         let (stop_front, front_rx) = watch::channel(false);
         let (stop_ws, ws_rx) = watch::channel(false);
@@ -260,9 +277,11 @@ impl Gateway {
             drain_tx,
         )
         .with_authorizer(functions.authorizer.clone());
-        let ws_task = tokio::spawn(serve(ws_listener, ws_api.router(), ws_rx));
+        let ws_task = tokio::spawn(serve(ws_listener, ws_api.router(), ws_rx.clone()));
+        let management_router = connections::management_router(registry.clone(), &options.ws.stage);
+        let management_task = tokio::spawn(serve(management_listener, management_router, ws_rx));
 
-        let management_endpoint = format!("http://{}", connectable(ws_addr));
+        let management_endpoint = format!("http://{}", connectable(management_addr));
         let poller_task = match stream {
             None => None,
             Some(source) => {
@@ -284,12 +303,14 @@ impl Gateway {
         let running = RunningGateway {
             http_addr,
             ws_addr,
+            management_addr,
             registry,
             stop_front,
             stop_ws,
             drain: drain_rx,
             http_task,
             ws_task,
+            management_task,
             poller_task,
         };
         info!(http = %running.http_url(), ws = %running.ws_url(), "gateway listening");
@@ -327,12 +348,14 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
 pub struct RunningGateway {
     http_addr: SocketAddr,
     ws_addr: SocketAddr,
+    management_addr: SocketAddr,
     registry: Arc<ConnectionRegistry>,
     stop_front: watch::Sender<bool>,
     stop_ws: watch::Sender<bool>,
     drain: mpsc::Receiver<()>,
     http_task: JoinHandle<()>,
     ws_task: JoinHandle<()>,
+    management_task: JoinHandle<()>,
     poller_task: Option<JoinHandle<()>>,
 }
 
@@ -347,9 +370,10 @@ impl RunningGateway {
         format!("ws://{}", connectable(self.ws_addr))
     }
 
-    /// The Management API endpoint (`WS_MANAGEMENT_ENDPOINT`), e.g. `http://127.0.0.1:3001`.
+    /// The Management API endpoint (`WS_MANAGEMENT_ENDPOINT`), e.g. `http://127.0.0.1:3002`:
+    /// its own loopback listener, not the WebSocket port (see [`config::check_listen_addrs`]).
     pub fn management_endpoint(&self) -> String {
-        format!("http://{}", connectable(self.ws_addr))
+        format!("http://{}", connectable(self.management_addr))
     }
 
     /// The bound HTTP API address.
@@ -377,6 +401,7 @@ impl RunningGateway {
             mut drain,
             http_task,
             ws_task,
+            management_task,
             poller_task,
             registry,
             ..
@@ -389,6 +414,7 @@ impl RunningGateway {
         let _ = stop_ws.send(true);
         registry.close_all();
         let _ = ws_task.await;
+        let _ = management_task.await;
         if tokio::time::timeout(DRAIN_TIMEOUT, drain.recv()).await.is_err() {
             warn!("some WebSocket connections did not finish closing in time");
         }

@@ -1,15 +1,43 @@
 //! `rt-relay-gateway`: runs the whole product locally (see the library's docs). Wiring only:
 //! read the configuration, start the gateway, print its URLs, stop on Ctrl-C or SIGTERM.
+//! Configured by environment variables ([`GatewayConfig::from_lookup`]); the one flag,
+//! `--allow-non-loopback`, lets the APIs bind beyond loopback (`GATEWAY_ALLOW_NON_LOOPBACK`).
 
 use std::process::ExitCode;
 
-use rt_relay_gateway::{Gateway, GatewayConfig};
+use rt_relay_gateway::{config::ALLOW_NON_LOOPBACK_VAR, Gateway, GatewayConfig};
 use rt_relay_shared::{http::error_chain, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     telemetry::init();
-    let config = match GatewayConfig::from_env() {
+    let mut allow_non_loopback = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--allow-non-loopback" => allow_non_loopback = true,
+            "-h" | "--help" => {
+                println!(
+                    "usage: rt-relay-gateway [--allow-non-loopback]\n\nConfigured by environment \
+                     variables (GATEWAY_HTTP_ADDR, GATEWAY_WS_ADDR, GATEWAY_MANAGEMENT_ADDR, \
+                     TABLE_PREFIX, RT_*, AWS_ENDPOINT_URL, ...; see README.md).\n\
+                     --allow-non-loopback  let the HTTP and WebSocket APIs bind beyond loopback \
+                     (as {ALLOW_NON_LOOPBACK_VAR}=1); @connections always stays on loopback"
+                );
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("rt-relay-gateway: unknown argument {other:?} (try --help)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let lookup = |var: &str| {
+        if allow_non_loopback && var == ALLOW_NON_LOOPBACK_VAR {
+            return Some("1".to_owned());
+        }
+        std::env::var(var).ok()
+    };
+    let config = match GatewayConfig::from_lookup(&lookup) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rt-relay-gateway: {e}");

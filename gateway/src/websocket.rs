@@ -240,11 +240,11 @@ impl WsApi {
         self
     }
 
-    /// The router: `@connections` routes, and a WebSocket endpoint at every other path.
+    /// The router: a WebSocket endpoint at every path. `@connections` is not served here
+    /// (AWS serves it on this domain behind IAM signatures; the gateway on its own loopback
+    /// listener, [`crate::connections::management_router`]).
     pub fn router(self) -> Router {
-        let management =
-            crate::connections::management_router(self.registry.clone(), &self.settings.stage);
-        management.merge(Router::new().fallback(upgrade).with_state(Arc::new(self)))
+        Router::new().fallback(upgrade).with_state(Arc::new(self))
     }
 }
 

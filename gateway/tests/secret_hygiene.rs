@@ -112,6 +112,7 @@ impl GatewayProcess {
         let mut cmd = base_command(GATEWAY, prefix);
         cmd.env("GATEWAY_HTTP_ADDR", "127.0.0.1:0")
             .env("GATEWAY_WS_ADDR", "127.0.0.1:0")
+            .env("GATEWAY_MANAGEMENT_ADDR", "127.0.0.1:0")
             .env("GATEWAY_POLL_MS", "100")
             .env(
                 "GATEWAY_CHECKPOINT",

@@ -97,6 +97,7 @@ impl GatewayProcess {
             .env("AWS_ENDPOINT_URL", &settings.aws_endpoint)
             .env("GATEWAY_HTTP_ADDR", "127.0.0.1:0")
             .env("GATEWAY_WS_ADDR", "127.0.0.1:0")
+            .env("GATEWAY_MANAGEMENT_ADDR", "127.0.0.1:0")
             .env("TABLE_PREFIX", &settings.table_prefix)
             .env("GATEWAY_CHECKPOINT", &settings.checkpoint)
             .env("GATEWAY_POLL_MS", settings.poll_ms.to_string())

@@ -51,6 +51,7 @@ impl Stack {
             ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
             ("GATEWAY_HTTP_ADDR", "127.0.0.1:0".into()),
             ("GATEWAY_WS_ADDR", "127.0.0.1:0".into()),
+            ("GATEWAY_MANAGEMENT_ADDR", "127.0.0.1:0".into()),
             ("TABLE_PREFIX", prefix),
             ("GATEWAY_CHECKPOINT", checkpoint.display().to_string()),
             ("GATEWAY_POLL_MS", "100".into()),

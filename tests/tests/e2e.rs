@@ -408,20 +408,34 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
     stack.clean_up().await;
 }
 
-/// `@connections` lives on the WebSocket port, as on AWS, and answers plain HTTP clients in
-/// AWS's error shape; a fresh stack starts with an empty connections table.
+/// `@connections` (which checks no IAM signature here) is served on its own loopback
+/// listener, in AWS's error shape, and NOT on the WebSocket port clients reach, where the
+/// path is just another WebSocket endpoint; a fresh stack starts with an empty connections
+/// table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_management_api_is_served_on_the_websocket_port() {
+async fn the_management_api_is_served_on_its_own_loopback_listener() {
     let stack = Stack::new("e2e-endpoint").await;
     let gateway = stack.start().await;
-    assert_eq!(gateway.management_endpoint(), gateway.ws_url().replace("ws://", "http://"));
-    let status = reqwest::Client::new() // @connections is IAM-signed on AWS, not keyed
+    let management = url::Url::parse(&gateway.management_endpoint()).expect("endpoint URL");
+    assert_eq!(management.host_str(), Some("127.0.0.1"));
+    assert_ne!(gateway.management_endpoint(), gateway.ws_url().replace("ws://", "http://"));
+    let http = reqwest::Client::new(); // @connections is IAM-signed on AWS, not keyed
+    let status = http
         .get(format!("{}/@connections/NoSuchConnection", gateway.management_endpoint()))
         .send()
         .await
         .expect("GET @connections");
     assert_eq!(status.status(), StatusCode::GONE);
     assert_eq!(status.headers()["x-amzn-errortype"], "GoneException");
+    let on_ws_port = http
+        .delete(format!(
+            "{}/@connections/NoSuchConnection",
+            gateway.ws_url().replace("ws://", "http://")
+        ))
+        .send()
+        .await
+        .expect("DELETE @connections on the WebSocket port");
+    assert_eq!(on_ws_port.status(), StatusCode::UPGRADE_REQUIRED, "no @connections there");
     let store: Arc<dyn ConnectionStore> =
         Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
     assert!(store.page(None, 10).await.expect("connections table exists").0.is_empty());
