@@ -57,35 +57,31 @@ async fn the_key_is_checked_before_the_body_is_read() {
     stack.clean_up().await;
 }
 
-#[tokio::test]
-async fn a_non_loopback_bind_is_refused_unless_allowed() {
-    for var in ["GATEWAY_HTTP_ADDR", "GATEWAY_WS_ADDR"] {
-        let out = tokio::process::Command::new(gateway_binary())
-            .env(var, "0.0.0.0:0")
-            .env_remove("GATEWAY_ALLOW_NON_LOOPBACK")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .expect("the gateway exits at once")
-            .expect("run the gateway binary");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{var}: {stderr}");
-        assert!(stderr.contains(var) && stderr.contains("--allow-non-loopback"), "{stderr}");
+/// Runs the gateway binary with `args` and `env`, expecting it to refuse to start: its
+/// exit code 2 and standard error.
+async fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = tokio::process::Command::new(gateway_binary());
+    command.args(args).env_remove("GATEWAY_ALLOW_NON_LOOPBACK").stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
     }
-    // @connections may never leave loopback, even when the APIs may.
-    let out = tokio::process::Command::new(gateway_binary())
-        .arg("--allow-non-loopback")
-        .env("GATEWAY_MANAGEMENT_ADDR", "0.0.0.0:0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
+    let out = tokio::time::timeout(Duration::from_secs(30), command.kill_on_drop(true).output())
         .await
         .expect("the gateway exits at once")
         .expect("run the gateway binary");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_non_loopback_bind_is_refused_unless_allowed() {
+    for var in ["GATEWAY_HTTP_ADDR", "GATEWAY_WS_ADDR"] {
+        let stderr = refused_start(&[], &[(var, "0.0.0.0:0")]).await;
+        assert!(stderr.contains(var) && stderr.contains("--allow-non-loopback"), "{stderr}");
+    }
+    // @connections may never leave loopback, even when the APIs may.
+    let stderr =
+        refused_start(&["--allow-non-loopback"], &[("GATEWAY_MANAGEMENT_ADDR", "0.0.0.0:0")]).await;
     assert!(stderr.contains("GATEWAY_MANAGEMENT_ADDR"), "{stderr}");
 }
