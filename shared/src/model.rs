@@ -14,8 +14,19 @@ pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
 pub const MAX_QUEUE_BYTES: usize = 200;
 /// Longest requestor address accepted (RFC 5321 path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
-/// The one notification type there is today.
+/// A ticket was created (through `POST /tickets`, RT's web UI, REST or e-mail).
 pub const TICKET_CREATED: &str = "ticket.created";
+/// A ticket's status changed in RT.
+pub const TICKET_STATUS_CHANGED: &str = "ticket.status_changed";
+/// A ticket's queue, owner, subject or priority changed in RT.
+pub const TICKET_UPDATED: &str = "ticket.updated";
+/// Someone replied on a ticket (RT's correspondence).
+pub const TICKET_REPLIED: &str = "ticket.replied";
+/// Someone commented on a ticket (RT's internal comment).
+pub const TICKET_COMMENTED: &str = "ticket.commented";
+/// Every notification type, as `GET /notifications?type=` accepts them.
+pub const NOTIFICATION_TYPES: [&str; 5] =
+    [TICKET_CREATED, TICKET_STATUS_CHANGED, TICKET_UPDATED, TICKET_REPLIED, TICKET_COMMENTED];
 
 /// A problem with one field of the input (or the input as a whole when `field` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,28 +241,66 @@ pub struct TicketSummary {
     pub queue: String,
     /// The ticket's page in RT.
     pub rt_url: String,
+    /// RT's owner (user name, `Nobody` when unowned); absent on a `ticket.created` recorded
+    /// by `POST /tickets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// RT's priority; absent on a `ticket.created` recorded by `POST /tickets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+/// What changed, for `ticket.status_changed` (`field` is `status`) and `ticket.updated`
+/// (`queue`, `owner`, `subject` or `priority`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The ticket field.
+    pub field: String,
+    /// Its value before (RT's text; a user or queue name for owner and queue).
+    pub old: String,
+    /// Its value after.
+    pub new: String,
 }
 
 /// A stored notification, also the JSON pushed to WebSocket clients. Pushes are
-/// at-least-once, so clients dedupe by `id`.
+/// at-least-once, so clients dedupe by `id`. The event catalogue is in README.md and
+/// docs/ARCHITECTURE.md ("RT events").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
-    /// Unique and deterministic: one `ticket.created` notification per RT ticket.
+    /// Unique and deterministic: `ticket-{id}-created` for `ticket.created` (whichever path
+    /// saw it first), `rt-txn-{transaction id}` for every other event.
     pub id: String,
-    /// `ticket.created`.
+    /// One of [`NOTIFICATION_TYPES`].
     #[serde(rename = "type")]
     pub kind: String,
-    /// The ticket it is about.
+    /// The ticket it is about, as rt-relay read it after the change.
     pub ticket: TicketSummary,
     /// When rt-relay recorded it.
     pub created_at: DateTime<Utc>,
+    /// The RT transaction it comes from; absent on a `ticket.created` recorded by
+    /// `POST /tickets` (the API created the ticket and did not read RT's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt_transaction_id: Option<u64>,
+    /// The RT user who made the change (same presence as `rt_transaction_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// When RT recorded the change (same presence as `rt_transaction_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The field that changed (`ticket.status_changed`, `ticket.updated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<FieldChange>,
+    /// The start of the reply or comment (`ticket.replied`, `ticket.commented`), at most
+    /// [`crate::events::EXCERPT_CHARS`] characters; absent when the message had no text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 impl Notification {
     /// The `ticket.created` notification for a ticket just recorded.
     pub fn ticket_created(ticket: &Ticket, now: DateTime<Utc>) -> Self {
         Self {
-            id: format!("ticket-{}-created", ticket.id),
+            id: Self::created_id(ticket.id),
             kind: TICKET_CREATED.to_owned(),
             ticket: TicketSummary {
                 id: ticket.id,
@@ -259,9 +308,27 @@ impl Notification {
                 status: ticket.status.clone(),
                 queue: ticket.queue.clone(),
                 rt_url: ticket.rt_url.clone(),
+                owner: None,
+                priority: None,
             },
             created_at: now,
+            rt_transaction_id: None,
+            actor: None,
+            occurred_at: None,
+            change: None,
+            excerpt: None,
         }
+    }
+
+    /// The id of a ticket's one `ticket.created` notification, on every path.
+    pub fn created_id(ticket_id: u64) -> String {
+        format!("ticket-{ticket_id}-created")
+    }
+
+    /// The id of the notification for RT transaction `txn_id` (every type but
+    /// `ticket.created`).
+    pub fn transaction_id(txn_id: u64) -> String {
+        format!("rt-txn-{txn_id}")
     }
 }
 

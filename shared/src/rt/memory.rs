@@ -7,7 +7,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use url::Url;
 
-use super::{display_url, RtClient, RtCreate, RtError, RtPage, RtQuery, RtTicket, MAX_PER_PAGE};
+use super::{
+    display_url,
+    transactions::{RtTransaction, RtTransactions, TxnPage, TxnPosition},
+    RtClient, RtCreate, RtError, RtPage, RtQuery, RtTicket, MAX_PER_PAGE,
+};
 
 /// Makes the error a failing call returns (errors are not `Clone`, so a constructor).
 pub type ErrorFn = fn() -> RtError;
@@ -18,6 +22,41 @@ struct State {
     fail_next_create: Vec<ErrorFn>,
     failure: Option<ErrorFn>,
     creates_attempted: usize,
+    /// RT's transaction log: each ticket transaction with the message it carried.
+    transactions: Vec<(RtTransaction, Option<String>)>,
+}
+
+impl State {
+    /// Appends a ticket transaction (ids count up from 1, like RT's).
+    fn record(&mut self, ticket_id: u64, kind: &str, field: &str, change: (&str, &str), by: &str) {
+        self.record_message(ticket_id, kind, field, change, by, None);
+    }
+
+    fn record_message(
+        &mut self,
+        ticket_id: u64,
+        kind: &str,
+        field: &str,
+        (old, new): (&str, &str),
+        by: &str,
+        message: Option<String>,
+    ) {
+        let txn = RtTransaction {
+            id: self.transactions.len() as u64 + 1,
+            ticket_id,
+            kind: kind.into(),
+            field: field.into(),
+            old_value: old.into(),
+            new_value: new.into(),
+            creator: by.into(),
+            created: Utc::now(),
+        };
+        self.transactions.push((txn, message));
+    }
+
+    fn ticket_mut(&mut self, id: u64) -> Result<&mut RtTicket, RtError> {
+        self.tickets.iter_mut().find(|(t, _)| t.id == id).map(|(t, _)| t).ok_or(RtError::NotFound)
+    }
 }
 
 /// A fake RT. Tickets get ids 1, 2, ...; new tickets are `new`, owned by `Nobody`,
@@ -75,12 +114,39 @@ impl MemoryRt {
         self.state().creates_attempted
     }
 
-    /// Changes a ticket's status, as an RT user would.
+    /// Changes a ticket's status, as an RT user would (recording RT's `Status` transaction).
     pub fn set_status(&self, id: u64, status: &str) -> Result<(), RtError> {
         let mut state = self.state();
-        let (ticket, _) =
-            state.tickets.iter_mut().find(|(t, _)| t.id == id).ok_or(RtError::NotFound)?;
-        ticket.status = status.to_owned();
+        let ticket = state.ticket_mut(id)?;
+        let old = std::mem::replace(&mut ticket.status, status.to_owned());
+        state.record(id, "Status", "Status", (&old, status), "root");
+        Ok(())
+    }
+
+    /// Gives a ticket to `owner` (RT's `Set` of `Owner`, plus its `SetWatcher` twin).
+    pub fn set_owner(&self, id: u64, owner: &str) -> Result<(), RtError> {
+        let mut state = self.state();
+        let ticket = state.ticket_mut(id)?;
+        let old = std::mem::replace(&mut ticket.owner, owner.to_owned());
+        state.record(id, "Set", "Owner", (&old, owner), "root");
+        state.record(id, "SetWatcher", "Owner", ("6", "14"), "root");
+        Ok(())
+    }
+
+    /// A reply (RT's `Correspond`, plus its `EmailRecord`).
+    pub fn reply(&self, id: u64, by: &str, text: &str) -> Result<(), RtError> {
+        let mut state = self.state();
+        state.ticket_mut(id)?;
+        state.record_message(id, "Correspond", "", ("", ""), by, Some(text.to_owned()));
+        state.record(id, "EmailRecord", "", ("", ""), "RT_System");
+        Ok(())
+    }
+
+    /// An internal comment (RT's `Comment`).
+    pub fn comment(&self, id: u64, by: &str, text: &str) -> Result<(), RtError> {
+        let mut state = self.state();
+        state.ticket_mut(id)?;
+        state.record_message(id, "Comment", "", ("", ""), by, Some(text.to_owned()));
         Ok(())
     }
 
@@ -122,6 +188,8 @@ impl RtClient for MemoryRt {
             created: Utc::now(),
         };
         state.tickets.push((stored, ticket.content.clone()));
+        state.record_message(id, "Create", "", ("", ""), "root", Some(ticket.content.clone()));
+        state.record(id, "EmailRecord", "", ("", ""), "RT_System");
         Ok(id)
     }
 
@@ -154,10 +222,10 @@ impl RtClient for MemoryRt {
             .tickets
             .iter()
             .map(|(t, _)| t)
-            .filter(|t| query.queue.as_ref().map_or(true, |q| q.eq_ignore_ascii_case(&t.queue)))
-            .filter(|t| query.status.as_ref().map_or(true, |s| s.eq_ignore_ascii_case(&t.status)))
-            .filter(|t| query.min_id.map_or(true, |min| t.id >= min))
-            .filter(|t| query.subject.as_ref().map_or(true, |s| *s == t.subject))
+            .filter(|t| query.queue.as_ref().is_none_or(|q| q.eq_ignore_ascii_case(&t.queue)))
+            .filter(|t| query.status.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&t.status)))
+            .filter(|t| query.min_id.is_none_or(|min| t.id >= min))
+            .filter(|t| query.subject.as_ref().is_none_or(|s| *s == t.subject))
             .collect();
         matching.sort_by_key(|t| std::cmp::Reverse(t.id));
         let total = matching.len() as u64;
@@ -168,6 +236,51 @@ impl RtClient for MemoryRt {
 
     fn ticket_url(&self, id: u64) -> String {
         display_url(&self.base, id)
+    }
+}
+
+#[async_trait]
+impl RtTransactions for MemoryRt {
+    async fn transactions_after(&self, after: TxnPosition, limit: u32) -> Result<TxnPage, RtError> {
+        self.check_failure()?;
+        let state = self.state();
+        let after: Vec<&RtTransaction> =
+            state.transactions.iter().map(|(t, _)| t).filter(|t| t.id > after.id).collect();
+        let take = (limit.clamp(1, MAX_PER_PAGE) as usize).min(after.len());
+        Ok(TxnPage {
+            transactions: after[..take].iter().map(|t| (*t).clone()).collect(),
+            remaining: (after.len() - take) as u64,
+        })
+    }
+
+    async fn transaction(&self, ticket_id: u64, id: u64) -> Result<Option<RtTransaction>, RtError> {
+        self.check_failure()?;
+        Ok(self
+            .state()
+            .transactions
+            .iter()
+            .map(|(t, _)| t)
+            .find(|t| t.id == id && t.ticket_id == ticket_id)
+            .cloned())
+    }
+
+    async fn latest_transaction(&self) -> Result<Option<TxnPosition>, RtError> {
+        self.check_failure()?;
+        Ok(self
+            .state()
+            .transactions
+            .last()
+            .map(|(t, _)| TxnPosition { id: t.id, created: t.created }))
+    }
+
+    async fn message_text(&self, txn: &RtTransaction) -> Result<Option<String>, RtError> {
+        self.check_failure()?;
+        Ok(self
+            .state()
+            .transactions
+            .iter()
+            .find(|(t, _)| t.id == txn.id)
+            .and_then(|(_, m)| m.clone()))
     }
 }
 

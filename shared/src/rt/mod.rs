@@ -14,6 +14,7 @@ pub mod rest1;
 pub mod rest1_form;
 pub mod rest2;
 pub mod ticket_sql;
+pub mod transactions;
 
 /// What a caller needs to know when RT did not do what was asked. No variant carries a
 /// credential; `Rejected` carries RT's own message, which is safe to show a client.

@@ -1,0 +1,259 @@
+//! The DynamoDB adapter of the event stores. Tickets and notifications go to their tables
+//! in the items `crate::store::dynamodb` defines (one mapping); the sync cursor and the
+//! webhook's replay memory are items of the idempotency table, the table of "records that
+//! make retries safe", under keys that cannot collide with its hashed idempotency keys:
+//!
+//! | key | attributes |
+//! |---|---|
+//! | `rt-sync#cursor` | `position_id` (N), `position_created` (S), `lease_id` (S), `lease_until` (N, ms), `updated_at` (S) |
+//! | `rt-webhook#{signature hex}` | `expires_at` (N, epoch s: the table's TTL) |
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::{types::AttributeValue, Client};
+use chrono::{DateTime, Utc};
+
+use super::store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore};
+use crate::{
+    config::Tables,
+    model::{Notification, Ticket},
+    rt::transactions::TxnPosition,
+    store::{
+        dynamodb::{notification_item, ticket_item, DynamoStore, Item},
+        StoreError, TicketStore,
+    },
+};
+
+/// Key of the sync cursor item.
+pub const CURSOR_KEY: &str = "rt-sync#cursor";
+/// Prefix of the webhook's replay items.
+pub const REPLAY_PREFIX: &str = "rt-webhook#";
+
+/// The event stores over one DynamoDB client.
+#[derive(Debug, Clone)]
+pub struct DynamoEvents {
+    client: Client,
+    tables: Tables,
+    tickets: DynamoStore,
+}
+
+impl DynamoEvents {
+    /// Wraps a client built once at cold start.
+    pub fn new(client: Client, tables: Tables) -> Self {
+        let tickets = DynamoStore::new(client.clone(), tables.clone());
+        Self { client, tables, tickets }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn position_of(item: &Item) -> Result<Option<TxnPosition>, StoreError> {
+    let Some(AttributeValue::N(id)) = item.get("position_id") else { return Ok(None) };
+    let id = id.parse().map_err(|_| StoreError::Corrupt("position_id is not a number".into()))?;
+    let created = match item.get("position_created") {
+        Some(AttributeValue::S(t)) => DateTime::parse_from_rfc3339(t)
+            .map_err(|_| StoreError::Corrupt("position_created is not RFC 3339".into()))?
+            .with_timezone(&Utc),
+        _ => return Err(StoreError::Corrupt("position_created missing".into())),
+    };
+    Ok(Some(TxnPosition { id, created }))
+}
+
+#[async_trait]
+impl EventStore for DynamoEvents {
+    async fn stored_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+        self.tickets.get_ticket(id).await
+    }
+
+    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> Result<bool, StoreError> {
+        let mut item = ticket_item(ticket);
+        item.insert("rt_txn".into(), n(as_of));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(item))
+            // A record written by POST /tickets or GET /tickets/{id} has no `rt_txn`; the
+            // state read after a later transaction is never overwritten by an older read.
+            .condition_expression("attribute_not_exists(rt_txn) OR rt_txn <= :t")
+            .expression_attribute_values(":t", n(as_of))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::aws("PutItem", e)),
+        }
+    }
+
+    async fn add_notification(&self, notification: &Notification) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.tables.notifications)
+            .set_item(Some(notification_item(notification)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::aws("PutItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SyncCursorStore for DynamoEvents {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<CursorClaim, StoreError> {
+        let lease = uuid::Uuid::new_v4().to_string();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(CURSOR_KEY))
+            .update_expression("SET lease_id = :lease, lease_until = :until")
+            .condition_expression("attribute_not_exists(lease_until) OR lease_until < :now")
+            .expression_attribute_values(":lease", s(&lease))
+            .expression_attribute_values(":until", n((now + lease_for).timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let position = match &out.attributes {
+                    Some(item) => position_of(item)?,
+                    None => None,
+                };
+                Ok(CursorClaim::Acquired { lease, position })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(CursorClaim::Busy)
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+
+    async fn commit(&self, lease: &str, position: TxnPosition) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(CURSOR_KEY))
+            .update_expression("SET position_id = :p, position_created = :c, updated_at = :now")
+            .condition_expression(
+                "lease_id = :lease AND (attribute_not_exists(position_id) OR position_id <= :p)",
+            )
+            .expression_attribute_values(":p", n(position.id))
+            .expression_attribute_values(":c", s(position.created.to_rfc3339()))
+            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
+            .expression_attribute_values(":lease", s(lease))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict("the sync lost its lease on the cursor".into()))
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+
+    async fn release(&self, lease: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(CURSOR_KEY))
+            .update_expression("REMOVE lease_id, lease_until")
+            .condition_expression("lease_id = :lease")
+            .expression_attribute_values(":lease", s(lease))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+
+    async fn position(&self) -> Result<Option<TxnPosition>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(CURSOR_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("GetItem", e))?;
+        match &out.item {
+            Some(item) => position_of(item),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for DynamoEvents {
+    async fn first_use(
+        &self,
+        signature: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.tables.idempotency)
+            .item("key", s(format!("{REPLAY_PREFIX}{signature}")))
+            .item("expires_at", n(until.timestamp()))
+            // DynamoDB's TTL deletes late; an expired memory counts as gone.
+            .condition_expression("attribute_not_exists(#k) OR expires_at < :now")
+            .expression_attribute_names("#k", "key")
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::aws("PutItem", e)),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The event stores' DynamoDB adapter against moto: idempotent notifications, the ticket
+//! mirror's ordering rule, the sync cursor's lease and conditional commit, the webhook's
+//! replay memory.
+
+use chrono::{Duration, Utc};
+use rt_relay_shared::{
+    events::{
+        dynamodb::DynamoEvents,
+        store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore},
+    },
+    rt::transactions::TxnPosition,
+    store::{dynamodb::DynamoStore, PageRequest, StoreError, TicketFilter, TicketStore},
+};
+use rt_relay_tests::services::{fresh_tables, sample_notification, sample_ticket};
+
+async fn stores(tag: &str) -> (DynamoEvents, DynamoStore) {
+    let (client, tables) = fresh_tables(tag).await;
+    (DynamoEvents::new(client.clone(), tables.clone()), DynamoStore::new(client, tables))
+}
+
+#[tokio::test]
+async fn notifications_are_stored_once_and_the_mirror_keeps_the_latest_read() {
+    let (events, store) = stores("ev-mirror").await;
+    let t = sample_ticket(5, "new", "General");
+    let n = sample_notification(&t);
+    assert!(events.add_notification(&n).await.unwrap());
+    assert!(!events.add_notification(&n).await.unwrap(), "second put is a duplicate");
+    assert_eq!(store.list_notifications(&PageRequest::first(10)).await.unwrap().items, vec![n]);
+
+    // A POST-written record (no rt_txn) is refreshed by the mirror.
+    store.put_ticket(&t).await.unwrap();
+    let open = sample_ticket(5, "open", "General");
+    assert!(events.mirror_ticket(&open, 10).await.unwrap());
+    // An older read never overwrites a newer one; an equal or newer one does.
+    let stale = sample_ticket(5, "new", "General");
+    assert!(!events.mirror_ticket(&stale, 9).await.unwrap());
+    let resolved = sample_ticket(5, "resolved", "General");
+    assert!(events.mirror_ticket(&resolved, 12).await.unwrap());
+    assert_eq!(events.stored_ticket(5).await.unwrap(), Some(resolved.clone()));
+    // The status filter sees RT's state.
+    let filter = TicketFilter { status: Some("resolved".into()), queue: None };
+    let listed = store.list_tickets(&filter, &PageRequest::first(10)).await.unwrap();
+    assert_eq!(listed.items, vec![resolved]);
+}
+
+#[tokio::test]
+async fn the_cursor_is_claimed_by_one_run_and_moves_only_forward_under_its_lease() {
+    let (events, _) = stores("ev-cursor").await;
+    let now = Utc::now();
+    assert_eq!(events.position().await.unwrap(), None);
+    let CursorClaim::Acquired { lease, position: None } =
+        events.claim(now, Duration::seconds(30)).await.unwrap()
+    else {
+        panic!("first claim must succeed with no position");
+    };
+    assert_eq!(events.claim(now, Duration::seconds(30)).await.unwrap(), CursorClaim::Busy);
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    let p10 = TxnPosition { id: 10, created: at };
+    events.commit(&lease, p10).await.unwrap();
+    // Backwards is refused, and so is a lease that is not the holder's.
+    let back = events.commit(&lease, TxnPosition { id: 9, created: at }).await;
+    assert!(matches!(back, Err(StoreError::Conflict(_))), "{back:?}");
+    let foreign = events.commit("someone-else", TxnPosition { id: 11, created: at }).await;
+    assert!(matches!(foreign, Err(StoreError::Conflict(_))), "{foreign:?}");
+    events.release(&lease).await.unwrap();
+    // Released: the next run claims and sees the committed position.
+    let CursorClaim::Acquired { lease: next, position } =
+        events.claim(now, Duration::seconds(30)).await.unwrap()
+    else {
+        panic!("claim after release must succeed");
+    };
+    assert_eq!(position, Some(p10));
+    // An expired lease is taken over by a later run; the old holder can no longer commit.
+    let later = now + Duration::seconds(31);
+    let CursorClaim::Acquired { .. } = events.claim(later, Duration::seconds(30)).await.unwrap()
+    else {
+        panic!("an expired lease must be taken over");
+    };
+    let late = events.commit(&next, TxnPosition { id: 12, created: at }).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(events.position().await.unwrap(), Some(p10));
+}
+
+#[tokio::test]
+async fn a_signature_is_accepted_once_within_its_window() {
+    let (events, _) = stores("ev-replay").await;
+    let now = Utc::now();
+    let until = now + Duration::seconds(300);
+    assert!(events.first_use("abc123", until, now).await.unwrap());
+    assert!(!events.first_use("abc123", until, now).await.unwrap());
+    assert!(events.first_use("def456", until, now).await.unwrap());
+    // After the window the memory no longer counts (the call would be stale anyway).
+    let after = until + Duration::seconds(1);
+    assert!(events.first_use("abc123", after + Duration::seconds(300), after).await.unwrap());
+}
