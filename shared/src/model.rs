@@ -250,6 +250,21 @@ pub struct TicketSummary {
     pub priority: Option<i64>,
 }
 
+impl TicketSummary {
+    /// The summary of a ticket record (RT's owner and priority are not in the record).
+    pub fn of(ticket: &Ticket) -> Self {
+        Self {
+            id: ticket.id,
+            title: ticket.title.clone(),
+            status: ticket.status.clone(),
+            queue: ticket.queue.clone(),
+            rt_url: ticket.rt_url.clone(),
+            owner: None,
+            priority: None,
+        }
+    }
+}
+
 /// What changed, for `ticket.status_changed` (`field` is `status`) and `ticket.updated`
 /// (`queue`, `owner`, `subject` or `priority`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,15 +317,7 @@ impl Notification {
         Self {
             id: Self::created_id(ticket.id),
             kind: TICKET_CREATED.to_owned(),
-            ticket: TicketSummary {
-                id: ticket.id,
-                title: ticket.title.clone(),
-                status: ticket.status.clone(),
-                queue: ticket.queue.clone(),
-                rt_url: ticket.rt_url.clone(),
-                owner: None,
-                priority: None,
-            },
+            ticket: TicketSummary::of(ticket),
             created_at: now,
             rt_transaction_id: None,
             actor: None,

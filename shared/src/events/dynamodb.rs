@@ -9,7 +9,12 @@
 //! | `rt-webhook#{signature hex}` | `expires_at` (N, epoch s: the table's TTL) |
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{types::AttributeValue, Client};
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    operation::{put_item::PutItemError, update_item::UpdateItemError},
+    types::AttributeValue,
+    Client,
+};
 use chrono::{DateTime, Utc};
 
 use super::store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore};
@@ -41,6 +46,40 @@ impl DynamoEvents {
     pub fn new(client: Client, tables: Tables) -> Self {
         let tickets = DynamoStore::new(client.clone(), tables.clone());
         Self { client, tables, tickets }
+    }
+}
+
+/// SDK errors that can say "the write's condition failed" (typed, not by error code).
+trait ConditionFailed: std::error::Error + Send + Sync + 'static {
+    fn condition_failed(&self) -> bool;
+}
+
+impl ConditionFailed for PutItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+/// A conditional write's outcome: `Some(output)` when it was applied, `None` when its
+/// condition failed; any other failure is an error.
+fn applied<O, E, R>(
+    op: &'static str,
+    out: Result<O, SdkError<E, R>>,
+) -> Result<Option<O>, StoreError>
+where
+    E: ConditionFailed,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if e.as_service_error().is_some_and(ConditionFailed::condition_failed) => Ok(None),
+        Err(e) => Err(StoreError::aws(op, e)),
     }
 }
 
@@ -84,15 +123,9 @@ impl EventStore for DynamoEvents {
             .expression_attribute_values(":t", n(as_of))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::aws("PutItem", e)),
+        match applied("PutItem", out)? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -105,15 +138,9 @@ impl EventStore for DynamoEvents {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::aws("PutItem", e)),
+        match applied("PutItem", out)? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 }
@@ -139,21 +166,15 @@ impl SyncCursorStore for DynamoEvents {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        match out {
-            Ok(out) => {
+        match applied("UpdateItem", out)? {
+            Some(out) => {
                 let position = match &out.attributes {
                     Some(item) => position_of(item)?,
                     None => None,
                 };
                 Ok(CursorClaim::Acquired { lease, position })
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(CursorClaim::Busy)
-            }
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+            None => Ok(CursorClaim::Busy),
         }
     }
 
@@ -173,15 +194,9 @@ impl SyncCursorStore for DynamoEvents {
             .expression_attribute_values(":lease", s(lease))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict("the sync lost its lease on the cursor".into()))
-            }
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        match applied("UpdateItem", out)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict("the sync lost its lease on the cursor".into())),
         }
     }
 
@@ -196,16 +211,9 @@ impl SyncCursorStore for DynamoEvents {
             .expression_attribute_values(":lease", s(lease))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
-        }
+        // Not holding it any more (taken over after the lease ended) is fine too.
+        applied("UpdateItem", out)?;
+        Ok(())
     }
 
     async fn position(&self) -> Result<Option<TxnPosition>, StoreError> {
@@ -245,15 +253,9 @@ impl ReplayGuard for DynamoEvents {
             .expression_attribute_values(":now", n(now.timestamp()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::aws("PutItem", e)),
+        match applied("PutItem", out)? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 }

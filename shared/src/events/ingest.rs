@@ -12,6 +12,7 @@ use tracing::{debug, instrument};
 
 use super::{classify, notification, store::EventStore, TicketEvent};
 use crate::{
+    handlers::tickets::ticket_from_rt,
     model::Ticket,
     rt::{
         transactions::{RtTransaction, RtTransactions},
@@ -148,17 +149,7 @@ impl Ingest {
                 Err(e) => return Err(e.into()),
             },
         };
-        let ticket = Ticket {
-            id,
-            title: rt.subject.clone(),
-            description,
-            status: rt.status.clone(),
-            queue: rt.queue.clone(),
-            requestor: requestor.or_else(|| rt.requestors.first().cloned()),
-            created_at: rt.created,
-            updated_at: now,
-            rt_url: self.rt.ticket_url(id),
-        };
+        let ticket = ticket_from_rt(&rt, description, requestor, self.rt.ticket_url(id), now);
         Ok(Some(Read { rt, ticket, as_of }))
     }
 }

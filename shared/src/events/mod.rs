@@ -114,13 +114,9 @@ pub fn notification(
         id: notification_id(txn, event),
         kind: event.kind().to_owned(),
         ticket: TicketSummary {
-            id: ticket.id,
-            title: ticket.title.clone(),
-            status: ticket.status.clone(),
-            queue: ticket.queue.clone(),
-            rt_url: ticket.rt_url.clone(),
             owner: Some(rt.owner.clone()),
             priority: Some(rt.priority),
+            ..TicketSummary::of(ticket)
         },
         created_at: now,
         rt_transaction_id: Some(txn.id),

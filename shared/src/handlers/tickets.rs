@@ -270,7 +270,9 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(Some(hex::encode(Sha256::digest(raw.as_bytes()))))
 }
 
-fn ticket_from_rt(
+/// The record of an RT ticket: RT's fields, the stored (or RT's first) message and
+/// requestor, read at `now`. Also used by the event ingest (`crate::events::ingest`).
+pub(crate) fn ticket_from_rt(
     rt: &RtTicket,
     description: String,
     requestor: Option<String>,
