@@ -97,8 +97,20 @@ fn millis(
     }
 }
 
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Splits an `RT_API_URL` into RT's base URL and the API it names. Accepts the seed's
 /// `https://host/REST/1.0/`, a `/REST/2.0/` URL, or a bare base URL (then `default_api`).
+/// Plain `http://` only to this machine (a local RT, a test proxy): elsewhere it would
+/// send RT's credentials in clear text.
 pub fn parse_rt_api_url(raw: &str, default_api: RtApi) -> Result<(RtApi, Url), String> {
     let mut url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -107,6 +119,14 @@ pub fn parse_rt_api_url(raw: &str, default_api: RtApi) -> Result<(RtApi, Url), S
     if !url.username().is_empty() || url.password().is_some() {
         // Credentials in the URL would end up in logs; they belong in RT_USERNAME/RT_PASSWORD.
         return Err("must not carry credentials; use RT_USERNAME/RT_PASSWORD or RT_TOKEN".into());
+    }
+    if url.scheme() == "http" && !is_loopback_host(&url) {
+        // Every request carries RT's token or password (REST 1.0 even in the body).
+        return Err(format!(
+            "is plain http:// to {}, which is not this machine: RT's credentials would cross \
+             the network in clear text; use https://",
+            url.host_str().unwrap_or("?")
+        ));
     }
     url.set_query(None);
     url.set_fragment(None);
@@ -267,51 +287,66 @@ mod tests {
 
     #[test]
     fn rest2_url_under_a_prefix_keeps_the_prefix() {
-        let c = rt(&[("RT_API_URL", "http://h:8080/rt/REST/2.0"), ("RT_TOKEN", "t")]).unwrap();
+        let c = rt(&[("RT_API_URL", "https://h:8080/rt/REST/2.0"), ("RT_TOKEN", "t")]).unwrap();
         assert_eq!(c.api, RtApi::Rest2);
-        assert_eq!(c.base_url.as_str(), "http://h:8080/rt/");
+        assert_eq!(c.base_url.as_str(), "https://h:8080/rt/");
         assert_eq!(c.auth, RtAuth::Token(Secret::new("t")));
     }
 
     #[test]
     fn bare_base_url_uses_rt_api_version() {
         let c = rt(&[
-            ("RT_API_URL", "http://h"),
+            ("RT_API_URL", "https://h"),
             ("RT_API_VERSION", "1"),
             ("RT_USERNAME", "u"),
             ("RT_PASSWORD", "p"),
         ])
         .unwrap();
         assert_eq!(c.api, RtApi::Rest1);
-        assert_eq!(c.base_url.as_str(), "http://h/");
+        assert_eq!(c.base_url.as_str(), "https://h/");
     }
 
     #[test]
     fn each_problem_names_its_variable() {
         assert_eq!(rt(&[]).unwrap_err().var, "RT_API_URL");
         assert_eq!(rt(&[("RT_API_URL", "ftp://x")]).unwrap_err().var, "RT_API_URL");
-        assert_eq!(rt(&[("RT_API_URL", "http://x/REST/3.0/")]).unwrap_err().var, "RT_API_URL");
-        assert_eq!(rt(&[("RT_API_URL", "http://x")]).unwrap_err().var, "RT_USERNAME");
+        assert_eq!(rt(&[("RT_API_URL", "https://x/REST/3.0/")]).unwrap_err().var, "RT_API_URL");
+        assert_eq!(rt(&[("RT_API_URL", "https://x")]).unwrap_err().var, "RT_USERNAME");
         assert_eq!(
-            rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u")]).unwrap_err().var,
+            rt(&[("RT_API_URL", "https://x"), ("RT_USERNAME", "u")]).unwrap_err().var,
             "RT_PASSWORD"
         );
         assert_eq!(
-            rt(&[("RT_API_URL", "http://x/REST/1.0/"), ("RT_TOKEN", "t")]).unwrap_err().var,
+            rt(&[("RT_API_URL", "https://x/REST/1.0/"), ("RT_TOKEN", "t")]).unwrap_err().var,
             "RT_TOKEN"
         );
         assert_eq!(
-            rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_TIMEOUT_MS", "soon")])
+            rt(&[("RT_API_URL", "https://x"), ("RT_TOKEN", "t"), ("RT_TIMEOUT_MS", "soon")])
                 .unwrap_err()
                 .var,
             "RT_TIMEOUT_MS"
         );
         assert_eq!(
-            rt(&[("RT_API_URL", "http://x"), ("RT_TOKEN", "t"), ("RT_DEFAULT_QUEUE", "a\nb")])
+            rt(&[("RT_API_URL", "https://x"), ("RT_TOKEN", "t"), ("RT_DEFAULT_QUEUE", "a\nb")])
                 .unwrap_err()
                 .var,
             "RT_DEFAULT_QUEUE"
         );
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_rt_is_on_this_machine() {
+        for remote in
+            ["http://rt.example.com/REST/1.0/", "http://10.0.0.5:8080/", "http://[2001:db8::1]/"]
+        {
+            let e = rt(&[("RT_API_URL", remote), ("RT_TOKEN", "t")]).unwrap_err();
+            assert_eq!(e.var, "RT_API_URL", "{remote}");
+            assert!(e.to_string().contains("https://"), "{e}");
+        }
+        for local in ["http://127.0.0.1:8080/", "http://localhost/REST/2.0/", "http://[::1]:8080/"]
+        {
+            assert!(rt(&[("RT_API_URL", local), ("RT_TOKEN", "t")]).is_ok(), "{local}");
+        }
     }
 
     #[test]
@@ -323,8 +358,9 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug() {
-        let c = rt(&[("RT_API_URL", "http://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")])
-            .unwrap();
+        let c =
+            rt(&[("RT_API_URL", "https://x"), ("RT_USERNAME", "u"), ("RT_PASSWORD", "hunter2")])
+                .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
