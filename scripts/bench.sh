@@ -16,24 +16,11 @@ RUN_DIR=${RUN_DIR:-$ROOT/.run}
 OUT="$RUN_DIR/bench"
 mkdir -p "$OUT"
 
-started=()
-cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
-trap cleanup EXIT
-
-command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
-bash scripts/tools.sh
-for svc in rt moto; do
-  if [ ! -f "$RUN_DIR/$svc.pid" ] || ! kill -0 "$(cat "$RUN_DIR/$svc.pid")" 2>/dev/null; then
-    started+=("$svc")
-  fi
-  bash "scripts/$svc.sh" start >"$RUN_DIR/$svc.env"
-done
-set -a
-# shellcheck disable=SC1091
-. "$RUN_DIR/rt.env"
-# shellcheck disable=SC1091
-. "$RUN_DIR/moto.env"
-set +a
+# shellcheck source=scripts/services.sh
+. "$ROOT/scripts/services.sh"
+trap services_stop EXIT
+services_prerequisites
+services_start rt moto
 
 # 10,000 WebSocket clients live in one child process and their server sockets in the
 # bench process: each needs a little over 10,000 descriptors.
@@ -51,7 +38,7 @@ cargo build --release --bins "${packages[@]}" >&2
 
 if [ -n "${BENCH_QUICK:-}" ]; then
   paging_args=(--large 2000 --samples 3); cold_args=(--runs 3); create_args=(--creates 10)
-  fanout_args=(--sizes 100,1000 --rounds 1 --latency-ms 2)
+  fanout_args=(--sizes "100,1000" --rounds 1 --latency-ms 2)
 else
   # Own time per page is ~0.1 ms: 11 samples keep its median steady on a busy machine.
   paging_args=(--samples 11); cold_args=(); create_args=(); fanout_args=()
@@ -93,7 +80,7 @@ machine() {
   echo
   printf '%s\n' "| # | figure | ratio | target | met | measured side by side |" "|---|---|---|---|---|---|"
   for name in create paging fanout cold_start; do
-    [ -f "$OUT/$name.rows" ] && grep '^|' "$OUT/$name.rows" || true
+    if [ -f "$OUT/$name.rows" ]; then grep '^|' "$OUT/$name.rows" || true; fi
   done
 } >"$OUT/table.md"
 echo

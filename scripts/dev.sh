@@ -39,9 +39,9 @@ esac
 
 # ---------------------------------------------------------------- what we started
 
+# shellcheck source=scripts/services.sh
+. "$ROOT/scripts/services.sh"
 GATEWAY_PID=""
-STARTED_MOTO=0
-STARTED_RT=0
 DEV_KEY_ID=""
 
 cleanup() {
@@ -58,8 +58,7 @@ cleanup() {
     for _ in $(seq 1 200); do kill -0 "$GATEWAY_PID" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$GATEWAY_PID" 2>/dev/null && { log "gateway did not stop; killing it"; kill -KILL "$GATEWAY_PID" 2>/dev/null || true; }
   fi
-  if [ "$STARTED_MOTO" = 1 ]; then log "stopping moto"; bash "$ROOT/scripts/moto.sh" stop || true; fi
-  if [ "$STARTED_RT" = 1 ]; then log "stopping RT"; bash "$ROOT/scripts/rt.sh" stop || true; fi
+  services_stop
   exit "$status"
 }
 trap cleanup EXIT
@@ -68,24 +67,12 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- prerequisites
 
-missing=()
-command -v curl >/dev/null || missing+=(curl)
-command -v python3 >/dev/null || missing+=(python3)
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null || die "please install: ${missing[*]}"
-  [ "$(id -u)" = 0 ] || die "please install (as root): apt-get install ${missing[*]}"
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+services_prerequisites
 command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs; version: rust-version in Cargo.toml), then rerun"
 
 for port in "$HTTP_PORT" "$WS_PORT" "$MANAGEMENT_PORT"; do
   [ "$(http_code "http://127.0.0.1:$port/")" = 000 ] || die "port $port is in use; set HTTP_PORT / WS_PORT / MANAGEMENT_PORT"
 done
-
-bash "$ROOT/scripts/tools.sh"
 
 # ---------------------------------------------------------------- RT
 
@@ -96,25 +83,20 @@ if [ -n "${RT_API_URL:-}" ] && { [ -n "${RT_TOKEN:-}" ] || { [ -n "${RT_USERNAME
 elif [ -n "${RT_API_URL:-}" ]; then
   die "RT_API_URL is set but neither RT_TOKEN nor RT_USERNAME and RT_PASSWORD are"
 else
-  [ "$(http_code "http://127.0.0.1:$RT_PORT/")" = 200 ] || STARTED_RT=1
-  rt_env=$(bash "$ROOT/scripts/rt.sh" start)
-  eval "$rt_env"
-  export RT_API_URL="$RT_URL/REST/2.0/" RT_TOKEN RT_USERNAME RT_PASSWORD
+  services_start rt
+  export RT_API_URL="$RT_URL/REST/2.0/"
   RT_SHOWN_URL=$RT_URL
   RT_LOGIN="$RT_USERNAME / $RT_PASSWORD"
 fi
 
 # ---------------------------------------------------------------- moto
 
-[ "$(http_code "http://127.0.0.1:$MOTO_PORT/moto-api/")" = 200 ] || STARTED_MOTO=1
-moto_env=$(bash "$ROOT/scripts/moto.sh" start)
-eval "$moto_env"
-export AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+services_start moto
 
 # ---------------------------------------------------------------- gateway
 
-log "building the gateway ($PROFILE)"
-(cd "$ROOT" && cargo build -q -p rt-relay-gateway "${CARGO_PROFILE[@]}")
+log "building the gateway and rt-relay-keys ($PROFILE)"
+(cd "$ROOT" && cargo build -q -p rt-relay-gateway -p rt-relay-tools "${CARGO_PROFILE[@]}")
 
 export GATEWAY_HTTP_ADDR="127.0.0.1:$HTTP_PORT"
 export GATEWAY_WS_ADDR="127.0.0.1:$WS_PORT"

@@ -12,33 +12,19 @@ cd "$ROOT"
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
 mkdir -p "$RUN_DIR"
 
-started=()
-cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
-trap cleanup EXIT
-
-command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
-bash scripts/tools.sh
-
-# Start each service unless it already answers, remembering what we started.
-for svc in rt moto; do
-  if [ ! -f "$RUN_DIR/$svc.pid" ] || ! kill -0 "$(cat "$RUN_DIR/$svc.pid")" 2>/dev/null; then
-    started+=("$svc")
-  fi
-  bash "scripts/$svc.sh" start >"$RUN_DIR/$svc.env"
-done
-set -a
-# shellcheck disable=SC1091
-. "$RUN_DIR/rt.env"
-# shellcheck disable=SC1091
-. "$RUN_DIR/moto.env"
-set +a
+# shellcheck source=scripts/services.sh
+. "$ROOT/scripts/services.sh"
+trap services_stop EXIT
+services_prerequisites
+services_start rt moto
 export PATH="$ROOT/.venv/bin:$PATH"
 
 # The load test holds ~1,000 sockets in one process (500 clients and their server ends).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Tests that kill the gateway run its binary: build it (and rt-relay-keys) first.
-cargo build -q -p rt-relay-gateway --bins
+# Tests that kill the gateway run its binary, and schemathesis mints its key with
+# rt-relay-keys: build both first.
+cargo build -q -p rt-relay-gateway -p rt-relay-tools --bins
 
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$RUN_DIR/cargo-test.log" || status=$?

@@ -1,6 +1,7 @@
-//! Secret hygiene, end to end, and the `rt-relay-keys` command: the real `rt-relay-gateway` and `rt-relay-keys` binaries run
-//! a whole session at debug level (trace for rt-relay's own crates), in text and in JSON
-//! logs, over the real RT and moto: keys minted, listed and revoked; tickets created over
+//! Secret hygiene, end to end: the real `rt-relay-gateway` binary runs a whole session at
+//! debug level (trace for rt-relay's own crates), in text and in JSON logs, over the real RT
+//! and moto: keys minted and revoked (in the table the gateway reads; the `rt-relay-keys`
+//! command's own output is checked in `tools/tests/commands.rs`); tickets created over
 //! REST 2.0 (token) and REST 1.0 (password), listed, read, pushed to a WebSocket client;
 //! refused keys of every kind; RT failures (wrong token, wrong password, RT unreachable);
 //! storage failures (tables deleted under the gateway). Everything the processes print is
@@ -9,7 +10,7 @@
 //! internal detail (addresses, AWS error names, RT paths, panics).
 //!
 //! Needs the services `make test` starts (RT and moto, their variables exported). Cargo
-//! builds both binaries for this test, so it always runs the current code. Bounded; loopback only.
+//! builds the binary for this test, so it always runs the current code. Bounded; loopback only.
 
 use std::{
     process::Stdio,
@@ -19,6 +20,9 @@ use std::{
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
+use rt_relay_shared::auth::{
+    self, dynamodb::DynamoApiKeys, parse_scopes, ApiKeyStore, RevokeOutcome,
+};
 use serde_json::{json, Value};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader},
@@ -28,7 +32,6 @@ use tokio::{
 use tokio_tungstenite::tungstenite::{self, Message};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_rt-relay-gateway");
-const KEYS: &str = env!("CARGO_BIN_EXE_rt-relay-keys");
 const WAIT: Duration = Duration::from_secs(30);
 const LOG_LEVEL: &str = "debug,rt_relay_shared=trace,rt_relay_gateway=trace";
 
@@ -163,31 +166,11 @@ impl GatewayProcess {
     }
 }
 
-/// Runs `rt-relay-keys` and returns its stdout; its stderr goes to the capture, and so does
-/// its stdout unless it is the freshly minted key (the one place a key is meant to appear).
-async fn keys_command(capture: &Arc<Capture>, prefix: &str, args: &[&str]) -> String {
-    let out = tokio::time::timeout(WAIT, base_command(KEYS, prefix).args(args).output())
-        .await
-        .expect("rt-relay-keys finished in time")
-        .expect("run rt-relay-keys");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    capture.log(&String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "rt-relay-keys {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if args.first() != Some(&"mint") {
-        capture.log(&stdout);
-    }
-    stdout
-}
-
-async fn mint(capture: &Arc<Capture>, prefix: &str, name: &str, scopes: &str) -> String {
-    let out = keys_command(capture, prefix, &["mint", "--name", name, "--scopes", scopes]).await;
-    let key = out.trim().to_owned();
-    assert!(key.starts_with("rtr_") && !key.contains('\n'), "mint prints the key alone on stdout");
-    key
+/// Mints a key in the table the gateway under test reads.
+async fn mint(keys: &DynamoApiKeys, name: &str, scopes: &str) -> String {
+    let scopes = parse_scopes(scopes).expect("scopes");
+    let minted = auth::mint(keys, name, scopes, chrono::Utc::now()).await.expect("mint a key");
+    minted.key().to_owned()
 }
 
 /// Sends a request and returns its status; error answers are kept for the detail check.
@@ -242,13 +225,18 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     // ---- a normal session over REST 2.0 with the token, text logs
     let rest2 = [("RT_API_URL", format!("{rt_base}/REST/2.0/")), ("RT_TOKEN", rt_token.clone())];
     let g1 = GatewayProcess::start(&capture, &prefix, &rest2, false).await;
-    let all = mint(&capture, &prefix, "hygiene all", "all").await;
-    let reader = mint(&capture, &prefix, "hygiene reader", "tickets:read").await;
-    let revoked = mint(&capture, &prefix, "hygiene revoked", "all").await;
+    let keys = DynamoApiKeys::new(
+        rt_relay_shared::store::dynamodb::client_from_env().await,
+        format!("{prefix}api-keys"),
+    );
+    let all = mint(&keys, "hygiene all", "all").await;
+    let reader = mint(&keys, "hygiene reader", "tickets:read").await;
+    let revoked = mint(&keys, "hygiene revoked", "all").await;
     let revoked_id = revoked.split('_').nth(1).unwrap_or_default().to_owned();
-    keys_command(&capture, &prefix, &["revoke", &revoked_id]).await;
-    let listing = keys_command(&capture, &prefix, &["list"]).await;
-    assert_eq!(listing.lines().count(), 4, "a header and three keys:\n{listing}");
+    let outcome = keys.revoke(&revoked_id, chrono::Utc::now()).await.expect("revoke");
+    assert_eq!(outcome, RevokeOutcome::Revoked);
+    let listing = keys.list().await.expect("list the keys");
+    assert_eq!(listing.len(), 3, "three keys: {listing:?}");
 
     let mut socket = tokio_tungstenite::connect_async(format!("{}/?api_key={all}", g1.ws))
         .await
@@ -543,80 +531,4 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
         logs.len(),
         errors.len()
     );
-}
-
-/// `rt-relay-keys` against moto: `mint` prints the key once, alone on stdout; `list` shows
-/// neither secrets nor hashes; `revoke` marks the key, idempotently; mistakes exit non-zero.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_keys_command_mints_once_lists_without_secrets_and_revokes() {
-    let capture = Arc::new(Capture::default());
-    let prefix = format!("t-keys-{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let dynamodb = rt_relay_shared::store::dynamodb::client_from_env().await;
-    let tables = rt_relay_shared::config::Tables::with_prefix(&prefix);
-    rt_relay_shared::store::schema::create_tables(&dynamodb, &tables)
-        .await
-        .expect("create tables in moto");
-
-    let key = mint(&capture, &prefix, "ci dashboard", "tickets:read,notifications:read").await;
-    let (id, secret) =
-        key.strip_prefix("rtr_").and_then(|r| r.split_once('_')).expect("rtr_<id>_<secret>");
-    let minted_note = capture.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(
-        minted_note.contains(id) && minted_note.contains("only time"),
-        "stderr names the id: {minted_note}"
-    );
-
-    let listing = keys_command(&capture, &prefix, &["list"]).await;
-    let row = listing
-        .lines()
-        .find(|l| l.starts_with(id))
-        .unwrap_or_else(|| panic!("{id} listed:\n{listing}"));
-    assert!(
-        row.contains("ci dashboard")
-            && row.contains("tickets:read notifications:read")
-            && row.trim_end().ends_with('-'),
-        "{row}"
-    );
-    let hash = rt_relay_shared::auth::secret_hash(secret);
-    assert!(
-        !listing.contains(secret) && !listing.contains(&hash),
-        "list shows no secret and no hash"
-    );
-
-    assert!(keys_command(&capture, &prefix, &["revoke", id])
-        .await
-        .starts_with(&format!("revoked {id}")));
-    assert!(keys_command(&capture, &prefix, &["revoke", id]).await.contains("already revoked"));
-    let listing = keys_command(&capture, &prefix, &["list"]).await;
-    let row = listing.lines().find(|l| l.starts_with(id)).expect("still listed after revocation");
-    assert!(!row.trim_end().ends_with('-'), "a revocation date: {row}");
-
-    let status = |args: &'static [&'static str]| {
-        let prefix = prefix.clone();
-        async move {
-            base_command(KEYS, &prefix)
-                .args(args)
-                .output()
-                .await
-                .expect("run rt-relay-keys")
-                .status
-                .code()
-        }
-    };
-    assert_eq!(status(&["revoke", "0000000000000000"]).await, Some(1), "unknown id");
-    assert_eq!(
-        status(&["mint", "--name", "x", "--scopes", "tickets:admin"]).await,
-        Some(2),
-        "unknown scope"
-    );
-    assert_eq!(status(&["mint", "--name", "x"]).await, Some(2), "no scopes");
-
-    let logs = capture.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(!logs.contains(secret), "the key appeared outside mint's stdout");
-    for name in [&tables.tickets, &tables.notifications, &tables.connections, &tables.idempotency]
-        .into_iter()
-        .chain(tables.api_keys.as_ref())
-    {
-        let _ = dynamodb.delete_table().table_name(name).send().await;
-    }
 }

@@ -125,6 +125,7 @@ struct Shared {
     forwarded: AtomicUsize,
     faulted: AtomicUsize,
     refused: AtomicUsize,
+    counters: Mutex<Vec<(Match, Arc<AtomicUsize>)>>,
 }
 
 impl Shared {
@@ -178,6 +179,7 @@ impl FaultProxy {
             forwarded: AtomicUsize::new(0),
             faulted: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            counters: Mutex::new(Vec::new()),
         });
         let listener =
             TcpListener::bind("127.0.0.1:0").await.expect("bind the fault proxy on loopback");
@@ -232,6 +234,25 @@ impl FaultProxy {
     /// Connections refused so far.
     pub fn refused(&self) -> usize {
         self.shared.refused.load(Ordering::SeqCst)
+    }
+
+    /// Counts, from now on, the requests matching `when` as they arrive (whatever is done
+    /// with them): a test waits on the count for proof that a client made its next call.
+    pub fn count(&self, when: Match) -> RequestCount {
+        let count = Arc::new(AtomicUsize::new(0));
+        self.shared.counters.lock().unwrap_or_else(|p| p.into_inner()).push((when, count.clone()));
+        RequestCount(count)
+    }
+}
+
+/// The number of requests that matched a [`FaultProxy::count`].
+#[derive(Debug, Clone)]
+pub struct RequestCount(Arc<AtomicUsize>);
+
+impl RequestCount {
+    /// Matching requests so far.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -290,6 +311,11 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "text/plain", "unreadable request body"),
     };
+    for (when, count) in shared.counters.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if when.matches(parts.method.as_str(), parts.uri.path(), &parts.headers, &body) {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
     let fault = shared.fault_for(parts.method.as_str(), parts.uri.path(), &parts.headers, &body);
     let delay = match fault {
         Fault::PassThrough => None,

@@ -226,6 +226,23 @@ impl WsClient {
         }
     }
 
+    /// Waits (bounded) for the server to end the connection (a close frame, an error or the
+    /// end of the stream); `false` if it is still open after `limit`. Text received
+    /// meanwhile is kept.
+    pub async fn wait_closed(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(Message::Text(t)))) => self.received.push(
+                    serde_json::from_str(t.as_str()).unwrap_or(Value::String(t.as_str().into())),
+                ),
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Waits (bounded) for a message matching `pred`, keeping everything received.
     pub async fn wait_for_message(
         &mut self,

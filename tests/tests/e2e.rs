@@ -16,12 +16,16 @@ use rt_relay_shared::{
     store::{dynamodb::DynamoStore, Connection, ConnectionStore, TicketStore},
 };
 use rt_relay_tests::{
+    fault_proxy::{FaultProxy, Match},
     rt::{rt_client, rt_config, token_auth},
-    services::{sample_notification, sample_ticket},
+    services::{read_notification_stream, require_env, sample_notification, sample_ticket},
     stack::{authorized_client, wait_for, ws_url_with_key, Stack, WsClient},
 };
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
+
+/// The `x-amz-target` of a DynamoDB Streams GetRecords call.
+const GET_RECORDS: &str = "DynamoDBStreams_20120810.GetRecords";
 
 /// Bound on a push reaching every client.
 const PUSH_WAIT: Duration = Duration::from_secs(15);
@@ -252,7 +256,7 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
         "ticket {a} was pushed before the restart"
     );
     first.shutdown().await;
-    assert!(before.next_text(Duration::from_secs(5)).await.is_none(), "shutdown closed the socket");
+    assert!(before.wait_closed(Duration::from_secs(5)).await, "shutdown closed the socket");
     assert!(
         stack.stored_connections().await.is_empty(),
         "shutdown ran $disconnect for the open socket"
@@ -266,9 +270,14 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
         "checkpoint: {checkpoint}"
     );
 
-    // Run 2: the data is still there, A is not pushed again, B reaches new clients.
+    // Run 2: the data is still there, A is not pushed again, B reaches new clients. Its
+    // poller reads the stream through a proxy that counts GetRecords calls.
     add_sentinel(&stack, "SentinelRunTwo01").await;
-    let second = stack.start().await;
+    let streams = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
+    let reads = streams.count(Match::HeaderPrefix("x-amz-target", GET_RECORDS));
+    let mut via_proxy = stack.clone();
+    via_proxy.config.stream.endpoint = url::Url::parse(&streams.url()).expect("proxy URL");
+    let second = via_proxy.start().await;
     let base = second.http_url();
     let list = get_json(&http, &format!("{base}/tickets")).await;
     assert!(
@@ -279,8 +288,13 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
         notification_for(&http, &base, a).await.is_some(),
         "ticket {a}'s notification survived"
     );
-    // Twenty poll intervals: a replay of A would have posted to the sentinel by now.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The poller pushes a batch before it reads the next one: by its second GetRecords call,
+    // the first batch after the restart (A, were the checkpoint ignored) has been pushed, and
+    // that push would have removed the sentinel (posting to it answers 410).
+    wait_for("the restarted poller's second stream read", PUSH_WAIT, || async {
+        (reads.get() >= 2).then_some(())
+    })
+    .await;
     assert!(
         stack.stored_connections().await.contains(&"SentinelRunTwo01".to_owned()),
         "the restarted gateway pushed ticket {a} again: the checkpoint was not honoured"
@@ -564,12 +578,22 @@ async fn the_stream_poller_retries_from_the_lowest_failed_record() {
         (poster.delivered().len() >= 3).then_some(())
     })
     .await;
-    // Give a wrong retry (from the batch start) the time to show up as a duplicate.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The checkpoint reaches the last record only when its batch is done, retries included:
+    // a wrong retry (from the batch start) has shown up as a duplicate by then.
+    let last = read_notification_stream(&fixture.client, &fixture.tables)
+        .await
+        .records
+        .last()
+        .and_then(|r| r.change.sequence_number.clone())
+        .expect("the stream's last sequence number");
     let checkpoint = fixture.checkpoint.clone();
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(&checkpoint).expect("checkpoint"))
-            .expect("JSON");
+    let saved = wait_for("the checkpoint to reach the last record", PUSH_WAIT, || async {
+        let saved: Value =
+            serde_json::from_str(&std::fs::read_to_string(&checkpoint).ok()?).ok()?;
+        let shards = saved["shards"].as_object()?;
+        shards.values().any(|seq| seq.as_str() == Some(last.as_str())).then_some(saved)
+    })
+    .await;
     fixture.finish().await;
     assert_eq!(
         poster.delivered(),
