@@ -11,5 +11,6 @@ pub mod http;
 pub mod model;
 pub mod rt;
 pub mod secret;
+pub mod secret_store;
 pub mod store;
 pub mod telemetry;
