@@ -26,7 +26,7 @@ use rt_relay_shared::{
         TicketStore,
     },
 };
-use rt_relay_tests::services::{fresh_tables, require_env};
+use rt_relay_tests::services::{fresh_tables, require_env, sample_notification, sample_ticket};
 use serde_json::{json, Value};
 
 fn rt_config(api_url: String) -> RtConfig {
@@ -282,6 +282,68 @@ async fn list_routes_page_and_refuse_bad_parameters() {
     let notes = json_of(&api.notes.handle(get_req("/notifications", &[("limit", "3")])).await);
     assert_eq!(notes["items"].as_array().unwrap().len(), 3);
     assert!(notes["next_cursor"].is_string());
+}
+
+/// `issued` (a cursor the API gave out) with its key replaced by `key`: the scope hash stays
+/// valid, so only the key's fields are wrong.
+fn with_key(issued: &str, key: Value) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let mut envelope: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(issued).expect("base64url cursor"))
+            .expect("JSON cursor");
+    envelope["k"] = key;
+    URL_SAFE_NO_PAD.encode(envelope.to_string())
+}
+
+#[tokio::test]
+async fn cursors_with_empty_or_broken_fields_are_a_400_not_a_storage_failure() {
+    let api = api("badcursor").await;
+    for id in 1..=3u64 {
+        let t = sample_ticket(id, "new", "General");
+        api.store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+    }
+    let first = |list: &'static str| {
+        let api = &api;
+        async move {
+            let req = get_req(list, &[("limit", "1")]);
+            let resp = match list {
+                "/tickets" => api.list.handle(req).await,
+                _ => api.notes.handle(req).await,
+            };
+            assert_eq!(resp.status(), 200);
+            json_of(&resp)["next_cursor"].as_str().expect("a next page").to_owned()
+        }
+    };
+    let (tickets, notes) = (first("/tickets").await, first("/notifications").await);
+    // GIVEN cursors that decode and carry the right scope WHEN a field is empty, missing,
+    // of the wrong type or inconsistent THEN the answer is 400 on `cursor` (DynamoDB would
+    // refuse an empty key attribute, which used to surface as a 503).
+    let broken = [
+        ("/notifications", json!({ "seq": "", "id": "" })),
+        ("/notifications", json!({ "seq": "", "id": "x" })),
+        ("/notifications", json!({ "seq": "1700000000001#x", "id": "" })),
+        ("/notifications", json!({ "seq": "1700000000001#x", "id": "y" })),
+        ("/notifications", json!({ "id": "x" })),
+        ("/notifications", json!({ "seq": 5, "id": "x" })),
+        ("/tickets", json!({ "id": 0 })),
+        ("/tickets", json!({ "id": "" })),
+        ("/tickets", json!({})),
+    ];
+    for (list, key) in broken {
+        let issued = if list == "/tickets" { &tickets } else { &notes };
+        let req = get_req(list, &[("cursor", &with_key(issued, key.clone()))]);
+        let resp = if list == "/tickets" {
+            api.list.handle(req).await
+        } else {
+            api.notes.handle(req).await
+        };
+        assert_eq!(resp.status(), 400, "{list} {key}: {:?}", resp.body());
+        assert_eq!(json_of(&resp)["error"]["field"], "cursor", "{list} {key}");
+    }
+    // The cursors as issued still read the next page.
+    let next = api.notes.handle(get_req("/notifications", &[("cursor", &notes)])).await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(json_of(&next)["items"].as_array().map(Vec::len), Some(2));
 }
 
 /// RT tickets created since `after` whose subject is `title`.

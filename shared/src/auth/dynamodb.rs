@@ -2,19 +2,20 @@
 //! `name`, `scopes` (string set), `secret_hash` (SHA-256 hex), `created_at` and, once
 //! revoked, `revoked_at`. The secret itself is never written anywhere.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    error::ProvideErrorMetadata, error::SdkError, types::AttributeValue, Client,
+    operation::{put_item::PutItemError, update_item::UpdateItemError},
+    Client,
 };
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{ApiKeyRecord, ApiKeyStore, RevokeOutcome, Scope};
+use crate::store::dynamodb::item::{condition_failed, from_item, rfc3339, s, to_item, Item};
 use crate::store::StoreError;
-
-type Item = HashMap<String, AttributeValue>;
 
 /// [`ApiKeyStore`] over DynamoDB.
 #[derive(Debug, Clone)]
@@ -35,73 +36,53 @@ impl DynamoApiKeys {
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
+/// An API key as stored.
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    key_id: String,
+    name: String,
+    /// A DynamoDB string set (absent when empty: DynamoDB has no empty sets).
+    #[serde(default, with = "serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<String>,
+    secret_hash: String,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(default, with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<DateTime<Utc>>,
 }
 
-fn is_conditional_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
+fn item(r: &ApiKeyRecord) -> Result<Item, StoreError> {
+    to_item(&ApiKeyItem {
+        key_id: r.key_id.clone(),
+        name: r.name.clone(),
+        scopes: r.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        secret_hash: r.secret_hash.clone(),
+        created_at: r.created_at,
+        revoked_at: r.revoked_at,
+    })
 }
 
-fn item(r: &ApiKeyRecord) -> Item {
-    let mut item = Item::from([
-        ("key_id".into(), s(&r.key_id)),
-        ("name".into(), s(&r.name)),
-        (
-            "scopes".into(),
-            AttributeValue::Ss(r.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
-        ),
-        ("secret_hash".into(), s(&r.secret_hash)),
-        ("created_at".into(), s(r.created_at.to_rfc3339())),
-    ]);
-    if let Some(at) = r.revoked_at {
-        item.insert("revoked_at".into(), s(at.to_rfc3339()));
-    }
-    item
-}
-
-fn text(item: &Item, name: &str) -> Result<String, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Ok(v.clone()),
-        _ => Err(StoreError::Corrupt(format!("API key attribute {name} missing or not a string"))),
-    }
-}
-
-fn time(raw: &str, name: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| StoreError::Corrupt(format!("API key attribute {name} is not RFC 3339")))
-}
-
-fn record(item: &Item) -> Result<ApiKeyRecord, StoreError> {
-    let key_id = text(item, "key_id")?;
-    let names = match item.get("scopes") {
-        Some(AttributeValue::Ss(v)) => v.clone(),
-        _ => Vec::new(),
-    };
+fn record(item: Item) -> Result<ApiKeyRecord, StoreError> {
+    let stored: ApiKeyItem = from_item(item, "API key item")?;
     let mut scopes = BTreeSet::new();
-    for name in names {
+    for name in stored.scopes {
         match Scope::parse(&name) {
             Some(scope) => {
                 scopes.insert(scope);
             }
             // Fail closed: a scope this code does not know grants nothing.
-            None => warn!(key_id = %key_id, scope = %name, "API key has an unknown scope; ignored"),
+            None => {
+                warn!(key_id = %stored.key_id, scope = %name, "API key has an unknown scope; ignored")
+            }
         }
     }
-    let revoked_at = match item.get("revoked_at") {
-        Some(AttributeValue::S(v)) => Some(time(v, "revoked_at")?),
-        _ => None,
-    };
     Ok(ApiKeyRecord {
-        name: text(item, "name")?,
+        key_id: stored.key_id,
+        name: stored.name,
         scopes,
-        secret_hash: text(item, "secret_hash")?,
-        created_at: time(&text(item, "created_at")?, "created_at")?,
-        revoked_at,
-        key_id,
+        secret_hash: stored.secret_hash,
+        created_at: stored.created_at,
+        revoked_at: stored.revoked_at,
     })
 }
 
@@ -118,7 +99,7 @@ impl ApiKeyStore for DynamoApiKeys {
             .send()
             .await
             .map_err(|e| StoreError::aws("GetItem", e))?;
-        out.item.as_ref().map(record).transpose()
+        out.item.map(record).transpose()
     }
 
     async fn insert(&self, r: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -126,13 +107,13 @@ impl ApiKeyStore for DynamoApiKeys {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item(r)))
+            .set_item(Some(item(r)?))
             .condition_expression("attribute_not_exists(key_id)")
             .send()
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
+            Err(e) if condition_failed(&e, PutItemError::is_conditional_check_failed_exception) => {
                 Err(StoreError::Conflict(format!("API key {} exists", r.key_id)))
             }
             Err(e) => Err(StoreError::aws("PutItem", e)),
@@ -152,12 +133,16 @@ impl ApiKeyStore for DynamoApiKeys {
             .await;
         match result {
             Ok(_) => Ok(RevokeOutcome::Revoked),
-            Err(e) if is_conditional_failure(&e) => Ok(match self.get(key_id).await? {
-                None => RevokeOutcome::NotFound,
-                Some(r) => {
-                    r.revoked_at.map_or(RevokeOutcome::NotFound, RevokeOutcome::AlreadyRevoked)
-                }
-            }),
+            Err(e)
+                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(match self.get(key_id).await? {
+                    None => RevokeOutcome::NotFound,
+                    Some(r) => {
+                        r.revoked_at.map_or(RevokeOutcome::NotFound, RevokeOutcome::AlreadyRevoked)
+                    }
+                })
+            }
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
         }
     }
@@ -177,7 +162,7 @@ impl ApiKeyStore for DynamoApiKeys {
                 .await
                 .map_err(|e| StoreError::aws("Scan", e))?;
             for i in out.items.unwrap_or_default() {
-                keys.push(record(&i)?);
+                keys.push(record(i)?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -203,12 +188,21 @@ mod tests {
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
             revoked_at: Some(DateTime::from_timestamp(1_700_000_100, 0).unwrap_or_default()),
         };
-        let mut i = item(&r);
-        assert_eq!(record(&i).unwrap(), r);
+        let mut i = item(&r).unwrap();
+        assert_eq!(
+            i.get("scopes"),
+            Some(&aws_sdk_dynamodb::types::AttributeValue::Ss(vec!["tickets:read".into()])),
+            "scopes are a string set"
+        );
+        assert_eq!(i.get("revoked_at"), Some(&s("2023-11-14T22:15:00+00:00")));
+        assert_eq!(record(i.clone()).unwrap(), r);
         i.insert(
             "scopes".into(),
-            AttributeValue::Ss(vec!["tickets:read".into(), "tickets:admin".into()]),
+            aws_sdk_dynamodb::types::AttributeValue::Ss(vec![
+                "tickets:read".into(),
+                "tickets:admin".into(),
+            ]),
         );
-        assert_eq!(record(&i).unwrap().scopes, [Scope::TicketsRead].into());
+        assert_eq!(record(i).unwrap().scopes, [Scope::TicketsRead].into());
     }
 }

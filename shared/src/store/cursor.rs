@@ -61,6 +61,45 @@ impl PageRequest {
     }
 }
 
+/// The last key of a page, as a cursor carries it. Checked when decoded, so a key with an
+/// empty or broken field is a bad cursor (400), never a DynamoDB validation error (503).
+pub trait CursorKey: Serialize + DeserializeOwned {
+    /// Whether every field holds a value this API could have issued.
+    fn is_well_formed(&self) -> bool;
+}
+
+/// Where a tickets page ended: the last ticket's id (RT ids start at 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketCursor {
+    /// RT ticket id.
+    pub id: u64,
+}
+
+impl CursorKey for TicketCursor {
+    fn is_well_formed(&self) -> bool {
+        self.id > 0
+    }
+}
+
+/// Where a notifications page ended: the last notification's feed position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationCursor {
+    /// Feed sort key: `<13-digit creation millis>#<id>`.
+    pub seq: String,
+    /// Notification id.
+    pub id: String,
+}
+
+impl CursorKey for NotificationCursor {
+    fn is_well_formed(&self) -> bool {
+        let Some((millis, id)) = self.seq.split_once('#') else { return false };
+        !self.id.is_empty()
+            && id == self.id
+            && !millis.is_empty()
+            && millis.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Envelope<K> {
     /// Version.
@@ -82,11 +121,12 @@ pub fn encode<K: Serialize>(scope: &str, key: &K) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&env).unwrap_or_default())
 }
 
-/// Decodes a cursor made by [`encode`] for the same `scope`.
-pub fn decode<K: DeserializeOwned>(scope: &str, cursor: &str) -> Result<K, CursorError> {
+/// Decodes a cursor made by [`encode`] for the same `scope`, refusing keys that are not
+/// well formed.
+pub fn decode<K: CursorKey>(scope: &str, cursor: &str) -> Result<K, CursorError> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| CursorError::BadCursor)?;
     let env: Envelope<K> = serde_json::from_slice(&bytes).map_err(|_| CursorError::BadCursor)?;
-    if env.v != 1 || env.q != scope_hash(scope) {
+    if env.v != 1 || env.q != scope_hash(scope) || !env.k.is_well_formed() {
         return Err(CursorError::BadCursor);
     }
     Ok(env.k)
@@ -96,10 +136,7 @@ pub fn decode<K: DeserializeOwned>(scope: &str, cursor: &str) -> Result<K, Curso
 mod tests {
     use super::*;
 
-    #[derive(Debug, Serialize, Deserialize, PartialEq)]
-    struct Key {
-        id: u64,
-    }
+    type Key = TicketCursor;
 
     #[test]
     fn limit_defaults_and_bounds() {
@@ -115,6 +152,40 @@ mod tests {
         let c = encode("tickets|status=open", &Key { id: 7 });
         assert_eq!(decode::<Key>("tickets|status=open", &c).unwrap(), Key { id: 7 });
         assert_eq!(decode::<Key>("tickets|status=new", &c), Err(CursorError::BadCursor));
+    }
+
+    #[test]
+    fn keys_with_empty_or_broken_fields_are_refused() {
+        let note = |seq: &str, id: &str| NotificationCursor { seq: seq.into(), id: id.into() };
+        let good = encode("notifications", &note("1700000000001#n-1", "n-1"));
+        assert!(decode::<NotificationCursor>("notifications", &good).is_ok());
+        for (seq, id) in [
+            ("", ""),
+            ("", "n-1"),
+            ("1700000000001#n-1", ""),
+            ("1700000000001#n-2", "n-1"),
+            ("#n-1", "n-1"),
+            ("17000x0000001#n-1", "n-1"),
+            ("1700000000001", "n-1"),
+        ] {
+            let c = encode("notifications", &note(seq, id));
+            assert_eq!(
+                decode::<NotificationCursor>("notifications", &c),
+                Err(CursorError::BadCursor),
+                "{seq:?} {id:?}"
+            );
+        }
+        // Right shape, wrong types or missing fields.
+        for raw in [r#"{"seq":1,"id":"n"}"#, r#"{"id":"n"}"#, r#"{}"#] {
+            let k: serde_json::Value = serde_json::from_str(raw).unwrap();
+            let c = encode("notifications", &k);
+            assert_eq!(
+                decode::<NotificationCursor>("notifications", &c),
+                Err(CursorError::BadCursor)
+            );
+        }
+        let zero = encode("tickets", &TicketCursor { id: 0 });
+        assert_eq!(decode::<TicketCursor>("tickets", &zero), Err(CursorError::BadCursor));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    cursor, Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease,
-    Page, PageRequest, StoreError, TicketFilter, TicketStore,
+    cursor::{self, CursorError, NotificationCursor, TicketCursor},
+    Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease, Page,
+    PageRequest, StoreError, TicketFilter, TicketStore,
 };
 use crate::model::{Notification, Ticket};
 
@@ -127,14 +128,17 @@ impl TicketStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Ticket>, StoreError> {
         let scope = format!("memory-tickets|{:?}|{:?}", filter.queue, filter.status);
-        let before =
-            page.cursor.as_deref().map(|c| cursor::decode::<u64>(&scope, c)).transpose()?;
+        let before = page
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode::<TicketCursor>(&scope, c))
+            .transpose()?;
         let st = self.lock();
         let mut matching = st
             .tickets
             .values()
             .rev()
-            .filter(|t| before.is_none_or(|b| t.id < b))
+            .filter(|t| before.as_ref().is_none_or(|b| t.id < b.id))
             .filter(|t| filter.status.as_ref().is_none_or(|s| &t.status == s))
             .filter(|t| filter.queue.as_ref().is_none_or(|q| &t.queue == q))
             .take(page.limit as usize + 1)
@@ -142,7 +146,10 @@ impl TicketStore for MemoryStore {
             .collect::<Vec<_>>();
         let more = matching.len() > page.limit as usize;
         matching.truncate(page.limit as usize);
-        let next_cursor = matching.last().filter(|_| more).map(|t| cursor::encode(&scope, &t.id));
+        let next_cursor = matching
+            .last()
+            .filter(|_| more)
+            .map(|t| cursor::encode(&scope, &TicketCursor { id: t.id }));
         Ok(Page { items: matching, next_cursor })
     }
 
@@ -151,11 +158,15 @@ impl TicketStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         let scope = "memory-notifications";
-        let before = page
-            .cursor
-            .as_deref()
-            .map(|c| cursor::decode::<(i64, String)>(scope, c))
-            .transpose()?;
+        // The same cursor key as the DynamoDB feed, so the same keys are refused.
+        let before = match page.cursor.as_deref() {
+            None => None,
+            Some(c) => {
+                let key: NotificationCursor = cursor::decode(scope, c)?;
+                let millis = key.seq.split_once('#').and_then(|(m, _)| m.parse::<i64>().ok());
+                Some((millis.ok_or(CursorError::BadCursor)?, key.id))
+            }
+        };
         let st = self.lock();
         let mut items: Vec<((i64, String), Notification)> = st
             .notifications
@@ -167,7 +178,12 @@ impl TicketStore for MemoryStore {
             .collect();
         let more = items.len() > page.limit as usize;
         items.truncate(page.limit as usize);
-        let next_cursor = items.last().filter(|_| more).map(|(k, _)| cursor::encode(scope, k));
+        let next_cursor = items.last().filter(|_| more).map(|((millis, id), _)| {
+            cursor::encode(
+                scope,
+                &NotificationCursor { seq: format!("{millis:013}#{id}"), id: id.clone() },
+            )
+        });
         Ok(Page { items: items.into_iter().map(|(_, n)| n).collect(), next_cursor })
     }
 }

@@ -29,7 +29,7 @@ use rt_relay_shared::{
     store::dynamodb::DynamoStore,
 };
 use rt_relay_tests::{
-    bench::{arg, ms, percentile, row, Target},
+    bench::{arg, ms, percentile, row, DynamoMeter, Target},
     rt::{rt_base_url, rt_client, rt_config, rt_env, token_auth},
     services::{delete_tables, fresh_tables},
 };
@@ -92,7 +92,8 @@ async fn main() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     let (client, tables) = fresh_tables("createbench").await;
-    let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
+    let meter = DynamoMeter::default();
+    let store = Arc::new(DynamoStore::new(meter.meter(&client), tables.clone()));
     let rt = Arc::new(TimedRt {
         inner: rt_client(&rt_config(RtApi::Rest2, token_auth())),
         nanos: AtomicU64::new(0),
@@ -113,10 +114,10 @@ async fn main() {
         reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
 
     let via_stack = |i: usize| {
-        let (http, url, store, rt, run) = (&stack_http, &stack_url, &store, &rt, &run);
+        let (http, url, meter, rt, run) = (&stack_http, &stack_url, &meter, &rt, &run);
         async move {
             let body = json!({ "title": format!("bench {run} stack #{i}"), "description": "Created through the local stack.\nSecond line." });
-            let (db0, rt0) = (store.metrics().db_nanos, rt.spent());
+            let (db0, rt0) = (meter.metrics().db_nanos, rt.spent());
             let started = Instant::now();
             let resp = http.post(url).json(&body).send().await.expect("POST /tickets");
             let status = resp.status();
@@ -127,7 +128,7 @@ async fn main() {
                 eprintln!("create_bench: POST /tickets answered {status}: {text}");
                 return None;
             }
-            let db = Duration::from_nanos(store.metrics().db_nanos - db0);
+            let db = Duration::from_nanos(meter.metrics().db_nanos - db0);
             Some(StackSample { total, db, rt: rt.spent() - rt0 })
         }
     };

@@ -39,7 +39,7 @@ use rt_relay_shared::{
     store::{dynamodb::DynamoStore, Connection, ConnectionStore, StoreError},
 };
 use rt_relay_tests::{
-    bench::{arg, ms, row, Target},
+    bench::{arg, ms, row, DynamoMeter, Target},
     rt::{rt_client, rt_config, token_auth},
     services::{delete_tables, dynamo, fresh_tables},
 };
@@ -345,6 +345,7 @@ fn stream_batch(payload: &str, seq: u64) -> aws_lambda_events::dynamodb::Event {
 
 struct Bench {
     store: Arc<DynamoStore>,
+    meter: DynamoMeter,
     gateway: RunningGateway,
     swarm: Swarm,
     n: usize,
@@ -354,7 +355,8 @@ struct Bench {
 impl Bench {
     async fn start(n: usize) -> Bench {
         let (client, tables) = fresh_tables(&format!("fanout{n}")).await;
-        let store = Arc::new(DynamoStore::new(client, tables));
+        let meter = DynamoMeter::default();
+        let store = Arc::new(DynamoStore::new(meter.meter(&client), tables));
         let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
         let functions =
             Functions::new(rt, store.clone(), "General".into(), Duration::from_secs(10));
@@ -370,7 +372,7 @@ impl Bench {
             started.elapsed().as_secs_f64(),
             gateway.connections().len()
         );
-        Bench { store, gateway, swarm, n, seq: 0 }
+        Bench { store, meter, gateway, swarm, n, seq: 0 }
     }
 
     /// The push function as the gateway's poller builds it: the SDK poster pointed at the
@@ -398,10 +400,10 @@ impl Bench {
         self.swarm.expect(&id).await;
         let payload = json!({ "id": id, "type": "ticket.created", "ticket": { "id": self.seq, "title": "fan-out bench" } });
         let batch = stream_batch(&payload.to_string(), self.seq);
-        let db0 = self.store.metrics().db_nanos;
+        let db0 = self.meter.metrics().db_nanos;
         let t0 = unix_nanos();
         let resp = push.handle(batch).await;
-        let db = Duration::from_nanos(self.store.metrics().db_nanos - db0);
+        let db = Duration::from_nanos(self.meter.metrics().db_nanos - db0);
         assert!(resp.batch_item_failures.is_empty(), "the push reported failures");
         let (received, duplicates, last) = self.swarm.wait(&id, DELIVERY_GRACE).await;
         let to_last = Duration::from_nanos(last.saturating_sub(t0));

@@ -29,10 +29,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use rt_relay_shared::{
     config::Tables,
     handlers::{notifications::ListNotifications, tickets::ListTickets},
-    store::dynamodb::{notification_item, ticket_item, DynamoStore, Item, StoreMetrics},
+    store::dynamodb::{notification_item, ticket_item, DynamoStore, Item},
 };
 use rt_relay_tests::{
-    bench::{arg, median, row, us, Target},
+    bench::{arg, median, row, us, DynamoMeter, StoreMetrics, Target},
     services::{delete_tables, fresh_tables, sample_notification, sample_ticket},
 };
 use serde_json::Value;
@@ -47,6 +47,8 @@ struct Dataset {
     size: u64,
     client: aws_sdk_dynamodb::Client,
     store: Arc<DynamoStore>,
+    /// Meters the store's client: time awaiting DynamoDB, items read, capacity consumed.
+    meter: DynamoMeter,
     tickets: ListTickets,
     notifications: ListNotifications,
 }
@@ -92,8 +94,11 @@ async fn seed(client: &aws_sdk_dynamodb::Client, tables: &Tables, size: u64) {
     let mut requests: Vec<(String, Item)> = Vec::with_capacity(2 * size as usize);
     for id in 1..=size {
         let t = sample_ticket(id, if id % 2 == 0 { "open" } else { "new" }, "General");
-        requests.push((tables.notifications.clone(), notification_item(&sample_notification(&t))));
-        requests.push((tables.tickets.clone(), ticket_item(&t)));
+        requests.push((
+            tables.notifications.clone(),
+            notification_item(&sample_notification(&t)).expect("notification item"),
+        ));
+        requests.push((tables.tickets.clone(), ticket_item(&t).expect("ticket item")));
     }
     let total = requests.len();
     let chunks: Vec<Vec<(String, Item)>> = requests.chunks(BATCH).map(<[_]>::to_vec).collect();
@@ -142,10 +147,12 @@ async fn seed(client: &aws_sdk_dynamodb::Client, tables: &Tables, size: u64) {
 async fn dataset(size: u64) -> Dataset {
     let (client, tables) = fresh_tables(&format!("paging{size}")).await;
     seed(&client, &tables, size).await;
-    let store = Arc::new(DynamoStore::new(client.clone(), tables));
+    let meter = DynamoMeter::default();
+    let store = Arc::new(DynamoStore::new(meter.meter(&client), tables));
     Dataset {
         size,
         client,
+        meter,
         tickets: ListTickets::new(store.clone()),
         notifications: ListNotifications::new(store.clone()),
         store,
@@ -193,14 +200,14 @@ fn attr_s(item: &Item, name: &str) -> String {
 impl Dataset {
     async fn page(&self, list: List, query: &[(&str, &str)]) -> (Value, Sample) {
         let req = request(query);
-        let before = self.store.metrics();
+        let before = self.meter.metrics();
         let started = Instant::now();
         let resp = match list {
             List::Tickets => self.tickets.handle(req).await,
             List::Notifications => self.notifications.handle(req).await,
         };
         let wall = started.elapsed();
-        let db = self.store.metrics().since(&before);
+        let db = self.meter.metrics().since(&before);
         let own = wall.saturating_sub(Duration::from_nanos(db.db_nanos));
         (json_of(&resp), Sample { own, db })
     }
@@ -214,7 +221,8 @@ impl Dataset {
         let key = match list {
             List::Tickets => serde_json::json!({ "id": ticket.id }),
             List::Notifications => {
-                let item = notification_item(&sample_notification(&ticket));
+                let item =
+                    notification_item(&sample_notification(&ticket)).expect("notification item");
                 serde_json::json!({ "seq": attr_s(&item, "seq"), "id": attr_s(&item, "id") })
             }
         };
@@ -319,10 +327,10 @@ async fn main() {
             let (items_l, rcu_l, (own_l, med_l)) = stats(large);
             let sample = sample_ticket(large, "new", "General");
             let bytes = match list {
-                List::Tickets => item_bytes(&ticket_item(&sample)),
-                List::Notifications => {
-                    item_bytes(&notification_item(&sample_notification(&sample)))
-                }
+                List::Tickets => item_bytes(&ticket_item(&sample).expect("ticket item")),
+                List::Notifications => item_bytes(
+                    &notification_item(&sample_notification(&sample)).expect("notification item"),
+                ),
             };
             let worst = items_s.max(items_l) as f64 / f64::from(limit);
             row(

@@ -2,15 +2,65 @@
 //! leases, and the conditional writes made under a lease.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    operation::{
+        delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError,
+    },
+    types::ReturnValue,
+};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::{get_n, get_s, get_time, is_conditional_failure, n, s, DynamoStore, Item};
+use super::item::{condition_failed, from_item, n, rfc3339, s, to_item};
+use super::DynamoStore;
 use crate::store::{Claim, IdempotencyStore, Lease, StoreError};
+
+/// An idempotency record as stored. A claim writes the first seven attributes; the RT
+/// ticket id and the answer are added under the lease.
+#[derive(Serialize, Deserialize)]
+struct IdempotencyItem {
+    key: String,
+    body_hash: String,
+    /// `pending` until the answer is recorded, then `done`.
+    state: String,
+    lease_id: String,
+    /// End of the current lease, in milliseconds since the epoch.
+    lease_until: i64,
+    /// When the first attempt claimed the key.
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    /// DynamoDB TTL, in seconds since the epoch.
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt_ticket_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_body: Option<String>,
+}
 
 /// A random lease id (UUID v4 from the OS's generator).
 fn new_lease_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The outcome of a write that ends a pending lease: a failed condition means the lease
+/// already ended (taken over or completed), which is the state the write wanted.
+fn gone_is_fine<O, E, R>(
+    out: Result<O, SdkError<E, R>>,
+    op: &'static str,
+    check: fn(&E) -> bool,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if condition_failed(&e, check) => Ok(()),
+        Err(e) => Err(StoreError::aws(op, e)),
+    }
 }
 
 /// How long an idempotency record is kept: a day, as most payment APIs do.
@@ -29,24 +79,26 @@ impl IdempotencyStore for DynamoStore {
         // Bounded: each round either wins, reads a definite state, or saw the record vanish.
         for _ in 0..3 {
             let lease = Lease { key: key.to_owned(), id: new_lease_id() };
+            let claim = IdempotencyItem {
+                key: key.to_owned(),
+                body_hash: body_hash.to_owned(),
+                state: "pending".into(),
+                lease_id: lease.id.clone(),
+                lease_until,
+                created_at: now,
+                expires_at: now.timestamp() + IDEMPOTENCY_RETENTION_SECS,
+                rt_ticket_id: None,
+                response_status: None,
+                response_body: None,
+            };
             let put = self
-                .timed(
-                    self.client
-                        .put_item()
-                        .table_name(&self.tables.idempotency)
-                        .set_item(Some(Item::from([
-                            ("key".into(), s(key)),
-                            ("body_hash".into(), s(body_hash)),
-                            ("state".into(), s("pending")),
-                            ("lease_id".into(), s(&lease.id)),
-                            ("lease_until".into(), n(lease_until)),
-                            ("created_at".into(), s(now.to_rfc3339())),
-                            ("expires_at".into(), n(now.timestamp() + IDEMPOTENCY_RETENTION_SECS)),
-                        ])))
-                        .condition_expression("attribute_not_exists(#k)")
-                        .expression_attribute_names("#k", "key")
-                        .send(),
-                )
+                .client
+                .put_item()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(to_item(&claim)?))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", "key")
+                .send()
                 .await;
             match put {
                 Ok(_) => {
@@ -56,60 +108,69 @@ impl IdempotencyStore for DynamoStore {
                         previous_attempt: None,
                     })
                 }
-                Err(e) if is_conditional_failure(&e) => {}
+                Err(e)
+                    if condition_failed(
+                        &e,
+                        PutItemError::is_conditional_check_failed_exception,
+                    ) => {}
                 Err(e) => return Err(StoreError::aws("PutItem", e)),
             }
             let existing = self
-                .timed(
-                    self.client
-                        .get_item()
-                        .table_name(&self.tables.idempotency)
-                        .key("key", s(key))
-                        .consistent_read(true)
-                        .send(),
-                )
+                .client
+                .get_item()
+                .table_name(&self.tables.idempotency)
+                .key("key", s(key))
+                .consistent_read(true)
+                .send()
                 .await
                 .map_err(|e| StoreError::aws("GetItem", e))?;
             let Some(item) = existing.item else { continue };
-            if get_s(&item, "body_hash")? != body_hash {
+            let record: IdempotencyItem = from_item(item, "idempotency item")?;
+            if record.body_hash != body_hash {
                 return Ok(Claim::Mismatch);
             }
-            if get_s(&item, "state")? == "done" {
-                return Ok(Claim::Completed {
-                    status: get_n(&item, "response_status")?,
-                    body: get_s(&item, "response_body")?,
-                });
+            if record.state == "done" {
+                let answer = record.response_status.zip(record.response_body);
+                let (status, body) = answer.ok_or_else(|| {
+                    StoreError::Corrupt("idempotency item done without its answer".into())
+                })?;
+                return Ok(Claim::Completed { status, body });
             }
-            if get_n::<i64>(&item, "lease_until")? > now.timestamp_millis() {
+            if record.lease_until > now.timestamp_millis() {
                 return Ok(Claim::InProgress);
             }
             // The holder's lease ran out: take over, keeping any RT ticket it noted.
-            let old = get_s(&item, "lease_id")?;
             let taken = self
-                .timed(
-                    self.client
-                        .update_item()
-                        .table_name(&self.tables.idempotency)
-                        .key("key", s(key))
-                        .update_expression("SET lease_id = :new, lease_until = :until")
-                        .condition_expression("lease_id = :old AND #state = :pending")
-                        .expression_attribute_names("#state", "state")
-                        .expression_attribute_values(":new", s(&lease.id))
-                        .expression_attribute_values(":until", n(lease_until))
-                        .expression_attribute_values(":old", s(old))
-                        .expression_attribute_values(":pending", s("pending"))
-                        .return_values(ReturnValue::AllNew)
-                        .send(),
-                )
+                .client
+                .update_item()
+                .table_name(&self.tables.idempotency)
+                .key("key", s(key))
+                .update_expression("SET lease_id = :new, lease_until = :until")
+                .condition_expression("lease_id = :old AND #state = :pending")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":new", s(&lease.id))
+                .expression_attribute_values(":until", n(lease_until))
+                .expression_attribute_values(":old", s(record.lease_id))
+                .expression_attribute_values(":pending", s("pending"))
+                .return_values(ReturnValue::AllNew)
+                .send()
                 .await;
             return match taken {
                 Ok(out) => {
-                    let rt_ticket_id =
-                        out.attributes.as_ref().and_then(|a| get_n(a, "rt_ticket_id").ok());
-                    let previous_attempt = Some(get_time(&item, "created_at")?);
+                    let now_held: Option<IdempotencyItem> =
+                        out.attributes.map(|a| from_item(a, "idempotency item")).transpose()?;
+                    let rt_ticket_id = now_held.and_then(|r| r.rt_ticket_id);
+                    let previous_attempt = Some(record.created_at);
                     Ok(Claim::Acquired { lease, rt_ticket_id, previous_attempt })
                 }
-                Err(e) if is_conditional_failure(&e) => Ok(Claim::InProgress),
+                Err(e)
+                    if condition_failed(
+                        &e,
+                        UpdateItemError::is_conditional_check_failed_exception,
+                    ) =>
+                {
+                    Ok(Claim::InProgress)
+                }
                 Err(e) => Err(StoreError::aws("UpdateItem", e)),
             };
         }
@@ -118,21 +179,21 @@ impl IdempotencyStore for DynamoStore {
 
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
         let out = self
-            .timed(
-                self.client
-                    .update_item()
-                    .table_name(&self.tables.idempotency)
-                    .key("key", s(&lease.key))
-                    .update_expression("SET rt_ticket_id = :t")
-                    .condition_expression("lease_id = :lease")
-                    .expression_attribute_values(":t", n(rt_ticket_id))
-                    .expression_attribute_values(":lease", s(&lease.id))
-                    .send(),
-            )
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(&lease.key))
+            .update_expression("SET rt_ticket_id = :t")
+            .condition_expression("lease_id = :lease")
+            .expression_attribute_values(":t", n(rt_ticket_id))
+            .expression_attribute_values(":lease", s(&lease.id))
+            .send()
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
+            Err(e)
+                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
+            {
                 Err(StoreError::Conflict("idempotency lease lost".into()))
             }
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
@@ -141,45 +202,33 @@ impl IdempotencyStore for DynamoStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let out = self
-            .timed(
-                self.client
-                    .delete_item()
-                    .table_name(&self.tables.idempotency)
-                    .key("key", s(&lease.key))
-                    .condition_expression("lease_id = :lease AND #state = :pending")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":lease", s(&lease.id))
-                    .expression_attribute_values(":pending", s("pending"))
-                    .send(),
-            )
+            .client
+            .delete_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(&lease.key))
+            .condition_expression("lease_id = :lease AND #state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":lease", s(&lease.id))
+            .expression_attribute_values(":pending", s("pending"))
+            .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::aws("DeleteItem", e)),
-        }
+        gone_is_fine(out, "DeleteItem", DeleteItemError::is_conditional_check_failed_exception)
     }
 
     async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
         let out = self
-            .timed(
-                self.client
-                    .update_item()
-                    .table_name(&self.tables.idempotency)
-                    .key("key", s(&lease.key))
-                    .update_expression("SET lease_until = :until")
-                    .condition_expression("lease_id = :lease AND #state = :pending")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":until", n(retry_from.timestamp_millis()))
-                    .expression_attribute_values(":lease", s(&lease.id))
-                    .expression_attribute_values(":pending", s("pending"))
-                    .send(),
-            )
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(&lease.key))
+            .update_expression("SET lease_until = :until")
+            .condition_expression("lease_id = :lease AND #state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":until", n(retry_from.timestamp_millis()))
+            .expression_attribute_values(":lease", s(&lease.id))
+            .expression_attribute_values(":pending", s("pending"))
+            .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
-        }
+        gone_is_fine(out, "UpdateItem", UpdateItemError::is_conditional_check_failed_exception)
     }
 }

@@ -1,14 +1,45 @@
 //! Notification records: the item shape (the pushed JSON kept verbatim) and the feed's
 //! paging through the `by-feed` index.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{get_s, n, s, DynamoStore, Item};
+use super::item::{from_item, rfc3339, to_item};
+use super::{DynamoStore, Item};
 use crate::model::Notification;
-use crate::store::{cursor, schema, Page, PageRequest, StoreError};
+use crate::store::{
+    cursor::{self, NotificationCursor},
+    schema, Page, PageRequest, StoreError,
+};
 
 /// Partition value of the notifications `by-feed` index.
 const NOTIFICATION_FEED: &str = "notification";
+
+/// A notification as stored.
+#[derive(Serialize, Deserialize)]
+struct NotificationItem {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    ticket_id: u64,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    /// Partition of the `by-feed` index.
+    feed: String,
+    /// Sort key of the `by-feed` index.
+    seq: String,
+    /// The JSON pushed to clients, verbatim.
+    payload: String,
+}
+
+/// The feed's position of a stored notification: what a cursor carries and, with the feed
+/// partition, the exclusive start key of the next Query.
+#[derive(Serialize, Deserialize)]
+struct FeedKey {
+    id: String,
+    feed: String,
+    seq: String,
+}
 
 /// Sort key of the notifications feed: creation time, then id, so equal times stay ordered.
 fn notification_seq(n: &Notification) -> String {
@@ -18,28 +49,24 @@ fn notification_seq(n: &Notification) -> String {
 /// The item a notification is stored as (public so benchmarks can seed tables in bulk).
 /// The JSON pushed to clients is stored verbatim in `payload`, so the stream handler
 /// sends exactly what `GET /notifications` returns.
-pub fn notification_item(note: &Notification) -> Item {
-    Item::from([
-        ("id".into(), s(&note.id)),
-        ("type".into(), s(&note.kind)),
-        ("ticket_id".into(), n(note.ticket.id)),
-        ("created_at".into(), s(note.created_at.to_rfc3339())),
-        ("feed".into(), s(NOTIFICATION_FEED)),
-        ("seq".into(), s(notification_seq(note))),
-        ("payload".into(), s(serde_json::to_string(note).unwrap_or_default())),
-    ])
+pub fn notification_item(note: &Notification) -> Result<Item, StoreError> {
+    let payload = serde_json::to_string(note)
+        .map_err(|e| StoreError::Corrupt(format!("cannot serialise notification: {e}")))?;
+    to_item(&NotificationItem {
+        id: note.id.clone(),
+        kind: note.kind.clone(),
+        ticket_id: note.ticket.id,
+        created_at: note.created_at,
+        feed: NOTIFICATION_FEED.into(),
+        seq: notification_seq(note),
+        payload,
+    })
 }
 
 /// Reads a notification back from its `payload` attribute.
 pub fn notification_from_payload(payload: &str) -> Result<Notification, StoreError> {
     serde_json::from_str(payload)
         .map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))
-}
-
-#[derive(Serialize, Deserialize)]
-struct NotificationKey {
-    seq: String,
-    id: String,
 }
 
 impl DynamoStore {
@@ -52,13 +79,13 @@ impl DynamoStore {
         let start = match &page.cursor {
             None => None,
             Some(c) => {
-                let key: NotificationKey =
+                let key: NotificationCursor =
                     cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
-                Some(Item::from([
-                    ("id".into(), s(key.id)),
-                    ("feed".into(), s(NOTIFICATION_FEED)),
-                    ("seq".into(), s(key.seq)),
-                ]))
+                Some(to_item(&FeedKey {
+                    id: key.id,
+                    feed: NOTIFICATION_FEED.into(),
+                    seq: key.seq,
+                })?)
             }
         };
         let (items, more) = self
@@ -73,9 +100,10 @@ impl DynamoStore {
             .await?;
         let mut notes = Vec::with_capacity(items.len());
         let mut last_key = None;
-        for item in &items {
-            notes.push(notification_from_payload(&get_s(item, "payload")?)?);
-            last_key = Some(NotificationKey { seq: get_s(item, "seq")?, id: get_s(item, "id")? });
+        for item in items {
+            let stored: NotificationItem = from_item(item, "notification item")?;
+            notes.push(notification_from_payload(&stored.payload)?);
+            last_key = Some(NotificationCursor { seq: stored.seq, id: stored.id });
         }
         let next_cursor = last_key.filter(|_| more).map(|k| cursor::encode(scope, &k));
         Ok(Page { items: notes, next_cursor })

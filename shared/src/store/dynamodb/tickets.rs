@@ -2,13 +2,19 @@
 //! reads, refreshes and filtered listing through the tickets table's indexes.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::{
+    operation::transact_write_items::TransactWriteItemsError,
+    types::{Put, TransactWriteItem, Update},
+};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{get_n, get_s, get_time, n, notification_item, s, DynamoStore, Item};
+use super::item::{from_item, n, rfc3339, s, to_item};
+use super::{notification_item, DynamoStore, Item};
 use crate::model::{Notification, Ticket};
 use crate::store::{
-    cursor, schema, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter, TicketStore,
+    cursor::{self, TicketCursor},
+    schema, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter, TicketStore,
 };
 
 /// Partition value of the tickets `by-feed` index.
@@ -20,43 +26,59 @@ fn queue_status(queue: &str, status: &str) -> String {
     format!("{queue}{QUEUE_STATUS_SEP}{status}")
 }
 
-/// The item a ticket is stored as (public so benchmarks can seed tables in bulk).
-pub fn ticket_item(t: &Ticket) -> Item {
-    let mut item = Item::from([
-        ("id".into(), n(t.id)),
-        ("title".into(), s(&t.title)),
-        ("description".into(), s(&t.description)),
-        ("status".into(), s(&t.status)),
-        ("queue".into(), s(&t.queue)),
-        ("created_at".into(), s(t.created_at.to_rfc3339())),
-        ("updated_at".into(), s(t.updated_at.to_rfc3339())),
-        ("rt_url".into(), s(&t.rt_url)),
-        ("feed".into(), s(TICKET_FEED)),
-        ("queue_status".into(), s(queue_status(&t.queue, &t.status))),
-    ]);
-    if let Some(r) = &t.requestor {
-        item.insert("requestor".into(), s(r));
-    }
-    item
+/// A ticket as stored: the record plus the attributes its indexes are keyed on.
+#[derive(Serialize, Deserialize)]
+struct TicketItem {
+    id: u64,
+    title: String,
+    description: String,
+    status: String,
+    queue: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requestor: Option<String>,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    updated_at: DateTime<Utc>,
+    rt_url: String,
+    /// Partition of the `by-feed` index (written, not needed to read a ticket back).
+    #[serde(default)]
+    feed: String,
+    /// Partition of the `by-queue-status` index.
+    #[serde(default)]
+    queue_status: String,
 }
 
-fn ticket_from_item(item: &Item) -> Result<Ticket, StoreError> {
-    Ok(Ticket {
-        id: get_n(item, "id")?,
-        title: get_s(item, "title")?,
-        description: get_s(item, "description")?,
-        status: get_s(item, "status")?,
-        queue: get_s(item, "queue")?,
-        requestor: get_s(item, "requestor").ok(),
-        created_at: get_time(item, "created_at")?,
-        updated_at: get_time(item, "updated_at")?,
-        rt_url: get_s(item, "rt_url")?,
+/// The item a ticket is stored as (public so benchmarks can seed tables in bulk).
+pub fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
+    to_item(&TicketItem {
+        id: t.id,
+        title: t.title.clone(),
+        description: t.description.clone(),
+        status: t.status.clone(),
+        queue: t.queue.clone(),
+        requestor: t.requestor.clone(),
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+        rt_url: t.rt_url.clone(),
+        feed: TICKET_FEED.into(),
+        queue_status: queue_status(&t.queue, &t.status),
     })
 }
 
-#[derive(Serialize, Deserialize)]
-struct TicketKey {
-    id: u64,
+fn ticket_from_item(item: Item) -> Result<Ticket, StoreError> {
+    let t: TicketItem = from_item(item, "ticket item")?;
+    Ok(Ticket {
+        id: t.id,
+        title: t.title,
+        description: t.description,
+        status: t.status,
+        queue: t.queue,
+        requestor: t.requestor,
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+        rt_url: t.rt_url,
+    })
 }
 
 /// Index, partition attribute and value for a ticket filter.
@@ -93,8 +115,8 @@ impl TicketStore for DynamoStore {
         let mut req = self
             .client
             .transact_write_items()
-            .transact_items(insert(&self.tables.tickets, ticket_item(ticket))?)
-            .transact_items(insert(&self.tables.notifications, notification_item(notification))?);
+            .transact_items(insert(&self.tables.tickets, ticket_item(ticket)?)?)
+            .transact_items(insert(&self.tables.notifications, notification_item(notification)?)?);
         if let Some(done) = completion {
             req = req.transact_items(
                 TransactWriteItem::builder()
@@ -118,19 +140,23 @@ impl TicketStore for DynamoStore {
                     .build(),
             );
         }
-        match self.timed(req.send()).await {
+        match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let canceled =
-                    e.as_service_error().filter(|se| se.is_transaction_canceled_exception());
-                if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc)) = canceled {
-                    let reasons: Vec<String> = tc
+                // Typed: a cancelled transaction lists one reason per item, in order.
+                if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+                    e.as_service_error()
+                {
+                    let reasons: Vec<&str> = tc
                         .cancellation_reasons()
                         .iter()
-                        .map(|r| r.code().unwrap_or("None").to_owned())
+                        .map(|r| r.code().unwrap_or("None"))
                         .collect();
-                    if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
-                        return Err(StoreError::Conflict(format!("transaction cancelled: {}", reasons.join(","))));
+                    if reasons.contains(&"ConditionalCheckFailed") {
+                        return Err(StoreError::Conflict(format!(
+                            "transaction cancelled: {}",
+                            reasons.join(",")
+                        )));
                     }
                 }
                 Err(StoreError::aws("TransactWriteItems", e))
@@ -140,22 +166,24 @@ impl TicketStore for DynamoStore {
 
     async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
         let out = self
-            .timed(self.client.get_item().table_name(&self.tables.tickets).key("id", n(id)).send())
+            .client
+            .get_item()
+            .table_name(&self.tables.tickets)
+            .key("id", n(id))
+            .send()
             .await
             .map_err(|e| StoreError::aws("GetItem", e))?;
-        out.item.as_ref().map(ticket_from_item).transpose()
+        out.item.map(ticket_from_item).transpose()
     }
 
     async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        self.timed(
-            self.client
-                .put_item()
-                .table_name(&self.tables.tickets)
-                .set_item(Some(ticket_item(ticket)))
-                .send(),
-        )
-        .await
-        .map_err(|e| StoreError::aws("PutItem", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(ticket_item(ticket)?))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("PutItem", e))?;
         Ok(())
     }
 
@@ -169,16 +197,16 @@ impl TicketStore for DynamoStore {
         let start = match &page.cursor {
             None => None,
             Some(c) => {
-                let key: TicketKey = cursor::decode(&scope, c).map_err(StoreError::BadCursor)?;
+                let key: TicketCursor = cursor::decode(&scope, c).map_err(StoreError::BadCursor)?;
                 Some(Item::from([("id".into(), n(key.id)), (hash_attr.into(), s(&hash_value))]))
             }
         };
         let (items, more) = self
             .query_page(&self.tables.tickets, index, hash_attr, &hash_value, start, page.limit)
             .await?;
-        let tickets = items.iter().map(ticket_from_item).collect::<Result<Vec<_>, _>>()?;
+        let tickets = items.into_iter().map(ticket_from_item).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = match tickets.last() {
-            Some(last) if more => Some(cursor::encode(&scope, &TicketKey { id: last.id })),
+            Some(last) if more => Some(cursor::encode(&scope, &TicketCursor { id: last.id })),
             _ => None,
         };
         Ok(Page { items: tickets, next_cursor })

@@ -1,0 +1,122 @@
+//! Item mapping, once for every DynamoDB store (this adapter and the API keys table): items
+//! are plain structs mapped by `serde_dynamo`; a malformed item is [`StoreError::Corrupt`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{error::SdkError, types::AttributeValue};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::store::StoreError;
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The item `value` is stored as.
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(format!("cannot map item: {e}")))
+}
+
+/// Reads an item back; `what` names it in the error.
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A string value (keys and expression values).
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// A number value (keys and expression values).
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Whether a conditional write failed its condition, asked through the operation's typed
+/// error (e.g. `PutItemError::is_conditional_check_failed_exception`), not its code string.
+pub(crate) fn condition_failed<E, R>(err: &SdkError<E, R>, check: fn(&E) -> bool) -> bool {
+    err.as_service_error().is_some_and(check)
+}
+
+/// Times as RFC 3339 text with a `+00:00` offset (`DateTime::to_rfc3339`), the form rt-relay
+/// has always stored; chrono's own serde form (`Z`) would change what existing items hold.
+pub(crate) mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `t` as RFC 3339.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&t.to_rfc3339())
+    }
+
+    /// Reads RFC 3339 text with any offset.
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(de)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| serde::de::Error::custom("not RFC 3339"))
+    }
+
+    /// The same for an optional time (absent when `None`).
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes `Some(t)` as RFC 3339; skip `None` with `skip_serializing_if`.
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            ser: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, ser),
+                None => ser.serialize_none(),
+            }
+        }
+
+        /// Reads an optional RFC 3339 time.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            de: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<Wrapped>::deserialize(de)?.map(|Wrapped(t)| t))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        id: u64,
+        #[serde(with = "rfc3339")]
+        at: DateTime<Utc>,
+        #[serde(default, with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn items_map_numbers_strings_and_times_as_before() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let sample = Sample { id: 7, at, until: None };
+        let item = to_item(&sample).unwrap();
+        assert_eq!(item.get("id"), Some(&n(7)));
+        assert_eq!(item.get("at"), Some(&s("2023-11-14T22:13:20+00:00")));
+        assert!(!item.contains_key("until"), "None is absent, not NULL");
+        assert_eq!(from_item::<Sample>(item, "sample").unwrap(), sample);
+
+        let later = Sample { until: Some(at), ..sample };
+        assert_eq!(from_item::<Sample>(to_item(&later).unwrap(), "sample").unwrap(), later);
+    }
+
+    #[test]
+    fn malformed_items_are_corrupt() {
+        let item = Item::from([("id".into(), s("seven")), ("at".into(), s("yesterday"))]);
+        let err = from_item::<Sample>(item, "sample").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(ref m) if m.starts_with("sample")), "{err:?}");
+    }
+}
