@@ -110,7 +110,7 @@ impl EventStore for DynamoEvents {
     }
 
     async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> Result<bool, StoreError> {
-        let mut item = ticket_item(ticket);
+        let mut item = ticket_item(ticket)?;
         item.insert("rt_txn".into(), n(as_of));
         let out = self
             .client
@@ -134,7 +134,7 @@ impl EventStore for DynamoEvents {
             .client
             .put_item()
             .table_name(&self.tables.notifications)
-            .set_item(Some(notification_item(notification)))
+            .set_item(Some(notification_item(notification)?))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
