@@ -82,9 +82,6 @@ pub enum GatewayError {
     /// The RT client could not be built.
     #[error(transparent)]
     Rt(#[from] RtError),
-    /// The stream client could not be built.
-    #[error("cannot build the DynamoDB Streams client: {0}")]
-    StreamClient(#[source] reqwest::Error),
 }
 
 /// The handler set the gateway drives: the same structs each Lambda's `main` builds.
@@ -295,8 +292,7 @@ impl Gateway {
                     poster,
                     options.push_concurrency,
                 );
-                let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings)
-                    .map_err(GatewayError::StreamClient)?;
+                let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings);
                 Some(tokio::spawn(poller.run(front_rx)))
             }
         };

@@ -1,5 +1,5 @@
 //! The local event source mapping: polls the notifications table's DynamoDB stream (moto's
-//! Streams API, over plain JSON-RPC POSTs) and invokes `PushNotifications::handle`
+//! Streams API, through `aws-sdk-dynamodbstreams`) and invokes `PushNotifications::handle`
 //! in-process with the same `{"Records": [...]}` event Lambda would deliver.
 //!
 //! It follows the template's mapping: batches of up to `batch_size` records, INSERT-only
@@ -24,11 +24,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lambda_events::dynamodb::Event;
-use chrono::Utc;
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_sdk_dynamodbstreams::{
+    config::{timeout::TimeoutConfig, BehaviorVersion, Credentials, Region},
+    types::{Record, ShardIteratorType},
+    Client,
+};
+use chrono::{DateTime, Utc};
 use rt_relay_shared::handlers::push::PushNotifications;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -40,30 +44,22 @@ const DESCRIBE_EVERY: Duration = Duration::from_secs(10);
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Longest retry backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest a single Streams call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A failed DynamoDB Streams call.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    /// No answer (connection refused, timeout).
+    /// The call failed: no answer, or the service answered with an error.
     #[error("DynamoDB Streams {op} failed: {source}")]
-    Transport {
+    Call {
         /// The operation.
         op: &'static str,
-        /// What reqwest reported.
+        /// What the SDK reported (its Display is terse; the chain has the detail).
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The service answered with an error.
-    #[error("DynamoDB Streams {op} answered HTTP {status}: {message}")]
-    Service {
-        /// The operation.
-        op: &'static str,
-        /// HTTP status.
-        status: u16,
-        /// Error type and message, as far as they could be read.
-        message: String,
-    },
-    /// The answer did not have the documented shape.
+    /// The answer lacked something the poller needs.
     #[error("DynamoDB Streams {op} answer is malformed: {message}")]
     Malformed {
         /// The operation.
@@ -71,6 +67,12 @@ pub enum StreamError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl StreamError {
+    fn call(op: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StreamError::Call { op, source: Box::new(source) }
+    }
 }
 
 /// Where a shard iterator starts.
@@ -96,69 +98,38 @@ pub struct Shard {
 /// One `GetRecords` answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordsPage {
-    /// Stream records, already in Lambda's event-record shape.
-    pub records: Vec<Value>,
+    /// Stream records in Lambda's event-record shape (without `eventSourceARN`).
+    pub records: Vec<EventRecord>,
     /// Iterator for the next call; `None` once a closed shard is exhausted.
     pub next: Option<String>,
 }
 
-/// A minimal DynamoDB Streams client for a local endpoint (moto checks no signature, but
-/// routes on the credential scope's service, which must be `dynamodb`).
+/// The DynamoDB Streams client of the local event source mapping (`aws-sdk-dynamodbstreams`
+/// against `settings.endpoint`). The poller owns retries, so the SDK's are off; moto checks
+/// no signature, so the static credentials only name the access key it expects.
 #[derive(Debug, Clone)]
 pub struct StreamsClient {
-    http: reqwest::Client,
-    endpoint: url::Url,
-    region: String,
-    access_key_id: String,
+    client: Client,
 }
 
 impl StreamsClient {
     /// A client for `settings.endpoint`.
-    pub fn new(settings: &StreamSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        Ok(Self {
-            http,
-            endpoint: settings.endpoint.clone(),
-            region: settings.region.clone(),
-            access_key_id: settings.access_key_id.clone(),
-        })
-    }
-
-    async fn call(&self, op: &'static str, body: Value) -> Result<Value, StreamError> {
-        let date = Utc::now().format("%Y%m%d");
-        let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{date}/{}/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-            self.access_key_id, self.region
-        );
-        let resp = self
-            .http
-            .post(self.endpoint.clone())
-            .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", format!("DynamoDBStreams_20120810.{op}"))
-            .header("authorization", authorization)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|source| StreamError::Transport { op, source })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| StreamError::Transport { op, source })?;
-        if status != 200 {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .map(|v| {
-                    let kind = v.get("__type").and_then(Value::as_str).unwrap_or("error");
-                    let msg = v
-                        .get("message")
-                        .or_else(|| v.get("Message"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    format!("{}: {msg}", kind.rsplit('#').next().unwrap_or(kind))
-                })
-                .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(StreamError::Service { op, status, message });
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| StreamError::Malformed { op, message: e.to_string() })
+    pub fn new(settings: &StreamSettings) -> Self {
+        let conf = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(settings.endpoint.as_str())
+            .region(Region::new(settings.region.clone()))
+            .credentials_provider(Credentials::new(
+                &settings.access_key_id,
+                "local",
+                None,
+                None,
+                "rt-relay-gateway",
+            ))
+            .retry_config(aws_sdk_dynamodbstreams::config::retry::RetryConfig::disabled())
+            .timeout_config(TimeoutConfig::builder().operation_timeout(CALL_TIMEOUT).build())
+            .build();
+        Self { client: Client::from_conf(conf) }
     }
 
     /// All shards of the stream (following `LastEvaluatedShardId`).
@@ -166,22 +137,24 @@ impl StreamsClient {
         let mut shards = Vec::new();
         let mut start: Option<String> = None;
         loop {
-            let mut req = json!({ "StreamArn": stream_arn });
-            if let Some(s) = &start {
-                req["ExclusiveStartShardId"] = json!(s);
-            }
-            let out = self.call("DescribeStream", req).await?;
-            let desc = out.get("StreamDescription").ok_or(StreamError::Malformed {
+            let out = self
+                .client
+                .describe_stream()
+                .stream_arn(stream_arn)
+                .set_exclusive_start_shard_id(start.clone())
+                .send()
+                .await
+                .map_err(|e| StreamError::call("DescribeStream", e))?;
+            let desc = out.stream_description.ok_or(StreamError::Malformed {
                 op: "DescribeStream",
                 message: "no StreamDescription".into(),
             })?;
-            for s in desc.get("Shards").and_then(Value::as_array).into_iter().flatten() {
-                let Some(id) = s.get("ShardId").and_then(Value::as_str) else { continue };
-                let parent = s.get("ParentShardId").and_then(Value::as_str).map(str::to_owned);
-                shards.push(Shard { id: id.to_owned(), parent });
+            for s in desc.shards.unwrap_or_default() {
+                let Some(id) = s.shard_id else { continue };
+                shards.push(Shard { id, parent: s.parent_shard_id });
             }
-            match desc.get("LastEvaluatedShardId").and_then(Value::as_str) {
-                Some(last) if start.as_deref() != Some(last) => start = Some(last.to_owned()),
+            match desc.last_evaluated_shard_id {
+                Some(last) if start.as_deref() != Some(last.as_str()) => start = Some(last),
                 _ => return Ok(shards),
             }
         }
@@ -194,32 +167,72 @@ impl StreamsClient {
         shard_id: &str,
         position: &Position,
     ) -> Result<String, StreamError> {
-        let mut req = json!({ "StreamArn": stream_arn, "ShardId": shard_id });
-        match position {
-            Position::TrimHorizon => req["ShardIteratorType"] = json!("TRIM_HORIZON"),
-            Position::At(seq) => {
-                req["ShardIteratorType"] = json!("AT_SEQUENCE_NUMBER");
-                req["SequenceNumber"] = json!(seq);
-            }
-            Position::After(seq) => {
-                req["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
-                req["SequenceNumber"] = json!(seq);
-            }
-        }
-        let out = self.call("GetShardIterator", req).await?;
-        out.get("ShardIterator").and_then(Value::as_str).map(str::to_owned).ok_or(
-            StreamError::Malformed { op: "GetShardIterator", message: "no ShardIterator".into() },
-        )
+        let (kind, sequence) = match position {
+            Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
+            Position::At(seq) => (ShardIteratorType::AtSequenceNumber, Some(seq.clone())),
+            Position::After(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+        };
+        let out = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard_id)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence)
+            .send()
+            .await
+            .map_err(|e| StreamError::call("GetShardIterator", e))?;
+        out.shard_iterator.ok_or(StreamError::Malformed {
+            op: "GetShardIterator",
+            message: "no ShardIterator".into(),
+        })
     }
 
     /// Up to `limit` records from `iterator`.
     pub async fn records(&self, iterator: &str, limit: u32) -> Result<RecordsPage, StreamError> {
-        let out =
-            self.call("GetRecords", json!({ "ShardIterator": iterator, "Limit": limit })).await?;
-        let records = out.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
-        let next = out.get("NextShardIterator").and_then(Value::as_str).map(str::to_owned);
-        Ok(RecordsPage { records, next })
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StreamError::call("GetRecords", e))?;
+        let records = out.records.unwrap_or_default().into_iter().map(event_record).collect();
+        Ok(RecordsPage { records, next: out.next_shard_iterator })
     }
+}
+
+/// A Streams record in the shape Lambda delivers it (`aws_lambda_events`), images mapped by
+/// `serde_dynamo`. An absent creation time stays at the epoch (see [`record_age_known`]).
+pub fn event_record(record: Record) -> EventRecord {
+    let mut out = EventRecord::default();
+    out.event_id = record.event_id.unwrap_or_default();
+    out.event_name = record.event_name.map(|n| n.as_str().to_owned()).unwrap_or_default();
+    out.event_source = record.event_source;
+    out.event_version = record.event_version;
+    out.aws_region = record.aws_region.unwrap_or_default();
+    if let Some(change) = record.dynamodb {
+        let c = &mut out.change;
+        if let Some(t) = change.approximate_creation_date_time {
+            c.approximate_creation_date_time =
+                DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default();
+        }
+        c.keys = change.keys.unwrap_or_default().into();
+        c.new_image = change.new_image.unwrap_or_default().into();
+        c.old_image = change.old_image.unwrap_or_default().into();
+        c.sequence_number = change.sequence_number;
+        c.size_bytes = change.size_bytes.unwrap_or_default();
+        c.stream_view_type =
+            change.stream_view_type.and_then(|v| serde_json::from_value(v.as_str().into()).ok());
+    }
+    out
+}
+
+/// Whether the record carries its creation time (Streams always sends one; a record
+/// without it is never dropped as too old).
+fn record_age_known(record: &EventRecord) -> bool {
+    record.change.approximate_creation_date_time != DateTime::<Utc>::default()
 }
 
 /// Orders DynamoDB sequence numbers (decimal strings of up to 40 digits).
@@ -228,8 +241,8 @@ pub fn compare_sequence(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-fn sequence_of(record: &Value) -> Option<&str> {
-    record.get("dynamodb")?.get("SequenceNumber")?.as_str()
+fn sequence_of(record: &EventRecord) -> Option<&str> {
+    record.change.sequence_number.as_deref()
 }
 
 /// The persisted position: per shard, the last sequence number fully processed.
@@ -335,24 +348,20 @@ pub struct StreamPoller {
 
 impl StreamPoller {
     /// A poller for `stream_arn`, resuming from the checkpoint file if it is for this stream.
-    pub fn new(
-        stream_arn: String,
-        push: PushNotifications,
-        settings: StreamSettings,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(stream_arn: String, push: PushNotifications, settings: StreamSettings) -> Self {
         let checkpoint = Checkpoint::load(&settings.checkpoint_path, &stream_arn);
         if !checkpoint.shards.is_empty() {
             info!(path = %settings.checkpoint_path.display(), shards = checkpoint.shards.len(), "resuming the stream after the checkpoint");
         }
-        Ok(Self {
-            client: StreamsClient::new(&settings)?,
+        Self {
+            client: StreamsClient::new(&settings),
             stream_arn,
             push,
             settings,
             checkpoint,
             shards: Vec::new(),
             described_at: None,
-        })
+        }
     }
 
     /// The in-memory checkpoint (what was last saved).
@@ -502,25 +511,24 @@ impl StreamPoller {
     }
 
     /// Filters a batch as the mapping does and invokes the push function with the rest.
-    async fn deliver(&self, records: &[Value]) -> BatchResult {
-        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
-        let max_age = self.settings.max_record_age.as_secs_f64();
+    async fn deliver(&self, records: &[EventRecord]) -> BatchResult {
+        let now = Utc::now();
+        let max_age = chrono::Duration::from_std(self.settings.max_record_age)
+            .unwrap_or(chrono::Duration::MAX);
         let mut selected = Vec::new();
         for record in records {
             // The template's FilterCriteria: only INSERTs reach the function.
-            if record.get("eventName").and_then(Value::as_str) != Some("INSERT") {
+            if record.event_name != "INSERT" {
                 continue;
             }
-            let created = record
-                .get("dynamodb")
-                .and_then(|d| d.get("ApproximateCreationDateTime"))
-                .and_then(Value::as_f64);
-            if created.is_some_and(|c| now - c > max_age) {
+            if record_age_known(record)
+                && now - record.change.approximate_creation_date_time > max_age
+            {
                 warn!(sequence = ?sequence_of(record), "stream record is older than the maximum record age; sent to the on-failure destination");
                 continue;
             }
             let mut record = record.clone();
-            record["eventSourceARN"] = json!(self.stream_arn);
+            record.event_source_arn = Some(self.stream_arn.clone());
             selected.push(record);
         }
         if selected.is_empty() {
@@ -528,16 +536,8 @@ impl StreamPoller {
         }
         let batch: Vec<String> =
             selected.iter().filter_map(sequence_of).map(str::to_owned).collect();
-        let event: Event = match serde_json::from_value(json!({ "Records": selected })) {
-            Ok(e) => e,
-            Err(e) => {
-                // Lambda would fail the invocation: the whole batch is retried.
-                error!(error = %e, "stream records do not deserialize as a DynamoDB event");
-                return batch
-                    .first()
-                    .map_or(BatchResult::Done, |f| BatchResult::RetryFrom(f.clone()));
-            }
-        };
+        let mut event = Event::default();
+        event.records = selected;
         let count = batch.len();
         let started = Instant::now();
         let response = self.push.handle(event).await;

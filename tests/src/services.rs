@@ -1,6 +1,10 @@
 //! Access to the real services the test command starts (RT, moto): environment checks,
 //! DynamoDB clients and fresh, uniquely named tables per test.
 
+use rt_relay_gateway::{
+    config::StreamSettings,
+    stream::{Position, StreamsClient},
+};
 use rt_relay_shared::{
     config::Tables,
     model::{Notification, Ticket},
@@ -68,60 +72,37 @@ pub fn sample_notification(ticket: &Ticket) -> Notification {
 }
 
 /// Reads every record currently in the notifications table's stream (from TRIM_HORIZON)
-/// and returns them as the DynamoDB event Lambda would deliver, using the raw Streams API
-/// on moto (the records already have Lambda's event-record shape).
+/// and returns them as the DynamoDB event Lambda would deliver, through the gateway's
+/// Streams client (`aws-sdk-dynamodbstreams`) on moto.
 pub async fn read_notification_stream(
     client: &aws_sdk_dynamodb::Client,
     tables: &Tables,
 ) -> aws_lambda_events::dynamodb::Event {
     let arn = schema::notifications_stream_arn(client, tables).await.expect("stream arn");
-    let endpoint = require_env("AWS_ENDPOINT_URL");
-    let http = reqwest::Client::new();
-    let call = |target: &'static str, body: serde_json::Value| {
-        let http = http.clone();
-        let endpoint = endpoint.clone();
-        async move {
-            http.post(&endpoint)
-                .header("content-type", "application/x-amz-json-1.0")
-                .header("x-amz-target", format!("DynamoDBStreams_20120810.{target}"))
-                // moto picks the service from the credential scope; the signature is not checked.
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .json(&body)
-                .send()
-                .await
-                .expect("moto streams call")
-                .json::<serde_json::Value>()
-                .await
-                .expect("moto streams JSON")
-        }
-    };
-    let desc = call("DescribeStream", serde_json::json!({ "StreamArn": arn })).await;
+    let endpoint = url::Url::parse(&require_env("AWS_ENDPOINT_URL")).expect("endpoint URL");
+    let streams = StreamsClient::new(&StreamSettings::new(endpoint, Default::default()));
     let mut records = Vec::new();
-    for shard in desc["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default() {
-        let it = call(
-            "GetShardIterator",
-            serde_json::json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" }),
-        )
-        .await;
-        let mut iterator = it["ShardIterator"].clone();
+    for shard in streams.describe_stream(&arn).await.expect("DescribeStream") {
+        let mut iterator = streams
+            .shard_iterator(&arn, &shard.id, &Position::TrimHorizon)
+            .await
+            .expect("GetShardIterator");
         for _ in 0..100 {
-            let out =
-                call("GetRecords", serde_json::json!({ "ShardIterator": iterator, "Limit": 100 }))
-                    .await;
-            let batch = out["Records"].as_array().cloned().unwrap_or_default();
-            if batch.is_empty() {
+            let page = streams.records(&iterator, 100).await.expect("GetRecords");
+            if page.records.is_empty() {
                 break;
             }
-            records.extend(batch.into_iter().map(|mut r| {
-                r["eventSourceARN"] = serde_json::json!(arn);
+            records.extend(page.records.into_iter().map(|mut r| {
+                r.event_source_arn = Some(arn.clone());
                 r
             }));
-            iterator = out["NextShardIterator"].clone();
+            match page.next {
+                Some(next) => iterator = next,
+                None => break,
+            }
         }
     }
-    serde_json::from_value(serde_json::json!({ "Records": records }))
-        .expect("Lambda DynamoDB event shape")
+    let mut event = aws_lambda_events::dynamodb::Event::default();
+    event.records = records;
+    event
 }

@@ -539,7 +539,7 @@ async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -
     settings.retry_backoff = Duration::from_millis(20);
     settings.max_retries = max_retries;
     let push = PushNotifications::new(store.clone(), poster, 4);
-    let poller = StreamPoller::new(arn, push, settings).expect("poller");
+    let poller = StreamPoller::new(arn, push, settings);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(poller.run(stop_rx));
     PollerFixture { client, tables, store, stop, task, checkpoint }

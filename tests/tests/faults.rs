@@ -498,7 +498,7 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
     let mut settings = stack.config.stream.clone();
     settings.retry_backoff = Duration::from_millis(100);
     settings.max_retries = 10;
-    let poller = StreamPoller::new(stream_arn, push, settings).expect("poller");
+    let poller = StreamPoller::new(stream_arn, push, settings);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let poller_task = tokio::spawn(poller.run(stop_rx));
 
