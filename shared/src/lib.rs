@@ -14,3 +14,4 @@ pub mod secret;
 pub mod secret_store;
 pub mod store;
 pub mod telemetry;
+pub mod tenant;
