@@ -155,6 +155,27 @@ pub async fn load(
         .cloned()
 }
 
+/// RT's settings for a function at cold start: everything but the credentials from the
+/// environment, the credentials through [`load`] (the secret on AWS, the environment
+/// locally). A secret that cannot be read stops the cold start, naming `RELAY_SECRET_ARN`.
+pub async fn rt_config_from_env() -> Result<crate::config::RtConfig, crate::config::ConfigError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let sdk = match env(SECRET_ARN_VAR) {
+        Some(_) => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+        None => None,
+    };
+    let values = match &sdk {
+        Some(sdk) => load(&env, sdk).await.map_err(|e| crate::config::ConfigError {
+            var: SECRET_ARN_VAR,
+            problem: crate::http::error_chain(&e),
+        })?,
+        None => Arc::new(SecretValues::from_lookup(&env)),
+    };
+    let lookup = values.overlay(&env);
+    let config = crate::config::RtConfig::from_lookup(&lookup);
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -598,3 +598,33 @@ fn every_function_reserves_concurrency() {
         assert!(default.as_u64().is_some_and(|d| d >= 1), "{name}: {parameter} default {default}");
     }
 }
+
+/// RT's credentials never sit in a function's environment: the RT callers get the secret's
+/// ARN, and the only secret anyone may read is that one.
+#[test]
+fn rt_credentials_come_from_one_secret_only_the_rt_callers_read() {
+    let relay_secret =
+        json!({"Fn::If": ["CreatesRelaySecret", {"Ref": "RelaySecret"}, {"Ref": "RtSecretArn"}]});
+    let mut readers = BTreeSet::new();
+    for (name, function) in resources_of_type("AWS::Serverless::Function") {
+        let env = environment(function);
+        for var in ["RT_PASSWORD", "RT_TOKEN", "RT_USERNAME", "WEBHOOK_SECRET"] {
+            assert!(!env.contains_key(var), "{name} has {var} in its environment");
+        }
+        if env.contains_key("RT_API_URL") {
+            assert_eq!(env.get("RELAY_SECRET_ARN"), Some(&relay_secret), "{name}");
+        }
+    }
+    for (id, statement) in iam_statements() {
+        let actions = strings(&statement["Action"]);
+        if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+            assert_eq!(actions, ["secretsmanager:GetSecretValue"], "{id}");
+            assert_eq!(statement["Resource"], relay_secret, "{id}");
+            readers.insert(id);
+        }
+    }
+    assert_eq!(
+        readers,
+        BTreeSet::from(["GetTicketFunction".to_owned(), "PostTicketFunction".to_owned()])
+    );
+}

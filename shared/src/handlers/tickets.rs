@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
 use crate::{
-    config::{RtConfig, Tables},
+    config::Tables,
     http::{
         json_body, json_response, path_param, query_param, raw_json_response, require_method,
         ApiError,
@@ -72,7 +72,7 @@ impl PostTicket {
 
     /// Builds everything from the environment once at cold start.
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let rt_config = RtConfig::from_env()?;
+        let rt_config = crate::secret_store::rt_config_from_env().await?;
         let tables = Tables::from_env()?;
         let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
             var: "RT_API_URL",
@@ -307,7 +307,7 @@ impl GetTicket {
 
     /// Builds everything from the environment once at cold start.
     pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let rt_config = RtConfig::from_env()?;
+        let rt_config = crate::secret_store::rt_config_from_env().await?;
         let tables = Tables::from_env()?;
         let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
             var: "RT_API_URL",

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
-    Claim, Connection, ConnectionStore, IdempotencyCompletion, IdempotencyStore, Lease, Page,
-    PageRequest, StoreError, TicketFilter, TicketStore,
+    Claim, Connection, ConnectionOwner, ConnectionStore, IdempotencyCompletion, IdempotencyStore,
+    Lease, Page, PageRequest, Recipient, StoreError, TicketFilter, TicketStore,
 };
 use crate::model::{Notification, Ticket};
 
@@ -35,6 +35,7 @@ struct State {
     /// Keyed by (created millis, id), like the DynamoDB feed index.
     notifications: BTreeMap<(i64, String), Notification>,
     connections: BTreeMap<String, Connection>,
+    connection_owners: BTreeMap<String, ConnectionOwner>,
     idempotency: BTreeMap<String, IdemRecord>,
     next_lease: u64,
 }
@@ -274,8 +275,44 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.lock().connections.remove(connection_id);
+        let mut st = self.lock();
+        st.connections.remove(connection_id);
+        st.connection_owners.remove(connection_id);
         Ok(())
+    }
+
+    async fn add_owned(
+        &self,
+        connection: &Connection,
+        owner: &ConnectionOwner,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        st.connections.insert(connection.id.clone(), connection.clone());
+        st.connection_owners.insert(connection.id.clone(), owner.clone());
+        Ok(())
+    }
+
+    async fn ids_for_key(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .connection_owners
+            .iter()
+            .filter(|(_, o)| o.key_id == key_id)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn recipients(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+        let (ids, next) = self.page(after, limit).await?;
+        let st = self.lock();
+        Ok((
+            Recipient::list(ids, |id| st.connection_owners.get(id).map(|o| o.queues.clone())),
+            next,
+        ))
     }
 
     async fn page(

@@ -183,11 +183,66 @@ pub struct Connection {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The API key a connection was admitted with: for the per-key connection limit, closing
+/// a revoked key's sockets, and pushing only what the key may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionOwner {
+    /// The key's public id.
+    pub key_id: String,
+    /// The key's queue rights as the authorizer's context carries them (a JSON array).
+    pub queues: String,
+}
+
+/// One connection the push may post to, with its owner's queue rights (`None`: a
+/// connection recorded without an owner, which only in-process tests make).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The connection id.
+    pub id: String,
+    /// The owner's queue rights (a JSON array), if recorded.
+    pub queues: Option<String>,
+}
+
+impl Recipient {
+    /// Recipients for `ids`, each with the queue rights `queues_of` knows for it.
+    pub fn list(ids: Vec<String>, queues_of: impl Fn(&str) -> Option<String>) -> Vec<Self> {
+        ids.into_iter().map(|id| Recipient { queues: queues_of(&id), id }).collect()
+    }
+}
+
 /// Live WebSocket connections.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// Records a connection.
     async fn add(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Records a connection with the key it was admitted with. The defaults below are for
+    /// stores that record no owners (test wrappers): they forget the owner, count nothing
+    /// and give every connection no queue rights to filter by; the DynamoDB store and the
+    /// in-memory fake implement all of them.
+    async fn add_owned(
+        &self,
+        connection: &Connection,
+        _owner: &ConnectionOwner,
+    ) -> Result<(), StoreError> {
+        self.add(connection).await
+    }
+    /// How many connections `key_id` has open (as recorded).
+    async fn count_for_key(&self, key_id: &str) -> Result<usize, StoreError> {
+        Ok(self.ids_for_key(key_id).await?.len())
+    }
+    /// The ids of `key_id`'s open connections.
+    async fn ids_for_key(&self, _key_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// [`ConnectionStore::page`] with each connection's queue rights, for the push.
+    async fn recipients(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+        let (ids, next) = self.page(after, limit).await?;
+        Ok((Recipient::list(ids, |_| None), next))
+    }
     /// Forgets a connection (absent is fine).
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
     /// One page of connection ids, `limit` at most, after the opaque `after` token;

@@ -84,6 +84,9 @@ pub const TICKETS_BY_QUEUE: &str = "by-queue";
 pub const TICKETS_BY_QUEUE_STATUS: &str = "by-queue-status";
 /// Notifications index: every notification, newest first.
 pub const NOTIFICATIONS_BY_FEED: &str = "by-feed";
+/// Connections index: one API key's connections (for its connection limit and for closing
+/// them when it is revoked).
+pub const CONNECTIONS_BY_KEY: &str = "by-key";
 
 /// The tables, in the order they are created.
 pub const TABLES: [TableDef; 5] = [
@@ -112,7 +115,11 @@ pub const TABLES: [TableDef; 5] = [
         kind: TableKind::Connections,
         logical_id: "ConnectionsTable",
         hash: s("connection_id"),
-        indexes: &[],
+        indexes: &[IndexDef {
+            name: CONNECTIONS_BY_KEY,
+            hash: s("key_id"),
+            range: s("connection_id"),
+        }],
         stream: None,
         ttl: Some("expires_at"),
     },
