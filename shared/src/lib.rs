@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod fanout;
+pub mod feed;
 pub mod handlers;
 pub mod http;
 pub mod model;

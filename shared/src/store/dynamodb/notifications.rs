@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{from_item, rfc3339, to_item};
 use super::{DynamoStore, Item};
-use crate::model::Notification;
+use crate::{feed::Position, model::Notification};
 use crate::store::{
     cursor::{self, NotificationCursor},
     schema, Page, PageRequest, StoreError,
@@ -41,11 +41,6 @@ struct FeedKey {
     seq: String,
 }
 
-/// Sort key of the notifications feed: creation time, then id, so equal times stay ordered.
-fn notification_seq(n: &Notification) -> String {
-    format!("{:013}#{}", n.created_at.timestamp_millis(), n.id)
-}
-
 /// The item a notification is stored as (public so benchmarks can seed tables in bulk).
 /// The JSON pushed to clients is stored verbatim in `payload`, so the stream handler
 /// sends exactly what `GET /notifications` returns.
@@ -58,7 +53,8 @@ pub fn notification_item(note: &Notification) -> Result<Item, StoreError> {
         ticket_id: note.ticket.id,
         created_at: note.created_at,
         feed: NOTIFICATION_FEED.into(),
-        seq: notification_seq(note),
+        // Creation time, then id, so equal times stay ordered.
+        seq: Position::of(note).seq(),
         payload,
     })
 }

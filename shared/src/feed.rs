@@ -1,0 +1,527 @@
+//! The live feed's pure rules (issue 11; design in docs/ARCHITECTURE.md, "The live feed"):
+//! feed positions, retention and the settle horizon, subscriptions and the channels the
+//! fan-out index is keyed by, and the WebSocket messages both ways. No I/O here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    config::ConfigError,
+    model::{validate_queue_name, Notification, NOTIFICATION_TYPES},
+};
+
+/// Default settle horizon: a notification is committed within this long of its `created_at`.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+/// Default retention of the feed's history.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default age at which a `ping` is answered `reconnect` (1 h 50 min; API Gateway cuts at 2 h).
+pub const DEFAULT_RECONNECT_AFTER: Duration = Duration::from_secs(6_600);
+/// Most values one kind of filter may list.
+pub const MAX_FILTER_VALUES: usize = 20;
+
+/// A notification's place in the feed: creation time, then id. Its string form is the
+/// notifications table's `seq` (`{millis, 13 digits}#{id}`), so string order is feed order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// `created_at` in epoch milliseconds.
+    pub millis: i64,
+    /// The notification id.
+    pub id: String,
+}
+
+impl Position {
+    /// The position of a notification.
+    pub fn of(n: &Notification) -> Self {
+        Self { millis: n.created_at.timestamp_millis(), id: n.id.clone() }
+    }
+
+    /// The `seq` sort key.
+    pub fn seq(&self) -> String {
+        format!("{:013}#{}", self.millis, self.id)
+    }
+
+    /// Reads a `seq` back; `None` when it is not one this code wrote.
+    pub fn parse_seq(seq: &str) -> Option<Self> {
+        let (millis, id) = seq.split_once('#')?;
+        if millis.len() != 13 || !millis.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
+            return None;
+        }
+        Some(Self { millis: millis.parse().ok()?, id: id.to_owned() })
+    }
+}
+
+/// The feed's timing rules, read once at cold start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedSettings {
+    /// `FEED_SETTLE_MS`: positions younger than this are not final yet.
+    pub settle: Duration,
+    /// `FEED_RETENTION_DAYS`: positions older than this are expired.
+    pub retention: Duration,
+    /// `WS_RECONNECT_AFTER_SECS`: a connection this old is told to reconnect.
+    pub reconnect_after: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            settle: DEFAULT_SETTLE,
+            retention: DEFAULT_RETENTION,
+            reconnect_after: DEFAULT_RECONNECT_AFTER,
+        }
+    }
+}
+
+impl FeedSettings {
+    /// Reads the settings through `lookup` (the environment in production).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |var: &'static str, max: u64| -> Result<Option<u64>, ConfigError> {
+            lookup(var)
+                .map(|raw| {
+                    raw.trim().parse::<u64>().ok().filter(|v| (1..=max).contains(v)).ok_or(
+                        ConfigError {
+                            var,
+                            problem: format!("must be an integer from 1 to {max}, got {raw:?}"),
+                        },
+                    )
+                })
+                .transpose()
+        };
+        let d = Self::default();
+        Ok(Self {
+            settle: number("FEED_SETTLE_MS", 60_000)?.map_or(d.settle, Duration::from_millis),
+            retention: number("FEED_RETENTION_DAYS", 365)?
+                .map_or(d.retention, |days| Duration::from_secs(days * 24 * 3600)),
+            reconnect_after: number("WS_RECONNECT_AFTER_SECS", 7_200)?
+                .map_or(d.reconnect_after, Duration::from_secs),
+        })
+    }
+
+    /// Whether a position is older than the kept history.
+    pub fn expired(&self, position: &Position, now: DateTime<Utc>) -> bool {
+        position.millis < now.timestamp_millis().saturating_sub(millis(self.retention))
+    }
+
+    /// The newest position that is final at `now` (everything created up to it committed).
+    pub fn settled_until(&self, now: DateTime<Utc>) -> i64 {
+        now.timestamp_millis().saturating_sub(millis(self.settle))
+    }
+
+    /// Whether a connection made at `connected_at` (epoch millis) must be told to reconnect.
+    pub fn must_reconnect(&self, connected_at_millis: i64, now: DateTime<Utc>) -> bool {
+        now.timestamp_millis().saturating_sub(connected_at_millis) >= millis(self.reconnect_after)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A filter a client gave that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FilterError {
+    /// `queue`, `type` or `ticket`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FilterError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+/// What a connection wants: values of one kind are OR, kinds are AND; empty = everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Queue names.
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<String>,
+    /// Notification types.
+    #[serde(default, rename = "type")]
+    pub types: Vec<String>,
+    /// Ticket ids.
+    #[serde(default, rename = "ticket")]
+    pub tickets: Vec<u64>,
+}
+
+/// A key of the connections table's `by-channel` index.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Channel {
+    /// Connections without a filter.
+    All,
+    /// Connections whose most selective filter is this queue.
+    Queue(String),
+    /// Connections whose most selective filter is this type.
+    Type(String),
+    /// Connections filtering by this ticket.
+    Ticket(u64),
+}
+
+impl Channel {
+    /// The index partition value: `all`, `queue#Q`, `type#T`, `ticket#N`.
+    pub fn key(&self) -> String {
+        match self {
+            Channel::All => "all".into(),
+            Channel::Queue(q) => format!("queue#{q}"),
+            Channel::Type(t) => format!("type#{t}"),
+            Channel::Ticket(id) => format!("ticket#{id}"),
+        }
+    }
+
+    /// The channels under which a connection that may want `n` can be indexed.
+    pub fn relevant_to(n: &Notification) -> [Channel; 4] {
+        [
+            Channel::All,
+            Channel::Queue(n.ticket.queue.clone()),
+            Channel::Type(n.kind.clone()),
+            Channel::Ticket(n.ticket.id),
+        ]
+    }
+}
+
+impl Subscription {
+    /// Everything.
+    pub fn everything() -> Self {
+        Self::default()
+    }
+
+    /// Reads `queue`, `type`, `ticket` from query parameters (each may repeat; other
+    /// parameters are ignored).
+    pub fn from_query<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, FilterError> {
+        let mut sub = Self::default();
+        for (name, value) in pairs {
+            match name {
+                "queue" => sub.queues.push(value.to_owned()),
+                "type" => sub.types.push(value.to_owned()),
+                "ticket" => sub.tickets.push(
+                    value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|id| *id > 0)
+                        .ok_or_else(|| FilterError::new("ticket", "must be a ticket id"))?,
+                ),
+                _ => {}
+            }
+        }
+        sub.validated()
+    }
+
+    /// Checks every value and removes duplicates (order kept).
+    pub fn validated(mut self) -> Result<Self, FilterError> {
+        let too_many = |field| {
+            FilterError::new(field, format!("at most {MAX_FILTER_VALUES} values are allowed"))
+        };
+        if self.queues.len() > MAX_FILTER_VALUES {
+            return Err(too_many("queue"));
+        }
+        if self.types.len() > MAX_FILTER_VALUES {
+            return Err(too_many("type"));
+        }
+        if self.tickets.len() > MAX_FILTER_VALUES {
+            return Err(too_many("ticket"));
+        }
+        let mut queues = Vec::with_capacity(self.queues.len());
+        for q in &self.queues {
+            let q = validate_queue_name(q).map_err(|e| FilterError::new("queue", e.message))?;
+            if !queues.contains(&q) {
+                queues.push(q);
+            }
+        }
+        self.queues = queues;
+        if let Some(bad) = self.types.iter().find(|t| !NOTIFICATION_TYPES.contains(&t.as_str())) {
+            return Err(FilterError::new(
+                "type",
+                format!("unknown type {bad:?}; one of {}", NOTIFICATION_TYPES.join(", ")),
+            ));
+        }
+        if self.tickets.contains(&0) {
+            return Err(FilterError::new("ticket", "must be a ticket id"));
+        }
+        dedup(&mut self.types);
+        dedup(&mut self.tickets);
+        Ok(self)
+    }
+
+    /// Whether the connection wants `n`.
+    pub fn matches(&self, n: &Notification) -> bool {
+        (self.queues.is_empty() || self.queues.contains(&n.ticket.queue))
+            && (self.types.is_empty() || self.types.contains(&n.kind))
+            && (self.tickets.is_empty() || self.tickets.contains(&n.ticket.id))
+    }
+
+    /// The channels the connection is indexed under: every value of its most selective
+    /// kind (ticket, then queue, then type), or `all`. Each matching notification is
+    /// relevant to at least one of them ([`Channel::relevant_to`]).
+    pub fn channels(&self) -> Vec<Channel> {
+        if !self.tickets.is_empty() {
+            self.tickets.iter().copied().map(Channel::Ticket).collect()
+        } else if !self.queues.is_empty() {
+            self.queues.iter().cloned().map(Channel::Queue).collect()
+        } else if !self.types.is_empty() {
+            self.types.iter().cloned().map(Channel::Type).collect()
+        } else {
+            vec![Channel::All]
+        }
+    }
+}
+
+fn dedup<T: PartialEq + Clone>(values: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::with_capacity(values.len());
+    values.retain(|v| {
+        if seen.contains(v) {
+            false
+        } else {
+            seen.push(v.clone());
+            true
+        }
+    });
+}
+
+/// A message a client sends on `$default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// `{"action": "ping"}`.
+    Ping,
+    /// `{"action": "subscribe", "queue": [...], "type": [...], "ticket": [...]}`.
+    Subscribe(Subscription),
+}
+
+impl ClientMessage {
+    /// Reads a client message; the error is the [`ServerMessage::Error`] to answer.
+    pub fn parse(body: &str) -> Result<Self, ServerMessage> {
+        let invalid = |message: String| ServerMessage::Error {
+            code: "invalid_message".into(),
+            message,
+            field: None,
+        };
+        let value: Value = serde_json::from_str(body)
+            .map_err(|_| invalid("messages are JSON objects with an \"action\"".into()))?;
+        match value.get("action").and_then(Value::as_str) {
+            Some("ping") => Ok(ClientMessage::Ping),
+            Some("subscribe") => {
+                let sub: Subscription = serde_json::from_value(value).map_err(|_| {
+                    invalid("queue and type are lists of strings, ticket a list of ids".into())
+                })?;
+                sub.validated().map(ClientMessage::Subscribe).map_err(|e| ServerMessage::Error {
+                    code: "invalid_subscription".into(),
+                    message: e.message,
+                    field: Some(e.field.into()),
+                })
+            }
+            _ => Err(invalid("action must be \"ping\" or \"subscribe\"".into())),
+        }
+    }
+}
+
+/// A control message the relay sends (notifications themselves are sent as stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to `ping`.
+    Pong,
+    /// The answer to `subscribe`: the filter now in force.
+    Subscribed {
+        /// The filter.
+        subscription: Subscription,
+    },
+    /// Reconnect now, resuming with `since` = the last id received, or this one.
+    Reconnect {
+        /// Where the connection started (`null`: the feed was empty).
+        since: Option<String>,
+        /// Why (`max_age`).
+        reason: String,
+    },
+    /// The position asked for is gone: rebuild from `GET /notifications`.
+    Resync {
+        /// The position the client gave.
+        since: String,
+        /// Why (`position_expired`).
+        reason: String,
+    },
+    /// A message the relay could not use.
+    Error {
+        /// Machine-readable code.
+        code: String,
+        /// What is wrong.
+        message: String,
+        /// The filter field at fault.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text sent to the client.
+    pub fn to_json(&self) -> String {
+        // A tagged enum of strings and lists cannot fail to serialise.
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error"}"#.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TicketSummary;
+    use chrono::TimeZone;
+
+    fn note(kind: &str, queue: &str, ticket: u64) -> Notification {
+        Notification {
+            id: format!("n-{ticket}-{kind}"),
+            kind: kind.into(),
+            ticket: TicketSummary {
+                id: ticket,
+                title: "t".into(),
+                status: "new".into(),
+                queue: queue.into(),
+                rt_url: "u".into(),
+                owner: None,
+                priority: None,
+            },
+            created_at: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
+            rt_transaction_id: None,
+            actor: None,
+            occurred_at: None,
+            change: None,
+            excerpt: None,
+        }
+    }
+
+    #[test]
+    fn positions_round_trip_and_order_as_their_seq() {
+        let p = Position::of(&note("ticket.created", "General", 7));
+        assert_eq!(p.seq(), "1700000000123#n-7-ticket.created");
+        assert_eq!(Position::parse_seq(&p.seq()), Some(p.clone()));
+        let earlier = Position { millis: 999_999_999_999, id: "z".into() };
+        assert!(earlier < p && earlier.seq() < p.seq());
+        for bad in ["", "123#x", "1700000000123#", "17000000001x3#a", "nohash"] {
+            assert_eq!(Position::parse_seq(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_settle_and_reconnect_age() {
+        let s = FeedSettings::default();
+        let now = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        let day = 24 * 3600 * 1000;
+        assert!(
+            !s.expired(&Position { millis: now.timestamp_millis() - 6 * day, id: "a".into() }, now)
+        );
+        assert!(
+            s.expired(&Position { millis: now.timestamp_millis() - 8 * day, id: "a".into() }, now)
+        );
+        assert_eq!(s.settled_until(now), now.timestamp_millis() - 5_000);
+        let connected = now.timestamp_millis() - 6_599_000;
+        assert!(!s.must_reconnect(connected, now));
+        assert!(s.must_reconnect(connected - 1_000, now));
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_and_name_bad_variables() {
+        let env = |k: &str| match k {
+            "FEED_SETTLE_MS" => Some("250".to_owned()),
+            "WS_RECONNECT_AFTER_SECS" => Some("3".to_owned()),
+            _ => None,
+        };
+        let s = FeedSettings::from_lookup(&env).unwrap();
+        assert_eq!(s.settle, Duration::from_millis(250));
+        assert_eq!(s.reconnect_after, Duration::from_secs(3));
+        assert_eq!(s.retention, DEFAULT_RETENTION);
+        let bad = |k: &str| (k == "FEED_RETENTION_DAYS").then(|| "0".to_owned());
+        assert_eq!(FeedSettings::from_lookup(&bad).unwrap_err().var, "FEED_RETENTION_DAYS");
+    }
+
+    #[test]
+    fn query_filters_are_validated_and_matched_as_or_within_and_across_kinds() {
+        let sub = Subscription::from_query([
+            ("api_key", "x"),
+            ("queue", "General"),
+            ("queue", " Support "),
+            ("queue", "General"),
+            ("type", "ticket.created"),
+        ])
+        .unwrap();
+        assert_eq!(sub.queues, ["General", "Support"]);
+        assert!(sub.matches(&note("ticket.created", "Support", 1)));
+        assert!(!sub.matches(&note("ticket.replied", "Support", 1)));
+        assert!(!sub.matches(&note("ticket.created", "Other", 1)));
+        assert!(Subscription::everything().matches(&note("ticket.replied", "Other", 9)));
+        assert_eq!(Subscription::from_query([("type", "nope")]).unwrap_err().field, "type");
+        assert_eq!(Subscription::from_query([("ticket", "0")]).unwrap_err().field, "ticket");
+        assert_eq!(Subscription::from_query([("queue", " ")]).unwrap_err().field, "queue");
+        let many: Vec<(&str, &str)> = (0..21).map(|_| ("type", "ticket.created")).collect();
+        assert!(Subscription::from_query(many).is_err());
+    }
+
+    #[test]
+    fn every_matching_notification_is_relevant_to_one_of_the_connections_channels() {
+        let subs = [
+            Subscription::everything(),
+            Subscription { queues: vec!["A".into()], ..Default::default() },
+            Subscription { types: vec!["ticket.replied".into()], ..Default::default() },
+            Subscription {
+                queues: vec!["A".into()],
+                types: vec!["ticket.created".into()],
+                tickets: vec![3],
+            },
+        ];
+        let notes = [
+            note("ticket.created", "A", 3),
+            note("ticket.replied", "A", 4),
+            note("ticket.replied", "B", 3),
+            note("ticket.updated", "B", 5),
+        ];
+        for sub in &subs {
+            for n in &notes {
+                let relevant = Channel::relevant_to(n);
+                let indexed = sub.channels().iter().any(|c| relevant.contains(c));
+                assert!(!sub.matches(n) || indexed, "{sub:?} {n:?}");
+            }
+        }
+        assert_eq!(subs[3].channels(), [Channel::Ticket(3)]);
+        assert_eq!(subs[1].channels()[0].key(), "queue#A");
+        assert_eq!(subs[0].channels()[0].key(), "all");
+    }
+
+    #[test]
+    fn client_messages_parse_and_bad_ones_get_an_error_message() {
+        assert_eq!(ClientMessage::parse(r#"{"action":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"subscribe","queue":["General"],"ticket":[4]}"#),
+            Ok(ClientMessage::Subscribe(Subscription {
+                queues: vec!["General".into()],
+                types: vec![],
+                tickets: vec![4],
+            }))
+        );
+        for bad in ["ping", "{}", r#"{"action":"dance"}"#, r#"{"action":"subscribe","queue":"A"}"#]
+        {
+            let err = ClientMessage::parse(bad).unwrap_err();
+            assert!(err.to_json().contains(r#""code":"invalid_message""#), "{bad}");
+        }
+        let err = ClientMessage::parse(r#"{"action":"subscribe","type":["x"]}"#).unwrap_err();
+        assert!(err.to_json().contains(r#""field":"type""#));
+    }
+
+    #[test]
+    fn server_messages_have_their_documented_shapes() {
+        assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
+        assert_eq!(
+            ServerMessage::Reconnect { since: Some("n1".into()), reason: "max_age".into() }
+                .to_json(),
+            r#"{"type":"reconnect","since":"n1","reason":"max_age"}"#
+        );
+        assert_eq!(
+            ServerMessage::Resync { since: "n0".into(), reason: "position_expired".into() }
+                .to_json(),
+            r#"{"type":"resync","since":"n0","reason":"position_expired"}"#
+        );
+    }
+}
