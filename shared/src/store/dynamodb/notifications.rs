@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{from_item, rfc3339, to_item};
 use super::{DynamoStore, Item};
-use crate::{feed::Position, model::Notification};
 use crate::store::{
     cursor::{self, NotificationCursor},
     schema, Page, PageRequest, StoreError,
 };
+use crate::{feed::Position, model::Notification};
 
 /// Partition value of the notifications `by-feed` index.
 const NOTIFICATION_FEED: &str = "notification";
