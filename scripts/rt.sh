@@ -5,6 +5,12 @@
 #   scripts/rt.sh start   install if needed, start, make the test token; prints env lines
 #   scripts/rt.sh stop    stop the server this script started (by pid)
 #   scripts/rt.sh env     print the RT_* variables for the running instance
+#   scripts/rt.sh scrip enable|disable   turn rt-relay's webhook scrip on or off
+#
+# `start` also sets up what a mail-fed RT has (the Everyone group may create tickets and
+# reply, so `rt-mailgate --queue General --action correspond --url http://127.0.0.1:8080/`
+# works) and installs rt-relay's webhook scrip (rt/scrip/). Relays to notify are files
+# {"url": ..., "secret": ...} in $WEBHOOK_DIR (tests add and remove their own).
 #
 # State lives in $RUN_DIR (default .run/ in the project): rt.pid, rt.log, rt-token.
 set -euo pipefail
@@ -17,6 +23,9 @@ RT_ROOT_PASSWORD=${RT_ROOT_PASSWORD:-rt-relay-local}
 RT_LIB=/usr/share/request-tracker5/lib
 RT_SERVER=/usr/share/request-tracker5/libexec/rt-server
 SITE_CONFIG=/etc/request-tracker5/RT_SiteConfig.d/99-rt-relay.pm
+RT_LOCAL_LIB=/usr/local/share/request-tracker5/lib
+SCRIP_DIR=$ROOT/rt/scrip
+WEBHOOK_DIR=${RT_RELAY_WEBHOOK_DIR:-/var/lib/request-tracker5/rt-relay-webhooks}
 mkdir -p "$RUN_DIR"
 
 log() { printf 'rt.sh: %s\n' "$*" >&2; }
@@ -80,6 +89,25 @@ prepare_rt() {
   touch "$RUN_DIR/rt-prepared"
 }
 
+# Mail intake and the webhook scrip; redone whenever the scrip's files change.
+prepare_events() {
+  local stamp
+  stamp=$(cat "$SCRIP_DIR/RtRelayWebhook.pm" "$SCRIP_DIR/install.pl" | sha256sum | cut -c1-16)
+  [ "$(cat "$RUN_DIR/rt-events-prepared" 2>/dev/null)" = "$stamp" ] && return
+  install -D -m 644 "$SCRIP_DIR/RtRelayWebhook.pm" "$RT_LOCAL_LIB/RT/Action/RtRelayWebhook.pm"
+  mkdir -p "$WEBHOOK_DIR" && chmod 700 "$WEBHOOK_DIR"
+  rt_perl '
+    my $everyone = RT::Group->new(RT->SystemUser); $everyone->LoadSystemInternalGroup("Everyone");
+    for my $right (qw(CreateTicket ReplyToTicket)) {
+      next if $everyone->PrincipalObj->HasRight(Right => $right, Object => $RT::System);
+      my ($ok, $msg) = $everyone->PrincipalObj->GrantRight(Right => $right, Object => $RT::System);
+      die "grant $right: $msg" unless $ok;
+    }
+  '
+  perl -I"$RT_LIB" "$SCRIP_DIR/install.pl" --enable >/dev/null
+  echo "$stamp" >"$RUN_DIR/rt-events-prepared"
+}
+
 running() {
   [ -f "$RUN_DIR/rt.pid" ] && kill -0 "$(cat "$RUN_DIR/rt.pid")" 2>/dev/null
 }
@@ -131,10 +159,15 @@ print_env() {
 
 case "${1:-start}" in
   start)
-    install_rt; configure_rt; prepare_rt; start_server; ensure_token; print_env ;;
+    install_rt; configure_rt; prepare_rt; prepare_events; start_server; ensure_token; print_env ;;
   stop)
     if running; then kill -- "-$(cat "$RUN_DIR/rt.pid")" 2>/dev/null || kill "$(cat "$RUN_DIR/rt.pid")"; fi
     rm -f "$RUN_DIR/rt.pid" ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  scrip)
+    case "${2:-}" in
+      enable|disable) perl -I"$RT_LIB" "$SCRIP_DIR/install.pl" "--$2" ;;
+      *) echo "usage: $0 scrip enable|disable" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: $0 start|stop|env|scrip enable|disable" >&2; exit 2 ;;
 esac

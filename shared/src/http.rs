@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::{
+    events::signature::SignatureError,
     model::ValidationError,
     rt::RtError,
     store::{CursorError, StoreError},
@@ -55,6 +56,12 @@ pub enum ApiError {
     /// DynamoDB did not do it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A webhook call whose signature is missing, wrong or outside its window.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// A webhook call that was already accepted.
+    #[error("this call was already accepted; a replay changes nothing")]
+    Replayed,
 }
 
 /// Status, machine-readable code, and the message a client may see.
@@ -109,6 +116,9 @@ impl ApiError {
             ApiError::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) => {
                 m(500, "internal_error", "internal error".into())
             }
+            ApiError::Signature(SignatureError::Stale) => m(401, "stale_signature", self.to_string()),
+            ApiError::Signature(_) => m(401, "invalid_signature", self.to_string()),
+            ApiError::Replayed => m(409, "replayed", self.to_string()),
         }
     }
 

@@ -9,5 +9,6 @@ pub mod fault_proxy;
 pub mod gateway_process;
 pub mod openapi;
 pub mod rt;
+pub mod rt_actions;
 pub mod services;
 pub mod stack;

@@ -18,10 +18,12 @@ use crate::{
 pub mod dynamodb;
 pub mod ingest;
 pub mod memory;
+pub mod settings;
 pub mod signature;
 pub mod store;
 pub mod sync;
 pub mod webhook;
+pub mod wiring;
 
 /// Longest excerpt of a reply or comment a notification carries, in characters.
 pub const EXCERPT_CHARS: usize = 200;

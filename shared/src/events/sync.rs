@@ -17,7 +17,8 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use tracing::{info, instrument, warn};
+use serde_json::json;
+use tracing::{error, info, instrument, warn};
 
 use super::{
     ingest::{Ingest, IngestError, IngestStats},
@@ -100,6 +101,46 @@ impl SyncReport {
     }
 }
 
+impl SyncReport {
+    /// The report as CloudWatch Embedded Metric Format: one JSON line that CloudWatch turns
+    /// into the metrics `RtSyncBehind`, `RtSyncLagSeconds` and `RtSyncEvents` (namespace
+    /// `rt-relay`), for dashboards and alarms on a sync that falls behind.
+    pub fn metrics_line(&self, now: DateTime<Utc>) -> String {
+        json!({
+            "_aws": {
+                "Timestamp": now.timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": "rt-relay",
+                    "Dimensions": [["Function"]],
+                    "Metrics": [
+                        {"Name": "RtSyncBehind", "Unit": "Count"},
+                        {"Name": "RtSyncLagSeconds", "Unit": "Seconds"},
+                        {"Name": "RtSyncEvents", "Unit": "Count"}
+                    ]
+                }]
+            },
+            "Function": "rt-sync",
+            "RtSyncBehind": self.behind,
+            "RtSyncLagSeconds": self.lag_seconds,
+            "RtSyncEvents": self.ingest.stored,
+        })
+        .to_string()
+    }
+
+    /// The run's outcome as a JSON value (the function's result).
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "outcome": format!("{:?}", self.outcome),
+            "transactions": self.transactions,
+            "stored": self.ingest.stored,
+            "duplicates": self.ingest.duplicates,
+            "position": self.position.map(|p| p.id),
+            "behind": self.behind,
+            "lag_seconds": self.lag_seconds,
+        })
+    }
+}
+
 /// Why a run stopped early. The cursor stays at the last committed page.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -138,6 +179,35 @@ impl Sync {
         settings: SyncSettings,
     ) -> Self {
         Self { rt, ingest, cursor, settings }
+    }
+
+    /// One run, logged: the report's fields at info (`behind`, `lag_seconds` at warn when
+    /// behind), and the metrics line on stdout for CloudWatch.
+    pub async fn run_logged(&self) -> Result<SyncReport, SyncError> {
+        match self.run().await {
+            Ok(report) => {
+                let position = report.position.map(|p| p.id);
+                if report.behind > 0 {
+                    warn!(
+                        transactions = report.transactions,
+                        stored = report.ingest.stored,
+                        duplicates = report.ingest.duplicates,
+                        position,
+                        behind = report.behind,
+                        lag_seconds = report.lag_seconds,
+                        "sync run ended behind RT"
+                    );
+                } else {
+                    info!(outcome = ?report.outcome, transactions = report.transactions, stored = report.ingest.stored, duplicates = report.ingest.duplicates, position, behind = 0, lag_seconds = 0, "sync run");
+                }
+                println!("{}", report.metrics_line(Utc::now()));
+                Ok(report)
+            }
+            Err(e) => {
+                error!(error = %error_chain(&e), "sync run failed; the cursor stays where the last page left it");
+                Err(e)
+            }
+        }
     }
 
     /// One run. On error the lease is released and the cursor is where the last committed

@@ -7,7 +7,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
+use serde_json::json;
 use tracing::{info, instrument};
 
 use super::{
@@ -16,6 +18,8 @@ use super::{
     store::ReplayGuard,
 };
 use crate::{
+    http::{json_response, require_method, ApiError},
+    model::ValidationError,
     rt::{transactions::RtTransactions, RtError},
     secret::Secret,
     store::StoreError,
@@ -62,6 +66,19 @@ pub enum WebhookError {
     Store(#[from] StoreError),
 }
 
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Signature(e) => ApiError::Signature(e),
+            WebhookError::Replayed => ApiError::Replayed,
+            WebhookError::BadBody => ApiError::Validation(ValidationError::body(e.to_string())),
+            WebhookError::UnknownTransaction { .. } => ApiError::NotFound(e.to_string()),
+            WebhookError::Rt(e) => ApiError::Rt(e),
+            WebhookError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
 impl From<IngestError> for WebhookError {
     fn from(e: IngestError) -> Self {
         match e {
@@ -98,6 +115,27 @@ impl RtWebhook {
     pub fn with_visibility_wait(mut self, wait: Duration) -> Self {
         self.visibility_wait = wait;
         self
+    }
+
+    /// Answers one HTTP request (`POST /webhooks/rt`): 200 `{"stored", "duplicates"}`, or
+    /// the error map's answer (docs/ARCHITECTURE.md, "The webhook").
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        self.respond(req).await.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn respond(&self, req: Request) -> Result<Response<Body>, ApiError> {
+        require_method(&req, "POST")?;
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let stats = self
+            .accept(
+                header(signature::TIMESTAMP_HEADER),
+                header(signature::SIGNATURE_HEADER),
+                req.body().as_ref(),
+                Utc::now(),
+            )
+            .await?;
+        let body = json!({ "stored": stats.stored, "duplicates": stats.duplicates });
+        Ok(json_response(200, &body))
     }
 
     /// Handles one call: `timestamp` and `signature` are the two headers' values.

@@ -149,6 +149,21 @@ pub fn client_from_config(config: &RtConfig) -> Result<Arc<dyn RtClient>, RtErro
     })
 }
 
+/// Builds the adapter `config.api` names, as a reader of RT's transaction log too (the
+/// event sync and webhook).
+pub fn transactions_client_from_config(
+    config: &RtConfig,
+) -> Result<Arc<dyn transactions::RtTransactions>, RtError> {
+    Ok(match config.api {
+        RtApi::Rest2 => Arc::new(rest2::Rest2Client::new(config.clone())?),
+        RtApi::Rest1 => {
+            return Err(RtError::Rejected(
+                "REST 1.0 transaction reading lands after the rt/ split".into(),
+            ))
+        }
+    })
+}
+
 /// The shared reqwest client both adapters use: rustls, keep-alive pool, connect and
 /// total timeouts from the configuration, no redirects (RT answers directly).
 pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {

@@ -28,6 +28,8 @@ use super::{
 };
 use crate::config::{RtAuth, RtConfig};
 
+mod transactions;
+
 /// Fields asked for when listing, so one request returns whole tickets.
 const LIST_FIELDS: &str = "Subject,Status,Queue,Owner,Priority,Created,Requestor";
 /// Queue names kept at most; queues are few, the bound only guards against surprises.
@@ -41,6 +43,7 @@ pub struct Rest2Client {
     authorization: HeaderValue,
     timeout: Duration,
     queue_names: RwLock<HashMap<u64, String>>,
+    user_names: transactions::UserNames,
 }
 
 impl fmt::Debug for Rest2Client {
@@ -251,6 +254,7 @@ impl Rest2Client {
             api,
             timeout: config.timeout,
             queue_names: RwLock::new(HashMap::new()),
+            user_names: RwLock::new(HashMap::new()),
         })
     }
 
