@@ -1,4 +1,4 @@
-//! Configuration of the event paths, read once at cold start: `RT_WEBHOOK_SECRET` for the
+//! Configuration of the event paths, read once at cold start: `WEBHOOK_SECRET` for the
 //! webhook, `RT_SYNC_*` bounds for the sync. Same rules as `crate::config`: a missing or
 //! invalid value fails naming the variable.
 
@@ -10,12 +10,12 @@ use crate::{
     secret::Secret,
 };
 
-/// Reads `RT_WEBHOOK_SECRET`: required, at least [`MIN_SECRET_BYTES`] bytes.
+/// Reads `WEBHOOK_SECRET`: required, at least [`MIN_SECRET_BYTES`] bytes.
 pub fn webhook_secret_from_lookup(lookup: Lookup<'_>) -> Result<Secret, ConfigError> {
-    let secret = required(lookup, "RT_WEBHOOK_SECRET")?;
+    let secret = required(lookup, "WEBHOOK_SECRET")?;
     if secret.len() < MIN_SECRET_BYTES {
         return Err(ConfigError {
-            var: "RT_WEBHOOK_SECRET",
+            var: "WEBHOOK_SECRET",
             problem: format!(
                 "must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)"
             ),
@@ -90,11 +90,11 @@ mod tests {
     #[test]
     fn the_secret_is_required_and_long_enough_and_never_printed() {
         let e = webhook_secret_from_lookup(&lookup(&[])).unwrap_err();
-        assert_eq!(e.var, "RT_WEBHOOK_SECRET");
-        let e = webhook_secret_from_lookup(&lookup(&[("RT_WEBHOOK_SECRET", "short")])).unwrap_err();
+        assert_eq!(e.var, "WEBHOOK_SECRET");
+        let e = webhook_secret_from_lookup(&lookup(&[("WEBHOOK_SECRET", "short")])).unwrap_err();
         assert!(e.problem.contains("32 bytes") && !e.problem.contains("short"), "{e}");
         let long = "x".repeat(40);
-        let s = webhook_secret_from_lookup(&lookup(&[("RT_WEBHOOK_SECRET", &long)])).unwrap();
+        let s = webhook_secret_from_lookup(&lookup(&[("WEBHOOK_SECRET", &long)])).unwrap();
         assert_eq!(format!("{s:?}"), "Secret(***)");
     }
 
