@@ -442,6 +442,13 @@ impl TicketStore for FlakyTickets {
         }
         self.inner.record_created(ticket, notification, completion).await
     }
+    async fn complete_recorded(
+        &self,
+        ticket: &Ticket,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        self.inner.complete_recorded(ticket, completion).await
+    }
     async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
         self.inner.get_ticket(id).await
     }

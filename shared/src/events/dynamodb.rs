@@ -23,7 +23,10 @@ use crate::{
     model::{Notification, Ticket},
     rt::transactions::TxnPosition,
     store::{
-        dynamodb::{notification_item, ticket_item, DynamoStore, Item},
+        dynamodb::{
+            item::{condition_failed, n, s},
+            notification_item, ticket_item, DynamoStore, Item,
+        },
         StoreError, TicketStore,
     },
 };
@@ -49,46 +52,23 @@ impl DynamoEvents {
     }
 }
 
-/// SDK errors that can say "the write's condition failed" (typed, not by error code).
-trait ConditionFailed: std::error::Error + Send + Sync + 'static {
-    fn condition_failed(&self) -> bool;
-}
-
-impl ConditionFailed for PutItemError {
-    fn condition_failed(&self) -> bool {
-        self.is_conditional_check_failed_exception()
-    }
-}
-
-impl ConditionFailed for UpdateItemError {
-    fn condition_failed(&self) -> bool {
-        self.is_conditional_check_failed_exception()
-    }
-}
-
 /// A conditional write's outcome: `Some(output)` when it was applied, `None` when its
-/// condition failed; any other failure is an error.
+/// condition failed (asked through the operation's typed error); any other failure is an
+/// error.
 fn applied<O, E, R>(
     op: &'static str,
     out: Result<O, SdkError<E, R>>,
+    check: fn(&E) -> bool,
 ) -> Result<Option<O>, StoreError>
 where
-    E: ConditionFailed,
+    E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match out {
         Ok(o) => Ok(Some(o)),
-        Err(e) if e.as_service_error().is_some_and(ConditionFailed::condition_failed) => Ok(None),
+        Err(e) if condition_failed(&e, check) => Ok(None),
         Err(e) => Err(StoreError::aws(op, e)),
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn position_of(item: &Item) -> Result<Option<TxnPosition>, StoreError> {
@@ -123,7 +103,7 @@ impl EventStore for DynamoEvents {
             .expression_attribute_values(":t", n(as_of))
             .send()
             .await;
-        match applied("PutItem", out)? {
+        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
             Some(_) => Ok(true),
             None => Ok(false),
         }
@@ -138,7 +118,7 @@ impl EventStore for DynamoEvents {
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
-        match applied("PutItem", out)? {
+        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
             Some(_) => Ok(true),
             None => Ok(false),
         }
@@ -166,7 +146,7 @@ impl SyncCursorStore for DynamoEvents {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        match applied("UpdateItem", out)? {
+        match applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)? {
             Some(out) => {
                 let position = match &out.attributes {
                     Some(item) => position_of(item)?,
@@ -194,7 +174,7 @@ impl SyncCursorStore for DynamoEvents {
             .expression_attribute_values(":lease", s(lease))
             .send()
             .await;
-        match applied("UpdateItem", out)? {
+        match applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)? {
             Some(_) => Ok(()),
             None => Err(StoreError::Conflict("the sync lost its lease on the cursor".into())),
         }
@@ -212,7 +192,7 @@ impl SyncCursorStore for DynamoEvents {
             .send()
             .await;
         // Not holding it any more (taken over after the lease ended) is fine too.
-        applied("UpdateItem", out)?;
+        applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)?;
         Ok(())
     }
 
@@ -253,7 +233,7 @@ impl ReplayGuard for DynamoEvents {
             .expression_attribute_values(":now", n(now.timestamp()))
             .send()
             .await;
-        match applied("PutItem", out)? {
+        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
             Some(_) => Ok(true),
             None => Ok(false),
         }

@@ -17,8 +17,8 @@ use crate::{
     rt::{client_from_config, RtClient, RtCreate, RtError, RtQuery, RtTicket},
     store::{
         dynamodb::{client_from_env, DynamoStore},
-        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, TicketFilter,
-        TicketStore,
+        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, StoreError,
+        TicketFilter, TicketStore,
     },
 };
 
@@ -242,7 +242,15 @@ impl PostTicket {
             status: 201,
             body: serde_json::to_string(&ticket).unwrap_or_default(),
         });
-        self.tickets.record_created(&ticket, &notification, completion.as_ref()).await?;
+        match self.tickets.record_created(&ticket, &notification, completion.as_ref()).await {
+            // RT's event log (the webhook or the sync) recorded this ticket and its one
+            // `ticket.created` first: finish this request without a second notification.
+            Err(StoreError::Conflict(why)) => {
+                info!(ticket_id = id, %why, "ticket already recorded from RT's events");
+                self.tickets.complete_recorded(&ticket, completion.as_ref()).await?;
+            }
+            other => other?,
+        }
         Ok(ticket)
     }
 }

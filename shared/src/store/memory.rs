@@ -114,6 +114,25 @@ impl TicketStore for MemoryStore {
         Ok(())
     }
 
+    async fn complete_recorded(
+        &self,
+        ticket: &Ticket,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if let Some(done) = completion {
+            let rec =
+                st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
+            let Some(rec) = rec else {
+                return Err(StoreError::Conflict("idempotency lease lost".into()));
+            };
+            rec.done = Some((done.status, done.body.clone()));
+            rec.rt_ticket_id = Some(ticket.id);
+        }
+        st.tickets.entry(ticket.id).or_insert_with(|| ticket.clone());
+        Ok(())
+    }
+
     async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
         Ok(self.lock().tickets.get(&id).cloned())
     }

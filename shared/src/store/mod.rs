@@ -133,6 +133,17 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<(), StoreError>;
+    /// Finishes a create whose [`TicketStore::record_created`] found the ticket or its
+    /// `ticket.created` already recorded by RT's event log (the webhook or the sync saw RT's
+    /// `Create` first): stores the idempotency completion (when given; `Conflict` if the
+    /// lease was lost) and writes the ticket unless the record there was read from RT after
+    /// a transaction (the event mirror's `rt_txn`, never older than this request's read).
+    /// No second notification is written.
+    async fn complete_recorded(
+        &self,
+        ticket: &Ticket,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError>;
     /// Reads one ticket record.
     async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError>;
     /// Creates or replaces a ticket record (used to refresh it from RT).

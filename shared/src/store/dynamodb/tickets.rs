@@ -3,13 +3,13 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    operation::transact_write_items::TransactWriteItemsError,
+    operation::{put_item::PutItemError, transact_write_items::TransactWriteItemsError},
     types::{Put, TransactWriteItem, Update},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{from_item, n, rfc3339, s, to_item};
+use super::item::{condition_failed, from_item, n, rfc3339, s, to_item};
 use super::{notification_item, DynamoStore, Item};
 use crate::model::{Notification, Ticket};
 use crate::store::{
@@ -93,6 +93,57 @@ fn ticket_index(filter: &TicketFilter) -> (&'static str, &'static str, String) {
     }
 }
 
+impl DynamoStore {
+    /// The idempotency record's completion, conditional on the lease, as a transaction item.
+    fn completion_update(
+        &self,
+        done: &IdempotencyCompletion,
+        ticket_id: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.tables.idempotency)
+            .key("key", s(&done.lease.key))
+            .update_expression(
+                "SET #state = :done, response_status = :st, response_body = :b, rt_ticket_id = :t",
+            )
+            .condition_expression("lease_id = :lease")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":st", n(done.status))
+            .expression_attribute_values(":b", s(&done.body))
+            .expression_attribute_values(":t", n(ticket_id))
+            .expression_attribute_values(":lease", s(&done.lease.id))
+            .build()
+            .map_err(|e| StoreError::aws("build request", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+/// Sends a transaction; a failed condition on any item is `Conflict`.
+async fn transact(
+    req: aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
+) -> Result<(), StoreError> {
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Typed: a cancelled transaction lists one reason per item, in order.
+            if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+                e.as_service_error()
+            {
+                let reasons: Vec<&str> =
+                    tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                if reasons.contains(&"ConditionalCheckFailed") {
+                    return Err(StoreError::Conflict(format!(
+                        "transaction cancelled: {}",
+                        reasons.join(",")
+                    )));
+                }
+            }
+            Err(StoreError::aws("TransactWriteItems", e))
+        }
+    }
+}
+
 #[async_trait]
 impl TicketStore for DynamoStore {
     async fn record_created(
@@ -118,49 +169,38 @@ impl TicketStore for DynamoStore {
             .transact_items(insert(&self.tables.tickets, ticket_item(ticket)?)?)
             .transact_items(insert(&self.tables.notifications, notification_item(notification)?)?);
         if let Some(done) = completion {
-            req = req.transact_items(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.tables.idempotency)
-                            .key("key", s(&done.lease.key))
-                            .update_expression(
-                                "SET #state = :done, response_status = :st, response_body = :b, rt_ticket_id = :t",
-                            )
-                            .condition_expression("lease_id = :lease")
-                            .expression_attribute_names("#state", "state")
-                            .expression_attribute_values(":done", s("done"))
-                            .expression_attribute_values(":st", n(done.status))
-                            .expression_attribute_values(":b", s(&done.body))
-                            .expression_attribute_values(":t", n(ticket.id))
-                            .expression_attribute_values(":lease", s(&done.lease.id))
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .build(),
-            );
+            req = req.transact_items(self.completion_update(done, ticket.id)?);
         }
-        match req.send().await {
+        transact(req).await
+    }
+
+    async fn complete_recorded(
+        &self,
+        ticket: &Ticket,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<(), StoreError> {
+        if let Some(done) = completion {
+            let req = self
+                .client
+                .transact_write_items()
+                .transact_items(self.completion_update(done, ticket.id)?);
+            transact(req).await?;
+        }
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.tables.tickets)
+            .set_item(Some(ticket_item(ticket)?))
+            .condition_expression("attribute_not_exists(rt_txn)")
+            .send()
+            .await;
+        match out {
             Ok(_) => Ok(()),
-            Err(e) => {
-                // Typed: a cancelled transaction lists one reason per item, in order.
-                if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
-                    e.as_service_error()
-                {
-                    let reasons: Vec<&str> = tc
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None"))
-                        .collect();
-                    if reasons.contains(&"ConditionalCheckFailed") {
-                        return Err(StoreError::Conflict(format!(
-                            "transaction cancelled: {}",
-                            reasons.join(",")
-                        )));
-                    }
-                }
-                Err(StoreError::aws("TransactWriteItems", e))
+            // The event mirror read RT after this request did: keep its record.
+            Err(e) if condition_failed(&e, PutItemError::is_conditional_check_failed_exception) => {
+                Ok(())
             }
+            Err(e) => Err(StoreError::aws("PutItem", e)),
         }
     }
 
