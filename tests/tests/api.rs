@@ -465,6 +465,13 @@ impl TicketStore for FlakyTickets {
     async fn list_notifications(&self, p: &PageRequest) -> Result<Page<Notification>, StoreError> {
         self.inner.list_notifications(p).await
     }
+    async fn list_notifications_of_type(
+        &self,
+        kind: &str,
+        p: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.inner.list_notifications_of_type(kind, p).await
+    }
 }
 
 #[tokio::test]

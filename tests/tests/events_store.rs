@@ -93,3 +93,69 @@ async fn a_signature_is_accepted_once_within_its_window() {
     let after = until + Duration::seconds(1);
     assert!(events.first_use("abc123", after + Duration::seconds(300), after).await.unwrap());
 }
+
+#[tokio::test]
+async fn notifications_list_by_type_with_cursors_tied_to_the_type() {
+    let (events, store) = stores("ev-type").await;
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    for id in 1..=5u64 {
+        let mut n = sample_notification(&sample_ticket(id, "new", "General"));
+        if id % 2 == 0 {
+            n.id = format!("rt-txn-{id}");
+            n.kind = "ticket.replied".into();
+            n.created_at = at + Duration::seconds(id as i64);
+        }
+        assert!(events.add_notification(&n).await.unwrap());
+    }
+    let replies = store.list_notifications_of_type("ticket.replied", &PageRequest::first(1)).await;
+    let replies = replies.unwrap();
+    assert_eq!(replies.items.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), vec!["rt-txn-4"]);
+    let cursor = replies.next_cursor.expect("a second reply");
+    let next = PageRequest::parse(Some("10"), Some(&cursor)).unwrap();
+    let rest = store.list_notifications_of_type("ticket.replied", &next).await.unwrap();
+    assert_eq!(rest.items.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), vec!["rt-txn-2"]);
+    assert_eq!(rest.next_cursor, None);
+    // A cursor of one type does not page another, nor the whole feed.
+    assert!(matches!(
+        store.list_notifications_of_type("ticket.created", &next).await,
+        Err(StoreError::BadCursor(_))
+    ));
+    assert!(matches!(store.list_notifications(&next).await, Err(StoreError::BadCursor(_))));
+    let created =
+        store.list_notifications_of_type("ticket.created", &PageRequest::first(10)).await.unwrap();
+    assert_eq!(created.items.len(), 3);
+}
+
+#[tokio::test]
+async fn a_create_the_event_log_recorded_first_completes_without_a_second_notification() {
+    use rt_relay_shared::store::{Claim, IdempotencyCompletion, IdempotencyStore};
+    let (events, store) = stores("ev-race").await;
+    // The webhook (or sync) saw RT's Create first: mirror and ticket.created are stored.
+    let t = sample_ticket(9, "new", "General");
+    let created = sample_notification(&t);
+    let open = sample_ticket(9, "open", "General");
+    assert!(events.mirror_ticket(&open, 30).await.unwrap());
+    assert!(events.add_notification(&created).await.unwrap());
+    // Then POST /tickets, holding an Idempotency-Key, records the same ticket.
+    let Claim::Acquired { lease, .. } =
+        store.claim("race-key", "h", Utc::now(), Duration::seconds(30)).await.unwrap()
+    else {
+        panic!("claim");
+    };
+    let done = IdempotencyCompletion { lease: lease.clone(), status: 201, body: "{}".into() };
+    let first = store.record_created(&t, &created, Some(&done)).await;
+    assert!(matches!(first, Err(StoreError::Conflict(_))), "{first:?}");
+    store.complete_recorded(&t, Some(&done)).await.unwrap();
+    // One notification; the newer mirror kept; the key replays the answer.
+    assert_eq!(store.list_notifications(&PageRequest::first(10)).await.unwrap().items.len(), 1);
+    assert_eq!(store.get_ticket(9).await.unwrap().map(|t| t.status), Some("open".into()));
+    let replay = store.claim("race-key", "h", Utc::now(), Duration::seconds(30)).await.unwrap();
+    assert_eq!(replay, Claim::Completed { status: 201, body: "{}".into() });
+    // A lost lease is still a conflict.
+    let lost = IdempotencyCompletion {
+        lease: rt_relay_shared::store::Lease { key: "race-key".into(), id: "other".into() },
+        status: 201,
+        body: "{}".into(),
+    };
+    assert!(matches!(store.complete_recorded(&t, Some(&lost)).await, Err(StoreError::Conflict(_))));
+}

@@ -1,4 +1,4 @@
-//! `GET /notifications`: stored notifications newest first.
+//! `GET /notifications`: stored notifications newest first, optionally of one `type`.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, Response};
 use crate::{
     config::Tables,
     http::{json_response, query_param, require_method, ApiError},
+    model::{ValidationError, NOTIFICATION_TYPES},
     store::{
         dynamodb::{client_from_env, DynamoStore},
         PageRequest, TicketStore,
@@ -42,7 +43,18 @@ impl ListNotifications {
             query_param(&req, "limit").as_deref(),
             query_param(&req, "cursor").as_deref(),
         )?;
-        let page = self.store.list_notifications(&page).await?;
+        let page = match query_param(&req, "type") {
+            None => self.store.list_notifications(&page).await?,
+            Some(kind) => {
+                let kind = NOTIFICATION_TYPES.iter().find(|t| **t == kind).ok_or_else(|| {
+                    ValidationError::field(
+                        "type",
+                        format!("must be one of {}", NOTIFICATION_TYPES.join(", ")),
+                    )
+                })?;
+                self.store.list_notifications_of_type(kind, &page).await?
+            }
+        };
         Ok(json_response(200, &page))
     }
 }

@@ -177,7 +177,29 @@ impl TicketStore for MemoryStore {
         &self,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        let scope = "memory-notifications";
+        self.notifications_page(None, page)
+    }
+
+    async fn list_notifications_of_type(
+        &self,
+        kind: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.notifications_page(Some(kind), page)
+    }
+}
+
+impl MemoryStore {
+    fn notifications_page(
+        &self,
+        kind: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let scope = match kind {
+            None => "memory-notifications".to_owned(),
+            Some(kind) => format!("memory-notifications|{kind}"),
+        };
+        let scope = scope.as_str();
         // The same cursor key as the DynamoDB feed, so the same keys are refused.
         let before = match page.cursor.as_deref() {
             None => None,
@@ -193,6 +215,7 @@ impl TicketStore for MemoryStore {
             .iter()
             .rev()
             .filter(|(k, _)| before.as_ref().is_none_or(|b| *k < b))
+            .filter(|(_, n)| kind.is_none_or(|kind| n.kind == kind))
             .take(page.limit as usize + 1)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

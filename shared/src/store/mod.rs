@@ -159,6 +159,12 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
         &self,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError>;
+    /// Lists the notifications of one type (`ticket.replied`, ...), newest first.
+    async fn list_notifications_of_type(
+        &self,
+        kind: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError>;
 }
 
 /// Idempotency records for `POST /tickets`.

@@ -87,6 +87,8 @@ pub const NOTIFICATIONS_BY_FEED: &str = "by-feed";
 /// Connections index: one API key's connections (for its connection limit and for closing
 /// them when it is revoked).
 pub const CONNECTIONS_BY_KEY: &str = "by-key";
+/// Notifications index: one type (`GET /notifications?type=`), newest first.
+pub const NOTIFICATIONS_BY_TYPE: &str = "by-type";
 
 /// The tables, in the order they are created.
 pub const TABLES: [TableDef; 5] = [
@@ -107,7 +109,10 @@ pub const TABLES: [TableDef; 5] = [
         kind: TableKind::Notifications,
         logical_id: "NotificationsTable",
         hash: s("id"),
-        indexes: &[IndexDef { name: NOTIFICATIONS_BY_FEED, hash: s("feed"), range: s("seq") }],
+        indexes: &[
+            IndexDef { name: NOTIFICATIONS_BY_FEED, hash: s("feed"), range: s("seq") },
+            IndexDef { name: NOTIFICATIONS_BY_TYPE, hash: s("type"), range: s("seq") },
+        ],
         stream: Some("NEW_IMAGE"),
         ttl: None,
     },

@@ -1,5 +1,5 @@
 //! Notification records: the item shape (the pushed JSON kept verbatim) and the feed's
-//! paging through the `by-feed` index.
+//! paging through the `by-feed` and `by-type` indexes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,12 +32,11 @@ struct NotificationItem {
     payload: String,
 }
 
-/// The feed's position of a stored notification: what a cursor carries and, with the feed
-/// partition, the exclusive start key of the next Query.
+/// The feed's position of a stored notification: what a cursor carries and, with the index
+/// partition's attribute, the exclusive start key of the next Query.
 #[derive(Serialize, Deserialize)]
 struct FeedKey {
     id: String,
-    feed: String,
     seq: String,
 }
 
@@ -66,33 +65,37 @@ pub fn notification_from_payload(payload: &str) -> Result<Notification, StoreErr
 }
 
 impl DynamoStore {
-    /// One page of the notifications feed, newest first.
+    /// One page of the notifications feed (of one type, when given), newest first.
     pub(super) async fn notifications_page(
         &self,
+        kind: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        let scope = "notifications";
+        // The cursor's scope names the partition, so a cursor of one feed cannot page another.
+        let (scope, index, hash_attr, hash_value) = match kind {
+            None => (
+                "notifications".to_owned(),
+                schema::NOTIFICATIONS_BY_FEED,
+                "feed",
+                NOTIFICATION_FEED,
+            ),
+            Some(kind) => {
+                (format!("notifications|type|{kind}"), schema::NOTIFICATIONS_BY_TYPE, "type", kind)
+            }
+        };
+        let scope = scope.as_str();
         let start = match &page.cursor {
             None => None,
             Some(c) => {
                 let key: NotificationCursor =
                     cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
-                Some(to_item(&FeedKey {
-                    id: key.id,
-                    feed: NOTIFICATION_FEED.into(),
-                    seq: key.seq,
-                })?)
+                let mut start = to_item(&FeedKey { id: key.id, seq: key.seq })?;
+                start.insert(hash_attr.into(), super::item::s(hash_value));
+                Some(start)
             }
         };
         let (items, more) = self
-            .query_page(
-                &self.tables.notifications,
-                schema::NOTIFICATIONS_BY_FEED,
-                "feed",
-                NOTIFICATION_FEED,
-                start,
-                page.limit,
-            )
+            .query_page(&self.tables.notifications, index, hash_attr, hash_value, start, page.limit)
             .await?;
         let mut notes = Vec::with_capacity(items.len());
         let mut last_key = None;

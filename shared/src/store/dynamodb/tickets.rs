@@ -256,6 +256,14 @@ impl TicketStore for DynamoStore {
         &self,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
-        self.notifications_page(page).await
+        self.notifications_page(None, page).await
+    }
+
+    async fn list_notifications_of_type(
+        &self,
+        kind: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.notifications_page(Some(kind), page).await
     }
 }
