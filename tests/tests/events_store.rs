@@ -2,6 +2,8 @@
 //! mirror's ordering rule, the sync cursor's lease and conditional commit, the webhook's
 //! replay memory.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too: a failure is the test failing
+
 use chrono::{Duration, Utc};
 use rt_relay_shared::{
     events::{

@@ -3,6 +3,8 @@
 //! (the next run, once the killed run's lease has ended, finishes its page); RT unreachable
 //! leaves the cursor where it was and the next run catches up.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too: a failure is the test failing
+
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use rt_relay_shared::{

@@ -3,6 +3,8 @@
 //! by id (and a wrong one is not), a reply's text is readable, and paging reports what is
 //! left.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too: a failure is the test failing
+
 use rt_relay_shared::{
     config::RtApi,
     events::classify,
