@@ -25,8 +25,15 @@ unless ( $action->id ) {
 }
 
 my $scrips = RT::Scrips->new($user);
+$scrips->FindAllRows;    # a disabled scrip too: it is switched back on, not duplicated
 $scrips->Limit( FIELD => 'Description', VALUE => 'rt-relay webhook' );
+$scrips->OrderBy( FIELD => 'id', ORDER => 'ASC' );
 my $scrip = $scrips->First;
+# Earlier versions of this script could leave a second copy: keep the first only.
+while ( my $extra = $scrips->Next ) {
+    my ( $ok, $msg ) = $extra->Delete;
+    warn "could not delete duplicate scrip " . $extra->id . ": $msg\n" unless $ok;
+}
 unless ($scrip) {
     $scrip = RT::Scrip->new($user);
     my ( $ok, $msg ) = $scrip->Create(
