@@ -14,11 +14,14 @@ use std::{
 use chrono::Utc;
 use rt_relay_shared::{
     config::{RtApi, RtAuth},
-    rt::{rest1_form::Form, RtClient, RtCreate, RtError, RtQuery, RtTicket},
+    rt::{rest1::form::Form, RtClient, RtCreate, RtError, RtQuery, RtTicket},
 };
-use rt_relay_tests::rt::{
-    config_at, password_auth, rt_client, rt_config, token_auth, wrong_password_auth,
-    wrong_token_auth,
+use rt_relay_tests::{
+    fault_proxy::{Fault, FaultProxy},
+    rt::{
+        config_at, password_auth, rt_base_url, rt_client, rt_config, token_auth,
+        wrong_password_auth, wrong_token_auth,
+    },
 };
 
 /// Bound on one whole scenario (each RT request is bounded by the client's 10 s).
@@ -342,6 +345,127 @@ async fn silent_server_times_out_within_the_bound(adapter: Adapter) {
 }
 for_each_adapter!(silent_server_times_out_within_the_bound);
 
+// --- what RT's refusals pass on --------------------------------------------------------------
+
+/// Text that must never reach a caller: it stands for whatever a web server, a proxy or a
+/// Perl error page in front of RT might put in a body.
+const LEAK: &str = "LEAK-7f3a /opt/rt5/lib/RT.pm DBI password=hunter2";
+
+/// An adapter reaching RT through a fault proxy that answers every request itself.
+async fn behind_proxy(adapter: Adapter) -> (FaultProxy, Arc<dyn RtClient>) {
+    let proxy = FaultProxy::start(rt_base_url().as_str()).await;
+    let base = format!("{}/", proxy.url());
+    let rt = rt_client(&config_at(adapter.api(), adapter.auth(), &base, Duration::from_secs(10)));
+    (proxy, rt)
+}
+
+/// Runs create, get and list; every one must fail.
+async fn every_call_fails(rt: &dyn RtClient) -> Vec<RtError> {
+    let created = rt.create(&ticket("General", "t", "d")).await.map(|_| ());
+    let got = rt.get(7).await.map(|_| ());
+    let listed = rt.list(&RtQuery::default(), 1, 3).await.map(|_| ());
+    [created, got, listed].into_iter().map(|r| r.expect_err("RT refused")).collect()
+}
+
+/// Answers that are not RT's own message (HTML, plain text, JSON of another shape, the form
+/// RT echoes under a REST 1.0 refusal) are reduced to a fixed text or RT's status text; RT's
+/// own words, in any script, pass on.
+async fn refusals_carry_only_rt_s_own_message(adapter: Adapter) {
+    let (proxy, rt) = behind_proxy(adapter).await;
+    let respond =
+        |status, content_type, body: String| Fault::Respond { status, content_type, body };
+    let cases: Vec<(Fault, &str)> = match adapter.api() {
+        RtApi::Rest2 => vec![
+            (
+                respond(400, "text/html", format!("<html><body>{LEAK}</body></html>")),
+                "RT rejected the request: Bad Request",
+            ),
+            (respond(403, "text/plain", LEAK.into()), "RT refused the operation: Forbidden"),
+            (
+                respond(422, "application/json", format!(r#"{{"error":"{LEAK}"}}"#)),
+                "RT rejected the request: Unprocessable Entity",
+            ),
+            (
+                respond(
+                    400,
+                    "application/json",
+                    r#"{"message":"Requête invalide : ção 日本"}"#.into(),
+                ),
+                "RT rejected the request: Requête invalide : ção 日本",
+            ),
+        ],
+        RtApi::Rest1 => vec![
+            (
+                respond(
+                    200,
+                    "text/plain",
+                    format!(
+                        "RT/5.0.3 409 Syntax Error\n\n# Could not create ticket.\n\n\
+                         id: ticket/new\nQueue: General\nText:\n {LEAK}\n"
+                    ),
+                ),
+                "RT rejected the request: Could not create ticket.",
+            ),
+            (
+                respond(
+                    200,
+                    "text/plain",
+                    format!("RT/5.0.3 400 Bad request\n\nSubject: {LEAK}\n"),
+                ),
+                "RT rejected the request: Bad request",
+            ),
+            (
+                respond(
+                    200,
+                    "text/plain",
+                    "RT/5.0.3 400 Bad request\n\nConsulta inválida: 'ção'\n".into(),
+                ),
+                "RT rejected the request: Consulta inválida: 'ção'",
+            ),
+            (
+                respond(403, "text/html", format!("<html>{LEAK}</html>")),
+                "RT refused the operation: RT's web server refused the request",
+            ),
+        ],
+    };
+    for (fault, expected) in cases {
+        proxy.set(fault.clone());
+        for err in every_call_fails(rt.as_ref()).await {
+            assert_eq!(err.to_string(), expected, "{adapter:?} {fault:?}");
+        }
+    }
+    // A body RT's API never sends is not read as a message at all (a 502 for the client).
+    proxy.set(respond(400, "text/html", format!("<html>{LEAK}</html>")));
+    for err in every_call_fails(rt.as_ref()).await {
+        assert!(!err.to_string().contains("LEAK-7f3a"), "{adapter:?}: {err}");
+    }
+    assert!(proxy.faulted() >= 15, "every call was answered by the proxy");
+    assert_eq!(proxy.forwarded(), 0);
+}
+for_each_adapter!(refusals_carry_only_rt_s_own_message);
+
+/// A REST 1.0 answer with multi-byte field names and values (which once made the form parser
+/// slice a key inside a character and panic) is read like any other.
+#[tokio::test]
+async fn rest1_reads_answers_with_multi_byte_field_names() {
+    bounded(async {
+        let (proxy, rt) = behind_proxy(Adapter::Rest1Password).await;
+        let form = "RT/5.0.3 200 Ok\n\nid: ticket/7\na日b: x\naaéx: y\nCé.{z}: w\n\
+                    Queue: Suporte técnico\nOwner: Nobody\nSubject: 日本語の件名 ção\nStatus: new\n\
+                    Priority: 0\nRequestors: ção@example.com\nCreated: Sat Nov 28 23:58:04 2026\n";
+        proxy.set(Fault::Respond { status: 200, content_type: "text/plain", body: form.into() });
+        let t = rt.get(7).await.unwrap();
+        assert_eq!(
+            (t.id, t.subject.as_str(), t.queue.as_str(), t.status.as_str()),
+            (7, "日本語の件名 ção", "Suporte técnico", "new")
+        );
+        assert_eq!(t.requestors, vec!["ção@example.com".to_owned()]);
+        assert_eq!(t.created.to_rfc3339(), "2026-11-28T23:58:04+00:00");
+        assert!(proxy.faulted() >= 1);
+    })
+    .await
+}
+
 // --- adversarial text -----------------------------------------------------------------------
 
 /// Titles the model accepts (one line, trimmed, at most 200 bytes) that look like form syntax.
@@ -386,7 +510,7 @@ fn adversarial_descriptions() -> Vec<&'static str> {
 }
 
 /// What an adapter refuses because RT would not store it unchanged: through REST 1.0 a
-/// first line that is empty (`rest1_form`) and the text "0" (false to RT's ticket/new
+/// first line that is empty (`rest1::form`) and the text "0" (false to RT's ticket/new
 /// handler); through REST 2.0 any CRLF, which RT rewrites as LF.
 fn refused_by(adapter: Adapter, description: &str) -> bool {
     match adapter.api() {
@@ -448,7 +572,7 @@ impl Xorshift {
     }
 }
 
-/// Feeds thousands of generated texts, encoded by `rest1_form`, to RT 5.0.3's own
+/// Feeds thousands of generated texts, encoded by `rest1::form`, to RT 5.0.3's own
 /// `form_parse` (Perl, from the installed RT) and checks each comes back exactly, as the
 /// only field besides the ones the encoder wrote.
 #[test]

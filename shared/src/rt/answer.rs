@@ -29,21 +29,32 @@ pub(crate) async fn read_body(
 
 /// RT's message made safe to pass on: trimmed, without the Perl source location RT appends
 /// to some errors (` at /usr/share/.../Tickets.pm line 3187.`), at most
-/// [`MAX_MESSAGE_CHARS`] characters.
+/// [`MAX_MESSAGE_CHARS`] characters. Works on characters only, so no input can split one.
 pub(crate) fn message(raw: &str) -> String {
     let mut text = raw.trim();
-    if let Some(at) = text.rfind(" at /") {
-        let tail = &text[at..];
-        if let Some(line_pos) = tail.rfind(" line ") {
-            let number = tail[line_pos + 6..].trim_end_matches('.');
+    if let Some((before, location)) = text.rsplit_once(" at /") {
+        if let Some((_, number)) = location.rsplit_once(" line ") {
+            let number = number.trim_end_matches('.');
             if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
-                text = text[..at].trim_end();
+                text = before.trim_end();
             }
         }
     }
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+    let mut chars = text.chars();
+    let kept: String = chars.by_ref().take(MAX_MESSAGE_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{kept}…")
+    } else {
+        kept
+    }
+}
+
+/// What a refusal tells the client: RT's own message when RT gave one (see [`message`]),
+/// otherwise `fixed`, a text rt-relay chose. Nothing else from RT's answer is passed on.
+pub(crate) fn message_or(rt_message: Option<&str>, fixed: &str) -> String {
+    match rt_message.map(message) {
+        Some(m) if !m.is_empty() => m,
+        _ => fixed.to_owned(),
     }
 }
 
@@ -65,5 +76,24 @@ mod tests {
         let m = message(&long);
         assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(m.ends_with('…'));
+        let exact = "日".repeat(MAX_MESSAGE_CHARS);
+        assert_eq!(message(&exact), exact, "nothing cut, no ellipsis");
+    }
+
+    #[test]
+    fn multi_byte_text_around_the_location_never_splits_a_character() {
+        for raw in ["é at /é line 1.", " at /x line ", "日 at / line 日", "x at /y line 7.日"]
+        {
+            let m = message(raw);
+            assert!(raw.contains(m.as_str()), "{raw:?} -> {m:?}");
+        }
+        assert_eq!(message("日本 at /usr/lib/RT.pm line 3."), "日本");
+    }
+
+    #[test]
+    fn refusals_carry_rt_s_message_or_the_fixed_text() {
+        assert_eq!(message_or(Some("  Queue not set \n"), "fixed"), "Queue not set");
+        assert_eq!(message_or(Some("  "), "fixed"), "fixed");
+        assert_eq!(message_or(None, "fixed"), "fixed");
     }
 }

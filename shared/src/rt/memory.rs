@@ -9,6 +9,7 @@ use url::Url;
 
 use super::{
     display_url,
+    paging::PageWindow,
     transactions::{RtTransaction, RtTransactions, TxnPage, TxnPosition},
     RtClient, RtCreate, RtError, RtPage, RtQuery, RtTicket, MAX_PER_PAGE,
 };
@@ -215,8 +216,7 @@ impl RtClient for MemoryRt {
 
     async fn list(&self, query: &RtQuery, page: u32, per_page: u32) -> Result<RtPage, RtError> {
         self.check_failure()?;
-        let page = page.max(1);
-        let per_page = per_page.clamp(1, MAX_PER_PAGE);
+        let window = PageWindow::new(page, per_page);
         let state = self.state();
         let mut matching: Vec<&RtTicket> = state
             .tickets
@@ -229,9 +229,10 @@ impl RtClient for MemoryRt {
             .collect();
         matching.sort_by_key(|t| std::cmp::Reverse(t.id));
         let total = matching.len() as u64;
-        let start = (page as usize - 1).saturating_mul(per_page as usize);
-        let tickets = matching.into_iter().skip(start).take(per_page as usize).cloned().collect();
-        Ok(RtPage { tickets, page, total, has_more: u64::from(page) * u64::from(per_page) < total })
+        let skip = usize::try_from(window.skip()).unwrap_or(usize::MAX);
+        let tickets =
+            matching.into_iter().skip(skip).take(window.per_page as usize).cloned().collect();
+        Ok(window.page_of(tickets, total))
     }
 
     fn ticket_url(&self, id: u64) -> String {

@@ -1,6 +1,12 @@
 //! The boundary to Request Tracker. [`RtClient`] is what the handlers use; [`rest2`] and
 //! [`rest1`] are the two real adapters (chosen by [`RtConfig::api`]); [`memory`] is an
-//! in-memory fake for unit tests.
+//! in-memory fake for unit tests. What every adapter shares lives beside them: reading
+//! answers and passing on only RT's own message (`answer`), paging arithmetic (`paging`),
+//! TicketSQL ([`ticket_sql`]).
+//!
+//! Text from RT (answers, messages, forms) can hold any character, so nothing here slices a
+//! string by byte index: the lint below makes such a slice a compile error.
+#![deny(clippy::string_slice)]
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,9 +15,10 @@ use chrono::{DateTime, Utc};
 use crate::config::{RtApi, RtConfig};
 
 mod answer;
+mod endpoint;
 pub mod memory;
+mod paging;
 pub mod rest1;
-pub mod rest1_form;
 pub mod rest2;
 pub mod ticket_sql;
 pub mod transactions;
@@ -177,7 +184,45 @@ pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
         .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))
 }
 
+/// `text` without `prefix`, compared ignoring ASCII case. Never splits a character: a `text`
+/// whose first bytes are not a whole `prefix` is simply not a match.
+pub(crate) fn strip_prefix_ignore_ascii_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        text.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
 /// RT's web page for a ticket under `base` (which ends in `/`).
 pub fn display_url(base: &url::Url, id: u64) -> String {
     format!("{base}Ticket/Display.html?id={id}")
+}
+
+/// A configuration for `api` whose every request would fail as Unreachable (port 9 on
+/// loopback), for unit tests of what an adapter refuses before any request.
+#[cfg(test)]
+pub(crate) fn offline_config(api: RtApi, auth: crate::config::RtAuth) -> RtConfig {
+    RtConfig {
+        api,
+        base_url: url::Url::parse("http://127.0.0.1:9/")
+            .unwrap_or_else(|_| unreachable!("a valid literal URL")),
+        auth,
+        default_queue: "General".into(),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_case_prefixes_are_matched_on_whole_characters() {
+        assert_eq!(strip_prefix_ignore_ascii_case("cf.{x}", "CF."), Some("{x}"));
+        assert_eq!(strip_prefix_ignore_ascii_case("CF", "CF."), None);
+        assert_eq!(strip_prefix_ignore_ascii_case("a日b", "CF."), None);
+        assert_eq!(strip_prefix_ignore_ascii_case("Cé.", "CF."), None);
+    }
 }

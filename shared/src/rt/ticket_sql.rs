@@ -2,7 +2,7 @@
 //! (`RT::SQL`, `Regexp::Common` delimited strings) unquotes them, so a value can never end
 //! its string early and add a clause.
 
-use super::{RtError, RtQuery};
+use super::{strip_prefix_ignore_ascii_case, RtError, RtQuery};
 
 /// Quotes `value` as a TicketSQL string: `'…'` with `\` and `'` escaped by a backslash.
 /// Refuses control characters (RT's unescaping does not cross lines) and values starting
@@ -11,7 +11,7 @@ pub fn quote(field: &str, value: &str) -> Result<String, RtError> {
     if value.chars().any(char::is_control) {
         return Err(RtError::Rejected(format!("{field} must not contain control characters")));
     }
-    if value.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("CF.")) {
+    if strip_prefix_ignore_ascii_case(value, "CF.").is_some() {
         return Err(RtError::Rejected(format!(
             "{field} must not start with \"CF.\" (RT reads it as a custom field)"
         )));
@@ -89,6 +89,7 @@ mod tests {
     fn values_rt_would_misread_are_refused() {
         assert!(matches!(quote("queue", "a\nb"), Err(RtError::Rejected(_))));
         assert!(matches!(quote("status", "cf.{x}"), Err(RtError::Rejected(_))));
+        assert_eq!(quote("queue", "Cé.{x}").unwrap(), "'Cé.{x}'");
     }
 
     #[test]

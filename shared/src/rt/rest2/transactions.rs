@@ -4,12 +4,14 @@
 
 use std::{collections::HashMap, sync::PoisonError};
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tracing::instrument;
 
-use super::{AttachmentItem, AttachmentJson, Collection, Link, Number, Rest2Client};
+use super::{
+    json::{message_part, AttachmentItem, AttachmentJson, Collection, Link, Number},
+    Rest2Client,
+};
 use crate::rt::{
     transactions::{RtTransaction, RtTransactions, TxnPage, TxnPosition},
     RtError, MAX_PER_PAGE,
@@ -159,25 +161,9 @@ impl Rest2Client {
                 &[("fields", "ContentType,Filename"), ("per_page", "100")],
             )
             .await?;
-        // The message body is the first text/plain part that is not a named file.
-        let body = attachments.items.iter().find(|a| {
-            a.content_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("text/plain"))
-                && a.filename.as_deref().unwrap_or("").is_empty()
-        });
-        let Some(aid) = body.and_then(|a| a.id.as_id()) else { return Ok(None) };
+        let Some(aid) = message_part(&attachments.items) else { return Ok(None) };
         let attachment: AttachmentJson = self.get_json(&format!("attachment/{aid}"), &[]).await?;
-        let encoded: String = attachment
-            .content
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| {
-            RtError::Malformed(format!("attachment {aid}: Content is not base64: {e}"))
-        })?;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| RtError::Malformed(format!("attachment {aid} is not UTF-8")))
+        attachment.text(aid).map(Some)
     }
 }
 

@@ -1,6 +1,6 @@
-//! RT REST 1.0's text forms, without I/O: an encoder that makes field injection impossible
-//! and carries multi-line text byte for byte, and parsers for RT's answers (status line,
-//! forms). The rules mirror RT 5.0.3's `RT::Interface::REST::form_parse`:
+//! Writing RT REST 1.0's text forms, without I/O: an encoder that makes field injection
+//! impossible and carries multi-line text byte for byte ([`super::parse`] reads RT's answers).
+//! RT reads a submitted form with RT 5.0.3's `RT::Interface::REST::form_parse`:
 //!
 //! * A line `Key: value` starts a field; a line `--` starts a new form; `#` lines are comments.
 //! * Lines that are empty or start with whitespace continue the field above. RT then drops
@@ -25,6 +25,8 @@
 //! whatever their encoding, so [`Form::text`] refuses such a value.
 
 use std::fmt::Write as _;
+
+use super::parse::is_field_name;
 
 /// Why a value cannot be put into a REST 1.0 form without changing its meaning.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,10 +62,7 @@ impl Form {
     }
 
     fn add_key(&mut self, key: &str) -> Result<(), FormError> {
-        let mut chars = key.chars();
-        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
+        if !is_field_name(key) {
             return Err(FormError::BadKey(key.to_owned()));
         }
         if self.keys.iter().any(|k| k.eq_ignore_ascii_case(key)) {
@@ -115,162 +114,9 @@ impl Form {
     }
 }
 
-/// The status line opening every REST 1.0 answer, `RT/<version> <code> <text>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Answer<'a> {
-    /// The real status (the HTTP status is always 200).
-    pub code: u16,
-    /// The status text, e.g. `Ok` or `Credentials required`.
-    pub reason: &'a str,
-    /// What follows the status line and the one empty line after it.
-    pub body: &'a str,
-}
-
-/// Parses `^RT/\S+ (\d+) (.*)$` (the version may look like `5.0.3+dfsg-3~deb12u6`).
-pub fn parse_status_line(line: &str) -> Option<(u16, &str)> {
-    let rest = line.strip_prefix("RT/")?;
-    let (version, rest) = rest.split_once(' ')?;
-    if version.is_empty() || version.chars().any(char::is_whitespace) {
-        return None;
-    }
-    let (code, reason) = match rest.split_once(' ') {
-        Some((code, reason)) => (code, reason),
-        None => (rest, ""),
-    };
-    if code.is_empty() || code.len() > 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((code.parse().ok()?, reason.trim_end_matches('\r')))
-}
-
-/// Splits an answer into its status and body. RT writes `status\n\nbody`; exactly that one
-/// empty line is removed, so a raw attachment body keeps its own leading newlines.
-pub fn parse_answer(text: &str) -> Option<Answer<'_>> {
-    let (line, rest) = text.split_once('\n').unwrap_or((text, ""));
-    let (code, reason) = parse_status_line(line)?;
-    Some(Answer { code, reason, body: rest.strip_prefix('\n').unwrap_or(rest) })
-}
-
-/// Splits an answer made of several answers one after another (RT's `show` of several
-/// history entries writes one status line per entry).
-pub fn parse_answers(text: &str) -> Vec<Answer<'_>> {
-    let mut starts = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if parse_status_line(line.trim_end_matches('\n')).is_some() {
-            starts.push(offset);
-        }
-        offset += line.len();
-    }
-    starts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &start)| {
-            let end = starts.get(i + 1).copied().unwrap_or(text.len());
-            parse_answer(&text[start..end])
-        })
-        .collect()
-}
-
-/// One form of an answer: its leading `#` comments and its fields in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ParsedForm {
-    /// Comment lines without the leading `# `.
-    pub comments: Vec<String>,
-    /// `(key, value)` pairs; multi-line values are joined with `\n`.
-    pub fields: Vec<(String, String)>,
-}
-
-impl ParsedForm {
-    /// The value of a field, its name compared case-insensitively.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.comments.is_empty() && self.fields.is_empty()
-    }
-}
-
-/// Splits a field line `Key: value` (RT's `field_spec`, custom fields included).
-fn field_line(line: &str) -> Option<(&str, &str)> {
-    let (key, value) = line.split_once(':')?;
-    let plain = {
-        let mut chars = key.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    let custom = key.len() > 4
-        && key[..3].eq_ignore_ascii_case("CF.")
-        && key.as_bytes()[3] == b'{'
-        && key.ends_with('}');
-    if !plain && !custom {
-        return None;
-    }
-    if value.is_empty() {
-        return Some((key, ""));
-    }
-    // RT requires whitespace after the colon and drops all of it.
-    if !value.starts_with(char::is_whitespace) {
-        return None;
-    }
-    Some((key, value.trim_start()))
-}
-
-/// Parses the forms of an answer body the way RT's `form_parse` reads them: `--` separates
-/// forms, indented lines continue a field and lose their common indent.
-pub fn parse_forms(text: &str) -> Vec<ParsedForm> {
-    let mut forms = Vec::new();
-    let mut form = ParsedForm::default();
-    let lines: Vec<&str> = text.split('\n').collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        i += 1;
-        if line.is_empty() {
-            continue;
-        }
-        if line == "--" {
-            if !form.is_empty() {
-                forms.push(std::mem::take(&mut form));
-            }
-        } else if let Some(comment) = line.strip_prefix('#') {
-            form.comments.push(comment.strip_prefix(' ').unwrap_or(comment).to_owned());
-        } else if let Some((key, first)) = field_line(line) {
-            let mut values = vec![first];
-            while i < lines.len()
-                && (lines[i].is_empty() || lines[i].starts_with(char::is_whitespace))
-            {
-                values.push(lines[i]);
-                i += 1;
-            }
-            while values.len() > 1 && values.last().is_some_and(|v| v.is_empty()) {
-                values.pop();
-            }
-            // RT removes the shortest leading whitespace of the continuation lines from
-            // every line that starts with exactly that prefix.
-            let indent = values[1..]
-                .iter()
-                .map(|v| &v[..v.len() - v.trim_start().len()])
-                .filter(|ws| !ws.is_empty())
-                .min_by_key(|ws| ws.chars().count())
-                .unwrap_or("");
-            let stripped: Vec<&str> =
-                values.iter().map(|v| v.strip_prefix(indent).unwrap_or(v)).collect();
-            let start = stripped.iter().position(|v| !v.is_empty()).unwrap_or(stripped.len());
-            form.fields.push((key.to_owned(), stripped[start..].join("\n")));
-        }
-        // Anything else is not part of a form RT composes; it is skipped.
-    }
-    if !form.is_empty() {
-        forms.push(form);
-    }
-    forms
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{super::parse::field_line, *};
 
     /// RT 5.0.3's `form_parse` for one form, transcribed line by line from
     /// `RT::Interface::REST` (Perl): the oracle the encoder is checked against.
@@ -315,7 +161,7 @@ mod tests {
                 if lead.is_empty() {
                     continue;
                 }
-                if ws.as_ref().map_or(true, |w| lead.chars().count() < w.chars().count()) {
+                if ws.as_ref().is_none_or(|w| lead.chars().count() < w.chars().count()) {
                     ws = Some(lead);
                 }
             }
@@ -453,65 +299,5 @@ mod tests {
         for bad in ["", "1x", "Sub ject", "Owner:", "a\nb", "CF.{x}"] {
             assert_eq!(form.line(bad, "v").unwrap_err(), FormError::BadKey(bad.into()), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn status_lines_parse_with_debian_versions() {
-        assert_eq!(parse_status_line("RT/5.0.3+dfsg-3~deb12u6 200 Ok"), Some((200, "Ok")));
-        assert_eq!(
-            parse_status_line("RT/4.4.4 401 Credentials required"),
-            Some((401, "Credentials required"))
-        );
-        assert_eq!(parse_status_line("RT/5.0.3 409 Syntax Error\r"), Some((409, "Syntax Error")));
-        assert_eq!(parse_status_line("RT/5.0.3 200"), Some((200, "")));
-        for bad in [
-            "",
-            "RT/ 200 Ok",
-            "HTTP/1.1 200 OK",
-            "RT/5 abc Ok",
-            "RT/5 2000 Ok",
-            "rt/5 200 Ok",
-            "RT/5  200 Ok",
-        ] {
-            assert_eq!(parse_status_line(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn answers_keep_raw_bodies_exact() {
-        let a = parse_answer("RT/5.0.3 200 Ok\n\n\n  raw\n\n").unwrap();
-        assert_eq!((a.code, a.reason, a.body), (200, "Ok", "\n  raw\n\n"));
-        let a = parse_answer("RT/5.0.3 401 Credentials required\n").unwrap();
-        assert_eq!((a.code, a.body), (401, ""));
-        assert!(parse_answer("<html>").is_none());
-        assert!(parse_answer("").is_none());
-    }
-
-    #[test]
-    fn several_answers_split_at_their_status_lines() {
-        let text = "RT/5 200 Ok\n\n# 1/1 (id/48/total)\n\nTicket: 3\nCreated: 2026-11-29 00:02:54\nid: 48\n\n\
-                    RT/5 200 Ok\n\n# Ticket 9999 does not exist.\n\n\n";
-        let answers = parse_answers(text);
-        assert_eq!(answers.len(), 2);
-        let first = &parse_forms(answers[0].body)[0];
-        assert_eq!(first.get("ticket"), Some("3"));
-        assert_eq!(first.get("Created"), Some("2026-11-29 00:02:54"));
-        assert_eq!(parse_forms(answers[1].body)[0].comments, vec!["Ticket 9999 does not exist."]);
-    }
-
-    #[test]
-    fn composed_forms_parse_back() {
-        let text = "id: ticket/2\nQueue: General\nSubject: Owner: root  \nRequestors: a@example.com, b@example.com,\n            c@example.com\n\
-                    Created: Sat Nov 28 23:58:11 2026\n\n--\n\nid: ticket/1\nSubject: --\nAttachments: \n             22: untitled (0b)\n\n";
-        let forms = parse_forms(text);
-        assert_eq!(forms.len(), 2);
-        assert_eq!(forms[0].get("subject"), Some("Owner: root  "));
-        assert_eq!(
-            forms[0].get("Requestors"),
-            Some("a@example.com, b@example.com,\nc@example.com")
-        );
-        assert_eq!(forms[1].get("Subject"), Some("--"));
-        assert_eq!(forms[1].get("Attachments"), Some("22: untitled (0b)"));
-        assert_eq!(forms[1].get("Queue"), None);
     }
 }
