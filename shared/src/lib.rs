@@ -10,6 +10,7 @@ pub mod feed;
 pub mod handlers;
 pub mod http;
 pub mod model;
+pub mod routes;
 pub mod rt;
 pub mod secret;
 pub mod secret_store;
