@@ -3,13 +3,16 @@
 //! event JSON → `LambdaRequest` → `Request`, handler `Response` → `LambdaResponse` JSON), and
 //! the function's answer is turned back into HTTP the way API Gateway does it.
 //!
-//! Routing follows `template.yaml`: `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`,
-//! `GET /notifications`, each also with a trailing slash. Anything else gets the API's own
-//! JSON error shape (404, or 405 with `Allow`). A matched route first goes through the
-//! template's Lambda authorizer (the same handler, the same event JSON), with API Gateway's
-//! own 401/403/500 answers; CORS preflights, unknown routes and `/openapi.json` need no key.
+//! Routing comes from the routes table (`rt_relay_shared::routes`), which
+//! `tests/tests/template.rs` keeps equal to `template.yaml`: the event gets API Gateway's
+//! `routeKey` (`GET /tickets/{id}`) and `pathParameters` (`{"id": "42"}`, percent-decoded),
+//! and a request path with a trailing slash matches the same route. Anything else gets the
+//! API's own JSON error shape (404, or 405 with `Allow`). A route that needs a key first goes
+//! through the template's Lambda authorizer (the same handler, the same event JSON), with API
+//! Gateway's own 401/403/500 answers; CORS preflights, unknown routes and public routes
+//! (`/openapi.json`) need no key.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2httpResponse,
@@ -31,6 +34,7 @@ use rt_relay_shared::{
         tickets::{GetTicket, ListTickets, PostTicket},
     },
     http::ApiError,
+    routes::{self, Access, Function, Target},
 };
 use serde_json::{json, Map, Value};
 use tracing::{error, info};
@@ -44,87 +48,14 @@ pub const INTEGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// API Gateway's timeout for a Lambda authorizer.
 pub const AUTHORIZER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The function a route invokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /tickets` → post-ticket.
-    PostTicket,
-    /// `GET /tickets` → list-tickets.
-    ListTickets,
-    /// `GET /tickets/{id}` → get-ticket.
-    GetTicket,
-    /// `GET /notifications` → list-notifications.
-    ListNotifications,
-}
+/// What the routes table says about a request (`rt_relay_shared::routes::HttpMatch`).
+pub use rt_relay_shared::routes::HttpMatch as Routing;
 
-impl Route {
-    /// The Lambda function's name in the template (used in the invocation context).
-    pub fn function_name(self) -> &'static str {
-        match self {
-            Route::PostTicket => "post-ticket",
-            Route::ListTickets => "list-tickets",
-            Route::GetTicket => "get-ticket",
-            Route::ListNotifications => "list-notifications",
-        }
-    }
-}
-
-/// What the route table says about a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Routing {
-    /// A route matched.
-    Matched {
-        /// The function to invoke.
-        route: Route,
-        /// API Gateway's route key, e.g. `GET /tickets/{id}`.
-        route_key: &'static str,
-        /// Path parameters, percent-decoded.
-        path_parameters: Vec<(String, String)>,
-    },
-    /// The path exists but not with this method.
-    MethodNotAllowed {
-        /// The methods it has.
-        allow: &'static str,
-    },
-    /// No route has this path.
-    NotFound,
-}
-
-/// The route table (the template's routes, each also with a trailing slash).
+/// Routes a request from the routes table (`rt_relay_shared::routes::ROUTES`), as API
+/// Gateway does: the matched route (its route key and function) with its `pathParameters`,
+/// or 405 with `Allow`, or 404. A trailing slash is ignored.
 pub fn route(method: &Method, path: &str) -> Routing {
-    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    let matched =
-        |route, route_key| Routing::Matched { route, route_key, path_parameters: Vec::new() };
-    match trimmed {
-        "/tickets" => match *method {
-            Method::POST => matched(Route::PostTicket, "POST /tickets"),
-            Method::GET => matched(Route::ListTickets, "GET /tickets"),
-            _ => Routing::MethodNotAllowed { allow: "GET, POST" },
-        },
-        "/notifications" => match *method {
-            Method::GET => matched(Route::ListNotifications, "GET /notifications"),
-            _ => Routing::MethodNotAllowed { allow: "GET" },
-        },
-        other => match other.strip_prefix("/tickets/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => match *method {
-                Method::GET => Routing::Matched {
-                    route: Route::GetTicket,
-                    route_key: "GET /tickets/{id}",
-                    path_parameters: vec![("id".into(), percent_decode(id))],
-                },
-                _ => Routing::MethodNotAllowed { allow: "GET" },
-            },
-            _ => Routing::NotFound,
-        },
-    }
-}
-
-/// Percent-decodes a path segment (`+` stays a plus: it means a space only in queries).
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    routes::match_http(method.as_str(), path)
 }
 
 /// The four HTTP functions, built once like each Lambda's cold start.
@@ -141,24 +72,27 @@ pub struct HttpFunctions {
 }
 
 impl HttpFunctions {
+    /// Runs `function`'s handler. Every HTTP function of the routes table has an arm here
+    /// (a unit test checks it); any other function is [`NotWired`].
     async fn call(
         &self,
-        route: Route,
+        function: Function,
         req: lambda_http::Request,
-    ) -> lambda_http::Response<lambda_http::Body> {
-        match route {
-            Route::PostTicket => self.post_ticket.handle(req).await,
-            Route::ListTickets => self.list_tickets.handle(req).await,
-            Route::GetTicket => self.get_ticket.handle(req).await,
-            Route::ListNotifications => self.list_notifications.handle(req).await,
-        }
+    ) -> Result<lambda_http::Response<lambda_http::Body>, NotWired> {
+        Ok(match function {
+            routes::POST_TICKET => self.post_ticket.handle(req).await,
+            routes::LIST_TICKETS => self.list_tickets.handle(req).await,
+            routes::GET_TICKET => self.get_ticket.handle(req).await,
+            routes::LIST_NOTIFICATIONS => self.list_notifications.handle(req).await,
+            other => return Err(NotWired(other.name)),
+        })
     }
 
-    /// Invokes `route`'s function with an API Gateway v2 event (JSON text) exactly as
+    /// Invokes `function` with an API Gateway v2 event (JSON text) exactly as
     /// `lambda_http::run` would, returning the response JSON the runtime would post back.
     pub async fn invoke(
         &self,
-        route: Route,
+        function: Function,
         event: &str,
         request_id: &str,
     ) -> Result<Value, InvokeError> {
@@ -167,21 +101,24 @@ impl HttpFunctions {
         let mut adapter =
             Adapter::from(lambda_http::service_fn(move |req: lambda_http::Request| {
                 let functions = functions.clone();
-                async move { Ok::<_, Infallible>(functions.call(route, req).await) }
+                async move { functions.call(function, req).await }
             }));
         let mut context = Context::default();
         context.request_id = request_id.to_owned();
         context.deadline = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
             + u64::try_from(INTEGRATION_TIMEOUT.as_millis()).unwrap_or(0);
         context.invoked_function_arn =
-            format!("arn:aws:lambda:local:000000000000:function:{}", route.function_name());
-        let response = match adapter.call(LambdaEvent::new(request, context)).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
+            format!("arn:aws:lambda:local:000000000000:function:{}", function.name);
+        let response = adapter.call(LambdaEvent::new(request, context)).await?;
         serde_json::to_value(&response).map_err(InvokeError::BadResponse)
     }
 }
+
+/// A function of the routes table that the local gateway has no handler for (a route row
+/// added without wiring its handler into [`HttpFunctions`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the local gateway has no handler for function {0}")]
+pub struct NotWired(pub &'static str);
 
 /// Why an invocation produced no usable response (API Gateway answers these with 500).
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +129,9 @@ pub enum InvokeError {
     /// The function's response could not be serialized or read back.
     #[error("function response is malformed: {0}")]
     BadResponse(#[source] serde_json::Error),
+    /// No handler is wired for the function.
+    #[error(transparent)]
+    NotWired(#[from] NotWired),
 }
 
 /// Builds the payload 2.0 event for one request.
@@ -556,13 +496,8 @@ impl HttpApi {
                 return resp;
             }
         }
-        if let Some(document) = crate::openapi::response(&parts.method, parts.uri.path()) {
-            return document;
-        }
-        let (route, route_key, path_parameters) = match route(&parts.method, parts.uri.path()) {
-            Routing::Matched { route, route_key, path_parameters } => {
-                (route, route_key, path_parameters)
-            }
+        let (route, path_parameters) = match route(&parts.method, parts.uri.path()) {
+            Routing::Matched { route, path_parameters } => (route, path_parameters),
             Routing::MethodNotAllowed { allow } => {
                 return direct_response(ApiError::MethodNotAllowed { allow }.into_response());
             }
@@ -573,15 +508,21 @@ impl HttpApi {
                 );
             }
         };
+        let function = match route.target {
+            Target::Function(function) => function,
+            Target::OpenApiDocument => return crate::openapi::document(),
+        };
+        let route_key = route.route_key();
         if let Some(refused) = limits::declared_body_too_large(&parts.headers, MAX_REQUEST_BYTES) {
             return refused;
         }
         // The key is checked before the body is read: an unauthenticated client cannot make
         // the gateway buffer 10 MB (the authorizer's event carries no body anyway).
         let mut event =
-            build_event(&parts, &[], route_key, &path_parameters, peer, request_id, Utc::now());
-        if let Some(authorizer) = &self.authorizer {
-            match self.authorize(authorizer, &parts, &event, route_key).await {
+            build_event(&parts, &[], &route_key, &path_parameters, peer, request_id, Utc::now());
+        // As on AWS, only routes that need a key have the authorizer in front of them.
+        if let (Some(authorizer), Access::Key(_)) = (&self.authorizer, route.access) {
+            match self.authorize(authorizer, &parts, &event, &route_key).await {
                 AuthOutcome::Allowed(context) => {
                     event["requestContext"]["authorizer"] = json!({ "lambda": context })
                 }
@@ -605,10 +546,9 @@ impl HttpApi {
         // Like Lambda, the function runs to completion even if the gateway stops waiting.
         let functions = self.functions.clone();
         let id = request_id.to_owned();
-        let invocation = tokio::spawn(async move { functions.invoke(route, &event, &id).await });
+        let invocation = tokio::spawn(async move { functions.invoke(function, &event, &id).await });
         let mut resp = match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
-            Ok(Ok(Ok(json))) => match limits::check_function_response(&json, route.function_name())
-            {
+            Ok(Ok(Ok(json))) => match limits::check_function_response(&json, function.name) {
                 Ok(()) => response_from_json(json),
                 Err(refused) => refused,
             },
@@ -617,7 +557,7 @@ impl HttpApi {
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
             Ok(Err(join)) => {
-                error!(error = %join, function = route.function_name(), "function panicked");
+                error!(error = %join, function = function.name, "function panicked");
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
             Err(_) => gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
@@ -657,49 +597,127 @@ mod tests {
     use super::*;
     use lambda_http::RequestExt;
 
+    fn matched(method: Method, path: &str) -> (String, Vec<(String, String)>) {
+        match route(&method, path) {
+            Routing::Matched { route, path_parameters } => (route.route_key(), path_parameters),
+            other => panic!("{method} {path}: {other:?}"),
+        }
+    }
+
     #[test]
     fn route_table_matches_the_template_with_and_without_trailing_slash() {
         for path in ["/tickets", "/tickets/"] {
-            assert!(matches!(
-                route(&Method::POST, path),
-                Routing::Matched { route: Route::PostTicket, route_key: "POST /tickets", .. }
-            ));
-            assert!(matches!(
-                route(&Method::GET, path),
-                Routing::Matched { route: Route::ListTickets, .. }
-            ));
+            assert_eq!(matched(Method::POST, path).0, "POST /tickets");
+            assert_eq!(matched(Method::GET, path).0, "GET /tickets");
             assert_eq!(
                 route(&Method::DELETE, path),
                 Routing::MethodNotAllowed { allow: "GET, POST" }
             );
         }
         for path in ["/notifications", "/notifications/"] {
-            assert!(matches!(
-                route(&Method::GET, path),
-                Routing::Matched { route: Route::ListNotifications, .. }
-            ));
+            assert_eq!(matched(Method::GET, path).0, "GET /notifications");
             assert_eq!(route(&Method::POST, path), Routing::MethodNotAllowed { allow: "GET" });
         }
         assert_eq!(
-            route(&Method::GET, "/tickets/42"),
-            Routing::Matched {
-                route: Route::GetTicket,
-                route_key: "GET /tickets/{id}",
-                path_parameters: vec![("id".into(), "42".into())]
-            }
+            matched(Method::GET, "/tickets/42"),
+            ("GET /tickets/{id}".to_owned(), vec![("id".into(), "42".into())])
         );
         assert_eq!(
-            route(&Method::GET, "/tickets/a%20b"),
-            Routing::Matched {
-                route: Route::GetTicket,
-                route_key: "GET /tickets/{id}",
-                path_parameters: vec![("id".into(), "a b".into())]
-            }
+            matched(Method::GET, "/tickets/a%20b"),
+            ("GET /tickets/{id}".to_owned(), vec![("id".into(), "a b".into())])
         );
         assert_eq!(route(&Method::POST, "/tickets/42"), Routing::MethodNotAllowed { allow: "GET" });
         for path in ["/", "/ticket", "/tickets/1/2", "/notifications/1", "//tickets", ""] {
             assert_eq!(route(&Method::GET, path), Routing::NotFound, "{path}");
         }
+        assert_eq!(matched(Method::GET, "/openapi.json/").0, "GET /openapi.json");
+        assert_eq!(
+            route(&Method::POST, "/openapi.json"),
+            Routing::MethodNotAllowed { allow: "GET" }
+        );
+    }
+
+    /// A concrete request path for a route path: each `{name}` becomes `v-name%20x`.
+    fn concrete(path: &str) -> String {
+        path.split('/')
+            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => format!("v-{name}%20x"),
+                None => s.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The event the gateway builds for a request to `r` at its concrete path.
+    fn event_for(r: &routes::Route) -> Value {
+        let path = concrete(r.path);
+        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let Routing::Matched { route, path_parameters } = route(&method, &path) else {
+            panic!("{}: {path} is not routed to it", r.route_key())
+        };
+        assert_eq!(route, r, "{path}");
+        let p = parts(r.method, &path, &[("Host", "h")]);
+        build_event(&p, b"", &route.route_key(), &path_parameters, peer(), "rid", Utc::now())
+    }
+
+    #[test]
+    fn every_route_gets_api_gateways_route_key_and_path_parameters() {
+        // GIVEN every HTTP route of the table, requested at a concrete path
+        for r in routes::routes_of(routes::Api::Http) {
+            let event = event_for(r);
+            // THEN the event carries its route key, as API Gateway sets it
+            assert_eq!(event["routeKey"], r.route_key());
+            assert_eq!(event["requestContext"]["routeKey"], r.route_key());
+            // AND exactly its parameters, percent-decoded, which the handler reads
+            let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+            let names: Vec<&str> = r
+                .path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            let given = event.get("pathParameters").and_then(Value::as_object);
+            assert_eq!(given.map_or(0, |m| m.len()), names.len(), "{}", r.route_key());
+            for name in names {
+                assert_eq!(
+                    req.path_parameters_ref().and_then(|p| p.first(name)),
+                    Some(format!("v-{name} x").as_str()),
+                    "{}: pathParameters.{name}",
+                    r.route_key()
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_http_function_of_the_routes_table_is_wired() {
+        use rt_relay_shared::{rt::memory::MemoryRt, store::memory::MemoryStore};
+        let functions = crate::Functions::new(
+            Arc::new(MemoryRt::new()),
+            Arc::new(MemoryStore::new()),
+            "General".into(),
+            Duration::from_secs(5),
+        );
+        // GIVEN each HTTP route of the table that invokes a function
+        let mut invoked = 0;
+        for r in routes::routes_of(routes::Api::Http) {
+            let Some(function) = r.function() else { continue };
+            // WHEN the gateway invokes it with the event built for it
+            let answer = functions.http.invoke(function, &event_for(r).to_string(), "rid").await;
+            // THEN a handler answered (no NotWired): HttpFunctions::call has its arm
+            let json = answer.unwrap_or_else(|e| panic!("{}: {e}", r.route_key()));
+            assert!(json["statusCode"].as_i64().is_some(), "{}: {json}", r.route_key());
+            invoked += 1;
+        }
+        assert!(invoked >= 4, "only {invoked} HTTP functions in the table");
+        // AND a function without a handler is an invocation error, not a panic
+        let missing = functions
+            .http
+            .invoke(routes::WS_DEFAULT_FN, &event_for(&routes::ROUTES[0]).to_string(), "rid")
+            .await;
+        assert!(
+            matches!(missing, Err(InvokeError::NotWired(NotWired("ws-default")))),
+            "{missing:?}"
+        );
     }
 
     fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> axum::http::request::Parts {

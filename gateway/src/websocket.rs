@@ -5,6 +5,10 @@
 //! (`ws::default_route`) and its response body is sent back (the template's route
 //! response); a close, error or drop runs `$disconnect`. Events are built as the JSON API
 //! Gateway sends and read into `ApiGatewayWebsocketProxyRequest`, as the runtime would.
+//! Route keys, and whether `$connect` needs a key, come from the routes table
+//! (`rt_relay_shared::routes`); every client message goes to `$default` (a custom route key
+//! selected by the template's `$request.body.action` would need selection added here: a
+//! unit test fails when the table gains one).
 
 use std::{
     net::SocketAddr,
@@ -37,6 +41,7 @@ use rt_relay_shared::{
         authorizer::{AuthorizerError, RequestAuthorizer},
         ws::{default_route, ConnectionRoutes},
     },
+    routes::{self, Access, Route},
 };
 use serde_json::{json, Map, Value};
 use tokio::{
@@ -68,12 +73,18 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    fn route_key(self) -> &'static str {
+    /// The routes table's row for this event.
+    fn route(self) -> &'static Route {
         match self {
-            EventKind::Connect => "$connect",
-            EventKind::Message => "$default",
-            EventKind::Disconnect => "$disconnect",
+            EventKind::Connect => &routes::WS_CONNECT,
+            EventKind::Message => &routes::WS_DEFAULT,
+            EventKind::Disconnect => &routes::WS_DISCONNECT,
         }
+    }
+
+    /// API Gateway's route key, from the routes table.
+    fn route_key(self) -> &'static str {
+        self.route().path
     }
 
     fn event_type(self) -> &'static str {
@@ -324,7 +335,9 @@ async fn upgrade(
     let detail =
         EventDetail { headers: Some(&headers), query: uri.query(), ..EventDetail::default() };
     let mut connect_event = event_json(EventKind::Connect, &ctx, &detail);
-    if let Some(authorizer) = &api.authorizer {
+    // The routes table says whether `$connect` needs a key (it does: the template's authorizer).
+    if let (Some(authorizer), Access::Key(_)) = (&api.authorizer, EventKind::Connect.route().access)
+    {
         match authorize(authorizer, &ctx, &detail).await {
             Ok(context) => connect_event["requestContext"]["authorizer"] = Value::Object(context),
             Err(status) => {
@@ -338,7 +351,8 @@ async fn upgrade(
     let registration = api.registry.register(&ctx.connection_id, identity);
     let event = read_event(connect_event, &ctx);
     let routes = api.routes.clone();
-    let answer = invoke("$connect", async move { routes.connect(event).await }).await;
+    let answer =
+        invoke(EventKind::Connect.route_key(), async move { routes.connect(event).await }).await;
     let status = u16::try_from(answer.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok());
     if !status.is_some_and(|s| s.is_success()) {
         drop(registration);
@@ -435,7 +449,9 @@ async fn disconnect(api: &WsApi, ctx: &ConnectionContext, code: u16, reason: &st
         &EventDetail { headers: None, disconnect: Some((code, reason)), ..EventDetail::default() },
     );
     let routes = api.routes.clone();
-    let answer = invoke("$disconnect", async move { routes.disconnect(event).await }).await;
+    let answer =
+        invoke(EventKind::Disconnect.route_key(), async move { routes.disconnect(event).await })
+            .await;
     info!(connection_id = %ctx.connection_id, code, reason, status = answer.status_code, "WebSocket closed");
 }
 
@@ -555,7 +571,7 @@ async fn reply(
         ctx,
         &EventDetail { body: Some((data, binary)), ..EventDetail::default() },
     );
-    let answer = invoke("$default", async move { default_route(event) }).await;
+    let answer = invoke(EventKind::Message.route_key(), async move { default_route(event) }).await;
     match body_bytes(answer.body) {
         Some((bytes, false)) => {
             socket.send(Message::Text(String::from_utf8_lossy(&bytes).into_owned().into())).await
@@ -568,6 +584,28 @@ async fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_websocket_routes_of_the_table_are_the_ones_served_here() {
+        let served: Vec<&Route> = [EventKind::Connect, EventKind::Message, EventKind::Disconnect]
+            .map(EventKind::route)
+            .to_vec();
+        for r in routes::routes_of(routes::Api::WebSocket) {
+            assert!(
+                served.contains(&r),
+                "{}: the local gateway routes client messages to $default only; add route \
+                 selection ($request.body.action) to gateway/src/websocket.rs",
+                r.path
+            );
+        }
+        assert_eq!(EventKind::Connect.route_key(), "$connect");
+        assert_eq!(EventKind::Message.route_key(), "$default");
+        assert_eq!(EventKind::Disconnect.route_key(), "$disconnect");
+        assert_eq!(
+            EventKind::Connect.route().access,
+            Access::Key(rt_relay_shared::auth::Scope::NotificationsRead)
+        );
+    }
 
     fn ctx() -> ConnectionContext {
         ConnectionContext {

@@ -1,6 +1,7 @@
 //! Checks `template.yaml` against the code it deploys: the tables match
-//! `rt_relay_shared::store::schema::TABLES`, every function is a workspace crate, no IAM
-//! grant uses a wildcard action, and cfn-lint passes.
+//! `rt_relay_shared::store::schema::TABLES`, the routes of both APIs are exactly
+//! `rt_relay_shared::routes::ROUTES` (function, authorizer on or off), every function is a
+//! workspace crate, no IAM grant uses a wildcard action, and cfn-lint passes.
 //!
 //! The YAML is read through cfn-lint's own CloudFormation loader (from the project's
 //! `.venv`, installed by `scripts/tools.sh`), which turns short intrinsic tags (`!Ref`,
@@ -15,7 +16,10 @@ use std::{
     sync::OnceLock,
 };
 
-use rt_relay_shared::store::schema::{KeyAttr, TableDef, TableKind, TABLES};
+use rt_relay_shared::{
+    routes::{self, Access, Api},
+    store::schema::{KeyAttr, TableDef, TableKind, TABLES},
+};
 use serde_json::{json, Value};
 
 /// The workspace root (this crate lives in `<root>/tests`).
@@ -355,9 +359,39 @@ fn every_function_is_a_workspace_crate_of_the_same_name() {
     assert_eq!(crates, deployed, "crates under functions/ and functions in template.yaml differ");
 }
 
+/// A deployed route as `"<route key> -> <function logical id> (key|public)"`, the form both
+/// the template and the routes table are reduced to for comparison.
+fn route_line(route_key: &str, function: &str, keyed: bool) -> String {
+    format!("{route_key} -> {function} ({})", if keyed { "key" } else { "public" })
+}
+
+/// What the routes table says the template must deploy on `api`: every row a function
+/// serves. (The OpenAPI document is served by the local gateway only.)
+fn table_routes(api: Api) -> BTreeSet<String> {
+    routes::routes_of(api)
+        .filter_map(|r| {
+            let f = r.function()?;
+            Some(route_line(&r.route_key(), f.logical_id, matches!(r.access, Access::Key(_))))
+        })
+        .collect()
+}
+
+/// Checks that `logical_id` is a function whose binary is `name`: the table's function.
+fn assert_function_is(logical_id: &str, name: &str) {
+    let resource = resources()
+        .get(logical_id)
+        .unwrap_or_else(|| panic!("the routes table names {logical_id}; template.yaml has none"));
+    assert_eq!(resource["Type"], "AWS::Serverless::Function", "{logical_id}");
+    assert_eq!(
+        resource["Metadata"]["BuildProperties"]["Binary"], name,
+        "{logical_id}: the routes table says it is functions/{name}"
+    );
+}
+
 #[test]
-fn http_routes_are_the_contract_and_can_be_deployed() {
-    let mut routes = BTreeSet::new();
+fn http_routes_are_the_routes_table_and_can_be_deployed() {
+    // GIVEN every HttpApi event of every function in the template
+    let mut deployed = BTreeSet::new();
     for (id, function) in resources_of_type("AWS::Serverless::Function") {
         for event in
             function["Properties"]["Events"].as_object().into_iter().flat_map(|m| m.values())
@@ -376,30 +410,64 @@ fn http_routes_are_the_contract_and_can_be_deployed() {
                 json!({"Ref": "HttpApi"}),
                 "{id}: {method} {path} is not on HttpApi"
             );
-            // No per-route Auth: every route keeps the API's default (API key) authorizer,
-            // except RT's webhook, which RT's scrip signs instead (HMAC, checked by the function).
-            if path == "/webhooks/rt" {
-                assert_eq!(event["Properties"]["Auth"], json!({"Authorizer": "NONE"}), "{id}");
+            // Keyed routes keep the API's default (API key) authorizer; public ones say NONE.
+            let auth = &event["Properties"]["Auth"];
+            let keyed = if auth.is_null() {
+                true
+            } else if *auth == json!({"Authorizer": "NONE"}) {
+                false
             } else {
-                assert!(
-                    event["Properties"]["Auth"].is_null(),
-                    "{id}: {method} {path} overrides the authorizer"
-                );
-            }
-            routes.insert(format!("{method} {path} -> {id}"));
+                panic!("{id}: {method} {path} has Auth {auth}: want none (API key) or {{Authorizer: NONE}}")
+            };
+            deployed.insert(route_line(&format!("{method} {path}"), id, keyed));
         }
     }
-    let want: BTreeSet<String> = [
-        "POST /tickets -> PostTicketFunction",
-        "GET /tickets -> ListTicketsFunction",
-        "GET /tickets/{id} -> GetTicketFunction",
-        "GET /notifications -> ListNotificationsFunction",
-        "POST /webhooks/rt -> RtWebhookFunction",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    assert_eq!(routes, want);
+    // THEN they are exactly the routes table's HTTP rows served by functions
+    assert_eq!(deployed, table_routes(Api::Http), "template.yaml vs shared/src/routes.rs");
+    // AND each row's function is the crate the table names
+    for r in routes::routes_of(Api::Http) {
+        if let Some(f) = r.function() {
+            assert_function_is(f.logical_id, f.name);
+        }
+    }
+}
+
+#[test]
+fn websocket_routes_are_the_routes_table() {
+    // GIVEN every route of the WebSocket API, followed to the function its integration invokes
+    let mut deployed = BTreeSet::new();
+    for (id, route) in resources_of_type("AWS::ApiGatewayV2::Route") {
+        let props = &route["Properties"];
+        assert_eq!(props["ApiId"], json!({"Ref": "WebSocketApi"}), "{id}");
+        let key = props["RouteKey"].as_str().unwrap_or_else(|| panic!("{id}: no RouteKey"));
+        let target = props["Target"]["Fn::Sub"].as_str().unwrap_or_default();
+        let integration = target
+            .strip_prefix("integrations/${")
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("{id}: Target {target:?} is not integrations/${{X}}"));
+        let uri = resources()[integration]["Properties"]["IntegrationUri"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_default();
+        let function = uri
+            .split("/functions/${")
+            .nth(1)
+            .and_then(|rest| rest.split_once(".Arn}"))
+            .map(|(f, _)| f)
+            .unwrap_or_else(|| panic!("{integration}: IntegrationUri {uri:?} invokes no function"));
+        let keyed = match props["AuthorizationType"].as_str() {
+            Some("CUSTOM") => true,
+            Some("NONE") => false,
+            other => panic!("{id}: AuthorizationType {other:?}"),
+        };
+        deployed.insert(route_line(key, function, keyed));
+    }
+    // THEN they are exactly the routes table's WebSocket rows
+    assert_eq!(deployed, table_routes(Api::WebSocket), "template.yaml vs shared/src/routes.rs");
+    for r in routes::routes_of(Api::WebSocket) {
+        if let Some(f) = r.function() {
+            assert_function_is(f.logical_id, f.name);
+        }
+    }
 }
 
 #[test]
