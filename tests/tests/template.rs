@@ -365,27 +365,25 @@ fn route_line(route_key: &str, function: &str, keyed: bool) -> String {
     format!("{route_key} -> {function} ({})", if keyed { "key" } else { "public" })
 }
 
-/// What the routes table says the template must deploy on `api`: every row a function
-/// serves. (The OpenAPI document is served by the local gateway only.)
-fn table_routes(api: Api) -> BTreeSet<String> {
-    routes::routes_of(api)
-        .filter_map(|r| {
-            let f = r.function()?;
-            Some(route_line(&r.route_key(), f.logical_id, matches!(r.access, Access::Key(_))))
-        })
-        .collect()
-}
-
-/// Checks that `logical_id` is a function whose binary is `name`: the table's function.
-fn assert_function_is(logical_id: &str, name: &str) {
-    let resource = resources()
-        .get(logical_id)
-        .unwrap_or_else(|| panic!("the routes table names {logical_id}; template.yaml has none"));
-    assert_eq!(resource["Type"], "AWS::Serverless::Function", "{logical_id}");
-    assert_eq!(
-        resource["Metadata"]["BuildProperties"]["Binary"], name,
-        "{logical_id}: the routes table says it is functions/{name}"
-    );
+/// Asserts that `deployed` (route lines read from the template) are exactly the routes
+/// table's rows of `api` that a function serves (the OpenAPI document is served by the local
+/// gateway only), and that each row's logical id is the function crate the table names.
+fn assert_deployed_as_in_the_table(api: Api, deployed: &BTreeSet<String>) {
+    let mut want = BTreeSet::new();
+    for r in routes::routes_of(api) {
+        let Some(f) = r.function() else { continue };
+        want.insert(route_line(&r.route_key(), f.logical_id, matches!(r.access, Access::Key(_))));
+        let resource = resources().get(f.logical_id).unwrap_or_else(|| {
+            panic!("the routes table names {}; template.yaml has no such resource", f.logical_id)
+        });
+        assert_eq!(resource["Type"], "AWS::Serverless::Function", "{}", f.logical_id);
+        assert_eq!(
+            resource["Metadata"]["BuildProperties"]["Binary"], f.name,
+            "{}: the routes table says it is functions/{}",
+            f.logical_id, f.name
+        );
+    }
+    assert_eq!(*deployed, want, "template.yaml ({api:?} API) vs shared/src/routes.rs");
 }
 
 #[test]
@@ -417,19 +415,13 @@ fn http_routes_are_the_routes_table_and_can_be_deployed() {
             } else if *auth == json!({"Authorizer": "NONE"}) {
                 false
             } else {
-                panic!("{id}: {method} {path} has Auth {auth}: want none (API key) or {{Authorizer: NONE}}")
+                panic!("{id}: {method} {path} has Auth {auth}: want none or {{Authorizer: NONE}}")
             };
             deployed.insert(route_line(&format!("{method} {path}"), id, keyed));
         }
     }
     // THEN they are exactly the routes table's HTTP rows served by functions
-    assert_eq!(deployed, table_routes(Api::Http), "template.yaml vs shared/src/routes.rs");
-    // AND each row's function is the crate the table names
-    for r in routes::routes_of(Api::Http) {
-        if let Some(f) = r.function() {
-            assert_function_is(f.logical_id, f.name);
-        }
-    }
+    assert_deployed_as_in_the_table(Api::Http, &deployed);
 }
 
 #[test]
@@ -462,12 +454,7 @@ fn websocket_routes_are_the_routes_table() {
         deployed.insert(route_line(key, function, keyed));
     }
     // THEN they are exactly the routes table's WebSocket rows
-    assert_eq!(deployed, table_routes(Api::WebSocket), "template.yaml vs shared/src/routes.rs");
-    for r in routes::routes_of(Api::WebSocket) {
-        if let Some(f) = r.function() {
-            assert_function_is(f.logical_id, f.name);
-        }
-    }
+    assert_deployed_as_in_the_table(Api::WebSocket, &deployed);
 }
 
 #[test]
