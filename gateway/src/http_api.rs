@@ -701,6 +701,9 @@ mod tests {
         let mut invoked = 0;
         for r in routes::routes_of(routes::Api::Http) {
             let Some(function) = r.function() else { continue };
+            if routes::NOT_YET_SERVED_LOCALLY.contains(&function) {
+                continue;
+            }
             // WHEN the gateway invokes it with the event built for it
             let answer = functions.http.invoke(function, &event_for(r).to_string(), "rid").await;
             // THEN a handler answered (no NotWired): HttpFunctions::call has its arm

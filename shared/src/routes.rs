@@ -65,6 +65,8 @@ pub const GET_TICKET: Function = Function { name: "get-ticket", logical_id: "Get
 /// `functions/list-notifications`.
 pub const LIST_NOTIFICATIONS: Function =
     Function { name: "list-notifications", logical_id: "ListNotificationsFunction" };
+/// `functions/rt-webhook`.
+pub const RT_WEBHOOK: Function = Function { name: "rt-webhook", logical_id: "RtWebhookFunction" };
 /// `functions/ws-connect`.
 pub const WS_CONNECT_FN: Function =
     Function { name: "ws-connect", logical_id: "WsConnectFunction" };
@@ -161,6 +163,14 @@ pub const ROUTES: &[Route] = &[
     Route::http("GET", "/tickets", LIST_TICKETS, Scope::TicketsRead),
     Route::http("GET", "/tickets/{id}", GET_TICKET, Scope::TicketsRead),
     Route::http("GET", "/notifications", LIST_NOTIFICATIONS, Scope::NotificationsRead),
+    // RT's scrip signs the call (HMAC-SHA256, checked by the function): no API key.
+    Route {
+        api: Api::Http,
+        method: "POST",
+        path: "/webhooks/rt",
+        target: Target::Function(RT_WEBHOOK),
+        access: Access::Public,
+    },
     Route {
         api: Api::Http,
         method: "GET",
@@ -172,6 +182,12 @@ pub const ROUTES: &[Route] = &[
     WS_DISCONNECT,
     WS_DEFAULT,
 ];
+
+/// Functions with a row in [`ROUTES`] that the local gateway does not serve yet and
+/// `docs/openapi.json` does not document yet (RT's webhook: its gateway wiring and API entry
+/// belong to issue 10). The gateway answers them 500 (no handler); tests name them by this
+/// list instead of skipping silently. Empty it as each one is wired.
+pub const NOT_YET_SERVED_LOCALLY: &[Function] = &[RT_WEBHOOK];
 
 /// The routes of one API.
 pub fn routes_of(api: Api) -> impl Iterator<Item = &'static Route> {

@@ -98,8 +98,11 @@ fn the_document_describes_exactly_the_routes_table() {
         }
         documented.entry(canonical(&path).to_owned()).or_default().insert(verb);
     }
-    // Table → document: every HTTP row is documented.
+    // Table → document: every HTTP row is documented (but those listed as not yet served).
     for r in routes::routes_of(Api::Http) {
+        if r.function().is_some_and(|f| routes::NOT_YET_SERVED_LOCALLY.contains(&f)) {
+            continue;
+        }
         assert!(
             documented.get(r.path).is_some_and(|ms| ms.contains(r.method)),
             "{} is in the routes table but not in docs/openapi.json",
@@ -152,7 +155,10 @@ fn the_document_describes_exactly_the_routes_table() {
             }
         }
     }
-    assert!(matched >= 2 * routes::routes_of(Api::Http).count(), "only {matched} probes matched");
+    let served = routes::routes_of(Api::Http)
+        .filter(|r| !r.function().is_some_and(|f| routes::NOT_YET_SERVED_LOCALLY.contains(&f)))
+        .count();
+    assert!(matched >= 2 * served, "only {matched} probes matched");
 }
 
 /// Walks the document and checks every `$ref` resolves.
