@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use lambda_http::{Body, Request, RequestExt, Response};
 use rt_relay_shared::{
     config::RtConfig,
+    feed::Position,
     handlers::{
         notifications::ListNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
@@ -471,6 +472,17 @@ impl TicketStore for FlakyTickets {
         p: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         self.inner.list_notifications_of_type(kind, p).await
+    }
+    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.notification_position(id).await
+    }
+    async fn list_notifications_after(
+        &self,
+        after: &Position,
+        until: i64,
+        p: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.inner.list_notifications_after(after, until, p).await
     }
 }
 

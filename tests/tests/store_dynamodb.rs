@@ -4,9 +4,11 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
+use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
-    dynamodb::DynamoStore, Claim, Connection, ConnectionStore, IdempotencyCompletion,
-    IdempotencyStore, Lease, PageRequest, StoreError, TicketFilter, TicketStore,
+    dynamodb::DynamoStore, memory::MemoryStore, Claim, Connection, ConnectionStore,
+    IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, StoreError, TicketFilter,
+    TicketStore,
 };
 use rt_relay_tests::{
     bench::DynamoMeter,
@@ -148,6 +150,45 @@ async fn notifications_page_newest_first() {
         }
     }
     assert_eq!(seen, (1..=7).rev().collect::<Vec<_>>());
+}
+
+/// GIVEN notifications 1..=7 WHEN read after the 2nd, up to the 6th's time, 2 per page THEN
+/// 3..=6 oldest first; an unknown id has no position; a cursor of the newest-first list is
+/// refused here.
+async fn reading_after_a_position(store: &dyn TicketStore) {
+    let mut notes = Vec::new();
+    for id in 1..=7u64 {
+        let t = sample_ticket(id, "new", "General");
+        let n = sample_notification(&t);
+        store.record_created(&t, &n, None).await.unwrap();
+        notes.push(n);
+    }
+    let after = store.notification_position(&notes[1].id).await.unwrap().unwrap();
+    assert_eq!(after, Position::of(&notes[1]));
+    assert_eq!(store.notification_position("ticket-99-created").await.unwrap(), None);
+    let until = notes[5].created_at.timestamp_millis();
+    let mut page = PageRequest::first(2);
+    let mut seen = Vec::new();
+    loop {
+        let got = store.list_notifications_after(&after, until, &page).await.unwrap();
+        assert!(got.items.len() <= 2);
+        seen.extend(got.items.iter().map(|n| n.ticket.id));
+        match got.next_cursor {
+            Some(c) => page = PageRequest { limit: 2, cursor: Some(c) },
+            None => break,
+        }
+    }
+    assert_eq!(seen, [3, 4, 5, 6]);
+    let newest_first = store.list_notifications(&PageRequest::first(2)).await.unwrap();
+    let foreign = PageRequest { limit: 2, cursor: newest_first.next_cursor };
+    let err = store.list_notifications_after(&after, until, &foreign).await.unwrap_err();
+    assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn notifications_after_a_position_oldest_first_in_dynamodb_and_the_fake() {
+    reading_after_a_position(&store("since").await).await;
+    reading_after_a_position(&MemoryStore::new()).await;
 }
 
 #[tokio::test]

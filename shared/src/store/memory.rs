@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    ops::Bound,
     sync::{
         atomic::{AtomicU32, Ordering},
         Mutex, MutexGuard,
@@ -17,7 +18,10 @@ use super::{
     Claim, Connection, ConnectionOwner, ConnectionStore, IdempotencyCompletion, IdempotencyStore,
     Lease, Page, PageRequest, Recipient, StoreError, TicketFilter, TicketStore,
 };
-use crate::model::{Notification, Ticket};
+use crate::{
+    feed::Position,
+    model::{Notification, Ticket},
+};
 
 #[derive(Debug, Clone)]
 struct IdemRecord {
@@ -186,6 +190,46 @@ impl TicketStore for MemoryStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         self.notifications_page(Some(kind), page)
+    }
+
+    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .notifications
+            .keys()
+            .find(|(_, key_id)| key_id == id)
+            .map(|(millis, id)| Position { millis: *millis, id: id.clone() }))
+    }
+
+    async fn list_notifications_after(
+        &self,
+        after: &Position,
+        until_millis: i64,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let scope = "memory-notifications-since";
+        let from = match page.cursor.as_deref() {
+            None => after.clone(),
+            Some(c) => {
+                let key: NotificationCursor = cursor::decode(scope, c)?;
+                Position::parse_seq(&key.seq).ok_or(CursorError::BadCursor)?
+            }
+        };
+        let st = self.lock();
+        let mut items: Vec<Notification> = st
+            .notifications
+            .range((Bound::Excluded((from.millis, from.id)), Bound::Unbounded))
+            .take_while(|((millis, _), _)| *millis <= until_millis)
+            .take(page.limit as usize + 1)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        let next_cursor = items.last().filter(|_| more).map(|n| {
+            let p = Position::of(n);
+            cursor::encode(scope, &NotificationCursor { seq: p.seq(), id: p.id })
+        });
+        Ok(Page { items, next_cursor })
     }
 }
 

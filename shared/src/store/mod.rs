@@ -7,7 +7,10 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Notification, Ticket};
+use crate::{
+    feed::Position,
+    model::{Notification, Ticket},
+};
 
 pub mod cursor;
 pub mod dynamodb;
@@ -163,6 +166,17 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     async fn list_notifications_of_type(
         &self,
         kind: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError>;
+    /// Where notification `id` sits in the feed (strongly consistent read); `None` when no
+    /// such notification is stored (never was, or deleted by retention).
+    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError>;
+    /// Lists the notifications after `after`, oldest first, none created after
+    /// `until_millis`. The page's cursor continues the same ascending read.
+    async fn list_notifications_after(
+        &self,
+        after: &Position,
+        until_millis: i64,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError>;
 }

@@ -20,6 +20,15 @@ pub use tickets::ticket_item;
 
 use item::s;
 
+/// One index partition to query.
+#[derive(Debug, Clone, Copy)]
+struct Partition<'a> {
+    table: &'a str,
+    index: &'a str,
+    hash_attr: &'a str,
+    hash_value: &'a str,
+}
+
 /// All four stores over one DynamoDB client.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -49,6 +58,31 @@ impl DynamoStore {
         start: Option<Item>,
         limit: u32,
     ) -> Result<(Vec<Item>, bool), StoreError> {
+        let partition = Partition { table, index, hash_attr, hash_value };
+        self.query_range_page(&partition, None, false, start, limit).await
+    }
+
+    /// [`Self::query_page`] in either direction, optionally bounded by a sort key condition
+    /// `(attribute, operator, value)`, e.g. `("seq", "<", bound)`.
+    async fn query_range_page(
+        &self,
+        partition: &Partition<'_>,
+        range: Option<(&str, &str, &str)>,
+        forward: bool,
+        start: Option<Item>,
+        limit: u32,
+    ) -> Result<(Vec<Item>, bool), StoreError> {
+        let Partition { table, index, hash_attr, hash_value } = *partition;
+        let condition = match range {
+            None => "#h = :h".to_owned(),
+            Some((_, op, _)) => format!("#h = :h AND #r {op} :r"),
+        };
+        let mut names = std::collections::HashMap::from([("#h".to_owned(), hash_attr.to_owned())]);
+        let mut values = std::collections::HashMap::from([(":h".to_owned(), s(hash_value))]);
+        if let Some((attr, _, value)) = range {
+            names.insert("#r".to_owned(), attr.to_owned());
+            values.insert(":r".to_owned(), s(value));
+        }
         let want = limit as usize + 1;
         let mut items = Vec::with_capacity(want);
         let mut start = start;
@@ -59,10 +93,10 @@ impl DynamoStore {
                 .query()
                 .table_name(table)
                 .index_name(index)
-                .key_condition_expression("#h = :h")
-                .expression_attribute_names("#h", hash_attr)
-                .expression_attribute_values(":h", s(hash_value))
-                .scan_index_forward(false)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(forward)
                 .limit(remaining)
                 .set_exclusive_start_key(start.take())
                 .send()

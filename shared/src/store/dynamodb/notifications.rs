@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{from_item, rfc3339, to_item};
-use super::{DynamoStore, Item};
+use super::item::{from_item, rfc3339, s, to_item};
+use super::{DynamoStore, Item, Partition};
 use crate::store::{
     cursor::{self, NotificationCursor},
-    schema, Page, PageRequest, StoreError,
+    schema, CursorError, Page, PageRequest, StoreError,
 };
 use crate::{feed::Position, model::Notification};
 
@@ -97,14 +97,77 @@ impl DynamoStore {
         let (items, more) = self
             .query_page(&self.tables.notifications, index, hash_attr, hash_value, start, page.limit)
             .await?;
-        let mut notes = Vec::with_capacity(items.len());
-        let mut last_key = None;
-        for item in items {
-            let stored: NotificationItem = from_item(item, "notification item")?;
-            notes.push(notification_from_payload(&stored.payload)?);
-            last_key = Some(NotificationCursor { seq: stored.seq, id: stored.id });
-        }
-        let next_cursor = last_key.filter(|_| more).map(|k| cursor::encode(scope, &k));
-        Ok(Page { items: notes, next_cursor })
+        feed_page(scope, items, more)
     }
+
+    /// The stored `seq` of notification `id`, read consistently.
+    pub(super) async fn notification_seq(&self, id: &str) -> Result<Option<Position>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.notifications)
+            .key("id", s(id))
+            .projection_expression("seq")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let stored: SeqOnly = from_item(item, "notification item")?;
+        Position::parse_seq(&stored.seq)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("notification {id} has a malformed seq")))
+    }
+
+    /// One page of the feed after `after`, oldest first, up to `until_millis`.
+    pub(super) async fn notifications_after(
+        &self,
+        after: &Position,
+        until_millis: i64,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let scope = "notifications-since";
+        let from = match &page.cursor {
+            None => after.clone(),
+            Some(c) => {
+                let key: NotificationCursor =
+                    cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
+                Position::parse_seq(&key.seq)
+                    .ok_or(StoreError::BadCursor(CursorError::BadCursor))?
+            }
+        };
+        let mut start = to_item(&FeedKey { id: from.id.clone(), seq: from.seq() })?;
+        start.insert("feed".into(), s(NOTIFICATION_FEED));
+        // Every seq created at or before `until_millis` sorts below "{until + 1}#".
+        let bound = format!("{:013}#", until_millis.saturating_add(1));
+        let partition = Partition {
+            table: &self.tables.notifications,
+            index: schema::NOTIFICATIONS_BY_FEED,
+            hash_attr: "feed",
+            hash_value: NOTIFICATION_FEED,
+        };
+        let (items, more) = self
+            .query_range_page(&partition, Some(("seq", "<", &bound)), true, Some(start), page.limit)
+            .await?;
+        feed_page(scope, items, more)
+    }
+}
+
+/// Only the `seq` of a notification item.
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: String,
+}
+
+/// Notification items as a page whose cursor (in `scope`) continues after the last one.
+fn feed_page(scope: &str, items: Vec<Item>, more: bool) -> Result<Page<Notification>, StoreError> {
+    let mut notes = Vec::with_capacity(items.len());
+    let mut last_key = None;
+    for item in items {
+        let stored: NotificationItem = from_item(item, "notification item")?;
+        notes.push(notification_from_payload(&stored.payload)?);
+        last_key = Some(NotificationCursor { seq: stored.seq, id: stored.id });
+    }
+    let next_cursor = last_key.filter(|_| more).map(|k| cursor::encode(scope, &k));
+    Ok(Page { items: notes, next_cursor })
 }

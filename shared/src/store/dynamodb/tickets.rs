@@ -11,10 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{condition_failed, from_item, n, rfc3339, s, to_item};
 use super::{notification_item, DynamoStore, Item};
-use crate::model::{Notification, Ticket};
 use crate::store::{
     cursor::{self, TicketCursor},
     schema, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter, TicketStore,
+};
+use crate::{
+    feed::Position,
+    model::{Notification, Ticket},
 };
 
 /// Partition value of the tickets `by-feed` index.
@@ -265,5 +268,18 @@ impl TicketStore for DynamoStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         self.notifications_page(Some(kind), page).await
+    }
+
+    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
+        self.notification_seq(id).await
+    }
+
+    async fn list_notifications_after(
+        &self,
+        after: &Position,
+        until_millis: i64,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        self.notifications_after(after, until_millis, page).await
     }
 }
