@@ -155,6 +155,7 @@ async fn notifications_page_newest_first() {
 /// GIVEN notifications 1..=7 WHEN read after the 2nd, up to the 6th's time, 2 per page THEN
 /// 3..=6 oldest first; an unknown id has no position; a cursor of the newest-first list is
 /// refused here.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
 async fn reading_after_a_position(store: &dyn TicketStore) {
     let mut notes = Vec::new();
     for id in 1..=7u64 {
