@@ -5,17 +5,15 @@
 //!   endpoint is a method here (or in the private `impl Rest2Client` helpers below the trait
 //!   impl) that calls `get_json`/`post_json` with its answer's shape from `json`;
 //! * `transport`: credentials, requests, and non-2xx answers turned into errors;
-//! * `json`: the JSON shapes read and written, tickets, what a refusal means (no I/O).
+//! * `json`: the JSON shapes read and written, tickets, what a refusal means (no I/O);
+//! * `names`: the bounded caches of queue and user names RT gives only as ids;
+//! * `transactions`: RT's transaction log ([`super::transactions::RtTransactions`]).
 //!
 //! RT REST 2.0 rewrites CRLF as LF in a new ticket's content, so a description containing
 //! CRLF is refused with [`RtError::Rejected`] instead of being stored changed. Everything
 //! else (leading and trailing blank lines, indentation, lone CR, "0") round-trips exactly.
 
-use std::{
-    collections::{HashMap, HashSet},
-    fmt,
-    sync::{PoisonError, RwLock},
-};
+use std::{collections::HashSet, fmt};
 
 use http::HeaderValue;
 use tracing::{debug, instrument};
@@ -25,6 +23,7 @@ use self::{
         create_body, create_transaction_id, Collection, CreatedJson, QueueJson, TicketJson,
         TransactionItem,
     },
+    names::NameCache,
     transport::authorization,
 };
 use super::{
@@ -34,20 +33,23 @@ use super::{
 use crate::config::RtConfig;
 
 mod json;
+mod names;
 mod transactions;
 mod transport;
 
 /// Fields asked for when listing, so one request returns whole tickets.
 const LIST_FIELDS: &str = "Subject,Status,Queue,Owner,Priority,Created,Requestor";
-/// Queue names kept at most; queues are few, the bound only guards against surprises.
+/// Queue names kept at most.
 const MAX_CACHED_QUEUES: usize = 1024;
+/// User names kept at most (owners and transaction creators).
+const MAX_CACHED_USERS: usize = 4096;
 
 /// Speaks RT REST 2.0. Cheap to share: one pooled HTTP client, one queue-name cache.
 pub struct Rest2Client {
     endpoint: RtEndpoint,
     authorization: HeaderValue,
-    queue_names: RwLock<HashMap<u64, String>>,
-    user_names: transactions::UserNames,
+    queue_names: NameCache,
+    user_names: NameCache,
 }
 
 impl fmt::Debug for Rest2Client {
@@ -62,8 +64,8 @@ impl Rest2Client {
         Ok(Self {
             endpoint: RtEndpoint::new(&config, "REST/2.0/")?,
             authorization: authorization(&config.auth)?,
-            queue_names: RwLock::new(HashMap::new()),
-            user_names: RwLock::new(HashMap::new()),
+            queue_names: NameCache::new(MAX_CACHED_QUEUES),
+            user_names: NameCache::new(MAX_CACHED_USERS),
         })
     }
 }
@@ -117,7 +119,7 @@ impl RtClient for Rest2Client {
         let mut missing: Vec<u64> = Vec::new();
         for item in &found.items {
             let qid = item.queue_id()?;
-            if self.cached_queue(qid).is_none() && !missing.contains(&qid) {
+            if self.queue_names.get(qid).is_none() && !missing.contains(&qid) {
                 missing.push(qid);
             }
         }
@@ -126,7 +128,7 @@ impl RtClient for Rest2Client {
         let mut tickets = Vec::with_capacity(found.items.len());
         for item in found.items {
             let qid = item.queue_id()?;
-            let queue = match self.cached_queue(qid) {
+            let queue = match self.queue_names.get(qid) {
                 Some(name) => name,
                 None => self.queue_name(qid).await?,
             };
@@ -145,22 +147,13 @@ impl RtClient for Rest2Client {
 
 /// Endpoint helpers the [`RtClient`] methods share.
 impl Rest2Client {
-    fn cached_queue(&self, id: u64) -> Option<String> {
-        self.queue_names.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
-    }
-
-    /// The queue's name, from the cache or `GET /queue/:id`. Names are cached for the life of
-    /// the client; a renamed queue shows its old name until the next cold start.
+    /// The queue's name, from the cache or `GET /queue/:id`.
     async fn queue_name(&self, id: u64) -> Result<String, RtError> {
-        if let Some(name) = self.cached_queue(id) {
+        if let Some(name) = self.queue_names.get(id) {
             return Ok(name);
         }
         let queue: QueueJson = self.get_json(&format!("queue/{id}"), &[]).await?;
-        let mut names = self.queue_names.write().unwrap_or_else(PoisonError::into_inner);
-        if names.len() >= MAX_CACHED_QUEUES {
-            names.clear();
-        }
-        names.insert(id, queue.name.clone());
+        self.queue_names.put(id, &queue.name);
         Ok(queue.name)
     }
 

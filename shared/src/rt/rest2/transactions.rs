@@ -2,8 +2,6 @@
 //! order, restricted to ticket transactions. Owner and queue values (RT's numeric ids) are
 //! resolved to names, cached like queue names.
 
-use std::{collections::HashMap, sync::PoisonError};
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tracing::instrument;
@@ -19,8 +17,6 @@ use crate::rt::{
 
 /// The transaction fields read.
 const FIELDS: &str = "Type,ObjectType,ObjectId,Field,OldValue,NewValue,Created,Creator";
-/// User names kept at most (owners are few).
-const MAX_CACHED_USERS: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 struct TransactionJson {
@@ -136,17 +132,11 @@ impl Rest2Client {
     /// The user's name for an id RT wrote in a transaction (kept as is if not an id).
     async fn user_name(&self, raw: &str) -> Result<String, RtError> {
         let Ok(id) = raw.parse::<u64>() else { return Ok(raw.to_owned()) };
-        if let Some(name) =
-            self.user_names.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
-        {
+        if let Some(name) = self.user_names.get(id) {
             return Ok(name);
         }
         let user: UserJson = self.get_json(&format!("user/{id}"), &[]).await?;
-        let mut names = self.user_names.write().unwrap_or_else(PoisonError::into_inner);
-        if names.len() >= MAX_CACHED_USERS {
-            names.clear();
-        }
-        names.insert(id, user.name.clone());
+        self.user_names.put(id, &user.name);
         Ok(user.name)
     }
 
@@ -166,9 +156,6 @@ impl Rest2Client {
         attachment.text(aid).map(Some)
     }
 }
-
-/// The user-name cache's type, for the client's field.
-pub(super) type UserNames = std::sync::RwLock<HashMap<u64, String>>;
 
 #[async_trait::async_trait]
 impl RtTransactions for Rest2Client {
