@@ -128,6 +128,7 @@ impl StreamsClient {
             ))
             .retry_config(aws_sdk_dynamodbstreams::config::retry::RetryConfig::disabled())
             .timeout_config(TimeoutConfig::builder().operation_timeout(CALL_TIMEOUT).build())
+            .http_client(rt_relay_shared::aws::http_client())
             .build();
         Self { client: Client::from_conf(conf) }
     }

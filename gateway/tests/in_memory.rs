@@ -43,6 +43,7 @@ fn management(gateway: &RunningGateway) -> ManagementClient {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))
         .endpoint_url(gateway.management_endpoint())
+        .http_client(rt_relay_shared::aws::http_client())
         .build();
     ManagementClient::from_conf(conf)
 }

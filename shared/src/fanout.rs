@@ -35,9 +35,10 @@ impl ApiGatewayPoster {
     /// A client for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`
     /// on AWS, the local gateway's WebSocket URL locally), built once at cold start.
     pub async fn new(endpoint: &url::Url, timeout: Duration) -> Self {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let timeouts =
-            aws_config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
+        let conf = crate::aws::sdk_config().unwrap_or_else(|e| panic!("{e}"));
+        let timeouts = aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(timeout)
+            .build();
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&conf)
             .endpoint_url(endpoint.as_str().trim_end_matches('/'))
             .timeout_config(timeouts)

@@ -3,6 +3,7 @@
 //! domain logic (validation, paging cursors, notification building) that does no I/O.
 
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod events;
 pub mod fanout;
@@ -10,6 +11,7 @@ pub mod feed;
 pub mod handlers;
 pub mod http;
 pub mod model;
+pub mod net;
 pub mod routes;
 pub mod rt;
 pub mod secret;
@@ -17,3 +19,4 @@ pub mod secret_store;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod warmup;

@@ -139,7 +139,7 @@ pub async fn fetch(
 /// from the secret named by `RELAY_SECRET_ARN` when `env` has it, else from `env` itself.
 pub async fn load(
     env: &dyn Fn(&str) -> Option<String>,
-    sdk: &aws_config::SdkConfig,
+    sdk: &aws_types::SdkConfig,
 ) -> Result<Arc<SecretValues>, SecretError> {
     static CACHE: OnceCell<Arc<SecretValues>> = OnceCell::const_new();
     let arn = env(SECRET_ARN_VAR).filter(|a| !a.trim().is_empty());
@@ -161,7 +161,7 @@ pub async fn load(
 pub async fn rt_config_from_env() -> Result<crate::config::RtConfig, crate::config::ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
     let sdk = match env(SECRET_ARN_VAR) {
-        Some(_) => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+        Some(_) => Some(crate::aws::sdk_config()?),
         None => None,
     };
     let values = match &sdk {

@@ -305,8 +305,6 @@ fn plain(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Respo
 
 async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let path_and_query =
-        parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let body: Bytes = match to_bytes(body, 64 * 1024 * 1024).await {
         Ok(b) => b,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "text/plain", "unreadable request body"),
@@ -331,13 +329,34 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return std::future::pending::<Response>().await;
         }
     };
-    let mut target = shared.upstream.clone();
+    shared.forwarded.fetch_add(1, Ordering::SeqCst);
+    let Some(resp) = relay(&shared.http, &shared.upstream, &parts, body).await else {
+        return plain(StatusCode::BAD_GATEWAY, "text/plain", "fault proxy: upstream unreachable");
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    with_close(resp)
+}
+
+/// Sends the request (`parts` and its whole `body`) to `upstream` with `http` and returns
+/// the upstream's answer, read whole, with its hop-by-hop headers left out; `None` when
+/// the upstream cannot be reached. Shared with the TLS front (`crate::tls_proxy`).
+pub(crate) async fn relay(
+    http: &reqwest::Client,
+    upstream: &url::Url,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+) -> Option<Response> {
+    let path_and_query =
+        parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let mut target = upstream.clone();
     let (path, query) = path_and_query
         .split_once('?')
         .map_or((path_and_query.as_str(), None), |(p, q)| (p, Some(q)));
     target.set_path(path);
     target.set_query(query);
-    let mut outbound = shared.http.request(parts.method.clone(), target).body(body);
+    let mut outbound = http.request(parts.method.clone(), target).body(body);
     for (name, value) in &parts.headers {
         if name != header::HOST
             && name != header::CONNECTION
@@ -347,23 +366,10 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             outbound = outbound.header(name, value);
         }
     }
-    shared.forwarded.fetch_add(1, Ordering::SeqCst);
-    let upstream = match outbound.send().await {
-        Ok(r) => r,
-        Err(_) => {
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                "text/plain",
-                "fault proxy: upstream unreachable",
-            )
-        }
-    };
+    let upstream = outbound.send().await.ok()?;
     let status = upstream.status();
     let headers = upstream.headers().clone();
     let bytes = upstream.bytes().await.unwrap_or_default();
-    if let Some(d) = delay {
-        tokio::time::sleep(d).await;
-    }
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     for (name, value) in &headers {
@@ -374,5 +380,5 @@ async fn proxy(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             resp.headers_mut().append(name, value.clone());
         }
     }
-    with_close(resp)
+    Some(resp)
 }

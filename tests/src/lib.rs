@@ -1,6 +1,6 @@
 //! Test support for rt-relay's tests against the real services: access to RT and moto,
 //! a controllable `@connections` server, a fault-injecting proxy, the in-process local
-//! stack and the gateway binary as a process, the OpenAPI document's checker, and the
+//! stack and the gateway binary as a process, a loopback TLS front with its own CA, the OpenAPI document's checker, and the
 //! benchmarks' shared pieces.
 
 pub mod bench;
@@ -12,3 +12,4 @@ pub mod rt;
 pub mod rt_actions;
 pub mod services;
 pub mod stack;
+pub mod tls_proxy;

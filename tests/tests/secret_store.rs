@@ -10,7 +10,7 @@ use rt_relay_tests::services::{require_env, unique_prefix};
 
 async fn client() -> aws_sdk_secretsmanager::Client {
     require_env("AWS_ENDPOINT_URL");
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = rt_relay_shared::aws::sdk_config().expect("AWS configuration from the environment");
     aws_sdk_secretsmanager::Client::new(&conf)
 }
 

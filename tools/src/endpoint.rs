@@ -17,7 +17,10 @@ impl Endpoint {
     /// A DynamoDB client for this endpoint, with the rest of the AWS configuration loaded the
     /// usual way.
     pub async fn client(&self) -> Client {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // The shared HTTP stack (rustls, compiled-in roots): the SDK's default client is not
+        // built in this workspace (rt_relay_shared::aws).
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(rt_relay_shared::aws::http_client());
         if let Some(url) = super::given(self.endpoint_url.as_deref()) {
             loader = loader.endpoint_url(url);
         }

@@ -29,7 +29,7 @@ fn env(var: &str) -> Option<String> {
 }
 
 async fn parts() -> Result<Parts, ConfigError> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::aws::sdk_config()?;
     let secrets = secret_store::load(&env, &sdk)
         .await
         .map_err(|e| ConfigError { var: secret_store::SECRET_ARN_VAR, problem: e.to_string() })?;

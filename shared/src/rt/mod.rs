@@ -171,10 +171,11 @@ pub fn transactions_client_from_config(
     })
 }
 
-/// The shared reqwest client both adapters use: rustls, keep-alive pool, connect and
-/// total timeouts from the configuration, no redirects (RT answers directly).
+/// The reqwest client both adapters use: the shared TLS stack ([`crate::net`]), keep-alive
+/// pool, connect and total timeouts from the configuration, no redirects (RT answers directly).
 pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
-    reqwest::Client::builder()
+    crate::net::client_builder()
+        .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))?
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
         .pool_idle_timeout(Duration::from_secs(50))

@@ -115,8 +115,10 @@ impl DynamoStore {
 }
 
 /// Builds the DynamoDB client from the environment (region, credentials, and
-/// `AWS_ENDPOINT_URL` for moto), once at cold start.
+/// `AWS_ENDPOINT_URL` for moto; see [`crate::aws`]), once at cold start.
+///
+/// # Panics
+/// When a variable is missing, with the message naming it: the cold start fails.
 pub async fn client_from_env() -> Client {
-    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&conf)
+    Client::new(&crate::aws::sdk_config().unwrap_or_else(|e| panic!("{e}")))
 }
