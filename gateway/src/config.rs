@@ -6,7 +6,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use rt_relay_shared::config::{ConfigError, RtConfig, Tables};
+use rt_relay_shared::{
+    config::{ConfigError, RtConfig, Tables},
+    events::{settings::webhook_secret_from_lookup, sync::SyncSettings},
+    secret::Secret,
+};
 use url::Url;
 
 /// Default HTTP API address.
@@ -152,6 +156,19 @@ pub fn check_listen_addrs(
     Ok(())
 }
 
+/// RT's own events, locally: the webhook route and the sync, run on a timer instead of
+/// an EventBridge schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// `WEBHOOK_SECRET`; without it `POST /webhooks/rt` answers 404.
+    pub webhook_secret: Option<Secret>,
+    /// Pause between sync runs (`GATEWAY_SYNC_INTERVAL_MS`, default 2000); `None` (0)
+    /// turns the sync off.
+    pub sync_interval: Option<Duration>,
+    /// The sync's bounds (`RT_SYNC_*`).
+    pub sync: SyncSettings,
+}
+
 /// Everything [`crate::Gateway::start`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -176,6 +193,8 @@ pub struct GatewayConfig {
     /// `Access-Control-Allow-Origin` for the HTTP API (the template's `CorsAllowOrigin`);
     /// `None` disables CORS handling.
     pub cors_allow_origin: Option<String>,
+    /// RT's own events: webhook and sync.
+    pub events: EventSettings,
 }
 
 impl GatewayConfig {
@@ -186,7 +205,9 @@ impl GatewayConfig {
     /// Streams endpoint), `AWS_REGION` (us-east-1), `GATEWAY_CHECKPOINT`
     /// (`.run/stream-checkpoint.json`), `GATEWAY_POLL_MS` (150), `GATEWAY_STREAM_BATCH`
     /// (100), `GATEWAY_STREAM_RETRIES` (5), `GATEWAY_WS_STAGE` (`local`),
-    /// `PUSH_CONCURRENCY` (100) and `CORS_ALLOW_ORIGIN` (`*`; `none` disables).
+    /// `PUSH_CONCURRENCY` (100), `CORS_ALLOW_ORIGIN` (`*`; `none` disables),
+    /// `WEBHOOK_SECRET` (optional), `GATEWAY_SYNC_INTERVAL_MS` (2000; 0 = no sync) and the
+    /// `RT_SYNC_*` bounds.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         let http_addr = addr(lookup, "GATEWAY_HTTP_ADDR", DEFAULT_HTTP_ADDR)?;
         let ws_addr = addr(lookup, "GATEWAY_WS_ADDR", DEFAULT_WS_ADDR)?;
@@ -250,7 +271,18 @@ impl GatewayConfig {
             Some(v) if v.eq_ignore_ascii_case("none") => None,
             Some(v) => Some(v),
         };
+        let webhook_secret = match get(lookup, "WEBHOOK_SECRET") {
+            None => None,
+            Some(_) => Some(webhook_secret_from_lookup(lookup)?),
+        };
+        let sync_ms = number(lookup, "GATEWAY_SYNC_INTERVAL_MS", 2000u64, 0, 3_600_000)?;
+        let events = EventSettings {
+            webhook_secret,
+            sync_interval: (sync_ms > 0).then(|| Duration::from_millis(sync_ms)),
+            sync: SyncSettings::from_lookup(lookup)?,
+        };
         Ok(Self {
+            events,
             http_addr,
             ws_addr,
             management_addr,

@@ -28,6 +28,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use lambda_http::{request::LambdaRequest, Adapter, Context, LambdaEvent, Service};
 use rt_relay_shared::{
+    events::webhook::RtWebhook,
     handlers::{
         authorizer::RequestAuthorizer,
         notifications::ListNotifications,
@@ -69,6 +70,9 @@ pub struct HttpFunctions {
     pub list_tickets: ListTickets,
     /// `GET /notifications`.
     pub list_notifications: ListNotifications,
+    /// `POST /webhooks/rt`; `None` when no webhook secret is configured (the route then
+    /// answers 404, as a stack without the function would).
+    pub rt_webhook: Option<RtWebhook>,
 }
 
 impl HttpFunctions {
@@ -84,6 +88,13 @@ impl HttpFunctions {
             routes::LIST_TICKETS => self.list_tickets.handle(req).await,
             routes::GET_TICKET => self.get_ticket.handle(req).await,
             routes::LIST_NOTIFICATIONS => self.list_notifications.handle(req).await,
+            routes::RT_WEBHOOK => match &self.rt_webhook {
+                Some(webhook) => webhook.handle(req).await,
+                None => ApiError::NotFound(
+                    "no route for /webhooks/rt (no WEBHOOK_SECRET is configured)".into(),
+                )
+                .into_response(),
+            },
             other => return Err(NotWired(other.name)),
         })
     }

@@ -21,6 +21,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use rt_relay_shared::{
     auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
     config::ConfigError,
+    events::{dynamodb::DynamoEvents, ingest::Ingest, sync::Sync, webhook::RtWebhook},
     fanout::ApiGatewayPoster,
     handlers::{
         authorizer::RequestAuthorizer,
@@ -29,7 +30,10 @@ use rt_relay_shared::{
         tickets::{GetTicket, ListTickets, PostTicket},
         ws::ConnectionRoutes,
     },
-    rt::{client_from_config, RtClient, RtError},
+    rt::{
+        client_from_config, transactions::RtTransactions, transactions_client_from_config,
+        RtClient, RtError,
+    },
     store::{
         dynamodb::{client_from_env, DynamoStore},
         schema::{create_tables, notifications_stream_arn},
@@ -52,7 +56,7 @@ pub mod openapi;
 pub mod stream;
 pub mod websocket;
 
-pub use config::{GatewayConfig, StreamSettings, WsSettings};
+pub use config::{EventSettings, GatewayConfig, StreamSettings, WsSettings};
 pub use connections::ConnectionRegistry;
 pub use http_api::HttpFunctions;
 
@@ -97,6 +101,8 @@ pub struct Functions {
     /// binary, `make dev`, the end-to-end tests) always sets it; `None` checks no keys at
     /// all and is only for in-process tests and benchmarks over fakes.
     pub authorizer: Option<RequestAuthorizer>,
+    /// The RT sync and the pause between its runs (the template's schedule), if any.
+    pub rt_sync: Option<(Sync, Duration)>,
 }
 
 impl Functions {
@@ -123,11 +129,32 @@ impl Functions {
                 get_ticket: GetTicket::new(rt, store.clone()),
                 list_tickets: ListTickets::new(store.clone()),
                 list_notifications: ListNotifications::new(store.clone()),
+                rt_webhook: None,
             },
+            rt_sync: None,
             connection_routes: ConnectionRoutes::new(store.clone()),
             connections: store,
             authorizer: None,
         }
+    }
+
+    /// Adds RT's own events over `rt` and `events` (DynamoDB or a fake): the webhook route
+    /// when `settings` has a secret, the sync on a timer when it has an interval.
+    pub fn with_rt_events(
+        mut self,
+        rt: Arc<dyn RtTransactions>,
+        events: Arc<DynamoEvents>,
+        settings: &EventSettings,
+    ) -> Self {
+        let ingest = Ingest::new(rt.clone(), events.clone());
+        self.http.rt_webhook = settings
+            .webhook_secret
+            .clone()
+            .map(|secret| RtWebhook::new(secret, events.clone(), rt.clone(), ingest.clone()));
+        self.rt_sync = settings
+            .sync_interval
+            .map(|every| (Sync::new(rt, ingest, events, settings.sync), every));
+        self
     }
 
     /// Puts the API-key authorizer over `keys` in front of both APIs, as the template does.
@@ -212,11 +239,17 @@ impl Gateway {
             problem: "the gateway needs the API keys table".into(),
         })?;
         let keys = Arc::new(DynamoApiKeys::new(dynamodb.clone(), keys_table));
-        let store = Arc::new(DynamoStore::new(dynamodb, config.tables.clone()));
+        let store = Arc::new(DynamoStore::new(dynamodb.clone(), config.tables.clone()));
         let rt = client_from_config(&config.rt)?;
+        let events = Arc::new(DynamoEvents::new(dynamodb.clone(), config.tables.clone()));
         let functions =
             Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout)
-                .with_api_keys(keys);
+                .with_api_keys(keys)
+                .with_rt_events(
+                    transactions_client_from_config(&config.rt)?,
+                    events,
+                    &config.events,
+                );
         let stream = StreamSource { stream_arn, settings: config.stream.clone() };
         Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
     }
@@ -293,10 +326,25 @@ impl Gateway {
                     options.push_concurrency,
                 );
                 let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings);
-                Some(tokio::spawn(poller.run(front_rx)))
+                Some(tokio::spawn(poller.run(front_rx.clone())))
             }
         };
+        // The template's schedule: one run, then the pause, until the gateway stops (a run
+        // in progress finishes, so its cursor commit is not cut off).
+        let sync_task = functions.rt_sync.clone().map(|(sync, every)| {
+            let mut stop = front_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = sync.run_logged().await;
+                    tokio::select! {
+                        _ = stopped(&mut stop) => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+            })
+        });
         let running = RunningGateway {
+            sync_task,
             http_addr,
             ws_addr,
             management_addr,
@@ -353,6 +401,7 @@ pub struct RunningGateway {
     ws_task: JoinHandle<()>,
     management_task: JoinHandle<()>,
     poller_task: Option<JoinHandle<()>>,
+    sync_task: Option<JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -399,12 +448,16 @@ impl RunningGateway {
             ws_task,
             management_task,
             poller_task,
+            sync_task,
             registry,
             ..
         } = self;
         let _ = stop_front.send(true);
         if let Some(poller) = poller_task {
             let _ = poller.await;
+        }
+        if let Some(sync) = sync_task {
+            let _ = sync.await;
         }
         let _ = http_task.await;
         let _ = stop_ws.send(true);

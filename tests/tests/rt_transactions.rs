@@ -14,23 +14,26 @@ use rt_relay_shared::{
     },
 };
 use rt_relay_tests::{
-    rt::{rt_config, token_auth},
+    rt::{password_auth, rt_config, token_auth},
     rt_actions::RtActor,
 };
 use serde_json::json;
 use std::sync::Arc;
 
 fn reader(api: RtApi) -> Arc<dyn RtTransactions> {
-    transactions_client_from_config(&rt_config(api, token_auth()))
-        .unwrap_or_else(|e| panic!("reader: {e}"))
+    let auth = match api {
+        RtApi::Rest2 => token_auth(),
+        RtApi::Rest1 => password_auth(),
+    };
+    transactions_client_from_config(&rt_config(api, auth)).unwrap_or_else(|e| panic!("reader: {e}"))
 }
 
-/// Every transaction after `start` on `ticket`, reading the whole log in pages of 50.
+/// Every transaction after `start` on `ticket`, reading the whole log in pages of 100.
 async fn history(rt: &dyn RtTransactions, start: TxnPosition, ticket: u64) -> Vec<RtTransaction> {
     let mut out = Vec::new();
     let mut at = start;
     for _ in 0..200 {
-        let page = rt.transactions_after(at, 50).await.unwrap();
+        let page = rt.transactions_after(at, 100).await.unwrap();
         let Some(last) = page.transactions.last() else { break };
         at = TxnPosition { id: last.id, created: last.created };
         assert!(page.transactions.windows(2).all(|w| w[0].id < w[1].id), "id order");
@@ -104,4 +107,9 @@ async fn catalogue_round_trip(api: RtApi) {
 #[tokio::test]
 async fn rest2_reads_every_catalogue_event_in_order() {
     catalogue_round_trip(RtApi::Rest2).await;
+}
+
+#[tokio::test]
+async fn rest1_reads_every_catalogue_event_in_order() {
+    catalogue_round_trip(RtApi::Rest1).await;
 }

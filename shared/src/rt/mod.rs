@@ -163,11 +163,7 @@ pub fn transactions_client_from_config(
 ) -> Result<Arc<dyn transactions::RtTransactions>, RtError> {
     Ok(match config.api {
         RtApi::Rest2 => Arc::new(rest2::Rest2Client::new(config.clone())?),
-        RtApi::Rest1 => {
-            return Err(RtError::Rejected(
-                "REST 1.0 transaction reading lands after the rt/ split".into(),
-            ))
-        }
+        RtApi::Rest1 => Arc::new(rest1::Rest1Client::new(config.clone())?),
     })
 }
 

@@ -52,6 +52,7 @@ pub mod form;
 mod id_list;
 pub mod parse;
 mod ticket;
+mod transactions;
 mod transport;
 
 /// Speaks RT REST 1.0. Reuses RT's session cookie when RT sets one: each login through
@@ -61,6 +62,7 @@ pub struct Rest1Client {
     endpoint: RtEndpoint,
     credentials: Credentials,
     session: Mutex<Option<HeaderValue>>,
+    names: transactions::Names,
 }
 
 impl fmt::Debug for Rest1Client {
@@ -80,6 +82,7 @@ impl Rest1Client {
             endpoint: RtEndpoint::new(&config, "REST/1.0/")?,
             credentials: Credentials::new(&config.auth)?,
             session: Mutex::new(None),
+            names: Mutex::new(HashMap::new()),
         })
     }
 }

@@ -17,7 +17,7 @@ pub(super) const TICKET_FIELDS: &str = "Subject,Status,Queue,Owner,Priority,Crea
 /// RT's default display format for dates (`RT::Date::DefaultFormat`, English).
 const DISPLAY_DATE: &str = "%a %b %d %H:%M:%S %Y";
 /// How transactions print their raw, UTC `Created`.
-const SQL_DATE: &str = "%Y-%m-%d %H:%M:%S";
+pub(super) const SQL_DATE: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The ticket's creation time in UTC. `shown` is the ticket's `Created` as REST 1.0 prints
 /// it (display timezone, no offset); `create_utc` is its Create transaction's raw time (UTC,
