@@ -101,6 +101,8 @@ impl GatewayProcess {
             .env("TABLE_PREFIX", &settings.table_prefix)
             .env("GATEWAY_CHECKPOINT", &settings.checkpoint)
             .env("GATEWAY_POLL_MS", settings.poll_ms.to_string())
+            // No RT sync: other tests' RT changes would become this gateway's notifications.
+            .env("GATEWAY_SYNC_INTERVAL_MS", "0")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -229,6 +229,16 @@ pub fn matches_simple_pattern(pattern: &str, text: &str) -> Option<bool> {
         Class(Vec<(char, char)>),
     }
     let inner = pattern.strip_prefix('^')?.strip_suffix('$')?;
+    // One top-level group of alternatives, `^(A|B)$`: any alternative matching is a match.
+    if let Some(group) = inner.strip_prefix('(').and_then(|g| g.strip_suffix(')')) {
+        if !group.contains(['(', ')']) {
+            let mut any = false;
+            for alternative in group.split('|') {
+                any |= matches_simple_pattern(&format!("^{alternative}$"), text)?;
+            }
+            return Some(any);
+        }
+    }
     let chars: Vec<char> = inner.chars().collect();
     let mut atoms: Vec<(Atom, usize, usize)> = Vec::new(); // atom, min, max repeats
     let mut i = 0;

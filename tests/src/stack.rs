@@ -39,11 +39,18 @@ impl Stack {
     /// REST 2.0 with the test token. Panics (telling to run `make test`) when the services'
     /// variables are missing.
     pub async fn new(tag: &str) -> Self {
+        Self::with_vars(tag, &[]).await
+    }
+
+    /// [`Stack::new`] with more gateway variables (they win over the defaults). The RT
+    /// sync is off unless `GATEWAY_SYNC_INTERVAL_MS` is given: other tests' RT changes would
+    /// otherwise become notifications in this stack's tables.
+    pub async fn with_vars(tag: &str, extra: &[(&str, String)]) -> Self {
         let prefix = unique_prefix(tag);
         let checkpoint =
             std::env::temp_dir().join("rt-relay-e2e").join(format!("{prefix}checkpoint.json"));
         let rt_url = require_env("RT_URL");
-        let vars: HashMap<&str, String> = HashMap::from([
+        let mut vars: HashMap<&str, String> = HashMap::from([
             ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
             ("RT_TOKEN", require_env("RT_TOKEN")),
             ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
@@ -55,7 +62,9 @@ impl Stack {
             ("TABLE_PREFIX", prefix),
             ("GATEWAY_CHECKPOINT", checkpoint.display().to_string()),
             ("GATEWAY_POLL_MS", "100".into()),
+            ("GATEWAY_SYNC_INTERVAL_MS", "0".into()),
         ]);
+        vars.extend(extra.iter().cloned());
         require_env("AWS_SECRET_ACCESS_KEY");
         let config = GatewayConfig::from_lookup(&|k| vars.get(k).cloned())
             .unwrap_or_else(|e| panic!("gateway configuration for the tests: {e}"));
