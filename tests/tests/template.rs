@@ -684,8 +684,7 @@ fn rt_credentials_come_from_one_secret_only_the_rt_callers_read() {
             readers.insert(id);
         }
     }
-    assert_eq!(
-        readers,
-        BTreeSet::from(["GetTicketFunction".to_owned(), "PostTicketFunction".to_owned()])
-    );
+    let rt_callers =
+        ["GetTicketFunction", "PostTicketFunction", "RtSyncFunction", "RtWebhookFunction"];
+    assert_eq!(readers, rt_callers.iter().map(|f| (*f).to_owned()).collect::<BTreeSet<_>>());
 }
