@@ -10,6 +10,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
+use rt_relay_gateway::RunningGateway;
 use rt_relay_shared::{
     config::RtApi,
     events::{dynamodb::DynamoEvents, signature::sign, store::SyncCursorStore},
@@ -120,12 +121,18 @@ async fn rt_changes_reach_every_client_once(stack: &Stack, http: &str, clients: 
     assert!(replies.iter().any(|n| n["ticket"]["id"] == made));
 }
 
-async fn connect_clients(ws: &str) -> Vec<WsClient> {
+/// Connects the clients, runs the changes, and tears the stack down.
+async fn run_with_clients(stack: &Stack, gateway: RunningGateway) {
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
-        clients.push(WsClient::connect(ws).await);
+        clients.push(WsClient::connect(&stack.ws_url(&gateway)).await);
     }
-    clients
+    rt_changes_reach_every_client_once(stack, &gateway.http_url(), &mut clients).await;
+    for c in clients {
+        c.close().await;
+    }
+    gateway.shutdown().await;
+    stack.clean_up().await;
 }
 
 #[tokio::test]
@@ -134,20 +141,13 @@ async fn rt_changes_reach_twenty_clients_once_through_the_webhook() {
     let stack = Stack::with_vars("ev-webhook", &[("WEBHOOK_SECRET", secret.clone())]).await;
     let gateway = stack.start().await;
     let _target = WebhookTarget::register(&format!("{}/webhooks/rt", gateway.http_url()), &secret);
-    let mut clients = connect_clients(&stack.ws_url(&gateway)).await;
-    rt_changes_reach_every_client_once(&stack, &gateway.http_url(), &mut clients).await;
-    for c in clients {
-        c.close().await;
-    }
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    run_with_clients(&stack, gateway).await;
 }
 
 #[tokio::test]
 async fn rt_changes_reach_twenty_clients_once_through_the_sync() {
     let stack = Stack::with_vars("ev-sync", &[("GATEWAY_SYNC_INTERVAL_MS", "500".into())]).await;
     let gateway = stack.start().await;
-    let http = gateway.http_url();
     // The first run positions the cursor at RT's newest transaction: wait for it, so the
     // changes below come after it.
     let events = DynamoEvents::new(stack.dynamodb.clone(), stack.tables().clone());
@@ -156,13 +156,7 @@ async fn rt_changes_reach_twenty_clients_once_through_the_sync() {
         async move { events.position().await.ok().flatten() }
     })
     .await;
-    let mut clients = connect_clients(&stack.ws_url(&gateway)).await;
-    rt_changes_reach_every_client_once(&stack, &http, &mut clients).await;
-    for c in clients {
-        c.close().await;
-    }
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    run_with_clients(&stack, gateway).await;
 }
 
 #[tokio::test]

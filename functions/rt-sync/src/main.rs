@@ -14,7 +14,12 @@ async fn main() -> Result<(), Error> {
     let sync = Arc::new(sync_from_env().await?);
     run(service_fn(move |_: LambdaEvent<Value>| {
         let sync = Arc::clone(&sync);
-        async move { Ok::<_, Error>(sync.run_logged().await?.to_json()) }
+        async move {
+            let report = sync.run_logged().await?;
+            // CloudWatch Embedded Metric Format: RtSyncBehind, RtSyncLagSeconds, RtSyncEvents.
+            println!("{}", report.metrics_line());
+            Ok::<_, Error>(report.to_json())
+        }
     }))
     .await
 }

@@ -105,7 +105,8 @@ impl SyncReport {
     /// The report as CloudWatch Embedded Metric Format: one JSON line that CloudWatch turns
     /// into the metrics `RtSyncBehind`, `RtSyncLagSeconds` and `RtSyncEvents` (namespace
     /// `rt-relay`), for dashboards and alarms on a sync that falls behind.
-    pub fn metrics_line(&self, now: DateTime<Utc>) -> String {
+    pub fn metrics_line(&self) -> String {
+        let now = Utc::now();
         json!({
             "_aws": {
                 "Timestamp": now.timestamp_millis(),
@@ -182,7 +183,7 @@ impl Sync {
     }
 
     /// One run, logged: the report's fields at info (`behind`, `lag_seconds` at warn when
-    /// behind), and the metrics line on stdout for CloudWatch.
+    /// behind). The function also prints [`SyncReport::metrics_line`] for CloudWatch.
     pub async fn run_logged(&self) -> Result<SyncReport, SyncError> {
         match self.run().await {
             Ok(report) => {
@@ -200,7 +201,6 @@ impl Sync {
                 } else {
                     info!(outcome = ?report.outcome, transactions = report.transactions, stored = report.ingest.stored, duplicates = report.ingest.duplicates, position, behind = 0, lag_seconds = 0, "sync run");
                 }
-                println!("{}", report.metrics_line(Utc::now()));
                 Ok(report)
             }
             Err(e) => {
@@ -359,6 +359,9 @@ mod tests {
         let first = sync.run().await.unwrap();
         assert_eq!(first.transactions, 8, "two pages of four");
         assert_eq!(first.behind, 6);
+        let metrics: serde_json::Value = serde_json::from_str(&first.metrics_line()).unwrap();
+        assert_eq!(metrics["RtSyncBehind"], 6, "the lag is a metric");
+        assert_eq!(metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"], "rt-relay");
         let second = sync.run().await.unwrap();
         assert_eq!((second.transactions, second.behind), (6, 0));
         assert_eq!(f.store.notification_ids().len(), 7);
