@@ -190,6 +190,8 @@ pub struct GatewayConfig {
     pub ws: WsSettings,
     /// Posts in flight at once in the push function (`PUSH_CONCURRENCY`).
     pub push_concurrency: usize,
+    /// Open WebSockets one API key may hold (`MAX_CONNECTIONS_PER_KEY`, as `ws-connect`).
+    pub max_connections_per_key: usize,
     /// `Access-Control-Allow-Origin` for the HTTP API (the template's `CorsAllowOrigin`);
     /// `None` disables CORS handling.
     pub cors_allow_origin: Option<String>,
@@ -266,6 +268,8 @@ impl GatewayConfig {
             ws.stage = stage;
         }
         let push_concurrency = number(lookup, "PUSH_CONCURRENCY", 100usize, 1, 1000)?;
+        let max_connections_per_key =
+            rt_relay_shared::handlers::ws::max_connections_per_key(lookup)?;
         let cors_allow_origin = match get(lookup, "CORS_ALLOW_ORIGIN") {
             None => Some("*".to_owned()),
             Some(v) if v.eq_ignore_ascii_case("none") => None,
@@ -292,6 +296,7 @@ impl GatewayConfig {
             stream,
             ws,
             push_concurrency,
+            max_connections_per_key,
             cors_allow_origin,
         })
     }

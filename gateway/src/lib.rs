@@ -242,7 +242,7 @@ impl Gateway {
         let store = Arc::new(DynamoStore::new(dynamodb.clone(), config.tables.clone()));
         let rt = client_from_config(&config.rt)?;
         let events = Arc::new(DynamoEvents::new(dynamodb.clone(), config.tables.clone()));
-        let functions =
+        let mut functions =
             Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout)
                 .with_api_keys(keys)
                 .with_rt_events(
@@ -250,6 +250,9 @@ impl Gateway {
                     events,
                     &config.events,
                 );
+        functions.connection_routes = functions
+            .connection_routes
+            .with_max_connections_per_key(config.max_connections_per_key);
         let stream = StreamSource { stream_arn, settings: config.stream.clone() };
         Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
     }

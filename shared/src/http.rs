@@ -62,6 +62,9 @@ pub enum ApiError {
     /// A webhook call that was already accepted.
     #[error("this call was already accepted; a replay changes nothing")]
     Replayed,
+    /// The API key may not do this (a queue outside its list, `requestor` without scope).
+    #[error(transparent)]
+    Tenant(#[from] crate::tenant::Refusal),
 }
 
 /// Status, machine-readable code, and the message a client may see.
@@ -119,6 +122,17 @@ impl ApiError {
             ApiError::Signature(SignatureError::Stale) => m(401, "stale_signature", self.to_string()),
             ApiError::Signature(_) => m(401, "invalid_signature", self.to_string()),
             ApiError::Replayed => m(409, "replayed", self.to_string()),
+            ApiError::Tenant(crate::tenant::Refusal::Queue(_)) => {
+                Mapped { field: Some("queue".into()), ..m(403, "queue_forbidden", self.to_string()) }
+            }
+            ApiError::Tenant(crate::tenant::Refusal::Requestor) => Mapped {
+                field: Some("requestor".into()),
+                ..m(403, "requestor_forbidden", self.to_string())
+            },
+            ApiError::Tenant(crate::tenant::Refusal::SeveralQueues) => Mapped {
+                field: Some("queue".into()),
+                ..m(400, "invalid_request", self.to_string())
+            },
         }
     }
 

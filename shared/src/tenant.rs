@@ -88,6 +88,22 @@ pub enum Refusal {
     /// `requestor` without the scope that allows it.
     #[error("setting requestor needs an API key with the tickets:requestor scope")]
     Requestor,
+    /// A list without `queue` by a key that may read several (but not all) queues.
+    #[error("this API key may read several queues: name one with the queue parameter")]
+    SeveralQueues,
+}
+
+/// The relay's default queue (`RT_DEFAULT_QUEUE`, default `General`), read once: the queue
+/// a key without a queue list may use.
+pub fn relay_default_queue() -> &'static str {
+    static QUEUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        std::env::var("RT_DEFAULT_QUEUE")
+            .ok()
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty())
+            .unwrap_or_else(|| "General".to_owned())
+    })
 }
 
 /// The caller of one request: the API key the authorizer admitted.
@@ -129,6 +145,19 @@ impl Caller {
                 Self::from_context(&ctx.authorizer.as_ref()?.fields, default_queue)
             }
             _ => None,
+        }
+    }
+
+    /// The queue a list may read: the one asked for if the key may read it; without one,
+    /// none for a key that reads every queue, or the key's only queue.
+    pub fn list_queue(&self, requested: Option<String>) -> Result<Option<String>, Refusal> {
+        match (requested, &self.queues) {
+            (Some(q), rights) if !rights.allows(&q) => Err(Refusal::Queue(q)),
+            (Some(q), _) => Ok(Some(q)),
+            (None, QueueRights::All) => Ok(None),
+            (None, rights) => {
+                rights.single().map(|q| Some(q.to_owned())).ok_or(Refusal::SeveralQueues)
+            }
         }
     }
 

@@ -23,7 +23,7 @@ use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
 use crate::services::{require_env, unique_prefix};
 
 /// One test's stack: its table prefix and checkpoint file, which survive a gateway restart,
-/// and an API key with every scope that its clients send.
+/// and an API key with every scope and every queue that its clients send.
 #[derive(Debug, Clone)]
 pub struct Stack {
     /// The gateway's configuration (ports 0, so a restart may get new ports).
@@ -72,7 +72,11 @@ impl Stack {
         // The gateway would create them too; the key needs its table before the first start.
         create_tables(&dynamodb, &config.tables).await.expect("create the stack's tables in moto");
         let api_key = mint_key(&dynamodb, &config.tables, "e2e", &Scope::ALL).await;
-        Self { config, dynamodb, api_key }
+        let stack = Self { config, dynamodb, api_key };
+        // The stack's key may use every queue, as every key could before queue rights.
+        let id = stack.api_key.split('_').nth(1).expect("a key rtr_<id>_<secret>").to_owned();
+        assert!(stack.keys().set_queues(&id, &["*".into()]).await.expect("set the key's queues"));
+        stack
     }
 
     /// The tables this stack uses.
@@ -181,6 +185,21 @@ pub fn ws_url_with_key(ws_url: &str, key: &str) -> String {
     format!("{}/?{WS_KEY_PARAM}={key}", ws_url.trim_end_matches('/'))
 }
 
+/// The HTTP status a WebSocket handshake at `url` gets (101 when admitted; the socket is
+/// then closed again), within 10 s.
+pub async fn handshake_status(url: &str) -> u16 {
+    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await
+    {
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => resp.status().as_u16(),
+        Ok(Ok((mut socket, resp))) => {
+            let _ = socket.close(None).await;
+            resp.status().as_u16()
+        }
+        Ok(Err(e)) => panic!("handshake failed without an HTTP status: {e}"),
+        Err(_) => panic!("the handshake did not finish within 10 s"),
+    }
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, failing the test after `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
@@ -279,6 +298,19 @@ impl WsClient {
             v["type"] == "ticket.created" && v["ticket"]["id"] == ticket_id
         })
         .await
+    }
+
+    /// Waits (bounded) until the server closes the connection: a close frame or the end of
+    /// the stream. `false` when `limit` passed with the connection still open.
+    pub async fn wait_closed_by_server(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
     }
 
     /// Closes with the close handshake.

@@ -19,7 +19,7 @@ use rt_relay_tests::{
     fault_proxy::{FaultProxy, Match},
     rt::{rt_client, rt_config, token_auth},
     services::{read_notification_stream, require_env, sample_notification, sample_ticket},
-    stack::{authorized_client, wait_for, ws_url_with_key, Stack, WsClient},
+    stack::{authorized_client, handshake_status, wait_for, ws_url_with_key, Stack, WsClient},
 };
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
@@ -642,19 +642,6 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
 }
 
 // ---------------------------------------------------------------- API keys
-
-async fn handshake_status(url: &str) -> u16 {
-    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await
-    {
-        Ok(Err(tungstenite::Error::Http(resp))) => resp.status().as_u16(),
-        Ok(Ok((mut socket, resp))) => {
-            let _ = socket.close(None).await;
-            resp.status().as_u16()
-        }
-        Ok(Err(e)) => panic!("handshake failed without an HTTP status: {e}"),
-        Err(_) => panic!("the handshake did not finish within 10 s"),
-    }
-}
 
 async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
     let resp = req.send().await.expect("request");

@@ -17,6 +17,11 @@ impl Endpoint {
     /// A DynamoDB client for this endpoint, with the rest of the AWS configuration loaded the
     /// usual way.
     pub async fn client(&self) -> Client {
+        Client::new(&self.sdk_config().await)
+    }
+
+    /// The AWS configuration with this endpoint (for the other clients a command needs).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         // The shared HTTP stack (rustls, compiled-in roots): the SDK's default client is not
         // built in this workspace (rt_relay_shared::aws).
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -24,6 +29,6 @@ impl Endpoint {
         if let Some(url) = super::given(self.endpoint_url.as_deref()) {
             loader = loader.endpoint_url(url);
         }
-        Client::new(&loader.load().await)
+        loader.load().await
     }
 }

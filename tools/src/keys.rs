@@ -20,7 +20,7 @@ use rt_relay_shared::{
     http::error_chain,
 };
 
-use crate::{endpoint::Endpoint, Outcome, DEFAULT_PREFIX};
+use crate::{endpoint::Endpoint, sockets::KeySockets, Outcome, DEFAULT_PREFIX};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -68,8 +68,11 @@ pub enum Command {
     Mint(MintArgs),
     /// List every key (id, name, scopes, created, revoked); never secrets
     List,
-    /// Revoke a key: it is refused from its next request (the record stays, for the audit trail)
+    /// Revoke a key: it is refused from its next request (the record stays, for the audit
+    /// trail), and with --management-endpoint its open WebSockets are closed
     Revoke(RevokeArgs),
+    /// Set the queues a key may create tickets in and read (replaces its list)
+    SetQueues(SetQueuesArgs),
 }
 
 /// What a new key is: its name and rights.
@@ -78,9 +81,41 @@ pub struct MintArgs {
     /// Who or what the key is for (1 to 100 characters; `list` shows it)
     #[arg(long)]
     pub name: String,
-    /// Comma-separated scopes: tickets:write, tickets:read, notifications:read; or all
+    /// Comma-separated scopes: tickets:write, tickets:read, notifications:read,
+    /// tickets:requestor (may set a ticket's requestor, whom RT mails); or all
     #[arg(long, value_parser = parse_scopes)]
     pub scopes: BTreeSet<Scope>,
+    /// Comma-separated queues the key may create in and read; `*` for every queue
+    /// [default: the relay's default queue only]
+    #[arg(long, value_parser = queue_list, default_value = "")]
+    pub queues: QueueList,
+}
+
+/// A key's queue list as given on the command line.
+pub type QueueList = Vec<String>;
+
+/// Parses `A,B` (trimmed, no blanks); empty means the relay's default queue.
+fn queue_list(given: &str) -> Result<QueueList, String> {
+    let mut queues = Vec::new();
+    for q in given.split(',').map(str::trim).filter(|q| !q.is_empty()) {
+        rt_relay_shared::model::validate_queue_name(q)
+            .map_err(|e| format!("queue {q:?}: {}", e.message))?;
+        if !queues.iter().any(|k| k == q) {
+            queues.push(q.to_owned());
+        }
+    }
+    Ok(queues)
+}
+
+/// A key and its new queue list.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SetQueuesArgs {
+    /// The key's id (16 hex digits, as `list` shows it)
+    #[arg(value_name = "KEY_ID", value_parser = key_id)]
+    pub key_id: String,
+    /// Comma-separated queues; `*` for every queue; empty for the relay's default queue
+    #[arg(long, value_parser = queue_list)]
+    pub queues: QueueList,
 }
 
 /// Which key to revoke.
@@ -90,6 +125,44 @@ pub struct RevokeArgs {
     /// only its id is used
     #[arg(value_name = "KEY_ID", value_parser = key_id)]
     pub key_id: String,
+    /// The WebSocket API's Management API endpoint (the stack's WebSocketManagementEndpoint
+    /// output; locally the gateway's @connections URL): closes the key's open WebSockets
+    #[arg(long, value_name = "URL", env = "WS_MANAGEMENT_ENDPOINT")]
+    pub management_endpoint: Option<String>,
+    /// The connections table [default: PREFIX + "connections"]
+    #[arg(long, value_name = "NAME", env = "CONNECTIONS_TABLE")]
+    pub connections_table: Option<String>,
+}
+
+/// Closes `key_id`'s open WebSockets through `sockets`, or says they stay open.
+async fn close_sockets(
+    sockets: Option<&dyn KeySockets>,
+    key_id: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::io::Result<Outcome> {
+    let Some(sockets) = sockets else {
+        writeln!(
+            err,
+            "note: its open WebSockets stay open until they close; pass --management-endpoint \
+             (WS_MANAGEMENT_ENDPOINT) to close them"
+        )?;
+        return Ok(Outcome::Success);
+    };
+    match sockets.close_all(key_id).await {
+        Ok(n) => {
+            writeln!(out, "closed {n} open WebSocket connection(s) of {key_id}")?;
+            Ok(Outcome::Success)
+        }
+        Err(e) => {
+            writeln!(
+                err,
+                "rt-relay-keys: the key is revoked, but closing its WebSockets failed: {}",
+                error_chain(e.as_ref())
+            )?;
+            Ok(Outcome::Failure)
+        }
+    }
 }
 
 /// The public id of a key id or a whole key; never keeps (or echoes) the secret part.
@@ -121,6 +194,11 @@ pub const COLUMNS: &[Column] = &[
     Column { header: "KEY ID", width: 16, value: |k| k.key_id.clone() },
     Column { header: "NAME", width: 24, value: |k| k.name.clone() },
     Column { header: "SCOPES", width: 44, value: |k| scopes_text(&k.scopes) },
+    Column {
+        header: "QUEUES",
+        width: 16,
+        value: |k| if k.queues.is_empty() { "(default)".into() } else { k.queues.join(",") },
+    },
     Column { header: "CREATED", width: 20, value: |k| when(k.created_at) },
     Column { header: "REVOKED", width: 0, value: |k| k.revoked_at.map(when).unwrap_or("-".into()) },
 ];
@@ -130,10 +208,12 @@ fn row(cells: impl Iterator<Item = (usize, String)>) -> String {
 }
 
 /// Runs `command` on the keys in `store` (named `table` in messages): results on `out`,
-/// notes and errors on `err`.
+/// notes and errors on `err`. `sockets` closes a revoked key's open WebSockets (`None`: the
+/// Management API endpoint was not given; they stay open until they close).
 pub async fn run(
     command: Command,
     store: &dyn ApiKeyStore,
+    sockets: Option<&dyn KeySockets>,
     table: &str,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -148,10 +228,19 @@ pub async fn run(
         Ok(Outcome::Failure)
     };
     match command {
-        Command::Mint(MintArgs { name, scopes }) => {
+        Command::Mint(MintArgs { name, scopes, queues }) => {
             match mint(store, &name, scopes, Utc::now()).await {
                 Ok(minted) => {
                     let r = &minted.record;
+                    if !queues.is_empty() {
+                        if let Err(e) = store.set_queues(&r.key_id, &queues).await {
+                            let _ = store.revoke(&r.key_id, Utc::now()).await;
+                            return fail(
+                                "cannot set the new key's queues (the key was revoked)",
+                                &e,
+                            );
+                        }
+                    }
                     writeln!(
                         err,
                         "minted key {} ({}) with scopes {}",
@@ -179,14 +268,30 @@ pub async fn run(
             }
             Err(e) => fail("cannot list keys", &e),
         },
-        Command::Revoke(RevokeArgs { key_id }) => match store.revoke(&key_id, Utc::now()).await {
+        Command::SetQueues(SetQueuesArgs { key_id, queues }) => {
+            match store.set_queues(&key_id, &queues).await {
+                Ok(true) => {
+                    let shown =
+                        if queues.is_empty() { "(default)".into() } else { queues.join(",") };
+                    writeln!(out, "{key_id} may now use queues {shown} (from its next request)")?;
+                    Ok(Outcome::Success)
+                }
+                Ok(false) => {
+                    writeln!(err, "rt-relay-keys: no key {key_id} in table {table}")?;
+                    Ok(Outcome::Failure)
+                }
+                Err(e) => fail("cannot set the key's queues", &e),
+            }
+        }
+        Command::Revoke(RevokeArgs { key_id, .. }) => match store.revoke(&key_id, Utc::now()).await
+        {
             Ok(RevokeOutcome::Revoked) => {
                 writeln!(out, "revoked {key_id}: refused from its next request")?;
-                Ok(Outcome::Success)
+                close_sockets(sockets, &key_id, out, err).await
             }
             Ok(RevokeOutcome::AlreadyRevoked(at)) => {
                 writeln!(out, "{key_id} was already revoked at {}", when(at))?;
-                Ok(Outcome::Success)
+                close_sockets(sockets, &key_id, out, err).await
             }
             Ok(RevokeOutcome::NotFound) => {
                 writeln!(err, "rt-relay-keys: no key {key_id} in table {table}")?;
@@ -208,8 +313,20 @@ mod tests {
             .map(|cli| cli.command)
     }
 
+    fn revoke_of(id: &str) -> Command {
+        Command::Revoke(RevokeArgs {
+            key_id: id.into(),
+            management_endpoint: None,
+            connections_table: None,
+        })
+    }
+
     fn mint_args(name: &str, scopes: &[Scope]) -> Command {
-        Command::Mint(MintArgs { name: name.into(), scopes: scopes.iter().copied().collect() })
+        Command::Mint(MintArgs {
+            name: name.into(),
+            scopes: scopes.iter().copied().collect(),
+            queues: Vec::new(),
+        })
     }
 
     #[test]
@@ -223,7 +340,7 @@ mod tests {
             Some(mint_args("dev", &Scope::ALL))
         );
         assert_eq!(parse(&["list"]).ok(), Some(Command::List));
-        let revoke = |id: &str| Command::Revoke(RevokeArgs { key_id: id.into() });
+        let revoke = revoke_of;
         assert_eq!(parse(&["revoke", "0123456789abcdef"]).ok(), Some(revoke("0123456789abcdef")));
         let whole = format!("rtr_0123456789abcdef_{}", "a".repeat(64));
         assert_eq!(parse(&["revoke", &whole]).ok(), Some(revoke("0123456789abcdef")));
@@ -269,7 +386,7 @@ mod tests {
 
     async fn run_on(store: &MemoryApiKeys, command: Command) -> (Outcome, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let outcome = run(command, store, "keys", &mut out, &mut err).await.expect("written");
+        let outcome = run(command, store, None, "keys", &mut out, &mut err).await.expect("written");
         let text = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8");
         (outcome, text(out), text(err))
     }
@@ -293,7 +410,7 @@ mod tests {
         assert!(lines[1].contains("tickets:read") && lines[1].ends_with("Z  -"), "{listing}");
         assert!(!listing.contains(secret));
 
-        let revoke = || Command::Revoke(RevokeArgs { key_id: id.to_owned() });
+        let revoke = || revoke_of(&id);
         let (outcome, said, _) = run_on(&store, revoke()).await;
         assert_eq!((outcome, said.starts_with(&format!("revoked {id}"))), (Outcome::Success, true));
         let (outcome, said, _) = run_on(&store, revoke()).await;
@@ -303,7 +420,7 @@ mod tests {
     #[tokio::test]
     async fn failures_name_the_table_and_exit_non_zero() {
         let store = MemoryApiKeys::new();
-        let unknown = Command::Revoke(RevokeArgs { key_id: "0000000000000000".into() });
+        let unknown = revoke_of("0000000000000000");
         let (outcome, _, said) = run_on(&store, unknown).await;
         assert_eq!(outcome, Outcome::Failure);
         assert!(said.contains("no key 0000000000000000 in table keys"), "{said}");

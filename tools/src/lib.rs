@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 pub mod keys;
+pub mod sockets;
 pub mod tables;
 
 /// The table name prefix of the local stack (`make dev`, the README's recipes).

@@ -26,6 +26,8 @@ pub struct Principal {
     pub name: String,
     /// Its scopes.
     pub scopes: BTreeSet<Scope>,
+    /// Its queue list, as stored (resolved against the default queue by the functions).
+    pub queues: Vec<String>,
 }
 
 impl Principal {
@@ -37,6 +39,11 @@ impl Principal {
         m.insert("key_id".into(), json!(self.key_id));
         m.insert("key_name".into(), json!(self.name));
         m.insert("scopes".into(), json!(scopes_text(&self.scopes)));
+        // A JSON array in a string: WebSocket authorizer contexts carry only primitives.
+        m.insert(
+            crate::tenant::QUEUES_FIELD.into(),
+            json!(serde_json::to_string(&self.queues).unwrap_or_else(|_| "[]".into())),
+        );
         m
     }
 }
@@ -158,8 +165,12 @@ impl KeyAuthorizer {
             return Ok(Decision::Invalid(reason));
         }
         let Some(record) = record else { return Ok(Decision::Invalid(InvalidReason::UnknownKey)) };
-        let principal =
-            Principal { key_id: record.key_id, name: record.name, scopes: record.scopes };
+        let principal = Principal {
+            key_id: record.key_id,
+            name: record.name,
+            scopes: record.scopes,
+            queues: record.queues,
+        };
         match required {
             Some(scope) if principal.scopes.contains(&scope) => {
                 info!(decision = "allow", key_id = %principal.key_id, scope = scope.as_str(), "API key allowed");

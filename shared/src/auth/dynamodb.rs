@@ -49,6 +49,9 @@ struct ApiKeyItem {
     created_at: DateTime<Utc>,
     #[serde(default, with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
     revoked_at: Option<DateTime<Utc>>,
+    /// The queues the key may use (a string set; absent: the relay's default queue).
+    #[serde(default, with = "serde_dynamo::string_set", skip_serializing_if = "Vec::is_empty")]
+    queues: Vec<String>,
 }
 
 fn item(r: &ApiKeyRecord) -> Result<Item, StoreError> {
@@ -59,6 +62,7 @@ fn item(r: &ApiKeyRecord) -> Result<Item, StoreError> {
         secret_hash: r.secret_hash.clone(),
         created_at: r.created_at,
         revoked_at: r.revoked_at,
+        queues: r.queues.clone(),
     })
 }
 
@@ -83,6 +87,7 @@ fn record(item: Item) -> Result<ApiKeyRecord, StoreError> {
         secret_hash: stored.secret_hash,
         created_at: stored.created_at,
         revoked_at: stored.revoked_at,
+        queues: stored.queues,
     })
 }
 
@@ -147,6 +152,33 @@ impl ApiKeyStore for DynamoApiKeys {
         }
     }
 
+    async fn set_queues(&self, key_id: &str, queues: &[String]) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("key_id", s(key_id))
+            .condition_expression("attribute_exists(key_id)");
+        // DynamoDB has no empty sets: an empty list is the attribute's absence.
+        let update = if queues.is_empty() {
+            update.update_expression("REMOVE queues")
+        } else {
+            update.update_expression("SET queues = :q").expression_attribute_values(
+                ":q",
+                aws_sdk_dynamodb::types::AttributeValue::Ss(queues.to_vec()),
+            )
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         // An operator command over a small table: a paged Scan is fine here.
         let mut keys = Vec::new();
@@ -187,6 +219,7 @@ mod tests {
             secret_hash: "ab".repeat(32),
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
             revoked_at: Some(DateTime::from_timestamp(1_700_000_100, 0).unwrap_or_default()),
+            queues: vec!["General".into()],
         };
         let mut i = item(&r).unwrap();
         assert_eq!(

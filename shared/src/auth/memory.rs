@@ -76,4 +76,8 @@ impl ApiKeyStore for MemoryApiKeys {
     async fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         Ok(self.lock()?.values().cloned().collect())
     }
+
+    async fn set_queues(&self, key_id: &str, queues: &[String]) -> Result<bool, StoreError> {
+        Ok(self.lock()?.get_mut(key_id).map(|r| r.queues = queues.to_vec()).is_some())
+    }
 }

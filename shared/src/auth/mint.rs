@@ -72,6 +72,7 @@ pub async fn mint(
         secret_hash: secret_hash(&secret),
         created_at: now,
         revoked_at: None,
+        queues: Vec::new(),
     };
     // Random 64-bit ids collide only after billions of keys; the conditional insert
     // turns a collision into an error rather than an overwrite.

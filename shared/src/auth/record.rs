@@ -24,6 +24,9 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     /// When it was revoked; a revoked key is refused.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The queues it may create in and read; empty: the relay's default queue only; `*`:
+    /// every queue ([`crate::tenant::QueueRights`]).
+    pub queues: Vec<String>,
 }
 
 impl fmt::Debug for ApiKeyRecord {
@@ -35,6 +38,7 @@ impl fmt::Debug for ApiKeyRecord {
             .field("scopes", &self.scopes)
             .field("created_at", &self.created_at)
             .field("revoked_at", &self.revoked_at)
+            .field("queues", &self.queues)
             .finish_non_exhaustive()
     }
 }
@@ -61,4 +65,6 @@ pub trait ApiKeyStore: Send + Sync + fmt::Debug {
     async fn revoke(&self, key_id: &str, at: DateTime<Utc>) -> Result<RevokeOutcome, StoreError>;
     /// Every key, live and revoked.
     async fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Replaces a key's queue list; `false` if there is no such key.
+    async fn set_queues(&self, key_id: &str, queues: &[String]) -> Result<bool, StoreError>;
 }

@@ -12,11 +12,18 @@ pub enum Scope {
     TicketsRead,
     /// `notifications:read`: `GET /notifications` and the WebSocket API (`$connect`).
     NotificationsRead,
+    /// `tickets:requestor`: `POST /tickets` may name a `requestor` (whom RT mails).
+    TicketsRequestor,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::TicketsWrite, Scope::TicketsRead, Scope::NotificationsRead];
+    pub const ALL: [Scope; 4] = [
+        Scope::TicketsWrite,
+        Scope::TicketsRead,
+        Scope::NotificationsRead,
+        Scope::TicketsRequestor,
+    ];
 
     /// The scope's name, e.g. `tickets:write`.
     pub fn as_str(self) -> &'static str {
@@ -24,6 +31,7 @@ impl Scope {
             Scope::TicketsWrite => "tickets:write",
             Scope::TicketsRead => "tickets:read",
             Scope::NotificationsRead => "notifications:read",
+            Scope::TicketsRequestor => crate::tenant::REQUESTOR_SCOPE,
         }
     }
 
@@ -84,7 +92,10 @@ mod tests {
         assert_eq!(parse_scopes("all").unwrap(), all());
         assert!(parse_scopes("tickets:admin").unwrap_err().contains("tickets:admin"));
         assert!(parse_scopes(" , ").is_err());
-        assert_eq!(scopes_text(&all()), "tickets:write tickets:read notifications:read");
+        assert_eq!(
+            scopes_text(&all()),
+            "tickets:write tickets:read notifications:read tickets:requestor"
+        );
     }
 
     #[test]

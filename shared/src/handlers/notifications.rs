@@ -12,6 +12,7 @@ use crate::{
         dynamodb::{client_from_env, DynamoStore},
         PageRequest, TicketStore,
     },
+    tenant::{relay_default_queue, Caller},
 };
 
 /// `GET /notifications`.
@@ -43,7 +44,7 @@ impl ListNotifications {
             query_param(&req, "limit").as_deref(),
             query_param(&req, "cursor").as_deref(),
         )?;
-        let page = match query_param(&req, "type") {
+        let mut page = match query_param(&req, "type") {
             None => self.store.list_notifications(&page).await?,
             Some(kind) => {
                 let kind = NOTIFICATION_TYPES.iter().find(|t| **t == kind).ok_or_else(|| {
@@ -55,6 +56,11 @@ impl ListNotifications {
                 self.store.list_notifications_of_type(kind, &page).await?
             }
         };
+        // Only notifications about the key's queues; a page may then hold fewer than
+        // `limit` items (the cursor still moves on through the feed).
+        if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
+            page.items.retain(|n| caller.queues.allows(&n.ticket.queue));
+        }
         Ok(json_response(200, &page))
     }
 }

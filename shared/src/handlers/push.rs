@@ -1,6 +1,6 @@
 //! The stream-triggered push: each new notification in a DynamoDB stream batch is posted
-//! to every live WebSocket connection, with bounded concurrency, reading connections page
-//! by page. 410 Gone deletes that connection; any other failure marks the record as a
+//! to every live WebSocket connection whose API key may read the ticket's queue, with
+//! bounded concurrency, reading connections page by page. 410 Gone deletes that connection; any other failure marks the record as a
 //! batch item failure, so Lambda retries from it (pushes are at-least-once; clients dedupe
 //! by notification id).
 
@@ -19,8 +19,9 @@ use crate::{
     http::error_chain,
     store::{
         dynamodb::{client_from_env, DynamoStore},
-        ConnectionStore, StoreError,
+        ConnectionStore, Recipient, StoreError,
     },
+    tenant::{relay_default_queue, QueueRights},
 };
 
 /// Posts in flight at once when `PUSH_CONCURRENCY` is unset.
@@ -138,15 +139,16 @@ impl PushNotifications {
     pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
         let mut stats = FanoutStats::default();
         let mut in_flight = FuturesUnordered::new();
-        let (first, after_first) = self.connections.page(None, self.page_size).await?;
-        let mut pending = first.into_iter();
+        let queue = notification_queue(data);
+        let (first, after_first) = self.connections.recipients(None, self.page_size).await?;
+        let mut pending = audience(first, queue.as_deref()).into_iter();
         // The read of the page after `pending`, and its result until `pending` runs out.
         let mut reading = after_first.map(|cursor| self.read_page(cursor));
         let mut read: Option<ConnectionPage> = None;
         loop {
             if pending.len() == 0 {
-                if let Some((ids, next)) = read.take() {
-                    pending = ids.into_iter();
+                if let Some((recipients, next)) = read.take() {
+                    pending = audience(recipients, queue.as_deref()).into_iter();
                     reading = next.map(|cursor| self.read_page(cursor));
                 }
             }
@@ -184,7 +186,7 @@ impl PushNotifications {
 
     /// Reads the page of connection ids after `cursor`.
     fn read_page(&self, cursor: String) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
-        Box::pin(async move { self.connections.page(Some(&cursor), self.page_size).await })
+        Box::pin(async move { self.connections.recipients(Some(&cursor), self.page_size).await })
     }
 
     /// Posts to one connection; a gone connection is deleted here.
@@ -205,8 +207,34 @@ impl PushNotifications {
     }
 }
 
-/// One page of connection ids and the cursor of the next, as `ConnectionStore::page` answers.
-type ConnectionPage = (Vec<String>, Option<String>);
+/// One page of connections and the cursor of the next, as `ConnectionStore::recipients`
+/// answers.
+type ConnectionPage = (Vec<Recipient>, Option<String>);
+
+/// The queue of the ticket a notification is about (`ticket.queue`).
+fn notification_queue(data: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+    value.get("ticket")?.get("queue")?.as_str().map(str::to_owned)
+}
+
+/// The ids of the connections whose key may read `queue` (a notification without one goes
+/// only to keys that read every queue). A connection recorded without an owner (in-process
+/// tests without an authorizer) receives everything.
+fn audience(recipients: Vec<Recipient>, queue: Option<&str>) -> Vec<String> {
+    recipients
+        .into_iter()
+        .filter(|r| {
+            let Some(rights) = &r.queues else { return true };
+            let list: Vec<String> = serde_json::from_str(rights).unwrap_or_default();
+            let rights = QueueRights::from_list(&list, relay_default_queue());
+            match queue {
+                Some(q) => rights.allows(q),
+                None => rights == QueueRights::All,
+            }
+        })
+        .map(|r| r.id)
+        .collect()
+}
 
 /// What one post came to.
 enum PostOutcome {

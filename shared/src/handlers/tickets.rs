@@ -20,6 +20,7 @@ use crate::{
         Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, StoreError,
         TicketFilter, TicketStore,
     },
+    tenant::{relay_default_queue, scoped_idempotency_key, Caller},
 };
 
 /// Header that makes `POST /tickets` safe to retry.
@@ -89,8 +90,13 @@ impl PostTicket {
 
     async fn post(&self, req: Request) -> Result<Response<Body>, ApiError> {
         require_method(&req, "POST")?;
-        let key = idempotency_key(&req)?;
-        let new = NewTicket::from_json(json_body(&req)?)?;
+        let caller = Caller::from_http(&req, relay_default_queue());
+        let key = idempotency_key(&req, caller.as_ref())?;
+        let mut new = NewTicket::from_json(json_body(&req)?)?;
+        if let Some(caller) = &caller {
+            caller.check_requestor(new.requestor.as_deref())?;
+            new.queue = Some(caller.create_queue(new.queue.as_deref(), &self.default_queue)?);
+        }
         let Some(key) = key else {
             let ticket = self.create_and_record(&new, None, None).await?;
             return Ok(created(&ticket));
@@ -268,14 +274,15 @@ fn ticket_location(id: u64) -> String {
     format!("/tickets/{id}")
 }
 
-/// Reads and checks the `Idempotency-Key` header; the stored key is its SHA-256.
-fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+/// Reads and checks the `Idempotency-Key` header; the stored key is SHA-256 over the API
+/// key's id and the header, so each API key has its own key space.
+fn idempotency_key(req: &Request, caller: Option<&Caller>) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let raw = value.to_str().map_err(|_| ApiError::BadIdempotencyKey)?;
     if raw.is_empty() || raw.len() > 255 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadIdempotencyKey);
     }
-    Ok(Some(hex::encode(Sha256::digest(raw.as_bytes()))))
+    Ok(Some(scoped_idempotency_key(caller.map(|c| c.key_id.as_str()), raw)))
 }
 
 /// The record of an RT ticket: RT's fields, the stored (or RT's first) message and
@@ -340,6 +347,13 @@ impl GetTicket {
             Err(RtError::NotFound) => return Err(ApiError::NotFound(format!("no ticket {id}"))),
             other => other?,
         };
+        // A ticket outside the key's queues is answered as RT's missing ones are: the key
+        // learns nothing about it, not even that it exists.
+        if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
+            if !caller.queues.allows(&rt_ticket.queue) {
+                return Err(ApiError::NotFound(format!("no ticket {id}")));
+            }
+        }
         let stored = self.tickets.get_ticket(id).await?;
         let description = match &stored {
             Some(t) => t.description.clone(),
@@ -393,9 +407,31 @@ impl ListTickets {
             query_param(&req, "cursor").as_deref(),
         )?;
         let status = query_param(&req, "status").map(|s| validate_status(&s)).transpose()?;
-        let queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
-        let page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
+        let mut queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
+        if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
+            queue = caller.list_queue(queue)?;
+        }
+        let mut page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
+        for ticket in &mut page.items {
+            cut_to_excerpt(&mut ticket.description);
+        }
         Ok(json_response(200, &page))
+    }
+}
+
+/// Longest description a list item carries, in UTF-8 bytes: a page of 100 items then stays
+/// far under Lambda's 6 MB response limit even when every character is one JSON escapes
+/// (100 × (1 KiB × 6 + title and fields) < 1 MB); the full text is `GET /tickets/{id}`'s.
+pub const LIST_DESCRIPTION_BYTES: usize = 1024;
+
+/// Cuts `description` to at most [`LIST_DESCRIPTION_BYTES`], at a character boundary.
+fn cut_to_excerpt(description: &mut String) {
+    if description.len() > LIST_DESCRIPTION_BYTES {
+        let mut end = LIST_DESCRIPTION_BYTES;
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
+        description.truncate(end);
     }
 }
 
@@ -408,4 +444,22 @@ fn validate_status(raw: &str) -> Result<String, ValidationError> {
         ));
     }
     Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    #[test]
+    fn list_descriptions_are_cut_at_a_character_boundary() {
+        let mut long = "é".repeat(LIST_DESCRIPTION_BYTES); // 2 bytes each
+        cut_to_excerpt(&mut long);
+        assert_eq!(long.len(), LIST_DESCRIPTION_BYTES);
+        let mut odd = format!("a{}", "€".repeat(LIST_DESCRIPTION_BYTES)); // 1 + 3 bytes each
+        cut_to_excerpt(&mut odd);
+        assert!(odd.len() <= LIST_DESCRIPTION_BYTES && odd.len() > LIST_DESCRIPTION_BYTES - 3);
+        let mut short = "short".to_owned();
+        cut_to_excerpt(&mut short);
+        assert_eq!(short, "short");
+    }
 }
