@@ -551,7 +551,7 @@ impl HttpApi {
         };
         set_body(&mut event, &body);
         let event = event.to_string();
-        if let Err(refused) = limits::check_event(&event) {
+        if let Some(refused) = limits::oversized_event(&event) {
             return refused;
         }
         // Like Lambda, the function runs to completion even if the gateway stops waiting.
@@ -559,10 +559,8 @@ impl HttpApi {
         let id = request_id.to_owned();
         let invocation = tokio::spawn(async move { functions.invoke(function, &event, &id).await });
         let mut resp = match tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await {
-            Ok(Ok(Ok(json))) => match limits::check_function_response(&json, function.name) {
-                Ok(()) => response_from_json(json),
-                Err(refused) => refused,
-            },
+            Ok(Ok(Ok(json))) => limits::oversized_function_response(&json, function.name)
+                .unwrap_or_else(|| response_from_json(json)),
             Ok(Ok(Err(e))) => {
                 error!(error = %e, "invocation failed");
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

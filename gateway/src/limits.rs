@@ -33,20 +33,18 @@ pub fn declared_body_too_large(headers: &HeaderMap, limit: usize) -> Option<Resp
         .then(|| gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"))
 }
 
-/// Refuses an invocation event over Lambda's payload limit, as Lambda does.
-pub fn check_event(event: &str) -> Result<(), Response> {
-    if event.len() > LAMBDA_PAYLOAD_BYTES {
-        return Err(gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long"));
-    }
-    Ok(())
+/// The refusal of an invocation event over Lambda's payload limit, as Lambda refuses it.
+pub fn oversized_event(event: &str) -> Option<Response> {
+    (event.len() > LAMBDA_PAYLOAD_BYTES)
+        .then(|| gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long"))
 }
 
-/// Refuses a function response (the JSON the runtime posts back) over Lambda's payload
-/// limit, as Lambda and then API Gateway do.
-pub fn check_function_response(
+/// The answer to a function response (the JSON the runtime posts back) over Lambda's
+/// payload limit, as Lambda and then API Gateway give it.
+pub fn oversized_function_response(
     response: &serde_json::Value,
     function: &str,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let size = serde_json::to_vec(response).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > LAMBDA_PAYLOAD_BYTES {
         error!(
@@ -54,9 +52,9 @@ pub fn check_function_response(
             size,
             "Response payload size exceeded maximum allowed payload size ({LAMBDA_PAYLOAD_BYTES} bytes)"
         );
-        return Err(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
+        return Some(gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"));
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -73,19 +71,19 @@ mod tests {
     #[tokio::test]
     async fn a_7_mb_function_response_is_api_gateways_500() {
         let big = json!({"statusCode": 200, "body": "x".repeat(7 * 1024 * 1024)});
-        let resp = check_function_response(&big, "list-tickets").unwrap_err();
+        let resp = oversized_function_response(&big, "list-tickets").expect("refused");
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body(resp).await, r#"{"message":"Internal Server Error"}"#);
         let fits = json!({"statusCode": 200, "body": "x".repeat(6 * 1000 * 1000)});
-        assert!(check_function_response(&fits, "list-tickets").is_ok());
+        assert!(oversized_function_response(&fits, "list-tickets").is_none());
     }
 
     #[tokio::test]
     async fn an_event_over_the_lambda_limit_is_refused_with_413() {
-        let resp = check_event(&"x".repeat(LAMBDA_PAYLOAD_BYTES + 1)).unwrap_err();
+        let resp = oversized_event(&"x".repeat(LAMBDA_PAYLOAD_BYTES + 1)).expect("refused");
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body(resp).await, r#"{"message":"Request Too Long"}"#);
-        assert!(check_event(&"x".repeat(LAMBDA_PAYLOAD_BYTES)).is_ok());
+        assert!(oversized_event(&"x".repeat(LAMBDA_PAYLOAD_BYTES)).is_none());
     }
 
     #[test]

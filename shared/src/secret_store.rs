@@ -172,8 +172,7 @@ pub async fn rt_config_from_env() -> Result<crate::config::RtConfig, crate::conf
         None => Arc::new(SecretValues::from_lookup(&env)),
     };
     let lookup = values.overlay(&env);
-    let config = crate::config::RtConfig::from_lookup(&lookup);
-    config
+    crate::config::RtConfig::from_lookup(&lookup)
 }
 
 #[cfg(test)]
