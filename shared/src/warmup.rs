@@ -15,8 +15,7 @@ use aws_types::SdkConfig;
 
 use crate::{
     aws,
-    config::{get, ConfigError, Lookup},
-    rt::{RtClient, RtError},
+    config::{get, ConfigError, Lookup, RtApi, RtConfig},
 };
 
 /// Default bound on each warm-up call.
@@ -128,21 +127,77 @@ pub fn management_api(endpoint: &url::Url) -> Call<'static> {
     )
 }
 
-/// Opens the RT client's connection with one cheap authenticated call, reading ticket 1:
-/// a lookup by primary key that both REST APIs offer. Whatever RT answers (the ticket, no
-/// such ticket, not allowed) the connection is open; only transport failures count as
-/// failures. The ticket itself is dropped, never logged.
-pub fn rt(client: &dyn RtClient) -> Call<'_> {
+/// Opens the RT client's connection ([`crate::rt::http_client`], one pool per process) with
+/// an unauthenticated `GET` of the API's root (`REST/2.0/` or `REST/1.0/`): RT refuses it at
+/// once (401, or REST 1.0's `401 Credentials required`), no credential is sent, nothing is
+/// read or written, and the TCP and TLS handshakes are done for the first request.
+pub fn rt(config: &RtConfig) -> Call<'static> {
+    let client = crate::rt::http_client(config);
+    let path = match config.api {
+        RtApi::Rest2 => "REST/2.0/",
+        RtApi::Rest1 => "REST/1.0/",
+    };
+    let url = config.base_url.join(path);
     (
         "rt",
         Box::pin(async move {
-            match client.get(1).await {
-                Ok(_) => Ok("answered".to_owned()),
-                Err(e @ (RtError::Unreachable(_) | RtError::Timeout(_))) => Err(e.to_string()),
-                Err(e) => Ok(format!("answered: {e}")),
-            }
+            let client = client.map_err(|e| e.to_string())?;
+            let url = url.map_err(|e| e.to_string())?;
+            let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            // Read to the end so the connection goes back to the pool.
+            response.bytes().await.map_err(|e| e.to_string())?;
+            Ok(format!("HTTP {status}"))
         }),
     )
+}
+
+/// The services a function warms at init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// DynamoDB (every function with a table).
+    DynamoDb,
+    /// RT (`RT_API_URL`; credentials from the secret or the environment).
+    Rt,
+    /// The API Gateway Management API (`WS_MANAGEMENT_ENDPOINT`).
+    ManagementApi,
+}
+
+/// The one call a function's `main` makes after building its handler: opens the
+/// connections to `services`, bounded by `WARMUP_TIMEOUT_MS`. Never fails: a configuration
+/// the handler did not need, or a call that fails, is logged.
+pub async fn at_init(services: &[Service]) {
+    let warm = match WarmUp::from_env() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(target: "warmup", error = %e, "no warm-up");
+            return;
+        }
+    };
+    if warm.timeout.is_none() {
+        return;
+    }
+    let mut calls = Vec::new();
+    for service in services {
+        let call = match service {
+            Service::DynamoDb => aws::sdk_config().map(|c| dynamodb(&c)).map_err(|e| e.to_string()),
+            Service::Rt => crate::secret_store::rt_config_from_env()
+                .await
+                .map(|c| rt(&c))
+                .map_err(|e| e.to_string()),
+            Service::ManagementApi => std::env::var("WS_MANAGEMENT_ENDPOINT")
+                .map_err(|e| e.to_string())
+                .and_then(|u| url::Url::parse(&u).map_err(|e| e.to_string()))
+                .map(|u| management_api(&u)),
+        };
+        match call {
+            Ok(call) => calls.push(call),
+            Err(e) => {
+                tracing::warn!(target: "warmup", service = ?service, error = %e, "not warmed")
+            }
+        }
+    }
+    warm.run(calls).await;
 }
 
 #[cfg(test)]

@@ -41,15 +41,12 @@ async fn dynamodb_and_rt_are_reached_over_tls_through_the_shared_stack() {
     .expect("SDK configuration");
     let dynamodb = aws_sdk_dynamodb::Client::new(&conf);
     // AND the RT client pointed at RT's TLS front
-    let rt_client = rt_client(&config_at(
-        RtApi::Rest2,
-        token_auth(),
-        &format!("{}/", rt.url()),
-        Duration::from_secs(10),
-    ));
+    let rt_config =
+        config_at(RtApi::Rest2, token_auth(), &format!("{}/", rt.url()), Duration::from_secs(10));
+    let rt_client = rt_client(&rt_config);
     // WHEN the warm-up runs THEN it opened one connection to each
     let warm = WarmUp { timeout: Some(Duration::from_secs(10)) };
-    warm.run(vec![warmup::dynamodb(&conf), warmup::rt(rt_client.as_ref())]).await;
+    warm.run(vec![warmup::dynamodb(&conf), warmup::rt(&rt_config)]).await;
     assert_eq!((moto.handshakes(), rt.handshakes()), (1, 1), "one connection each");
 
     // WHEN the SDK calls DynamoDB THEN the calls succeed over TLS, on pooled connections

@@ -4,13 +4,18 @@
 use std::sync::Arc;
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use rt_relay_shared::{handlers::authorizer::RequestAuthorizer, telemetry};
+use rt_relay_shared::{
+    handlers::authorizer::RequestAuthorizer,
+    telemetry,
+    warmup::{self, Service},
+};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let authorizer = Arc::new(RequestAuthorizer::from_env().await?);
+    warmup::at_init(&[Service::DynamoDb]).await;
     run(service_fn(move |event: LambdaEvent<Value>| {
         let authorizer = Arc::clone(&authorizer);
         // An `Unauthorized` error must reach API Gateway as the invocation's error message.

@@ -3,12 +3,17 @@
 use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
-use rt_relay_shared::{handlers::tickets::ListTickets, telemetry};
+use rt_relay_shared::{
+    handlers::tickets::ListTickets,
+    telemetry,
+    warmup::{self, Service},
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let handler = Arc::new(ListTickets::from_env().await?);
+    warmup::at_init(&[Service::DynamoDb]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(handler.handle(req).await) }

@@ -169,8 +169,16 @@ pub fn transactions_client_from_config(
 
 /// The reqwest client both adapters use: the shared TLS stack ([`crate::net`]), keep-alive
 /// pool, connect and total timeouts from the configuration, no redirects (RT answers directly).
+/// One client (one connection pool) per process and timeout, so the connection the init
+/// warm-up opens ([`crate::warmup::rt`]) is the one the adapter's first request uses.
 pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
-    crate::net::client_builder()
+    static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == config.timeout) {
+        return Ok(c.clone());
+    }
+    let client = crate::net::client_builder()
         .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))?
         .timeout(config.timeout)
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -178,7 +186,9 @@ pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rt-relay/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))
+        .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))?;
+    clients.push((config.timeout, client.clone()));
+    Ok(client)
 }
 
 /// `text` without `prefix`, compared ignoring ASCII case. Never splits a character: a `text`

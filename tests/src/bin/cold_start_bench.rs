@@ -35,6 +35,7 @@ use rt_relay_tests::{
     bench::{arg, median, ms, row, Target},
     connections_server::ConnectionsServer,
     services::{delete_tables, fresh_tables, require_env},
+    tls_proxy::TlsCa,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -42,18 +43,18 @@ use tokio::sync::mpsc;
 /// What the runtime API saw from the process under test.
 #[derive(Debug)]
 enum Seen {
-    /// The first `GET .../invocation/next`, and when.
+    /// A `GET .../invocation/next` that handed out an event, and when.
     Next(Instant),
-    /// `POST .../invocation/{id}/response` with its body.
-    Response(String),
+    /// `POST .../invocation/{id}/response` with its body, and when.
+    Response(String, Instant),
     /// `POST .../invocation/{id}/error` or `.../init/error` with its body.
     Error(String),
 }
 
 #[derive(Debug, Default)]
 struct RuntimeState {
-    /// The event the next `/next` hands out; taken once per process.
-    event: Option<Value>,
+    /// The events the next `/next` calls hand out, in order; then `/next` waits forever.
+    events: std::collections::VecDeque<Value>,
     tx: Option<mpsc::UnboundedSender<Seen>>,
 }
 
@@ -71,9 +72,9 @@ fn report(s: &Shared, seen: Seen) {
 
 async fn next(State(s): State<Shared>) -> Response {
     let at = Instant::now();
-    let event = lock(&s).event.take();
+    let event = lock(&s).events.pop_front();
     let Some(event) = event else {
-        // Only one event per process: later polls wait until the process is killed.
+        // No more events for this process: later polls wait until the process is killed.
         std::future::pending::<()>().await;
         return StatusCode::NO_CONTENT.into_response();
     };
@@ -95,7 +96,7 @@ async fn next(State(s): State<Shared>) -> Response {
 }
 
 async fn response(State(s): State<Shared>, body: Bytes) -> StatusCode {
-    report(&s, Seen::Response(String::from_utf8_lossy(&body).into_owned()));
+    report(&s, Seen::Response(String::from_utf8_lossy(&body).into_owned(), Instant::now()));
     StatusCode::ACCEPTED
 }
 
@@ -133,6 +134,8 @@ struct Run {
 /// A binary under test: its name, the event it gets and how to judge the answer.
 struct Subject {
     name: &'static str,
+    /// Whether it calls DynamoDB or RT (and so is measured over TLS too).
+    network: bool,
     event: fn(&Ctx) -> Value,
     check: fn(&Value) -> bool,
 }
@@ -220,11 +223,13 @@ fn subjects() -> Vec<Subject> {
     vec![
         Subject {
             name: "hello_lambda",
+            network: false,
             event: |_| json!({"hello": "world"}),
             check: |v| v["hello"] == "world",
         },
         Subject {
             name: "post-ticket",
+            network: true,
             event: |_| {
                 let body = json!({"title": "cold start bench", "description": "Created by cold_start_bench."});
                 http_event("POST", "POST /tickets", "/tickets", &[], Value::Null, Some(body))
@@ -233,6 +238,7 @@ fn subjects() -> Vec<Subject> {
         },
         Subject {
             name: "get-ticket",
+            network: true,
             event: |c| {
                 let id = c.ticket_id.to_string();
                 let path = format!("/tickets/{id}");
@@ -242,6 +248,7 @@ fn subjects() -> Vec<Subject> {
         },
         Subject {
             name: "list-tickets",
+            network: true,
             event: |_| {
                 http_event("GET", "GET /tickets", "/tickets", &[("limit", "20")], Value::Null, None)
             },
@@ -249,6 +256,7 @@ fn subjects() -> Vec<Subject> {
         },
         Subject {
             name: "list-notifications",
+            network: true,
             event: |_| {
                 http_event(
                     "GET",
@@ -263,21 +271,25 @@ fn subjects() -> Vec<Subject> {
         },
         Subject {
             name: "ws-connect",
+            network: true,
             event: |_| ws_event("$connect", "CONNECT"),
             check: |v| status_is(v, 200),
         },
         Subject {
             name: "ws-default",
+            network: false,
             event: |_| ws_event("$default", "MESSAGE"),
             check: |v| status_is(v, 200),
         },
         Subject {
             name: "ws-disconnect",
+            network: true,
             event: |_| ws_event("$disconnect", "DISCONNECT"),
             check: |v| status_is(v, 200),
         },
         Subject {
             name: "push-notifications",
+            network: true,
             event: |_| stream_event(),
             check: |v| v["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
         },
@@ -285,7 +297,7 @@ fn subjects() -> Vec<Subject> {
 }
 
 /// `--env KEY=VALUE` options (repeatable): more environment for every binary, for
-/// experiments such as `--env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`.
+/// experiments such as `--env RUST_LOG=debug`.
 fn extra_env() -> Vec<(String, String)> {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2)
@@ -320,18 +332,21 @@ fn memory_kb(pid: u32) -> Option<(u64, u64)> {
     Some((status_kb(&status, "VmHWM:")?, status_kb(&status, "RssFile:")?))
 }
 
-/// Starts `bin` with `env`, hands it `event`, and measures it.
+/// Starts `bin` with `env`, hands it `events` one after the other, and measures it: the
+/// start-up, the memory once it answered the first, and each event's latency (from the
+/// `/next` that handed it out to its response).
 async fn measure(
     state: &Shared,
     bin: &Path,
     env: &[(String, String)],
-    event: Value,
+    events: Vec<Value>,
     log: &Path,
-) -> Result<(Run, Value), String> {
+) -> Result<(Run, Vec<(Duration, Value)>), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let wanted = events.len();
     {
         let mut st = lock(state);
-        st.event = Some(event);
+        st.events = events.into();
         st.tx = Some(tx);
     }
     let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -348,15 +363,30 @@ async fn measure(
     let pid = child.id().ok_or("no pid")?;
     let outcome = tokio::time::timeout(Duration::from_secs(30), async {
         let mut init = None;
+        let mut run = None;
+        let mut handed_out = None;
+        let mut answers = Vec::new();
         loop {
             tokio::select! {
                 seen = rx.recv() => match seen {
-                    Some(Seen::Next(at)) => init = Some((at - started, cpu_time(pid))),
-                    Some(Seen::Response(body)) => {
+                    Some(Seen::Next(at)) => {
+                        if init.is_none() {
+                            init = Some((at - started, cpu_time(pid)));
+                        }
+                        handed_out = Some(at);
+                    }
+                    Some(Seen::Response(body, at)) => {
                         let (init, init_cpu) = init.ok_or("answered before asking for an event")?;
-                        let (peak, file) = memory_kb(pid).ok_or("no VmHWM")?;
+                        let from = handed_out.take().ok_or("answered an event it was not given")?;
+                        if run.is_none() {
+                            let (peak, file) = memory_kb(pid).ok_or("no VmHWM")?;
+                            run = Some(Run { init, init_cpu, peak_rss_kb: peak, file_rss_kb: file });
+                        }
                         let value: Value = serde_json::from_str(&body).map_err(|e| format!("response not JSON: {e}"))?;
-                        return Ok((Run { init, init_cpu, peak_rss_kb: peak, file_rss_kb: file }, value));
+                        answers.push((at - from, value));
+                        if answers.len() == wanted {
+                            return Ok((run.ok_or("no run")?, answers));
+                        }
                     }
                     Some(Seen::Error(body)) => return Err(format!("reported an error: {body}")),
                     None => return Err("runtime API gone".to_owned()),
@@ -370,6 +400,18 @@ async fn measure(
     let _ = child.kill().await;
     lock(state).tx = None;
     outcome.map_err(|e| format!("{}: {e} (log: {})", bin.display(), log.display()))
+}
+
+/// Judges every answer and notes the ticket `post-ticket` created, for `get-ticket`.
+fn check(s: &Subject, answers: &[(Duration, Value)], ctx: &mut Ctx) {
+    for (_, answer) in answers {
+        assert!((s.check)(answer), "{}: unexpected answer {answer}", s.name);
+        if s.name == "post-ticket" {
+            let body: Value =
+                serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+            ctx.ticket_id = body["id"].as_u64().expect("post-ticket answered a ticket id");
+        }
+    }
 }
 
 #[tokio::main]
@@ -410,6 +452,8 @@ async fn main() {
         ("AWS_SECRET_ACCESS_KEY", require_env("AWS_SECRET_ACCESS_KEY")),
         ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
         ("RUST_LOG", "info".into()),
+        // Start-up rows measure the process's own work: no warm-up calls (see the TLS rows).
+        ("WARMUP_TIMEOUT_MS", "0".into()),
         ("LANG", "C.UTF-8".into()),
         ("TZ", ":UTC".into()),
         ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
@@ -434,42 +478,65 @@ async fn main() {
             bin.display()
         );
     }
-    // Where the OS keeps its roots as one bundle file, each function also runs with
-    // SSL_CERT_FILE pointing at it, to show what loading the root certificates costs.
-    let bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file());
+    // The same services behind loopback TLS fronts with a throw-away CA, which the functions
+    // trust through EXTRA_CA_FILE: the first request after a cold start pays real TCP and TLS
+    // handshakes unless the init warm-up opened the connections.
+    let ca = TlsCa::new();
+    let ca_file = ca.pem_file();
+    let moto_tls = ca.proxy(&require_env("AWS_ENDPOINT_URL")).await;
+    let rt_tls = ca.proxy(&rt_url).await;
+    let over_tls = |warm_up: bool| -> Vec<(String, String)> {
+        let mut env = common.clone();
+        env.retain(|(k, _)| {
+            !matches!(k.as_str(), "AWS_ENDPOINT_URL" | "RT_API_URL" | "WARMUP_TIMEOUT_MS")
+        });
+        env.push(("AWS_ENDPOINT_URL".into(), moto_tls.url()));
+        env.push(("RT_API_URL".into(), format!("{}/REST/2.0/", rt_tls.url())));
+        env.push(("EXTRA_CA_FILE".into(), ca_file.to_string_lossy().into_owned()));
+        env.push(("WARMUP_TIMEOUT_MS".into(), if warm_up { "1000" } else { "0" }.into()));
+        env
+    };
     let mut ctx = Ctx::default();
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
-    let mut with_bundle: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
+    // Per subject: (first request, warm request, init) with warm-up, and without.
+    let mut tls_on: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); subjects.len()];
+    let mut tls_off: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); subjects.len()];
     // Round 0 warms the page cache (a cold Lambda reads its binary from a warm local disk
     // too) and RT's and moto's caches; it is not counted.
     for round in 0..=runs {
         for (i, s) in subjects.iter().enumerate() {
-            let mut env = common.clone();
-            env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), s.name.into()));
             let log = log_dir.join(format!("{}.log", s.name));
-            let (run, answer) = measure(&state, &bin_dir.join(s.name), &env, (s.event)(&ctx), &log)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!((s.check)(&answer), "{}: unexpected answer {answer}", s.name);
-            if s.name == "post-ticket" {
-                let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}"))
-                    .unwrap_or_default();
-                ctx.ticket_id = body["id"].as_u64().expect("post-ticket answered a ticket id");
-            }
+            let bin = bin_dir.join(s.name);
+            let named = |mut env: Vec<(String, String)>| {
+                env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), s.name.into()));
+                env
+            };
+            // Start-up and footprint: plain HTTP to the services, warm-up off, so init is
+            // the process's own start-up work.
+            let (run, answers) =
+                measure(&state, &bin, &named(common.clone()), vec![(s.event)(&ctx)], &log)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            check(s, &answers, &mut ctx);
             if round > 0 {
                 results[i].push(run);
             }
-            if let (Some(file), true) = (bundle, i > 0) {
-                env.push(("SSL_CERT_FILE".into(), file.into()));
-                let (run, answer) =
-                    measure(&state, &bin_dir.join(s.name), &env, (s.event)(&ctx), &log)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                assert!((s.check)(&answer), "{}: unexpected answer {answer}", s.name);
+            if !s.network {
+                continue;
+            }
+            for warm_up in [true, false] {
+                let events = vec![(s.event)(&ctx), (s.event)(&ctx)];
+                let (run, answers) = measure(&state, &bin, &named(over_tls(warm_up)), events, &log)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                check(s, &answers, &mut ctx);
                 if round > 0 {
-                    with_bundle[i].push(run);
+                    let sample = (answers[0].0, answers[1].0, run.init);
+                    if warm_up {
+                        tls_on[i].push(sample)
+                    } else {
+                        tls_off[i].push(sample)
+                    }
                 }
             }
         }
@@ -489,29 +556,26 @@ async fn main() {
     let (hello_init, hello_size, hello_rss) =
         (init(&results[0]), size("hello_lambda"), rss(&results[0]));
     let hello_file = file_rss(&results[0]);
-    let mut letter = b'a';
+    // 4a, 4b, … 4z, then 4za, 4zb, …
+    let mut n = 0u8;
     let mut id = || {
-        let s = format!("4{}", letter as char);
-        letter += 1;
+        let s = if n < 26 {
+            format!("4{}", (b'a' + n) as char)
+        } else {
+            format!("4z{}", (b'a' + n - 26) as char)
+        };
+        n += 1;
         s
     };
-    for ((s, r), b) in subjects.iter().zip(&results).zip(&with_bundle).skip(1) {
+    for (s, r) in subjects.iter().zip(&results).skip(1) {
         let i = init(r);
-        let bundled = match bundle {
-            Some(file) if !b.is_empty() => format!(
-                "; with SSL_CERT_FILE={file}: {:.2} ms ({:.2}x)",
-                ms(init(b)),
-                init(b).as_secs_f64() / hello_init.as_secs_f64()
-            ),
-            _ => String::new(),
-        };
         row(
             &id(),
-            &format!("{}: init (exec → first /next) / hello", s.name),
+            &format!("{}: init (exec → first /next, warm-up off) / hello", s.name),
             i.as_secs_f64() / hello_init.as_secs_f64(),
             Target::AtMost(1.5),
             &format!(
-                "{:.2} ms / {:.2} ms (median of {runs}); CPU used by then {:.2} / {:.2} ms{bundled}",
+                "{:.2} ms / {:.2} ms (median of {runs}); CPU used by then {:.2} / {:.2} ms",
                 ms(i),
                 ms(hello_init),
                 ms(init_cpu(r)),
@@ -545,5 +609,34 @@ async fn main() {
             ),
         );
     }
+    let med = |v: &[(Duration, Duration, Duration)],
+               f: fn(&(Duration, Duration, Duration)) -> Duration| {
+        median(&v.iter().map(f).collect::<Vec<_>>())
+    };
+    for ((s, on), off) in subjects.iter().zip(&tls_on).zip(&tls_off) {
+        if !s.network {
+            continue;
+        }
+        let (first, warm, init_on) = (med(on, |x| x.0), med(on, |x| x.1), med(on, |x| x.2));
+        let (first_off, warm_off, init_off) =
+            (med(off, |x| x.0), med(off, |x| x.1), med(off, |x| x.2));
+        row(
+            &id(),
+            &format!("{}: first request after a cold start / warm request (TLS, warm-up on)", s.name),
+            first.as_secs_f64() / warm.as_secs_f64(),
+            Target::AtMost(1.5),
+            &format!(
+                "{:.2} ms / {:.2} ms (median of {runs}); without warm-up {:.2} ms / {:.2} ms ({:.2}x); init with warm-up {:.2} ms, without {:.2} ms",
+                ms(first),
+                ms(warm),
+                ms(first_off),
+                ms(warm_off),
+                first_off.as_secs_f64() / warm_off.as_secs_f64(),
+                ms(init_on),
+                ms(init_off)
+            ),
+        );
+    }
+    let _ = std::fs::remove_file(&ca_file);
     delete_tables(&client, &tables).await;
 }
