@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::{
     config::ConfigError,
     model::{validate_queue_name, Notification, NOTIFICATION_TYPES},
+    store::{Page, PageRequest, StoreError, TicketStore},
 };
 
 /// Default settle horizon: a notification is committed within this long of its `created_at`.
@@ -117,6 +118,49 @@ impl FeedSettings {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Why a `since` cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SinceError {
+    /// The position is unknown or older than the kept history: the client must resync.
+    #[error("position {0:?} is older than the kept history or unknown; re-read the feed")]
+    Expired(String),
+    /// Reading the position failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves the notification id a client last received to its feed position; unknown
+/// ids and positions beyond retention are [`SinceError::Expired`].
+pub async fn resolve_since(
+    store: &dyn TicketStore,
+    since: &str,
+    settings: &FeedSettings,
+    now: DateTime<Utc>,
+) -> Result<Position, SinceError> {
+    let expired = || SinceError::Expired(since.to_owned());
+    // Ids are short ASCII tokens; anything else cannot name a stored notification.
+    if since.is_empty() || since.len() > 200 || since.chars().any(char::is_control) {
+        return Err(expired());
+    }
+    let position = store.notification_position(since).await?.ok_or_else(expired)?;
+    if settings.expired(&position, now) {
+        return Err(expired());
+    }
+    Ok(position)
+}
+
+/// One page of the feed after `since` (oldest first), only up to the settle horizon.
+pub async fn page_since(
+    store: &dyn TicketStore,
+    since: &str,
+    settings: &FeedSettings,
+    now: DateTime<Utc>,
+    page: &PageRequest,
+) -> Result<Page<Notification>, SinceError> {
+    let after = resolve_since(store, since, settings, now).await?;
+    Ok(store.list_notifications_after(&after, settings.settled_until(now), page).await?)
 }
 
 /// A filter a client gave that cannot be used.
@@ -421,6 +465,43 @@ mod tests {
         let connected = now.timestamp_millis() - 6_599_000;
         assert!(!s.must_reconnect(connected, now));
         assert!(s.must_reconnect(connected - 1_000, now));
+    }
+
+    #[tokio::test]
+    async fn since_serves_the_settled_feed_after_a_position_and_refuses_lost_ones() {
+        use crate::{model::Ticket, store::memory::MemoryStore};
+        let store = MemoryStore::new();
+        let now = Utc::now();
+        let settings = FeedSettings::default();
+        let mut ids = Vec::new();
+        // Three old enough to be settled, one created just now.
+        for (id, age_ms) in [(1u64, 60_000i64), (2, 50_000), (3, 40_000), (4, 0)] {
+            let at = now - chrono::Duration::milliseconds(age_ms);
+            let ticket = Ticket {
+                id,
+                title: "t".into(),
+                description: "d".into(),
+                status: "new".into(),
+                queue: "General".into(),
+                requestor: None,
+                created_at: at,
+                updated_at: at,
+                rt_url: "u".into(),
+            };
+            let n = Notification::ticket_created(&ticket, at);
+            ids.push(n.id.clone());
+            store.record_created(&ticket, &n, None).await.unwrap();
+        }
+        let page = page_since(&store, &ids[0], &settings, now, &PageRequest::first(10)).await;
+        let got: Vec<u64> = page.unwrap().items.iter().map(|n| n.ticket.id).collect();
+        assert_eq!(got, [2, 3], "oldest first, the unsettled one not yet");
+        for lost in ["ticket-99-created", "", "a\nb"] {
+            let err = page_since(&store, lost, &settings, now, &PageRequest::first(10)).await;
+            assert!(matches!(err, Err(SinceError::Expired(_))), "{lost:?}");
+        }
+        let later = now + chrono::Duration::days(8);
+        let err = resolve_since(&store, &ids[0], &settings, later).await.unwrap_err();
+        assert!(matches!(err, SinceError::Expired(_)));
     }
 
     #[test]
