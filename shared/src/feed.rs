@@ -163,6 +163,26 @@ pub async fn page_since(
     Ok(store.list_notifications_after(&after, settings.settled_until(now), page).await?)
 }
 
+/// Answers a `ping`: `pong`, or, once the connection is older than
+/// [`FeedSettings::reconnect_after`], `reconnect` with a position to resume from: the newest
+/// notification created at least the settle horizon before the connection was made. Every
+/// notification after it was committed after that, so it was pushed to this connection or
+/// comes after it; a client that received nothing resumes from there and misses nothing
+/// (what it already had comes again and is dropped by id).
+pub async fn answer_ping(
+    store: &dyn TicketStore,
+    settings: &FeedSettings,
+    connected_at_millis: i64,
+    now: DateTime<Utc>,
+) -> Result<ServerMessage, StoreError> {
+    if !settings.must_reconnect(connected_at_millis, now) {
+        return Ok(ServerMessage::Pong);
+    }
+    let until = connected_at_millis.saturating_sub(millis(settings.settle));
+    let since = store.newest_position_until(until).await?.map(|p| p.id);
+    Ok(ServerMessage::Reconnect { since, reason: "max_age".into() })
+}
+
 /// A filter a client gave that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -502,6 +522,43 @@ mod tests {
         let later = now + chrono::Duration::days(8);
         let err = resolve_since(&store, &ids[0], &settings, later).await.unwrap_err();
         assert!(matches!(err, SinceError::Expired(_)));
+    }
+
+    #[tokio::test]
+    async fn an_old_connection_is_told_to_reconnect_from_before_it_started() {
+        use crate::{model::Ticket, store::memory::MemoryStore};
+        let store = MemoryStore::new();
+        let now = Utc::now();
+        let settings =
+            FeedSettings { reconnect_after: Duration::from_secs(60), ..FeedSettings::default() };
+        let connected = now.timestamp_millis() - 61_000;
+        // One notification well before the connection, one just before (inside the settle
+        // horizon: it may have missed the connection), one after.
+        for (id, at) in [(1u64, connected - 30_000), (2, connected - 1_000), (3, connected + 5)] {
+            let at = chrono::DateTime::from_timestamp_millis(at).unwrap();
+            let t = Ticket {
+                id,
+                title: "t".into(),
+                description: "d".into(),
+                status: "new".into(),
+                queue: "General".into(),
+                requestor: None,
+                created_at: at,
+                updated_at: at,
+                rt_url: "u".into(),
+            };
+            store.record_created(&t, &Notification::ticket_created(&t, at), None).await.unwrap();
+        }
+        let young = answer_ping(&store, &settings, now.timestamp_millis() - 1_000, now).await;
+        assert_eq!(young.unwrap(), ServerMessage::Pong);
+        let old = answer_ping(&store, &settings, connected, now).await.unwrap();
+        assert_eq!(
+            old,
+            ServerMessage::Reconnect {
+                since: Some("ticket-1-created".into()),
+                reason: "max_age".into()
+            }
+        );
     }
 
     #[test]

@@ -476,6 +476,9 @@ impl TicketStore for FlakyTickets {
     async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
         self.inner.notification_position(id).await
     }
+    async fn newest_position_until(&self, until: i64) -> Result<Option<Position>, StoreError> {
+        self.inner.newest_position_until(until).await
+    }
     async fn list_notifications_after(
         &self,
         after: &Position,

@@ -180,6 +180,10 @@ async fn reading_after_a_position(store: &dyn TicketStore) {
         }
     }
     assert_eq!(seen, [3, 4, 5, 6]);
+    let newest = store.newest_position_until(until).await.unwrap();
+    assert_eq!(newest, Some(Position::of(&notes[5])), "the newest at or before a time");
+    let before_all = notes[0].created_at.timestamp_millis() - 1;
+    assert_eq!(store.newest_position_until(before_all).await.unwrap(), None);
     let newest_first = store.list_notifications(&PageRequest::first(2)).await.unwrap();
     let foreign = PageRequest { limit: 2, cursor: newest_first.next_cursor };
     let err = store.list_notifications_after(&after, until, &foreign).await.unwrap_err();

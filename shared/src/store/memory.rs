@@ -201,6 +201,19 @@ impl TicketStore for MemoryStore {
             .map(|(millis, id)| Position { millis: *millis, id: id.clone() }))
     }
 
+    async fn newest_position_until(
+        &self,
+        until_millis: i64,
+    ) -> Result<Option<Position>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .notifications
+            .keys()
+            .rev()
+            .find(|(millis, _)| *millis <= until_millis)
+            .map(|(millis, id)| Position { millis: *millis, id: id.clone() }))
+    }
+
     async fn list_notifications_after(
         &self,
         after: &Position,

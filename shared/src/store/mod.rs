@@ -171,6 +171,11 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     /// Where notification `id` sits in the feed (strongly consistent read); `None` when no
     /// such notification is stored (never was, or deleted by retention).
     async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError>;
+    /// The newest notification created at or before `until_millis`, if any.
+    async fn newest_position_until(
+        &self,
+        until_millis: i64,
+    ) -> Result<Option<Position>, StoreError>;
     /// Lists the notifications after `after`, oldest first, none created after
     /// `until_millis`. The page's cursor continues the same ascending read.
     async fn list_notifications_after(

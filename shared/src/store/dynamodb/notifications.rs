@@ -119,6 +119,32 @@ impl DynamoStore {
             .ok_or_else(|| StoreError::Corrupt(format!("notification {id} has a malformed seq")))
     }
 
+    /// The position of the newest notification created at or before `until_millis`.
+    pub(super) async fn newest_notification_until(
+        &self,
+        until_millis: i64,
+    ) -> Result<Option<Position>, StoreError> {
+        let bound = seq_bound(until_millis);
+        let (items, _) = self
+            .query_range_page(&self.feed_partition(), Some(("seq", "<", &bound)), false, None, 1)
+            .await?;
+        let Some(item) = items.into_iter().next() else { return Ok(None) };
+        let stored: SeqOnly = from_item(item, "notification item")?;
+        Position::parse_seq(&stored.seq)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("a notification has a malformed seq".into()))
+    }
+
+    /// The `by-feed` index's one partition.
+    fn feed_partition(&self) -> Partition<'_> {
+        Partition {
+            table: &self.tables.notifications,
+            index: schema::NOTIFICATIONS_BY_FEED,
+            hash_attr: "feed",
+            hash_value: NOTIFICATION_FEED,
+        }
+    }
+
     /// One page of the feed after `after`, oldest first, up to `until_millis`.
     pub(super) async fn notifications_after(
         &self,
@@ -138,19 +164,23 @@ impl DynamoStore {
         };
         let mut start = to_item(&FeedKey { id: from.id.clone(), seq: from.seq() })?;
         start.insert("feed".into(), s(NOTIFICATION_FEED));
-        // Every seq created at or before `until_millis` sorts below "{until + 1}#".
-        let bound = format!("{:013}#", until_millis.saturating_add(1));
-        let partition = Partition {
-            table: &self.tables.notifications,
-            index: schema::NOTIFICATIONS_BY_FEED,
-            hash_attr: "feed",
-            hash_value: NOTIFICATION_FEED,
-        };
+        let bound = seq_bound(until_millis);
         let (items, more) = self
-            .query_range_page(&partition, Some(("seq", "<", &bound)), true, Some(start), page.limit)
+            .query_range_page(
+                &self.feed_partition(),
+                Some(("seq", "<", &bound)),
+                true,
+                Some(start),
+                page.limit,
+            )
             .await?;
         feed_page(scope, items, more)
     }
+}
+
+/// Every seq created at or before `until_millis` sorts below this: "{until + 1}#".
+fn seq_bound(until_millis: i64) -> String {
+    format!("{:013}#", until_millis.saturating_add(1))
 }
 
 /// Only the `seq` of a notification item.

@@ -274,6 +274,13 @@ impl TicketStore for DynamoStore {
         self.notification_seq(id).await
     }
 
+    async fn newest_position_until(
+        &self,
+        until_millis: i64,
+    ) -> Result<Option<Position>, StoreError> {
+        self.newest_notification_until(until_millis).await
+    }
+
     async fn list_notifications_after(
         &self,
         after: &Position,
