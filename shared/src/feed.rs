@@ -458,6 +458,20 @@ mod tests {
         }
     }
 
+    fn ticket_at(id: u64, at: DateTime<Utc>) -> crate::model::Ticket {
+        crate::model::Ticket {
+            id,
+            title: "t".into(),
+            description: "d".into(),
+            status: "new".into(),
+            queue: "General".into(),
+            requestor: None,
+            created_at: at,
+            updated_at: at,
+            rt_url: "u".into(),
+        }
+    }
+
     #[test]
     fn positions_round_trip_and_order_as_their_seq() {
         let p = Position::of(&note("ticket.created", "General", 7));
@@ -489,7 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn since_serves_the_settled_feed_after_a_position_and_refuses_lost_ones() {
-        use crate::{model::Ticket, store::memory::MemoryStore};
+        use crate::store::memory::MemoryStore;
         let store = MemoryStore::new();
         let now = Utc::now();
         let settings = FeedSettings::default();
@@ -497,17 +511,7 @@ mod tests {
         // Three old enough to be settled, one created just now.
         for (id, age_ms) in [(1u64, 60_000i64), (2, 50_000), (3, 40_000), (4, 0)] {
             let at = now - chrono::Duration::milliseconds(age_ms);
-            let ticket = Ticket {
-                id,
-                title: "t".into(),
-                description: "d".into(),
-                status: "new".into(),
-                queue: "General".into(),
-                requestor: None,
-                created_at: at,
-                updated_at: at,
-                rt_url: "u".into(),
-            };
+            let ticket = ticket_at(id, at);
             let n = Notification::ticket_created(&ticket, at);
             ids.push(n.id.clone());
             store.record_created(&ticket, &n, None).await.unwrap();
@@ -526,7 +530,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_connection_is_told_to_reconnect_from_before_it_started() {
-        use crate::{model::Ticket, store::memory::MemoryStore};
+        use crate::store::memory::MemoryStore;
         let store = MemoryStore::new();
         let now = Utc::now();
         let settings =
@@ -536,17 +540,7 @@ mod tests {
         // horizon: it may have missed the connection), one after.
         for (id, at) in [(1u64, connected - 30_000), (2, connected - 1_000), (3, connected + 5)] {
             let at = chrono::DateTime::from_timestamp_millis(at).unwrap();
-            let t = Ticket {
-                id,
-                title: "t".into(),
-                description: "d".into(),
-                status: "new".into(),
-                queue: "General".into(),
-                requestor: None,
-                created_at: at,
-                updated_at: at,
-                rt_url: "u".into(),
-            };
+            let t = ticket_at(id, at);
             store.record_created(&t, &Notification::ticket_created(&t, at), None).await.unwrap();
         }
         let young = answer_ping(&store, &settings, now.timestamp_millis() - 1_000, now).await;
