@@ -437,7 +437,8 @@ fn cut_to_excerpt(description: &mut String) {
 
 fn validate_status(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
-    if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
+    // The document's maxLength (64) counts the value as sent, surrounding white space too.
+    if s.is_empty() || s.len() > 64 || raw.chars().count() > 64 || s.chars().any(char::is_control) {
         return Err(ValidationError::field(
             "status",
             "must be an RT status name such as new, open or resolved",
