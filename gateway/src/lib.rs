@@ -19,26 +19,20 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rt_relay_shared::{
-    auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
-    config::ConfigError,
+    auth::ApiKeyStore,
+    config::{ConfigError, RtConfig, Tables},
     events::{dynamodb::DynamoEvents, ingest::Ingest, sync::Sync, webhook::RtWebhook},
-    fanout::ApiGatewayPoster,
     handlers::{
-        authorizer::RequestAuthorizer,
-        notifications::ListNotifications,
-        push::PushNotifications,
-        tickets::{GetTicket, ListTickets, PostTicket},
+        authorizer::RequestAuthorizer, push::PushNotifications, tickets::PostTicket,
         ws::ConnectionRoutes,
     },
-    rt::{
-        client_from_config, transactions::RtTransactions, transactions_client_from_config,
-        RtClient, RtError,
-    },
+    rt::{transactions::RtTransactions, transactions_client_from_config, RtClient, RtError},
     store::{
-        dynamodb::{client_from_env, DynamoStore},
         schema::{create_tables, notifications_stream_arn},
         ConnectionStore, IdempotencyStore, StoreError, TicketStore,
     },
+    usecases::create_ticket::{CreateTicket, IdempotencyTiming},
+    wiring,
 };
 use tokio::{
     net::TcpListener,
@@ -60,8 +54,6 @@ pub use config::{EventSettings, GatewayConfig, StreamSettings, WsSettings};
 pub use connections::ConnectionRegistry;
 pub use http_api::HttpFunctions;
 
-/// How long the push function's posts may take (as `PushNotifications::from_env` sets it).
-const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for sockets to finish their close handshake and `$disconnect`.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,7 +99,7 @@ pub struct Functions {
 
 impl Functions {
     /// Wires every function over one store (DynamoDB, or the in-memory fake) and one RT
-    /// client, exactly as the functions' `from_env` constructors do.
+    /// client, with the same `wiring` functions the Lambda functions use.
     pub fn new<S>(
         rt: Arc<dyn RtClient>,
         store: Arc<S>,
@@ -119,16 +111,16 @@ impl Functions {
     {
         Self {
             http: HttpFunctions {
-                post_ticket: PostTicket::new(
+                post_ticket: PostTicket::new(CreateTicket::new(
                     rt.clone(),
                     store.clone(),
                     store.clone(),
                     default_queue,
-                    rt_timeout,
-                ),
-                get_ticket: GetTicket::new(rt, store.clone()),
-                list_tickets: ListTickets::new(store.clone()),
-                list_notifications: ListNotifications::new(store.clone()),
+                    IdempotencyTiming::for_rt_timeout(rt_timeout),
+                )),
+                get_ticket: wiring::get_ticket_over(rt, store.clone()),
+                list_tickets: wiring::list_tickets_over(store.clone()),
+                list_notifications: wiring::list_notifications_over(store.clone()),
                 rt_webhook: None,
             },
             rt_sync: None,
@@ -157,9 +149,31 @@ impl Functions {
         self
     }
 
+    /// Every function as its Lambda `main` builds it (real RT and DynamoDB clients from
+    /// one SDK configuration), with the authorizer in front.
+    pub fn from_config(
+        sdk: &wiring::SdkConfig,
+        rt: &RtConfig,
+        tables: &Tables,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            http: HttpFunctions {
+                post_ticket: wiring::post_ticket(sdk, rt, tables)?,
+                get_ticket: wiring::get_ticket(sdk, rt, tables)?,
+                list_tickets: wiring::list_tickets(sdk, tables),
+                list_notifications: wiring::list_notifications(sdk, tables),
+                rt_webhook: None,
+            },
+            rt_sync: None,
+            connection_routes: wiring::connection_routes(sdk, tables)?,
+            connections: wiring::store(sdk, tables),
+            authorizer: Some(wiring::authorizer(sdk, tables)?),
+        })
+    }
+
     /// Puts the API-key authorizer over `keys` in front of both APIs, as the template does.
     pub fn with_api_keys(mut self, keys: Arc<dyn ApiKeyStore>) -> Self {
-        self.authorizer = Some(RequestAuthorizer::new(KeyAuthorizer::new(keys)));
+        self.authorizer = Some(wiring::authorizer_over(keys));
         self
     }
 }
@@ -231,25 +245,13 @@ impl Gateway {
     /// tables created from `schema::TABLES` if missing, RT from `config.rt`, and the stream
     /// poller on the notifications table.
     pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
-        let dynamodb = client_from_env().await;
+        let sdk = wiring::sdk_config()?;
+        let dynamodb = wiring::dynamodb(&sdk);
         create_tables(&dynamodb, &config.tables).await?;
         let stream_arn = notifications_stream_arn(&dynamodb, &config.tables).await?;
-        let keys_table = config.tables.api_keys.clone().ok_or(ConfigError {
-            var: "API_KEYS_TABLE",
-            problem: "the gateway needs the API keys table".into(),
-        })?;
-        let keys = Arc::new(DynamoApiKeys::new(dynamodb.clone(), keys_table));
-        let store = Arc::new(DynamoStore::new(dynamodb.clone(), config.tables.clone()));
-        let rt = client_from_config(&config.rt)?;
         let events = Arc::new(DynamoEvents::new(dynamodb.clone(), config.tables.clone()));
-        let mut functions =
-            Functions::new(rt, store, config.rt.default_queue.clone(), config.rt.timeout)
-                .with_api_keys(keys)
-                .with_rt_events(
-                    transactions_client_from_config(&config.rt)?,
-                    events,
-                    &config.events,
-                );
+        let mut functions = Functions::from_config(&sdk, &config.rt, &config.tables)?
+            .with_rt_events(transactions_client_from_config(&config.rt)?, events, &config.events);
         functions.connection_routes = functions
             .connection_routes
             .with_max_connections_per_key(config.max_connections_per_key);
@@ -322,10 +324,10 @@ impl Gateway {
                     var: "GATEWAY_WS_ADDR",
                     problem: format!("no management endpoint URL: {e}"),
                 })?;
-                let poster = Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
+                let sdk = wiring::sdk_config()?;
                 let push = PushNotifications::new(
                     functions.connections.clone(),
-                    poster,
+                    wiring::poster(&sdk, &endpoint),
                     options.push_concurrency,
                 );
                 let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings);

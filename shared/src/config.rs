@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::secret::Secret;
+use crate::{secret::Secret, store::schema::TableKind, usecases::push::DEFAULT_CONCURRENCY};
 
 /// A configuration problem, naming the variable at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,7 +195,8 @@ impl RtConfig {
     }
 }
 
-/// DynamoDB table names, as `template.yaml` passes them.
+/// DynamoDB table names, as `template.yaml` passes them: each function is given only the
+/// tables it uses ([`FunctionTables`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
     /// `TICKETS_TABLE`.
@@ -206,29 +207,115 @@ pub struct Tables {
     pub connections: String,
     /// `IDEMPOTENCY_TABLE`.
     pub idempotency: String,
-    /// `API_KEYS_TABLE`: optional here, because only the authorizer and the
-    /// `rt-relay-keys` command use it (they require it through
-    /// [`crate::auth::ApiKeysConfig`]); the data functions are not given it.
+    /// `API_KEYS_TABLE`: only the authorizer and the `rt-relay-keys` command use it
+    /// (through [`crate::auth::ApiKeysConfig`]).
     pub api_keys: Option<String>,
 }
 
+/// The variable each table's name travels in.
+pub fn table_variable(kind: TableKind) -> &'static str {
+    match kind {
+        TableKind::Tickets => "TICKETS_TABLE",
+        TableKind::Notifications => "NOTIFICATIONS_TABLE",
+        TableKind::Connections => "CONNECTIONS_TABLE",
+        TableKind::Idempotency => "IDEMPOTENCY_TABLE",
+        TableKind::ApiKeys => "API_KEYS_TABLE",
+    }
+}
+
+/// The tables of one Lambda function: what its `main` reads and what `template.yaml` gives
+/// it (`tests/tests/template.rs` checks the template against these lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionTables {
+    /// The function's binary (its crate under `functions/`).
+    pub function: &'static str,
+    /// The tables it reads or writes.
+    pub tables: &'static [TableKind],
+}
+
+impl FunctionTables {
+    /// `POST /tickets`: the ticket, its notification and the idempotency record are
+    /// written in one transaction.
+    pub const POST_TICKET: Self = Self {
+        function: "post-ticket",
+        tables: &[TableKind::Tickets, TableKind::Notifications, TableKind::Idempotency],
+    };
+    /// `GET /tickets/{id}`: reads and refreshes the ticket record.
+    pub const GET_TICKET: Self = Self { function: "get-ticket", tables: &[TableKind::Tickets] };
+    /// `GET /tickets`.
+    pub const LIST_TICKETS: Self = Self { function: "list-tickets", tables: &[TableKind::Tickets] };
+    /// `GET /notifications`.
+    pub const LIST_NOTIFICATIONS: Self =
+        Self { function: "list-notifications", tables: &[TableKind::Notifications] };
+    /// WebSocket `$connect`.
+    pub const WS_CONNECT: Self = Self { function: "ws-connect", tables: &[TableKind::Connections] };
+    /// WebSocket `$disconnect`.
+    pub const WS_DISCONNECT: Self =
+        Self { function: "ws-disconnect", tables: &[TableKind::Connections] };
+    /// WebSocket `$default`: no table.
+    pub const WS_DEFAULT: Self = Self { function: "ws-default", tables: &[] };
+    /// The push: reads connections, deletes gone ones (the notifications reach it by stream).
+    pub const PUSH_NOTIFICATIONS: Self =
+        Self { function: "push-notifications", tables: &[TableKind::Connections] };
+    /// The authorizer.
+    pub const AUTHORIZER: Self = Self { function: "authorizer", tables: &[TableKind::ApiKeys] };
+    /// `rt-sync`: mirrors tickets, stores notifications, keeps its cursor in the
+    /// idempotency table.
+    pub const RT_SYNC: Self = Self {
+        function: "rt-sync",
+        tables: &[TableKind::Tickets, TableKind::Notifications, TableKind::Idempotency],
+    };
+    /// `rt-webhook`: ingests like `rt-sync`; remembers accepted calls in the idempotency table.
+    pub const RT_WEBHOOK: Self = Self {
+        function: "rt-webhook",
+        tables: &[TableKind::Tickets, TableKind::Notifications, TableKind::Idempotency],
+    };
+    /// Every function.
+    pub const ALL: [Self; 11] = [
+        Self::POST_TICKET,
+        Self::GET_TICKET,
+        Self::LIST_TICKETS,
+        Self::LIST_NOTIFICATIONS,
+        Self::WS_CONNECT,
+        Self::WS_DISCONNECT,
+        Self::WS_DEFAULT,
+        Self::PUSH_NOTIFICATIONS,
+        Self::AUTHORIZER,
+        Self::RT_SYNC,
+        Self::RT_WEBHOOK,
+    ];
+
+    /// Reads this function's table variables, each required. A table the function is not
+    /// given keeps an empty name: DynamoDB refuses an empty table name, so reaching a table
+    /// the function was not given fails loudly and can never touch another table.
+    pub fn from_lookup(&self, lookup: Lookup<'_>) -> Result<Tables, ConfigError> {
+        let mut tables = Tables {
+            tickets: String::new(),
+            notifications: String::new(),
+            connections: String::new(),
+            idempotency: String::new(),
+            api_keys: None,
+        };
+        for kind in self.tables {
+            let name = required(lookup, table_variable(*kind))?;
+            match kind {
+                TableKind::Tickets => tables.tickets = name,
+                TableKind::Notifications => tables.notifications = name,
+                TableKind::Connections => tables.connections = name,
+                TableKind::Idempotency => tables.idempotency = name,
+                TableKind::ApiKeys => tables.api_keys = Some(name),
+            }
+        }
+        Ok(tables)
+    }
+
+    /// [`FunctionTables::from_lookup`] over the process environment.
+    pub fn from_env(&self) -> Result<Tables, ConfigError> {
+        self.from_lookup(&|k| std::env::var(k).ok())
+    }
+}
+
 impl Tables {
-    /// Reads the four data table names (each required) and `API_KEYS_TABLE` (optional).
-    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            tickets: required(lookup, "TICKETS_TABLE")?,
-            notifications: required(lookup, "NOTIFICATIONS_TABLE")?,
-            connections: required(lookup, "CONNECTIONS_TABLE")?,
-            idempotency: required(lookup, "IDEMPOTENCY_TABLE")?,
-            api_keys: get(lookup, "API_KEYS_TABLE"),
-        })
-    }
-
-    /// [`Tables::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|k| std::env::var(k).ok())
-    }
-
     /// Names with a common prefix, as the local stack and tests use them.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
@@ -253,6 +340,40 @@ pub fn management_endpoint_from_lookup(lookup: Lookup<'_>) -> Result<Option<Url>
             .ok_or_else(|| {
                 ConfigError::new("WS_MANAGEMENT_ENDPOINT", format!("not an http(s) URL: {v:?}"))
             }),
+    }
+}
+
+/// The push function's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    /// `WS_MANAGEMENT_ENDPOINT` (required): the Management API of the WebSocket stage.
+    pub management_endpoint: Url,
+    /// `PUSH_CONCURRENCY` (1..=1000, default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: usize,
+}
+
+impl PushConfig {
+    /// Reads `WS_MANAGEMENT_ENDPOINT` and `PUSH_CONCURRENCY`.
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
+        let management_endpoint = management_endpoint_from_lookup(lookup)?
+            .ok_or_else(|| ConfigError::new("WS_MANAGEMENT_ENDPOINT", "is not set"))?;
+        let concurrency = match get(lookup, "PUSH_CONCURRENCY") {
+            None => DEFAULT_CONCURRENCY,
+            Some(v) => {
+                v.parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or_else(|| {
+                    ConfigError::new(
+                        "PUSH_CONCURRENCY",
+                        format!("must be an integer from 1 to 1000, got {v:?}"),
+                    )
+                })?
+            }
+        };
+        Ok(Self { management_endpoint, concurrency })
+    }
+
+    /// [`PushConfig::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
     }
 }
 
@@ -365,27 +486,36 @@ mod tests {
     }
 
     #[test]
-    fn the_api_keys_table_is_optional_for_the_data_functions() {
-        let four = env(&[
-            ("TICKETS_TABLE", "t"),
-            ("NOTIFICATIONS_TABLE", "n"),
-            ("CONNECTIONS_TABLE", "c"),
-            ("IDEMPOTENCY_TABLE", "i"),
-        ]);
-        assert_eq!(Tables::from_lookup(&|k| four.get(k).cloned()).unwrap().api_keys, None);
-        let mut five = four.clone();
-        five.insert("API_KEYS_TABLE".into(), "k".into());
-        assert_eq!(
-            Tables::from_lookup(&|k| five.get(k).cloned()).unwrap().api_keys.as_deref(),
-            Some("k")
-        );
+    fn each_function_reads_only_its_own_tables() {
+        let only_tickets = env(&[("TICKETS_TABLE", "t")]);
+        let tables =
+            FunctionTables::GET_TICKET.from_lookup(&|k| only_tickets.get(k).cloned()).unwrap();
+        assert_eq!((tables.tickets.as_str(), tables.connections.as_str()), ("t", ""));
+        let keys = env(&[("API_KEYS_TABLE", "k")]);
+        let tables = FunctionTables::AUTHORIZER.from_lookup(&|k| keys.get(k).cloned()).unwrap();
+        assert_eq!(tables.api_keys.as_deref(), Some("k"));
         assert_eq!(Tables::with_prefix("p-").api_keys.as_deref(), Some("p-api-keys"));
+    }
+
+    #[test]
+    fn push_settings_name_their_variable() {
+        let push = |pairs: &[(&str, &str)]| {
+            let map = env(pairs);
+            PushConfig::from_lookup(&|k| map.get(k).cloned())
+        };
+        assert_eq!(push(&[]).unwrap_err().var, "WS_MANAGEMENT_ENDPOINT");
+        let endpoint = ("WS_MANAGEMENT_ENDPOINT", "https://x.example/prod");
+        assert_eq!(push(&[endpoint]).unwrap().concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(
+            push(&[endpoint, ("PUSH_CONCURRENCY", "0")]).unwrap_err().var,
+            "PUSH_CONCURRENCY"
+        );
     }
 
     #[test]
     fn tables_name_the_missing_variable() {
         let map = env(&[("TICKETS_TABLE", "t")]);
-        let e = Tables::from_lookup(&|k| map.get(k).cloned()).unwrap_err();
+        let e = FunctionTables::POST_TICKET.from_lookup(&|k| map.get(k).cloned()).unwrap_err();
         assert_eq!(e.var, "NOTIFICATIONS_TABLE");
     }
 }

@@ -33,13 +33,12 @@ pub struct ApiGatewayPoster {
 
 impl ApiGatewayPoster {
     /// A client for `endpoint` (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`
-    /// on AWS, the local gateway's WebSocket URL locally), built once at cold start.
-    pub async fn new(endpoint: &url::Url, timeout: Duration) -> Self {
-        let conf = crate::aws::sdk_config().unwrap_or_else(|e| panic!("{e}"));
-        let timeouts = aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig::builder()
-            .operation_timeout(timeout)
-            .build();
-        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&conf)
+    /// on AWS, the local gateway's WebSocket URL locally) over the function's one SDK
+    /// configuration, built once at cold start.
+    pub fn new(sdk: &aws_types::SdkConfig, endpoint: &url::Url, timeout: Duration) -> Self {
+        let timeouts =
+            aws_smithy_types::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
+        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
             .endpoint_url(endpoint.as_str().trim_end_matches('/'))
             .timeout_config(timeouts)
             .build();

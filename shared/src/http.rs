@@ -3,7 +3,10 @@
 //! (content type, body size, query parameters). Clients never see internal detail: RT and
 //! AWS failures are logged with their source here and answered with a fixed message.
 
-use lambda_http::{http::header, Body, Request, RequestExt, Response};
+use lambda_http::{
+    http::{header, StatusCode},
+    Body, Request, RequestExt, Response,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -12,6 +15,7 @@ use crate::{
     model::ValidationError,
     rt::RtError,
     store::{CursorError, StoreError},
+    usecases::Error as UseCaseError,
 };
 
 /// Largest request body accepted. A 64 KiB description can grow when JSON-escaped.
@@ -44,18 +48,9 @@ pub enum ApiError {
     /// The `Idempotency-Key` header is malformed.
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
     BadIdempotencyKey,
-    /// The `Idempotency-Key` was used before with a different body.
-    #[error("this Idempotency-Key was already used with a different request body")]
-    IdempotencyKeyReused,
-    /// Another request with the same `Idempotency-Key` is still running.
-    #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
-    IdempotencyInProgress,
-    /// RT did not do it.
+    /// A use case did not do it.
     #[error(transparent)]
-    Rt(#[from] RtError),
-    /// DynamoDB did not do it.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    UseCase(#[from] UseCaseError),
     /// A webhook call whose signature is missing, wrong or outside its window.
     #[error(transparent)]
     Signature(#[from] SignatureError),
@@ -67,9 +62,21 @@ pub enum ApiError {
     Tenant(#[from] crate::tenant::Refusal),
 }
 
+impl From<RtError> for ApiError {
+    fn from(e: RtError) -> Self {
+        ApiError::UseCase(e.into())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::UseCase(e.into())
+    }
+}
+
 /// Status, machine-readable code, and the message a client may see.
 struct Mapped {
-    status: u16,
+    status: StatusCode,
     code: &'static str,
     message: String,
     field: Option<String>,
@@ -77,78 +84,87 @@ struct Mapped {
 
 impl ApiError {
     fn mapped(&self) -> Mapped {
+        use UseCaseError as U;
         let m = |status, code, message: String| Mapped { status, code, message, field: None };
+        let field = |field: &str, mapped: Mapped| Mapped { field: Some(field.into()), ..mapped };
         match self {
             ApiError::Validation(v) => Mapped {
-                status: 400,
+                status: StatusCode::BAD_REQUEST,
                 code: "invalid_request",
                 message: v.message.clone(),
                 field: v.field.clone(),
             },
-            ApiError::UnsupportedMediaType => m(415, "unsupported_media_type", self.to_string()),
-            ApiError::PayloadTooLarge => m(413, "payload_too_large", self.to_string()),
+            ApiError::UnsupportedMediaType => {
+                m(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", self.to_string())
+            }
+            ApiError::PayloadTooLarge => {
+                m(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string())
+            }
             ApiError::Paging(CursorError::BadLimit) => {
-                Mapped { field: Some("limit".into()), ..m(400, "invalid_limit", self.to_string()) }
+                field("limit", m(StatusCode::BAD_REQUEST, "invalid_limit", self.to_string()))
             }
-            ApiError::Paging(CursorError::BadCursor) | ApiError::Store(StoreError::BadCursor(_)) => Mapped {
-                field: Some("cursor".into()),
-                ..m(400, "invalid_cursor", CursorError::BadCursor.to_string())
-            },
-            ApiError::NotFound(what) => m(404, "not_found", what.clone()),
-            ApiError::MethodNotAllowed { .. } => m(405, "method_not_allowed", self.to_string()),
-            ApiError::BadIdempotencyKey => {
-                Mapped { field: Some("Idempotency-Key".into()), ..m(400, "invalid_idempotency_key", self.to_string()) }
+            ApiError::Paging(CursorError::BadCursor)
+            | ApiError::UseCase(U::Store(StoreError::BadCursor(_))) => field(
+                "cursor",
+                m(StatusCode::BAD_REQUEST, "invalid_cursor", CursorError::BadCursor.to_string()),
+            ),
+            ApiError::NotFound(what) => m(StatusCode::NOT_FOUND, "not_found", what.clone()),
+            ApiError::UseCase(U::TicketNotFound(_)) => {
+                m(StatusCode::NOT_FOUND, "not_found", self.to_string())
             }
-            ApiError::IdempotencyKeyReused => m(422, "idempotency_key_reused", self.to_string()),
-            ApiError::IdempotencyInProgress => m(409, "idempotency_in_progress", self.to_string()),
-            ApiError::Rt(RtError::NotFound) => m(404, "not_found", "no such ticket".into()),
-            ApiError::Rt(RtError::Forbidden(msg)) => m(422, "rt_refused", format!("RT refused the request: {msg}")),
-            ApiError::Rt(RtError::Rejected(msg)) => m(422, "rt_rejected", format!("RT rejected the request: {msg}")),
-            ApiError::Rt(RtError::Timeout(_)) => {
-                m(504, "rt_timeout", "the ticket system (RT) did not answer in time; nothing was recorded".into())
+            ApiError::MethodNotAllowed { .. } => {
+                m(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", self.to_string())
             }
-            ApiError::Rt(RtError::Unauthenticated) => {
-                m(502, "rt_unavailable", "the ticket system (RT) refused rt-relay's credentials".into())
+            ApiError::BadIdempotencyKey => field(
+                "Idempotency-Key",
+                m(StatusCode::BAD_REQUEST, "invalid_idempotency_key", self.to_string()),
+            ),
+            ApiError::UseCase(U::IdempotencyKeyReused) => {
+                m(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", self.to_string())
             }
-            ApiError::Rt(RtError::Unreachable(_) | RtError::Server(_) | RtError::Malformed(_)) => {
-                m(502, "rt_unavailable", "the ticket system (RT) could not be reached or failed".into())
+            ApiError::UseCase(U::IdempotencyInProgress) => {
+                m(StatusCode::CONFLICT, "idempotency_in_progress", self.to_string())
             }
-            ApiError::Store(StoreError::Aws { .. }) => {
-                m(503, "storage_unavailable", "storage is unavailable; retry later (POST /tickets: with the same Idempotency-Key)".into())
-            }
-            ApiError::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) => {
-                m(500, "internal_error", "internal error".into())
-            }
-            ApiError::Signature(SignatureError::Stale) => m(401, "stale_signature", self.to_string()),
-            ApiError::Signature(_) => m(401, "invalid_signature", self.to_string()),
-            ApiError::Replayed => m(409, "replayed", self.to_string()),
+            ApiError::Signature(SignatureError::Stale) => m(StatusCode::UNAUTHORIZED, "stale_signature", self.to_string()),
+            ApiError::Signature(_) => m(StatusCode::UNAUTHORIZED, "invalid_signature", self.to_string()),
+            ApiError::Replayed => m(StatusCode::CONFLICT, "replayed", self.to_string()),
+            ApiError::UseCase(U::Rt(rt)) => rt_mapped(rt),
+            ApiError::UseCase(U::Store(StoreError::Aws { .. })) => m(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "storage is unavailable; retry later (POST /tickets: with the same Idempotency-Key)"
+                    .into(),
+            ),
+            ApiError::UseCase(
+                U::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) | U::Internal(_),
+            ) => m(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".into()),
             ApiError::Tenant(crate::tenant::Refusal::Queue(_)) => {
-                Mapped { field: Some("queue".into()), ..m(403, "queue_forbidden", self.to_string()) }
+                Mapped { field: Some("queue".into()), ..m(StatusCode::FORBIDDEN, "queue_forbidden", self.to_string()) }
             }
             ApiError::Tenant(crate::tenant::Refusal::Requestor) => Mapped {
                 field: Some("requestor".into()),
-                ..m(403, "requestor_forbidden", self.to_string())
+                ..m(StatusCode::FORBIDDEN, "requestor_forbidden", self.to_string())
             },
             ApiError::Tenant(crate::tenant::Refusal::SeveralQueues) => Mapped {
                 field: Some("queue".into()),
-                ..m(400, "invalid_request", self.to_string())
+                ..m(StatusCode::BAD_REQUEST, "invalid_request", self.to_string())
             },
         }
     }
 
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
-        self.mapped().status
+        self.mapped().status.as_u16()
     }
 
     /// The JSON error response. Server-side failures are logged here, with their source
     /// chain; client errors are logged at debug level.
     pub fn into_response(self) -> Response<Body> {
         let m = self.mapped();
-        if m.status >= 500 {
-            tracing::error!(status = m.status, code = m.code, error = %error_chain(&self), "request failed");
+        if m.status.is_server_error() {
+            tracing::error!(status = m.status.as_u16(), code = m.code, error = %error_chain(&self), "request failed");
         } else {
-            tracing::info!(status = m.status, code = m.code, error = %self, "request refused");
+            tracing::info!(status = m.status.as_u16(), code = m.code, error = %self, "request refused");
         }
         let mut error = json!({ "code": m.code, "message": m.message });
         if let Some(field) = m.field {
@@ -164,6 +180,37 @@ impl ApiError {
     }
 }
 
+/// How each RT failure answers: RT's own refusal text for a refused request, a fixed
+/// message for everything else.
+fn rt_mapped(rt: &RtError) -> Mapped {
+    let m = |status, code, message: String| Mapped { status, code, message, field: None };
+    let unavailable = |message: &str| m(StatusCode::BAD_GATEWAY, "rt_unavailable", message.into());
+    match rt {
+        RtError::NotFound => m(StatusCode::NOT_FOUND, "not_found", "no such ticket".into()),
+        RtError::Forbidden(msg) => m(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rt_refused",
+            format!("RT refused the request: {msg}"),
+        ),
+        RtError::Rejected(msg) => m(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rt_rejected",
+            format!("RT rejected the request: {msg}"),
+        ),
+        RtError::Timeout(_) => m(
+            StatusCode::GATEWAY_TIMEOUT,
+            "rt_timeout",
+            "the ticket system (RT) did not answer in time; nothing was recorded".into(),
+        ),
+        RtError::Unauthenticated => {
+            unavailable("the ticket system (RT) refused rt-relay's credentials")
+        }
+        RtError::Unreachable(_) | RtError::Server(_) | RtError::Malformed(_) => {
+            unavailable("the ticket system (RT) could not be reached or failed")
+        }
+    }
+}
+
 /// `err: cause: cause ...`, for logs.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
@@ -176,17 +223,22 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// A JSON response with the given status.
-pub fn json_response(status: u16, body: &impl Serialize) -> Response<Body> {
-    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
-    raw_json_response(status, text)
+/// A JSON response with the given status. A body that cannot be encoded is an explicit
+/// 500 (logged), never an empty or made-up success.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => raw_json_response(status, text),
+        Err(e) => {
+            ApiError::UseCase(UseCaseError::Internal(format!("cannot encode the answer: {e}")))
+                .into_response()
+        }
+    }
 }
 
 /// A response whose body is already JSON text (an idempotent replay).
-pub fn raw_json_response(status: u16, body: String) -> Response<Body> {
+pub fn raw_json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut resp = Response::new(Body::Text(body));
-    *resp.status_mut() = lambda_http::http::StatusCode::from_u16(status)
-        .unwrap_or(lambda_http::http::StatusCode::OK);
+    *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     resp
@@ -213,21 +265,10 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
 }
 
-/// The `{name}` path parameter, or else the last path segment.
+/// The `{name}` path parameter, as API Gateway (or the local gateway) set it from the
+/// route; handlers never parse the path themselves.
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
-    req.path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .map(str::to_owned)
-        .or_else(|| req.uri().path().trim_end_matches('/').rsplit('/').next().map(str::to_owned))
-}
-
-/// 405 unless the request uses `method`.
-pub fn require_method(req: &Request, method: &'static str) -> Result<(), ApiError> {
-    if req.method().as_str() == method {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allow: method })
-    }
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -251,16 +292,19 @@ mod tests {
     #[test]
     fn rt_failures_are_5xx_without_detail() {
         let resp =
-            ApiError::Rt(RtError::Malformed("secret internal detail".into())).into_response();
+            ApiError::from(RtError::Malformed("secret internal detail".into())).into_response();
         assert_eq!(resp.status(), 502);
         assert!(!String::from_utf8_lossy(resp.body().as_ref()).contains("secret internal"));
-        assert_eq!(ApiError::Rt(RtError::Timeout(std::time::Duration::from_secs(1))).status(), 504);
-        assert_eq!(ApiError::Rt(RtError::Unauthenticated).status(), 502);
+        assert_eq!(
+            ApiError::from(RtError::Timeout(std::time::Duration::from_secs(1))).status(),
+            504
+        );
+        assert_eq!(ApiError::from(RtError::Unauthenticated).status(), 502);
     }
 
     #[test]
     fn store_failures_hide_the_aws_message() {
-        let err = ApiError::Store(StoreError::aws(
+        let err = ApiError::from(StoreError::aws(
             "Query",
             std::io::Error::other("arn:aws:dynamodb:secret"),
         ));

@@ -19,4 +19,6 @@ pub mod secret_store;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod usecases;
 pub mod warmup;
+pub mod wiring;

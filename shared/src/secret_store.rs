@@ -157,15 +157,14 @@ pub async fn load(
 
 /// RT's settings for a function at cold start: everything but the credentials from the
 /// environment, the credentials through [`load`] (the secret on AWS, the environment
-/// locally). A secret that cannot be read stops the cold start, naming `RELAY_SECRET_ARN`.
-pub async fn rt_config_from_env() -> Result<crate::config::RtConfig, crate::config::ConfigError> {
+/// locally), over the function's one SDK configuration. A secret that cannot be read stops
+/// the cold start, naming `RELAY_SECRET_ARN`.
+pub async fn rt_config_from_env(
+    sdk: &aws_types::SdkConfig,
+) -> Result<crate::config::RtConfig, crate::config::ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
-    let sdk = match env(SECRET_ARN_VAR) {
-        Some(_) => Some(crate::aws::sdk_config()?),
-        None => None,
-    };
-    let values = match &sdk {
-        Some(sdk) => load(&env, sdk).await.map_err(|e| crate::config::ConfigError {
+    let values = match env(SECRET_ARN_VAR) {
+        Some(_) => load(&env, sdk).await.map_err(|e| crate::config::ConfigError {
             var: SECRET_ARN_VAR,
             problem: crate::http::error_chain(&e),
         })?,

@@ -181,10 +181,13 @@ pub async fn at_init(services: &[Service]) {
     for service in services {
         let call = match service {
             Service::DynamoDb => aws::sdk_config().map(|c| dynamodb(&c)).map_err(|e| e.to_string()),
-            Service::Rt => crate::secret_store::rt_config_from_env()
-                .await
-                .map(|c| rt(&c))
-                .map_err(|e| e.to_string()),
+            Service::Rt => match aws::sdk_config() {
+                Ok(sdk) => crate::secret_store::rt_config_from_env(&sdk)
+                    .await
+                    .map(|c| rt(&c))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
             Service::ManagementApi => std::env::var("WS_MANAGEMENT_ENDPOINT")
                 .map_err(|e| e.to_string())
                 .and_then(|u| url::Url::parse(&u).map_err(|e| e.to_string()))

@@ -198,7 +198,11 @@ async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
 
     let endpoint =
         url::Url::parse(&gateway.management_endpoint()).expect("management endpoint URL");
-    let poster = ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await;
+    let poster = ApiGatewayPoster::new(
+        &rt_relay_shared::wiring::sdk_config().expect("AWS SDK configuration"),
+        &endpoint,
+        Duration::from_secs(5),
+    );
     assert_eq!(poster.post("NoSuchConnection", b"{}").await, Err(PostError::Gone));
     assert_eq!(
         poster.post("with space/and%", b"{}").await,

@@ -493,7 +493,11 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
         Some(FAILURES),
     );
     let endpoint = url::Url::parse(&proxy.url()).expect("proxy URL");
-    let poster = Arc::new(ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await);
+    let poster = Arc::new(ApiGatewayPoster::new(
+        &rt_relay_shared::wiring::sdk_config().expect("AWS SDK configuration"),
+        &endpoint,
+        Duration::from_secs(5),
+    ));
     let push = PushNotifications::new(store.clone(), poster, 8);
     let mut settings = stack.config.stream.clone();
     settings.retry_backoff = Duration::from_millis(100);

@@ -42,7 +42,11 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
         connect(&store, id).await;
     }
     let server = ConnectionsServer::start().await;
-    let poster = Arc::new(ApiGatewayPoster::new(&server.url, Duration::from_secs(5)).await);
+    let poster = Arc::new(ApiGatewayPoster::new(
+        &rt_relay_shared::wiring::sdk_config().expect("AWS SDK configuration"),
+        &server.url,
+        Duration::from_secs(5),
+    ));
     // Page size 2 forces four connection pages per record.
     let push = PushNotifications::new(store.clone(), poster, 3).with_page_size(2);
 

@@ -17,6 +17,7 @@ use std::{
 };
 
 use rt_relay_shared::{
+    config::{table_variable, FunctionTables},
     routes::{self, Access, Api},
     store::schema::{KeyAttr, TableDef, TableKind, TABLES},
 };
@@ -229,17 +230,6 @@ fn drift_in_a_table_is_detected() {
     assert!(drift.iter().any(|d| d.contains("stream view")), "{drift:?}");
 }
 
-/// The variable each table's name travels in (shared/src/config.rs, `Tables`).
-fn table_variable(kind: TableKind) -> &'static str {
-    match kind {
-        TableKind::Tickets => "TICKETS_TABLE",
-        TableKind::Notifications => "NOTIFICATIONS_TABLE",
-        TableKind::Connections => "CONNECTIONS_TABLE",
-        TableKind::Idempotency => "IDEMPOTENCY_TABLE",
-        TableKind::ApiKeys => "API_KEYS_TABLE",
-    }
-}
-
 /// A function's environment as deployed: the Globals' variables, then its own.
 fn environment(function: &Value) -> serde_json::Map<String, Value> {
     let mut vars = template()["Globals"]["Function"]["Environment"]["Variables"]
@@ -275,23 +265,33 @@ fn table_environment_variables_name_the_right_table() {
             })
             .collect();
         assert!(stray.is_empty(), "{id}: unknown table variables {stray:?}");
-        // config::Tables::from_env, which the data handlers call at cold start, requires
-        // these four; a function missing one would fail on its first invocation.
-        let data_tables = [
-            TableKind::Tickets,
-            TableKind::Notifications,
-            TableKind::Connections,
-            TableKind::Idempotency,
-        ];
-        let missing: Vec<&str> = data_tables
+        // Each function is given exactly the tables its main reads (config::FunctionTables),
+        // no more: a missing one fails its cold start, an extra one is a table it never uses.
+        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or("");
+        let own = FunctionTables::ALL
             .into_iter()
-            .map(table_variable)
-            .filter(|v| !vars.contains_key(*v))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "{id}: environment lacks {missing:?} (config::Tables::from_env requires all four)"
-        );
+            .find(|f| f.function == binary)
+            .unwrap_or_else(|| panic!("{id}: no config::FunctionTables entry for {binary}"));
+        let wanted: BTreeSet<&str> = own.tables.iter().map(|k| table_variable(*k)).collect();
+        let given: BTreeSet<&str> =
+            vars.keys().map(String::as_str).filter(|k| k.ends_with("_TABLE")).collect();
+        assert_eq!(given, wanted, "{id}: table variables differ from config::FunctionTables");
+    }
+}
+
+#[test]
+fn the_log_level_parameter_reaches_every_function_and_rust_log_is_not_pinned() {
+    // The functions use the Lambda runtime's log set-up (telemetry::init_lambda), which
+    // reads AWS_LAMBDA_LOG_LEVEL, set by Lambda from LoggingConfig.ApplicationLogLevel.
+    let globals = &template()["Globals"]["Function"]["LoggingConfig"];
+    assert_eq!(globals["ApplicationLogLevel"], json!({"Ref": "LogLevel"}));
+    assert_eq!(globals["LogFormat"], "JSON");
+    for (id, function) in resources_of_type("AWS::Serverless::Function") {
+        let own = &function["Properties"]["LoggingConfig"];
+        for key in ["ApplicationLogLevel", "LogFormat"] {
+            assert!(own.get(key).is_none(), "{id}: LoggingConfig.{key} overrides the Globals'");
+        }
+        assert!(!environment(function).contains_key("RUST_LOG"), "{id}: RUST_LOG is pinned");
     }
 }
 

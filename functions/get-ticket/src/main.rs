@@ -1,18 +1,20 @@
-//! Lambda `get-ticket`: wiring only; the handler is `rt_relay_shared::handlers::tickets::GetTicket`.
+//! Lambda `get-ticket` (GET /tickets/{id}): wiring only (tracing, configuration, clients once, run);
+//! the handler is built by `rt_relay_shared::wiring`.
 
 use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
-use rt_relay_shared::{
-    handlers::tickets::GetTicket,
-    telemetry,
-    warmup::{self, Service},
-};
+use rt_relay_shared::warmup::{self, Service};
+use rt_relay_shared::{config::FunctionTables, secret_store, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let handler = Arc::new(GetTicket::from_env().await?);
+    telemetry::init_lambda();
+    let sdk = wiring::sdk_config()?;
+    // RT's credentials from the Secrets Manager secret (RELAY_SECRET_ARN) on AWS.
+    let rt = secret_store::rt_config_from_env(&sdk).await?;
+    let tables = FunctionTables::GET_TICKET.from_env()?;
+    let handler = Arc::new(wiring::get_ticket(&sdk, &rt, &tables)?);
     warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);

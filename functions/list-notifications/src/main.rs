@@ -1,18 +1,18 @@
-//! Lambda `list-notifications`: wiring only; the handler is `rt_relay_shared::handlers::notifications::ListNotifications`.
+//! Lambda `list-notifications` (GET /notifications): wiring only (tracing, configuration, clients once, run);
+//! the handler is built by `rt_relay_shared::wiring`.
 
 use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
-use rt_relay_shared::{
-    handlers::notifications::ListNotifications,
-    telemetry,
-    warmup::{self, Service},
-};
+use rt_relay_shared::warmup::{self, Service};
+use rt_relay_shared::{config::FunctionTables, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let handler = Arc::new(ListNotifications::from_env().await?);
+    telemetry::init_lambda();
+    let tables = FunctionTables::LIST_NOTIFICATIONS.from_env()?;
+    let sdk = wiring::sdk_config()?;
+    let handler = Arc::new(wiring::list_notifications(&sdk, &tables));
     warmup::at_init(&[Service::DynamoDb]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);

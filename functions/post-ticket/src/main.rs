@@ -1,18 +1,20 @@
-//! Lambda `post-ticket`: wiring only; the handler is `rt_relay_shared::handlers::tickets::PostTicket`.
+//! Lambda `post-ticket` (POST /tickets): wiring only (tracing, configuration, clients once, run);
+//! the handler is built by `rt_relay_shared::wiring`.
 
 use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
-use rt_relay_shared::{
-    handlers::tickets::PostTicket,
-    telemetry,
-    warmup::{self, Service},
-};
+use rt_relay_shared::warmup::{self, Service};
+use rt_relay_shared::{config::FunctionTables, secret_store, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let handler = Arc::new(PostTicket::from_env().await?);
+    telemetry::init_lambda();
+    let sdk = wiring::sdk_config()?;
+    // RT's credentials from the Secrets Manager secret (RELAY_SECRET_ARN) on AWS.
+    let rt = secret_store::rt_config_from_env(&sdk).await?;
+    let tables = FunctionTables::POST_TICKET.from_env()?;
+    let handler = Arc::new(wiring::post_ticket(&sdk, &rt, &tables)?);
     warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);

@@ -1,20 +1,23 @@
 //! Lambda `push-notifications` (DynamoDB stream of the notifications table): wiring only;
-//! the handler is `rt_relay_shared::handlers::push::PushNotifications`.
+//! the handler is `rt_relay_shared::handlers::push::PushNotifications`, built by `wiring`.
 
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rt_relay_shared::warmup::{self, Service};
 use rt_relay_shared::{
-    handlers::push::PushNotifications,
-    telemetry,
-    warmup::{self, Service},
+    config::{FunctionTables, PushConfig},
+    telemetry, wiring,
 };
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let push = Arc::new(PushNotifications::from_env().await?);
+    telemetry::init_lambda();
+    let config = PushConfig::from_env()?;
+    let tables = FunctionTables::PUSH_NOTIFICATIONS.from_env()?;
+    let sdk = wiring::sdk_config()?;
+    let push = Arc::new(wiring::push_notifications(&sdk, &config, &tables));
     warmup::at_init(&[Service::DynamoDb, Service::ManagementApi]).await;
     run(service_fn(move |event: LambdaEvent<Event>| {
         let push = Arc::clone(&push);

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init_lambda();
     let sync = Arc::new(sync_from_env().await?);
     run(service_fn(move |_: LambdaEvent<Value>| {
         let sync = Arc::clone(&sync);

@@ -8,7 +8,7 @@ use rt_relay_shared::{events::wiring::webhook_from_env, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init_lambda();
     let webhook = Arc::new(webhook_from_env().await?);
     run(service_fn(move |req: Request| {
         let webhook = Arc::clone(&webhook);

@@ -7,7 +7,7 @@ use rt_relay_shared::{handlers::ws::default_route, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init_lambda();
     run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, Error>(default_route(event.payload))
     }))

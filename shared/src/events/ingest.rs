@@ -12,13 +12,13 @@ use tracing::{debug, instrument};
 
 use super::{classify, notification, store::EventStore, TicketEvent};
 use crate::{
-    handlers::tickets::ticket_from_rt,
     model::Ticket,
     rt::{
         transactions::{RtTransaction, RtTransactions},
         RtError, RtTicket,
     },
     store::StoreError,
+    usecases::ticket_from_rt,
 };
 
 /// Why a batch was not (completely) applied. Whatever was written stays valid: applying

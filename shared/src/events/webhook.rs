@@ -18,7 +18,7 @@ use super::{
     store::ReplayGuard,
 };
 use crate::{
-    http::{json_response, require_method, ApiError},
+    http::{json_response, ApiError},
     model::ValidationError,
     rt::{transactions::RtTransactions, RtError},
     secret::Secret,
@@ -73,8 +73,8 @@ impl From<WebhookError> for ApiError {
             WebhookError::Replayed => ApiError::Replayed,
             WebhookError::BadBody => ApiError::Validation(ValidationError::body(e.to_string())),
             WebhookError::UnknownTransaction { .. } => ApiError::NotFound(e.to_string()),
-            WebhookError::Rt(e) => ApiError::Rt(e),
-            WebhookError::Store(e) => ApiError::Store(e),
+            WebhookError::Rt(e) => ApiError::UseCase(e.into()),
+            WebhookError::Store(e) => ApiError::UseCase(e.into()),
         }
     }
 }
@@ -124,7 +124,6 @@ impl RtWebhook {
     }
 
     async fn respond(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        require_method(&req, "POST")?;
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let stats = self
             .accept(
@@ -135,7 +134,7 @@ impl RtWebhook {
             )
             .await?;
         let body = json!({ "stored": stats.stored, "duplicates": stats.duplicates });
-        Ok(json_response(200, &body))
+        Ok(json_response(lambda_http::http::StatusCode::OK, &body))
     }
 
     /// Handles one call: `timestamp` and `signature` are the two headers' values.

@@ -12,7 +12,7 @@ use super::{
 use aws_sdk_dynamodb::Client;
 
 use crate::{
-    config::{ConfigError, RtConfig, Tables},
+    config::{ConfigError, FunctionTables, RtConfig},
     rt::{transactions::RtTransactions, transactions_client_from_config},
     secret_store::{self, SecretValues},
 };
@@ -28,28 +28,28 @@ fn env(var: &str) -> Option<String> {
     std::env::var(var).ok()
 }
 
-async fn parts() -> Result<Parts, ConfigError> {
-    let sdk = crate::aws::sdk_config()?;
+async fn parts(function: FunctionTables) -> Result<Parts, ConfigError> {
+    let sdk = crate::wiring::sdk_config()?;
     let secrets = secret_store::load(&env, &sdk)
         .await
         .map_err(|e| ConfigError { var: secret_store::SECRET_ARN_VAR, problem: e.to_string() })?;
     let config = RtConfig::from_lookup(&secrets.overlay(&env))?;
     let rt = transactions_client_from_config(&config)
         .map_err(|e| ConfigError { var: "RT_API_URL", problem: e.to_string() })?;
-    let store = Arc::new(DynamoEvents::new(Client::new(&sdk), Tables::from_env()?));
+    let store = Arc::new(DynamoEvents::new(Client::new(&sdk), function.from_env()?));
     Ok(Parts { secrets, rt, store })
 }
 
 /// The `rt-sync` function's use case.
 pub async fn sync_from_env() -> Result<Sync, ConfigError> {
     let settings = SyncSettings::from_lookup(&env)?;
-    let Parts { rt, store, .. } = parts().await?;
+    let Parts { rt, store, .. } = parts(FunctionTables::RT_SYNC).await?;
     Ok(Sync::new(rt.clone(), Ingest::new(rt, store.clone()), store, settings))
 }
 
 /// The `rt-webhook` function's use case.
 pub async fn webhook_from_env() -> Result<RtWebhook, ConfigError> {
-    let Parts { secrets, rt, store } = parts().await?;
+    let Parts { secrets, rt, store } = parts(FunctionTables::RT_WEBHOOK).await?;
     let secret = webhook_secret_from_lookup(&secrets.overlay(&env))?;
     Ok(RtWebhook::new(secret, store.clone(), rt.clone(), Ingest::new(rt, store)))
 }

@@ -19,7 +19,6 @@ use tracing::{debug, error};
 
 use crate::{
     auth::{http_credential, required_scope, ws_credential, Decision, KeyAuthorizer, WS_KEY_PARAM},
-    config::ConfigError,
     http::error_chain,
     store::StoreError,
 };
@@ -49,11 +48,6 @@ impl RequestAuthorizer {
     /// Over a key authorizer.
     pub fn new(keys: KeyAuthorizer) -> Self {
         Self { keys }
-    }
-
-    /// Built from the environment (`API_KEYS_TABLE`) once at cold start.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self::new(KeyAuthorizer::from_env().await?))
     }
 
     /// Answers one authorizer event (its JSON, as API Gateway sends it).

@@ -1,92 +1,52 @@
-//! The stream-triggered push: each new notification in a DynamoDB stream batch is posted
-//! to every live WebSocket connection whose API key may read the ticket's queue, with
-//! bounded concurrency, reading connections page by page. 410 Gone deletes that connection; any other failure marks the record as a
-//! batch item failure, so Lambda retries from it (pushes are at-least-once; clients dedupe
-//! by notification id).
-
-use std::{sync::Arc, time::Duration};
+//! The push function's transport: a DynamoDB stream batch of the notifications table,
+//! each new notification handed to the [`Fanout`] use case. A record whose fan-out failed
+//! becomes a batch item failure, so Lambda retries from it.
 
 use aws_lambda_events::{
     dynamodb::{Event, EventRecord},
     streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
 };
-use futures_util::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
 use tracing::{error, info, warn};
 
+pub use crate::usecases::push::{FanoutStats, CONNECTIONS_PAGE, DEFAULT_CONCURRENCY};
 use crate::{
-    config::{ConfigError, Tables},
-    fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
+    fanout::ConnectionPoster,
     http::error_chain,
-    store::{
-        dynamodb::{client_from_env, DynamoStore},
-        ConnectionStore, Recipient, StoreError,
-    },
-    tenant::{relay_default_queue, QueueRights},
+    store::{ConnectionStore, StoreError},
+    usecases::push::Fanout,
 };
-
-/// Posts in flight at once when `PUSH_CONCURRENCY` is unset.
-pub const DEFAULT_CONCURRENCY: usize = 100;
-/// Connection ids read per page.
-pub const CONNECTIONS_PAGE: u32 = 500;
-
-/// What one fan-out did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FanoutStats {
-    /// Posts that reached their connection.
-    pub delivered: usize,
-    /// Connections that answered 410 and were deleted.
-    pub gone: usize,
-    /// Posts that failed otherwise (the record will be retried).
-    pub failed: usize,
-}
+use std::sync::Arc;
 
 /// The push function's handler.
 #[derive(Debug, Clone)]
 pub struct PushNotifications {
-    connections: Arc<dyn ConnectionStore>,
-    poster: Arc<dyn ConnectionPoster>,
-    concurrency: usize,
-    page_size: u32,
+    fanout: Fanout,
+}
+
+impl From<Fanout> for PushNotifications {
+    fn from(fanout: Fanout) -> Self {
+        Self { fanout }
+    }
 }
 
 impl PushNotifications {
-    /// Wires the handler; `concurrency` is clamped to at least 1.
+    /// Shorthand for a handler over [`Fanout::new`].
     pub fn new(
         connections: Arc<dyn ConnectionStore>,
         poster: Arc<dyn ConnectionPoster>,
         concurrency: usize,
     ) -> Self {
-        Self { connections, poster, concurrency: concurrency.max(1), page_size: CONNECTIONS_PAGE }
+        Fanout::new(connections, poster).with_concurrency(concurrency).into()
     }
 
     /// Changes how many connection ids are read per page.
-    pub fn with_page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size.max(1);
-        self
+    pub fn with_page_size(self, page_size: u32) -> Self {
+        self.fanout.with_page_size(page_size).into()
     }
 
-    /// Builds everything from the environment once at cold start: `CONNECTIONS_TABLE`
-    /// (via [`Tables`]), `WS_MANAGEMENT_ENDPOINT` (required), `PUSH_CONCURRENCY`.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let lookup = |k: &str| std::env::var(k).ok();
-        let connections_table = lookup("CONNECTIONS_TABLE")
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(ConfigError { var: "CONNECTIONS_TABLE", problem: "is not set".into() })?;
-        let endpoint = crate::config::management_endpoint_from_lookup(&lookup)?
-            .ok_or(ConfigError { var: "WS_MANAGEMENT_ENDPOINT", problem: "is not set".into() })?;
-        let concurrency = match lookup("PUSH_CONCURRENCY") {
-            None => DEFAULT_CONCURRENCY,
-            Some(v) => v.trim().parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or(
-                ConfigError {
-                    var: "PUSH_CONCURRENCY",
-                    problem: format!("must be an integer from 1 to 1000, got {v:?}"),
-                },
-            )?,
-        };
-        let tables = Tables { connections: connections_table, ..Tables::with_prefix("unused-") };
-        let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
-        let poster = Arc::new(ApiGatewayPoster::new(&endpoint, Duration::from_secs(5)).await);
-        Ok(Self::new(store, poster, concurrency))
+    /// Posts `data` to every connection ([`Fanout::fan_out`]).
+    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
+        self.fanout.fan_out(data).await
     }
 
     /// Handles one stream batch. Records are taken in order; after the first failed record
@@ -109,7 +69,7 @@ impl PushNotifications {
                 warn!(event_id = %record.event_id, "stream record has no notification payload; skipped");
                 continue;
             };
-            match self.fan_out(payload.as_bytes()).await {
+            match self.fanout.fan_out(payload.as_bytes()).await {
                 Ok(stats) if stats.failed == 0 => {
                     info!(event_id = %record.event_id, delivered = stats.delivered, gone = stats.gone, "pushed");
                 }
@@ -127,120 +87,6 @@ impl PushNotifications {
         }
         response
     }
-
-    /// Posts `data` to every connection, reading them page by page, at most
-    /// `concurrency` posts in flight. The next page is read while the current page's posts
-    /// run (one page ahead at most), so a Scan round trip never leaves the posts idle.
-    ///
-    /// Written with a plain loop over `FuturesUnordered` of an `async fn` and one boxed
-    /// page read rather than stream combinators over closures returning `async` blocks:
-    /// rustc cannot prove the latter `Send` for every lifetime, which made `handle`'s future
-    /// impossible to `tokio::spawn` (the local gateway runs it on a spawned task).
-    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
-        let mut stats = FanoutStats::default();
-        let mut in_flight = FuturesUnordered::new();
-        let queue = notification_queue(data);
-        let (first, after_first) = self.connections.recipients(None, self.page_size).await?;
-        let mut pending = audience(first, queue.as_deref()).into_iter();
-        // The read of the page after `pending`, and its result until `pending` runs out.
-        let mut reading = after_first.map(|cursor| self.read_page(cursor));
-        let mut read: Option<ConnectionPage> = None;
-        loop {
-            if pending.len() == 0 {
-                if let Some((recipients, next)) = read.take() {
-                    pending = audience(recipients, queue.as_deref()).into_iter();
-                    reading = next.map(|cursor| self.read_page(cursor));
-                }
-            }
-            while in_flight.len() < self.concurrency {
-                let Some(id) = pending.next() else { break };
-                in_flight.push(self.post_one(id, data));
-            }
-            if in_flight.is_empty() && pending.len() == 0 && read.is_none() {
-                // Nothing left to post but what the page being read holds.
-                let Some(page) = reading.take() else { break };
-                read = Some(page.await?);
-                continue;
-            }
-            tokio::select! {
-                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                    PostOutcome::Delivered => stats.delivered += 1,
-                    PostOutcome::Gone => stats.gone += 1,
-                    PostOutcome::Failed => stats.failed += 1,
-                },
-                page = async {
-                    match reading.as_mut() {
-                        Some(page) => page.await,
-                        None => std::future::pending().await,
-                    }
-                }, if reading.is_some() && read.is_none() =>
-                {
-                    reading = None;
-                    read = Some(page?);
-                }
-                else => {}
-            }
-        }
-        Ok(stats)
-    }
-
-    /// Reads the page of connection ids after `cursor`.
-    fn read_page(&self, cursor: String) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
-        Box::pin(async move { self.connections.recipients(Some(&cursor), self.page_size).await })
-    }
-
-    /// Posts to one connection; a gone connection is deleted here.
-    async fn post_one(&self, id: String, data: &[u8]) -> PostOutcome {
-        match self.poster.post(&id, data).await {
-            Ok(()) => PostOutcome::Delivered,
-            Err(PostError::Gone) => {
-                if let Err(e) = self.connections.remove(&id).await {
-                    warn!(connection_id = %id, error = %error_chain(&e), "could not delete gone connection");
-                }
-                PostOutcome::Gone
-            }
-            Err(PostError::Failed(why)) => {
-                warn!(connection_id = %id, error = %why, "post to connection failed");
-                PostOutcome::Failed
-            }
-        }
-    }
-}
-
-/// One page of connections and the cursor of the next, as `ConnectionStore::recipients`
-/// answers.
-type ConnectionPage = (Vec<Recipient>, Option<String>);
-
-/// The queue of the ticket a notification is about (`ticket.queue`).
-fn notification_queue(data: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
-    value.get("ticket")?.get("queue")?.as_str().map(str::to_owned)
-}
-
-/// The ids of the connections whose key may read `queue` (a notification without one goes
-/// only to keys that read every queue). A connection recorded without an owner (in-process
-/// tests without an authorizer) receives everything.
-fn audience(recipients: Vec<Recipient>, queue: Option<&str>) -> Vec<String> {
-    recipients
-        .into_iter()
-        .filter(|r| {
-            let Some(rights) = &r.queues else { return true };
-            let list: Vec<String> = serde_json::from_str(rights).unwrap_or_default();
-            let rights = QueueRights::from_list(&list, relay_default_queue());
-            match queue {
-                Some(q) => rights.allows(q),
-                None => rights == QueueRights::All,
-            }
-        })
-        .map(|r| r.id)
-        .collect()
-}
-
-/// What one post came to.
-enum PostOutcome {
-    Delivered,
-    Gone,
-    Failed,
 }
 
 fn failure(sequence_number: Option<String>) -> DynamoDbBatchItemFailure {
@@ -258,7 +104,10 @@ fn payload_of(record: &EventRecord) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fanout::MemoryPoster, store::memory::MemoryStore, store::Connection};
+    use crate::{
+        fanout::{MemoryPoster, PostError},
+        store::{memory::MemoryStore, Connection},
+    };
     use chrono::Utc;
     use serde_json::json;
 

@@ -1,86 +1,39 @@
-//! `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`.
+//! HTTP for `POST /tickets`, `GET /tickets`, `GET /tickets/{id}`: requests become use-case
+//! inputs, results become answers, errors go through [`ApiError`].
 
-use std::{sync::Arc, time::Duration};
-
-use chrono::Utc;
-use lambda_http::{http::header, Body, Request, Response};
-use sha2::{Digest, Sha256};
-use tracing::{info, instrument, warn};
+use lambda_http::{
+    http::{header, StatusCode},
+    Body, Request, Response,
+};
 
 use crate::{
-    config::Tables,
-    http::{
-        json_body, json_response, path_param, query_param, raw_json_response, require_method,
-        ApiError,
+    http::{json_body, json_response, path_param, query_param, raw_json_response, ApiError},
+    model::{validate_queue_name, NewTicket, Ticket, ValidationError},
+    store::{PageRequest, StoreError, TicketFilter},
+    tenant::{relay_default_queue, Caller},
+    usecases::{
+        create_ticket::{CreateTicket, Created, IdempotencyKey},
+        feeds::TicketFeed,
+        refresh_ticket::RefreshTicket,
+        Error,
     },
-    model::{validate_queue_name, NewTicket, Notification, Ticket, ValidationError},
-    rt::{client_from_config, RtClient, RtCreate, RtError, RtQuery, RtTicket},
-    store::{
-        dynamodb::{client_from_env, DynamoStore},
-        Claim, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, StoreError,
-        TicketFilter, TicketStore,
-    },
-    tenant::{relay_default_queue, scoped_idempotency_key, Caller},
 };
 
 /// Header that makes `POST /tickets` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// How long after a failed attempt a retry with the same key may take over.
-const RETRY_GRACE: chrono::Duration = chrono::Duration::seconds(2);
 /// Header set on an answer replayed from an earlier request with the same key.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// `POST /tickets`: validate, create in RT, record ticket and notification in one
-/// transaction, answer 201.
+/// `POST /tickets` over [`CreateTicket`].
 #[derive(Debug, Clone)]
 pub struct PostTicket {
-    rt: Arc<dyn RtClient>,
-    tickets: Arc<dyn TicketStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    default_queue: String,
-    /// How long a request holds an idempotency key; must outlast an RT create.
-    lease: Duration,
-    /// How long a request waits for a concurrent one with the same key before 409.
-    wait_for_peer: Duration,
+    create: CreateTicket,
 }
 
 impl PostTicket {
-    /// Wires the handler from its parts. `rt_timeout` sizes the idempotency lease.
-    pub fn new(
-        rt: Arc<dyn RtClient>,
-        tickets: Arc<dyn TicketStore>,
-        idempotency: Arc<dyn IdempotencyStore>,
-        default_queue: String,
-        rt_timeout: Duration,
-    ) -> Self {
-        // One RT create, one RT read and the DynamoDB writes, each bounded by the timeout.
-        let lease = rt_timeout * 3 + Duration::from_secs(5);
-        Self {
-            rt,
-            tickets,
-            idempotency,
-            default_queue,
-            lease,
-            wait_for_peer: Duration::from_secs(20),
-        }
-    }
-
-    /// Changes how long a request waits for a concurrent one with the same key.
-    pub fn with_wait_for_peer(mut self, wait: Duration) -> Self {
-        self.wait_for_peer = wait;
-        self
-    }
-
-    /// Builds everything from the environment once at cold start.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let rt_config = crate::secret_store::rt_config_from_env().await?;
-        let tables = Tables::from_env()?;
-        let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
-            var: "RT_API_URL",
-            problem: e.to_string(),
-        })?;
-        let store = Arc::new(DynamoStore::new(client_from_env().await, tables));
-        Ok(Self::new(rt, store.clone(), store, rt_config.default_queue, rt_config.timeout))
+    /// Over the use case.
+    pub fn new(create: CreateTicket) -> Self {
+        Self { create }
     }
 
     /// Answers one request.
@@ -89,246 +42,68 @@ impl PostTicket {
     }
 
     async fn post(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        require_method(&req, "POST")?;
         let caller = Caller::from_http(&req, relay_default_queue());
         let key = idempotency_key(&req, caller.as_ref())?;
         let mut new = NewTicket::from_json(json_body(&req)?)?;
         if let Some(caller) = &caller {
             caller.check_requestor(new.requestor.as_deref())?;
-            new.queue = Some(caller.create_queue(new.queue.as_deref(), &self.default_queue)?);
+            new.queue =
+                Some(caller.create_queue(new.queue.as_deref(), self.create.default_queue())?);
         }
-        let Some(key) = key else {
-            let ticket = self.create_and_record(&new, None, None).await?;
-            return Ok(created(&ticket));
-        };
-        let body_hash = hex::encode(Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()));
-        let deadline = tokio::time::Instant::now() + self.wait_for_peer;
-        let mut pause = Duration::from_millis(50);
-        let (lease, rt_ticket_id, previous_attempt) = loop {
-            let lease_for =
-                chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
-            match self.idempotency.claim(&key, &body_hash, Utc::now(), lease_for).await? {
-                Claim::Acquired { lease, rt_ticket_id, previous_attempt } => {
-                    break (lease, rt_ticket_id, previous_attempt)
+        match self.create.create(&new, key.as_ref()).await? {
+            Created::New(ticket) => Ok(created(&ticket)),
+            Created::Replayed { status, body, ticket_id } => {
+                let status = StatusCode::from_u16(status).map_err(|_| {
+                    Error::Store(StoreError::Corrupt(format!("stored answer has status {status}")))
+                })?;
+                let mut resp = raw_json_response(status, body);
+                resp.headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
+                if let Some(id) = ticket_id {
+                    set_location(&mut resp, id);
                 }
-                Claim::Completed { status, body } => {
-                    // The stored answer is the ticket: a replay carries its Location too.
-                    let location =
-                        serde_json::from_str::<Ticket>(&body).ok().map(|t| ticket_location(t.id));
-                    let mut resp = raw_json_response(status, body);
-                    resp.headers_mut()
-                        .insert(IDEMPOTENT_REPLAYED, header::HeaderValue::from_static("true"));
-                    if let Some(loc) = location.and_then(|l| header::HeaderValue::from_str(&l).ok())
-                    {
-                        resp.headers_mut().insert(header::LOCATION, loc);
-                    }
-                    return Ok(resp);
-                }
-                Claim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-                Claim::InProgress if tokio::time::Instant::now() + pause > deadline => {
-                    return Err(ApiError::IdempotencyInProgress)
-                }
-                Claim::InProgress => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(400));
-                }
-            }
-        };
-        let outcome = match (rt_ticket_id, previous_attempt) {
-            // An earlier attempt stopped before noting an RT id: it may still have created
-            // the ticket (RT answered too late). Look in RT before creating another.
-            (None, Some(since)) => match self.find_interrupted_create(&new, since).await {
-                Ok(found) => self.create_and_record(&new, Some(&lease), found).await,
-                Err(e) => Err(e.into()),
-            },
-            (id, _) => self.create_and_record(&new, Some(&lease), id).await,
-        };
-        match outcome {
-            Ok(ticket) => Ok(created(&ticket)),
-            Err(e) => {
-                self.give_up_key(&lease, &e).await;
-                Err(e)
+                Ok(resp)
             }
         }
-    }
-
-    /// After a failure under `lease`: a definite refusal by RT releases the key (nothing
-    /// was created; the client may fix the request); any other failure keeps the record
-    /// and lets a retry take over soon, finishing what this attempt started.
-    async fn give_up_key(&self, lease: &Lease, error: &ApiError) {
-        let refused = matches!(
-            error,
-            ApiError::Rt(
-                RtError::Forbidden(_)
-                    | RtError::Rejected(_)
-                    | RtError::Unauthenticated
-                    | RtError::NotFound
-            )
-        );
-        let result = if refused {
-            self.idempotency.release(lease).await
-        } else {
-            // A short grace lets an RT create that is merely slow commit before the retry
-            // looks for it.
-            self.idempotency.abandon(lease, Utc::now() + RETRY_GRACE).await
-        };
-        if let Err(e) = result {
-            warn!(error = %crate::http::error_chain(&e), "could not hand the idempotency key back");
-        }
-    }
-
-    /// A ticket an interrupted attempt created: same queue, subject and description,
-    /// created since that attempt began (less a few seconds: RT keeps whole seconds and
-    /// its clock may differ). The oldest match wins.
-    async fn find_interrupted_create(
-        &self,
-        new: &NewTicket,
-        since: chrono::DateTime<Utc>,
-    ) -> Result<Option<u64>, RtError> {
-        let queue = new.queue.clone().unwrap_or_else(|| self.default_queue.clone());
-        let query =
-            RtQuery { queue: Some(queue), subject: Some(new.title.clone()), ..RtQuery::default() };
-        let page = self.rt.list(&query, 1, 20).await?;
-        let since = since - chrono::Duration::seconds(5);
-        for candidate in
-            page.tickets.iter().rev().filter(|t| t.created >= since && t.subject == new.title)
-        {
-            if self.rt.description(candidate.id).await? == new.description {
-                info!(
-                    ticket_id = candidate.id,
-                    "found the RT ticket an interrupted attempt created"
-                );
-                return Ok(Some(candidate.id));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Creates the RT ticket (unless an earlier attempt did) and records it.
-    #[instrument(skip_all, fields(retrying = rt_ticket_id.is_some()))]
-    async fn create_and_record(
-        &self,
-        new: &NewTicket,
-        lease: Option<&Lease>,
-        rt_ticket_id: Option<u64>,
-    ) -> Result<Ticket, ApiError> {
-        let queue = new.queue.clone().unwrap_or_else(|| self.default_queue.clone());
-        let id = match rt_ticket_id {
-            Some(id) => id,
-            None => {
-                let create = RtCreate {
-                    queue,
-                    subject: new.title.clone(),
-                    content: new.description.clone(),
-                    requestor: new.requestor.clone(),
-                };
-                self.rt.create(&create).await?
-            }
-        };
-        info!(ticket_id = id, "RT ticket created");
-        if let (Some(lease), None) = (lease, rt_ticket_id) {
-            // If this fails the transaction below will most likely fail too; the client's
-            // retry then cannot know the RT id. Logged so an operator can reconcile.
-            if let Err(e) = self.idempotency.note_rt_ticket(lease, id).await {
-                warn!(ticket_id = id, error = %crate::http::error_chain(&e), "could not note RT ticket on idempotency record");
-            }
-        }
-        let now = Utc::now();
-        let rt_ticket = self.rt.get(id).await?;
-        let ticket = ticket_from_rt(
-            &rt_ticket,
-            new.description.clone(),
-            new.requestor.clone(),
-            self.rt.ticket_url(id),
-            now,
-        );
-        let notification = Notification::ticket_created(&ticket, now);
-        let completion = lease.map(|lease| IdempotencyCompletion {
-            lease: lease.clone(),
-            status: 201,
-            body: serde_json::to_string(&ticket).unwrap_or_default(),
-        });
-        match self.tickets.record_created(&ticket, &notification, completion.as_ref()).await {
-            // RT's event log (the webhook or the sync) recorded this ticket and its one
-            // `ticket.created` first: finish this request without a second notification.
-            Err(StoreError::Conflict(why)) => {
-                info!(ticket_id = id, %why, "ticket already recorded from RT's events");
-                self.tickets.complete_recorded(&ticket, completion.as_ref()).await?;
-            }
-            other => other?,
-        }
-        Ok(ticket)
     }
 }
 
 fn created(ticket: &Ticket) -> Response<Body> {
-    let mut resp = json_response(201, ticket);
-    if let Ok(loc) = header::HeaderValue::from_str(&ticket_location(ticket.id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
+    let mut resp = json_response(StatusCode::CREATED, ticket);
+    set_location(&mut resp, ticket.id);
     resp
 }
 
-/// The `Location` of a created ticket.
-fn ticket_location(id: u64) -> String {
-    format!("/tickets/{id}")
+/// `Location: /tickets/{id}` (digits only, so always a valid header value).
+fn set_location(resp: &mut Response<Body>, id: u64) {
+    if let Ok(loc) = header::HeaderValue::from_str(&format!("/tickets/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
 }
 
-/// Reads and checks the `Idempotency-Key` header; the stored key is SHA-256 over the API
-/// key's id and the header, so each API key has its own key space.
-fn idempotency_key(req: &Request, caller: Option<&Caller>) -> Result<Option<String>, ApiError> {
+/// Reads and checks the `Idempotency-Key` header; its stored form is scoped by the API key's
+/// id, so each API key has its own key space.
+fn idempotency_key(
+    req: &Request,
+    caller: Option<&Caller>,
+) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let raw = value.to_str().map_err(|_| ApiError::BadIdempotencyKey)?;
-    if raw.is_empty() || raw.len() > 255 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadIdempotencyKey);
-    }
-    Ok(Some(scoped_idempotency_key(caller.map(|c| c.key_id.as_str()), raw)))
+    IdempotencyKey::parse_scoped(caller.map(|c| c.key_id.as_str()), raw)
+        .map(Some)
+        .ok_or(ApiError::BadIdempotencyKey)
 }
 
-/// The record of an RT ticket: RT's fields, the stored (or RT's first) message and
-/// requestor, read at `now`. Also used by the event ingest (`crate::events::ingest`).
-pub(crate) fn ticket_from_rt(
-    rt: &RtTicket,
-    description: String,
-    requestor: Option<String>,
-    rt_url: String,
-    now: chrono::DateTime<Utc>,
-) -> Ticket {
-    Ticket {
-        id: rt.id,
-        title: rt.subject.clone(),
-        description,
-        status: rt.status.clone(),
-        queue: rt.queue.clone(),
-        requestor: requestor.or_else(|| rt.requestors.first().cloned()),
-        created_at: rt.created,
-        updated_at: now,
-        rt_url,
-    }
-}
-
-/// `GET /tickets/{id}`: the current state from RT, refreshing the stored record.
+/// `GET /tickets/{id}` over [`RefreshTicket`].
 #[derive(Debug, Clone)]
 pub struct GetTicket {
-    rt: Arc<dyn RtClient>,
-    tickets: Arc<dyn TicketStore>,
+    refresh: RefreshTicket,
 }
 
 impl GetTicket {
-    /// Wires the handler from its parts.
-    pub fn new(rt: Arc<dyn RtClient>, tickets: Arc<dyn TicketStore>) -> Self {
-        Self { rt, tickets }
-    }
-
-    /// Builds everything from the environment once at cold start.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let rt_config = crate::secret_store::rt_config_from_env().await?;
-        let tables = Tables::from_env()?;
-        let rt = client_from_config(&rt_config).map_err(|e| crate::config::ConfigError {
-            var: "RT_API_URL",
-            problem: e.to_string(),
-        })?;
-        Ok(Self::new(rt, Arc::new(DynamoStore::new(client_from_env().await, tables))))
+    /// Over the use case.
+    pub fn new(refresh: RefreshTicket) -> Self {
+        Self { refresh }
     }
 
     /// Answers one request.
@@ -337,62 +112,32 @@ impl GetTicket {
     }
 
     async fn get(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        require_method(&req, "GET")?;
-        let raw = path_param(&req, "id").unwrap_or_default();
-        let id =
-            raw.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                ValidationError::field("id", "ticket id must be a positive integer")
-            })?;
-        let rt_ticket = match self.rt.get(id).await {
-            Err(RtError::NotFound) => return Err(ApiError::NotFound(format!("no ticket {id}"))),
-            other => other?,
-        };
+        let id = path_param(&req, "id")
+            .and_then(|raw| raw.parse::<u64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ValidationError::field("id", "ticket id must be a positive integer"))?;
+        let ticket = self.refresh.get(id).await?;
         // A ticket outside the key's queues is answered as RT's missing ones are: the key
         // learns nothing about it, not even that it exists.
         if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
-            if !caller.queues.allows(&rt_ticket.queue) {
+            if !caller.queues.allows(&ticket.queue) {
                 return Err(ApiError::NotFound(format!("no ticket {id}")));
             }
         }
-        let stored = self.tickets.get_ticket(id).await?;
-        let description = match &stored {
-            Some(t) => t.description.clone(),
-            None => self.rt.description(id).await?,
-        };
-        let requestor = stored.as_ref().and_then(|t| t.requestor.clone());
-        let ticket =
-            ticket_from_rt(&rt_ticket, description, requestor, self.rt.ticket_url(id), Utc::now());
-        if let Some(old) = &stored {
-            let changed = old.status != ticket.status
-                || old.title != ticket.title
-                || old.queue != ticket.queue;
-            if changed {
-                // A failed refresh must not hide RT's answer from the client.
-                if let Err(e) = self.tickets.put_ticket(&ticket).await {
-                    warn!(ticket_id = id, error = %crate::http::error_chain(&e), "could not refresh stored ticket");
-                }
-            }
-        }
-        Ok(json_response(200, &ticket))
+        Ok(json_response(StatusCode::OK, &ticket))
     }
 }
 
-/// `GET /tickets`: stored tickets newest first, filtered by `status` and `queue`.
+/// `GET /tickets` over [`TicketFeed`]: `limit`, `cursor`, `status`, `queue`.
 #[derive(Debug, Clone)]
 pub struct ListTickets {
-    tickets: Arc<dyn TicketStore>,
+    feed: TicketFeed,
 }
 
 impl ListTickets {
-    /// Wires the handler from its parts.
-    pub fn new(tickets: Arc<dyn TicketStore>) -> Self {
-        Self { tickets }
-    }
-
-    /// Builds everything from the environment once at cold start.
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let tables = Tables::from_env()?;
-        Ok(Self::new(Arc::new(DynamoStore::new(client_from_env().await, tables))))
+    /// Over the use case.
+    pub fn new(feed: TicketFeed) -> Self {
+        Self { feed }
     }
 
     /// Answers one request.
@@ -401,21 +146,17 @@ impl ListTickets {
     }
 
     async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
-        require_method(&req, "GET")?;
-        let page = PageRequest::parse(
-            query_param(&req, "limit").as_deref(),
-            query_param(&req, "cursor").as_deref(),
-        )?;
+        let page = page_request(&req)?;
         let status = query_param(&req, "status").map(|s| validate_status(&s)).transpose()?;
         let mut queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
         if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
             queue = caller.list_queue(queue)?;
         }
-        let mut page = self.tickets.list_tickets(&TicketFilter { status, queue }, &page).await?;
+        let mut page = self.feed.list(&TicketFilter { status, queue }, &page).await?;
         for ticket in &mut page.items {
             cut_to_excerpt(&mut ticket.description);
         }
-        Ok(json_response(200, &page))
+        Ok(json_response(StatusCode::OK, &page))
     }
 }
 
@@ -435,6 +176,14 @@ fn cut_to_excerpt(description: &mut String) {
     }
 }
 
+/// `limit` and `cursor` of a list request.
+pub(crate) fn page_request(req: &Request) -> Result<PageRequest, ApiError> {
+    Ok(PageRequest::parse(
+        query_param(req, "limit").as_deref(),
+        query_param(req, "cursor").as_deref(),
+    )?)
+}
+
 fn validate_status(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
     // The document's maxLength (64) counts the value as sent, surrounding white space too.
@@ -445,6 +194,97 @@ fn validate_status(raw: &str) -> Result<String, ValidationError> {
         ));
     }
     Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        model::Notification,
+        rt::memory::MemoryRt,
+        store::{memory::MemoryStore, Claim, IdempotencyCompletion, IdempotencyStore, TicketStore},
+        usecases::create_ticket::IdempotencyTiming,
+    };
+
+    fn post_ticket(store: &Arc<MemoryStore>) -> PostTicket {
+        let rt = Arc::new(MemoryRt::new());
+        let timing = IdempotencyTiming::for_rt_timeout(Duration::from_secs(1));
+        PostTicket::new(CreateTicket::new(
+            rt,
+            store.clone(),
+            store.clone(),
+            "General".into(),
+            timing,
+        ))
+    }
+
+    fn post(body: &str, key: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri("https://api.test/tickets")
+            .header("content-type", "application/json")
+            .header(IDEMPOTENCY_KEY, key)
+            .body(Body::Text(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replay_carries_the_stored_answer_its_location_and_the_replay_header() {
+        let post_ticket = post_ticket(&Arc::new(MemoryStore::new()));
+        let first = post_ticket.handle(post(r#"{"title":"x"}"#, "k")).await;
+        let again = post_ticket.handle(post(r#"{"title":"x"}"#, "k")).await;
+        assert_eq!((first.status(), again.status()), (StatusCode::CREATED, StatusCode::CREATED));
+        assert_eq!(again.headers()[header::LOCATION], "/tickets/1");
+        assert_eq!(again.headers()[IDEMPOTENT_REPLAYED], "true");
+        assert!(!first.headers().contains_key(IDEMPOTENT_REPLAYED));
+        assert_eq!(first.body().as_ref(), again.body().as_ref());
+    }
+
+    #[tokio::test]
+    async fn a_stored_answer_with_an_impossible_status_is_an_error_not_a_200() {
+        let store = Arc::new(MemoryStore::new());
+        let post_ticket = post_ticket(&store);
+        let body = r#"{"title":"x"}"#;
+        let new = NewTicket::from_json(body.as_bytes()).unwrap();
+        let hash =
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&new).unwrap()));
+        let key = IdempotencyKey::parse("bad").unwrap();
+        let claim = store
+            .claim(key.hashed(), &hash, chrono::Utc::now(), chrono::Duration::seconds(60))
+            .await
+            .unwrap();
+        let Claim::Acquired { lease, .. } = claim else { panic!("{claim:?}") };
+        let ticket = Ticket {
+            id: 9,
+            title: "x".into(),
+            description: String::new(),
+            status: "new".into(),
+            queue: "General".into(),
+            requestor: None,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            rt_url: "u".into(),
+        };
+        let completion = IdempotencyCompletion { lease, status: 42, body: "{}".into() };
+        let note = Notification::ticket_created(&ticket, chrono::Utc::now());
+        store.record_created(&ticket, &note, Some(&completion)).await.unwrap();
+        let resp = post_ticket.handle(post(body, "bad")).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn the_ticket_id_comes_only_from_the_path_parameters() {
+        let store = Arc::new(MemoryStore::new());
+        let get = GetTicket::new(RefreshTicket::new(Arc::new(MemoryRt::new()), store));
+        let req = lambda_http::http::Request::builder()
+            .uri("https://api.test/tickets/1")
+            .body(Body::Empty)
+            .unwrap();
+        let resp = get.handle(req).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "no routing from the path");
+    }
 }
 
 #[cfg(test)]

@@ -6,17 +6,13 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use chrono::Utc;
 use tracing::{error, info};
 
 use crate::{
-    config::Tables,
     http::error_chain,
-    store::{
-        dynamodb::{client_from_env, DynamoStore},
-        Connection, ConnectionOwner, ConnectionStore,
-    },
+    store::{ConnectionOwner, ConnectionStore},
     tenant::{relay_default_queue, Caller},
+    usecases::connections::{Admission, ConnectionTracker},
 };
 
 /// Default for how many connections one API key may hold open (`MAX_CONNECTIONS_PER_KEY`).
@@ -25,10 +21,6 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_KEY: usize = 100;
 /// What `$connect` answers a key at its connection limit.
 const OVER_LIMIT: &str =
     r#"{"message":"this API key has too many open connections; close one or use another key"}"#;
-
-/// How long a connection record lives: API Gateway closes connections after 2 h, so 3 h
-/// leaves TTL a margin and never drops a live one.
-pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::hours(3);
 
 /// What `$default` answers.
 pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; it does not take commands. Dedupe by the notification's id."}"#;
@@ -40,32 +32,31 @@ fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
     resp
 }
 
-/// `$connect` and `$disconnect` over the connections table.
+/// `$connect` and `$disconnect`, over [`ConnectionTracker`].
 #[derive(Debug, Clone)]
 pub struct ConnectionRoutes {
-    connections: Arc<dyn ConnectionStore>,
-    max_per_key: usize,
+    tracker: ConnectionTracker,
+}
+
+impl From<ConnectionTracker> for ConnectionRoutes {
+    fn from(tracker: ConnectionTracker) -> Self {
+        Self { tracker }
+    }
 }
 
 impl ConnectionRoutes {
-    /// Wires the handler from its parts, with the default connection limit per key.
+    /// Shorthand for routes over [`ConnectionTracker::new`], with the default connection
+    /// limit per key.
     pub fn new(connections: Arc<dyn ConnectionStore>) -> Self {
-        Self { connections, max_per_key: DEFAULT_MAX_CONNECTIONS_PER_KEY }
+        ConnectionTracker::new(connections)
+            .with_max_connections_per_key(DEFAULT_MAX_CONNECTIONS_PER_KEY)
+            .into()
     }
 
     /// Sets how many connections one API key may hold open.
     pub fn with_max_connections_per_key(mut self, max: usize) -> Self {
-        self.max_per_key = max;
+        self.tracker = self.tracker.with_max_connections_per_key(max);
         self
-    }
-
-    /// Builds everything from the environment once at cold start
-    /// (`MAX_CONNECTIONS_PER_KEY`, default 100).
-    pub async fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let tables = Tables::from_env()?;
-        let max = max_connections_per_key(&|k| std::env::var(k).ok())?;
-        Ok(Self::new(Arc::new(DynamoStore::new(client_from_env().await, tables)))
-            .with_max_connections_per_key(max))
     }
 
     /// `$connect`: 200 admits the client; anything else makes API Gateway refuse it.
@@ -73,38 +64,17 @@ impl ConnectionRoutes {
         let Some(id) = event.request_context.connection_id else {
             return response(400, Some("missing connection id"));
         };
-        let now = Utc::now();
-        let connection =
-            Connection { id: id.clone(), connected_at: now, expires_at: now + CONNECTION_TTL };
         let caller =
             Caller::from_context(&event.request_context.authorizer.fields, relay_default_queue());
-        let recorded = match &caller {
-            None => self.connections.add(&connection).await,
-            Some(caller) => {
-                // Counted before recording: concurrent handshakes of one key can pass
-                // together, so the limit may be exceeded by the handshakes in flight.
-                match self.connections.count_for_key(&caller.key_id).await {
-                    Ok(open) if open >= self.max_per_key => {
-                        info!(connection_id = %id, key_id = %caller.key_id, open, "over the key's connection limit");
-                        return response(429, Some(OVER_LIMIT));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        error!(connection_id = %id, error = %error_chain(&e), "could not count the key's connections");
-                        return response(500, None);
-                    }
-                }
-                let owner = ConnectionOwner {
-                    key_id: caller.key_id.clone(),
-                    queues: caller.queues.to_context(),
-                };
-                self.connections.add_owned(&connection, &owner).await
-            }
-        };
-        match recorded {
-            Ok(()) => {
-                info!(connection_id = %id, "connected");
-                response(200, None)
+        let owner = caller.map(|caller| ConnectionOwner {
+            key_id: caller.key_id.clone(),
+            queues: caller.queues.to_context(),
+        });
+        match self.tracker.connected(&id, owner.as_ref()).await {
+            Ok(Admission::Admitted) => response(200, None),
+            Ok(Admission::OverLimit { open }) => {
+                info!(connection_id = %id, open, "over the key's connection limit");
+                response(429, Some(OVER_LIMIT))
             }
             Err(e) => {
                 error!(connection_id = %id, error = %error_chain(&e), "could not record connection");
@@ -119,11 +89,8 @@ impl ConnectionRoutes {
         event: ApiGatewayWebsocketProxyRequest,
     ) -> ApiGatewayProxyResponse {
         let Some(id) = event.request_context.connection_id else { return response(400, None) };
-        match self.connections.remove(&id).await {
-            Ok(()) => {
-                info!(connection_id = %id, "disconnected");
-                response(200, None)
-            }
+        match self.tracker.disconnected(&id).await {
+            Ok(()) => response(200, None),
             Err(e) => {
                 // The push function removes it on its first 410 anyway.
                 error!(connection_id = %id, error = %error_chain(&e), "could not remove connection");

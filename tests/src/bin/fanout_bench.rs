@@ -39,7 +39,11 @@ async fn main() {
         store.add(&c).await.expect("add connection");
     }
     let server = ConnectionsServer::start_with_latency(Duration::from_millis(latency_ms)).await;
-    let poster = Arc::new(ApiGatewayPoster::new(&server.url, Duration::from_secs(10)).await);
+    let poster = Arc::new(ApiGatewayPoster::new(
+        &rt_relay_shared::wiring::sdk_config().expect("AWS SDK configuration"),
+        &server.url,
+        Duration::from_secs(10),
+    ));
     let serial = PushNotifications::new(store.clone(), poster.clone(), 1);
     let bounded = PushNotifications::new(store.clone(), poster, DEFAULT_CONCURRENCY);
     let payload = br#"{"id":"bench","type":"ticket.created"}"#;

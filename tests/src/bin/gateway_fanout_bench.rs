@@ -384,8 +384,11 @@ impl Bench {
         connections: Arc<dyn ConnectionStore>,
     ) -> PushNotifications {
         let endpoint = url::Url::parse(&self.gateway.management_endpoint()).expect("endpoint URL");
-        let real: Arc<dyn ConnectionPoster> =
-            Arc::new(ApiGatewayPoster::new(&endpoint, POST_TIMEOUT).await);
+        let real: Arc<dyn ConnectionPoster> = Arc::new(ApiGatewayPoster::new(
+            &rt_relay_shared::wiring::sdk_config().expect("AWS SDK configuration"),
+            &endpoint,
+            POST_TIMEOUT,
+        ));
         let poster = if latency.is_zero() {
             real
         } else {

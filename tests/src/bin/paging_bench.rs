@@ -30,6 +30,7 @@ use rt_relay_shared::{
     config::Tables,
     handlers::{notifications::ListNotifications, tickets::ListTickets},
     store::dynamodb::{notification_item, ticket_item, DynamoStore, Item},
+    wiring,
 };
 use rt_relay_tests::{
     bench::{arg, median, row, us, DynamoMeter, StoreMetrics, Target},
@@ -153,8 +154,8 @@ async fn dataset(size: u64) -> Dataset {
         size,
         client,
         meter,
-        tickets: ListTickets::new(store.clone()),
-        notifications: ListNotifications::new(store.clone()),
+        tickets: wiring::list_tickets_over(store.clone()),
+        notifications: wiring::list_notifications_over(store.clone()),
         store,
     }
 }

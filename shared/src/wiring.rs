@@ -1,0 +1,148 @@
+//! Wiring: the one place where clients and use cases are built, for every Lambda `main`
+//! and for the local gateway. A `main` reads its configuration, loads ONE
+//! [`SdkConfig`] with [`sdk_config`], and asks for its handler here; each handler gets
+//! exactly the clients and tables its use case needs.
+//!
+//! Two levels: `*_over` functions wire a handler over ports (fakes in tests, or clients
+//! built elsewhere); the others build the real clients from configuration first. Work
+//! that should happen once at cold start (e.g. warming a connection) belongs in the
+//! client builders here ([`rt_client`], [`dynamodb`], [`poster`]).
+
+use std::{sync::Arc, time::Duration};
+
+pub use aws_types::SdkConfig;
+
+use crate::{
+    auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
+    config::{ConfigError, PushConfig, RtConfig, Tables},
+    fanout::{ApiGatewayPoster, ConnectionPoster},
+    handlers::{
+        authorizer::RequestAuthorizer,
+        notifications::ListNotifications,
+        push::PushNotifications,
+        tickets::{GetTicket, ListTickets, PostTicket},
+        ws::ConnectionRoutes,
+    },
+    rt::{client_from_config, RtClient},
+    store::{dynamodb::DynamoStore, TicketStore},
+    usecases::{
+        create_ticket::{CreateTicket, IdempotencyTiming},
+        feeds::{NotificationFeed, TicketFeed},
+        refresh_ticket::RefreshTicket,
+    },
+};
+
+/// How long one post to a connection may take.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The AWS SDK configuration from the environment (region, credentials, and
+/// `AWS_ENDPOINT_URL` locally) over the one TLS/HTTP stack ([`crate::aws`]). Build it once
+/// per process and share it.
+pub fn sdk_config() -> Result<SdkConfig, ConfigError> {
+    crate::aws::sdk_config()
+}
+
+/// The DynamoDB client.
+pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+
+/// The RT adapter `config` names, with one pooled HTTP client.
+pub fn rt_client(config: &RtConfig) -> Result<Arc<dyn RtClient>, ConfigError> {
+    client_from_config(config)
+        .map_err(|e| ConfigError { var: "RT_API_URL", problem: e.to_string() })
+}
+
+/// The Management API client posting to the stage at `endpoint`.
+pub fn poster(sdk: &SdkConfig, endpoint: &url::Url) -> Arc<dyn ConnectionPoster> {
+    Arc::new(ApiGatewayPoster::new(sdk, endpoint, POST_TIMEOUT))
+}
+
+/// The store over the tables a function was given.
+pub fn store(sdk: &SdkConfig, tables: &Tables) -> Arc<DynamoStore> {
+    Arc::new(DynamoStore::new(dynamodb(sdk), tables.clone()))
+}
+
+/// `POST /tickets`: RT, and the tickets, notifications and idempotency tables.
+pub fn post_ticket(
+    sdk: &SdkConfig,
+    rt: &RtConfig,
+    tables: &Tables,
+) -> Result<PostTicket, ConfigError> {
+    let store = store(sdk, tables);
+    let timing = IdempotencyTiming::for_rt_timeout(rt.timeout);
+    let create =
+        CreateTicket::new(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing);
+    Ok(PostTicket::new(create))
+}
+
+/// `GET /tickets/{id}` over its ports.
+pub fn get_ticket_over(rt: Arc<dyn RtClient>, tickets: Arc<dyn TicketStore>) -> GetTicket {
+    GetTicket::new(RefreshTicket::new(rt, tickets))
+}
+
+/// `GET /tickets/{id}`: RT and the tickets table.
+pub fn get_ticket(
+    sdk: &SdkConfig,
+    rt: &RtConfig,
+    tables: &Tables,
+) -> Result<GetTicket, ConfigError> {
+    Ok(get_ticket_over(rt_client(rt)?, store(sdk, tables)))
+}
+
+/// `GET /tickets` over the tickets store.
+pub fn list_tickets_over(tickets: Arc<dyn TicketStore>) -> ListTickets {
+    ListTickets::new(TicketFeed::new(tickets))
+}
+
+/// `GET /tickets`: the tickets table.
+pub fn list_tickets(sdk: &SdkConfig, tables: &Tables) -> ListTickets {
+    list_tickets_over(store(sdk, tables))
+}
+
+/// `GET /notifications` over the notifications store.
+pub fn list_notifications_over(notifications: Arc<dyn TicketStore>) -> ListNotifications {
+    ListNotifications::new(NotificationFeed::new(notifications))
+}
+
+/// `GET /notifications`: the notifications table.
+pub fn list_notifications(sdk: &SdkConfig, tables: &Tables) -> ListNotifications {
+    list_notifications_over(store(sdk, tables))
+}
+
+/// `$connect` and `$disconnect`: the connections table, and `MAX_CONNECTIONS_PER_KEY`
+/// (default 100) open connections per API key.
+pub fn connection_routes(
+    sdk: &SdkConfig,
+    tables: &Tables,
+) -> Result<ConnectionRoutes, ConfigError> {
+    let max = crate::handlers::ws::max_connections_per_key(&|k| std::env::var(k).ok())?;
+    Ok(ConnectionRoutes::new(store(sdk, tables)).with_max_connections_per_key(max))
+}
+
+/// The push: the connections table and the stage's Management API.
+pub fn push_notifications(
+    sdk: &SdkConfig,
+    config: &PushConfig,
+    tables: &Tables,
+) -> PushNotifications {
+    PushNotifications::new(
+        store(sdk, tables),
+        poster(sdk, &config.management_endpoint),
+        config.concurrency,
+    )
+}
+
+/// The authorizer over a key store.
+pub fn authorizer_over(keys: Arc<dyn ApiKeyStore>) -> RequestAuthorizer {
+    RequestAuthorizer::new(KeyAuthorizer::new(keys))
+}
+
+/// The authorizer: the API keys table.
+pub fn authorizer(sdk: &SdkConfig, tables: &Tables) -> Result<RequestAuthorizer, ConfigError> {
+    let table = tables
+        .api_keys
+        .clone()
+        .ok_or_else(|| ConfigError { var: "API_KEYS_TABLE", problem: "is not set".into() })?;
+    Ok(authorizer_over(Arc::new(DynamoApiKeys::new(dynamodb(sdk), table))))
+}
