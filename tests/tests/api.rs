@@ -44,7 +44,8 @@ fn rt_config(api_url: String) -> RtConfig {
 }
 
 fn real_rt() -> Arc<dyn RtClient> {
-    client_from_config(&rt_config(format!("{}/REST/2.0/", require_env("RT_URL")))).unwrap()
+    client_from_config(&rt_config(format!("{}/REST/2.0/", require_env("RT_URL"))))
+        .expect("REST 2.0 client")
 }
 
 struct Api {
@@ -95,7 +96,7 @@ fn request(
     let body = body.map(|s| Body::Text(s.to_owned())).unwrap_or(Body::Empty);
     let q: HashMap<String, String> =
         query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    b.body(body).unwrap().with_query_string_parameters(q)
+    b.body(body).expect("request").with_query_string_parameters(q)
 }
 
 fn post_req(body: &str, key: Option<&str>) -> Request {
@@ -362,7 +363,7 @@ async fn rt_tickets_titled(rt: &dyn RtClient, after: u64, title: &str) -> Vec<u6
         let got = rt
             .list(&RtQuery { min_id: Some(after + 1), ..RtQuery::default() }, page, 100)
             .await
-            .unwrap();
+            .expect("RT search");
         found.extend(got.tickets.iter().filter(|t| t.subject == title).map(|t| t.id));
         if !got.has_more || page > 50 {
             break;
@@ -373,7 +374,13 @@ async fn rt_tickets_titled(rt: &dyn RtClient, after: u64, title: &str) -> Vec<u6
 }
 
 async fn highest_rt_id(rt: &dyn RtClient) -> u64 {
-    rt.list(&RtQuery::default(), 1, 1).await.unwrap().tickets.first().map(|t| t.id).unwrap_or(0)
+    rt.list(&RtQuery::default(), 1, 1)
+        .await
+        .expect("RT search")
+        .tickets
+        .first()
+        .map(|t| t.id)
+        .unwrap_or(0)
 }
 
 #[tokio::test]

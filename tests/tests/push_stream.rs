@@ -24,7 +24,7 @@ async fn connect(store: &DynamoStore, id: &str) {
             expires_at: now + chrono::Duration::hours(3),
         })
         .await
-        .unwrap();
+        .expect("connection recorded");
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ use rt_relay_tests::{
 use serde_json::json;
 use std::sync::Arc;
 
+/// An event type and, for changes, its field, old and new value.
+type EventSeen = (String, Option<(String, String, String)>);
+
 fn reader(api: RtApi) -> Arc<dyn RtTransactions> {
     let auth = match api {
         RtApi::Rest2 => token_auth(),
@@ -59,7 +62,7 @@ async fn catalogue_round_trip(api: RtApi) {
     actor.comment(id, "an internal comment").await;
 
     let txns = history(rt.as_ref(), start, id).await;
-    let events: Vec<(String, Option<(String, String, String)>)> = txns
+    let events: Vec<EventSeen> = txns
         .iter()
         .filter_map(|t| classify(t).map(|e| (t, e)))
         .map(|(t, e)| {

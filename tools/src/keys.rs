@@ -410,7 +410,7 @@ mod tests {
         assert!(lines[1].contains("tickets:read") && lines[1].ends_with("Z  -"), "{listing}");
         assert!(!listing.contains(secret));
 
-        let revoke = || revoke_of(&id);
+        let revoke = || revoke_of(id);
         let (outcome, said, _) = run_on(&store, revoke()).await;
         assert_eq!((outcome, said.starts_with(&format!("revoked {id}"))), (Outcome::Success, true));
         let (outcome, said, _) = run_on(&store, revoke()).await;
