@@ -9,7 +9,7 @@
 //! `AWS_SESSION_TOKEN`. `AWS_ENDPOINT_URL` (optional) points every client elsewhere (moto,
 //! locally). The local gateway, the tools and the tests use the same variables.
 
-use std::{sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use aws_credential_types::{provider::SharedCredentialsProvider, Credentials};
 use aws_smithy_runtime_api::client::{
@@ -77,16 +77,24 @@ pub const SDK_TIMEOUTS: (Option<Duration>, Option<Duration>) =
 
 type Timeouts = (Option<Duration>, Option<Duration>);
 
-/// The process's SDK connectors, by timeouts.
-static CONNECTORS: Mutex<Vec<(Timeouts, SharedHttpConnector)>> = Mutex::new(Vec::new());
+thread_local! {
+    /// This thread's SDK connectors, by timeouts. Per thread rather than per process: a
+    /// pooled connection is bound to the tokio runtime that opened it, and a process may run
+    /// several runtimes one after another (each `#[tokio::test]` does). A Lambda's `main`
+    /// builds, warms and serves on one thread, so the warm-up's connection is still reused.
+    static CONNECTORS: std::cell::RefCell<Vec<(Timeouts, SharedHttpConnector)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 fn connector(key: Timeouts) -> SharedHttpConnector {
-    let mut connectors = CONNECTORS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = connectors.iter().find(|(k, _)| *k == key) {
-        return c.clone();
+    let cached = CONNECTORS.with_borrow(|connectors| {
+        connectors.iter().find(|(k, _)| *k == key).map(|(_, c)| c.clone())
+    });
+    if let Some(c) = cached {
+        return c;
     }
     let connector = SharedHttpConnector::new(ReqwestConnector::new(key));
-    connectors.push((key, connector.clone()));
+    CONNECTORS.with_borrow_mut(|connectors| connectors.push((key, connector.clone())));
     connector
 }
 

@@ -169,14 +169,22 @@ pub fn transactions_client_from_config(
 
 /// The reqwest client both adapters use: the shared TLS stack ([`crate::net`]), keep-alive
 /// pool, connect and total timeouts from the configuration, no redirects (RT answers directly).
-/// One client (one connection pool) per process and timeout, so the connection the init
-/// warm-up opens ([`crate::warmup::rt`]) is the one the adapter's first request uses.
+/// One client (one connection pool) per thread and timeout, so the connection the init
+/// warm-up opens ([`crate::warmup::rt`]) is the one the adapter's first request uses (a
+/// Lambda's `main` builds, warms and serves on its one thread). Per thread, not per
+/// process: a pooled connection is bound to the tokio runtime that opened it, and a
+/// process may run several runtimes one after another (each `#[tokio::test]` does); a
+/// connection reused from a runtime that has ended fails the request.
 pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
-    static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> =
-        std::sync::Mutex::new(Vec::new());
-    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == config.timeout) {
-        return Ok(c.clone());
+    thread_local! {
+        static CLIENTS: std::cell::RefCell<Vec<(Duration, reqwest::Client)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let cached = CLIENTS.with_borrow(|clients| {
+        clients.iter().find(|(t, _)| *t == config.timeout).map(|(_, c)| c.clone())
+    });
+    if let Some(client) = cached {
+        return Ok(client);
     }
     let client = crate::net::client_builder()
         .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))?
@@ -187,7 +195,7 @@ pub fn http_client(config: &RtConfig) -> Result<reqwest::Client, RtError> {
         .user_agent(concat!("rt-relay/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| RtError::Malformed(format!("cannot build HTTP client: {e}")))?;
-    clients.push((config.timeout, client.clone()));
+    CLIENTS.with_borrow_mut(|clients| clients.push((config.timeout, client.clone())));
     Ok(client)
 }
 
