@@ -105,13 +105,7 @@ impl TicketStore for MemoryStore {
             return Err(StoreError::Conflict("ticket or notification exists".into()));
         }
         if let Some(done) = completion {
-            let rec =
-                st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
-            let Some(rec) = rec else {
-                return Err(StoreError::Conflict("idempotency lease lost".into()));
-            };
-            rec.done = Some((done.status, done.body.clone()));
-            rec.rt_ticket_id = Some(ticket.id);
+            store_completion(&mut st, done, ticket.id)?;
         }
         st.tickets.insert(ticket.id, ticket.clone());
         st.notifications.insert(note_key, notification.clone());
@@ -125,13 +119,7 @@ impl TicketStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut st = self.lock();
         if let Some(done) = completion {
-            let rec =
-                st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
-            let Some(rec) = rec else {
-                return Err(StoreError::Conflict("idempotency lease lost".into()));
-            };
-            rec.done = Some((done.status, done.body.clone()));
-            rec.rt_ticket_id = Some(ticket.id);
+            store_completion(&mut st, done, ticket.id)?;
         }
         st.tickets.entry(ticket.id).or_insert_with(|| ticket.clone());
         Ok(())
@@ -430,4 +418,20 @@ impl ConnectionStore for MemoryStore {
         let next = if ids.len() == limit.max(1) as usize { ids.last().cloned() } else { None };
         Ok((ids, next))
     }
+}
+
+/// Stores a create's answer on its idempotency record, as the DynamoDB transaction's
+/// conditional update does: `Conflict` when the lease is no longer this request's.
+fn store_completion(
+    st: &mut State,
+    done: &IdempotencyCompletion,
+    ticket_id: u64,
+) -> Result<(), StoreError> {
+    let rec = st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
+    let Some(rec) = rec else {
+        return Err(StoreError::Conflict("idempotency lease lost".into()));
+    };
+    rec.done = Some((done.status, done.body.clone()));
+    rec.rt_ticket_id = Some(ticket_id);
+    Ok(())
 }
