@@ -1,0 +1,109 @@
+//! The live feed (issue 11) end to end, through the local gateway over the real RT and moto:
+//! catching up over HTTP with `since` (oldest first, exactly the notifications after the
+//! position, 410 `position_expired` for a lost one) and the WebSocket keep-alive (`ping` →
+//! `pong`). Every wait is bounded and waits for the event itself.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rt_relay_tests::stack::{wait_for, Stack, WsClient};
+use serde_json::{json, Value};
+
+/// Bound on a notification becoming readable through `since` (the 5 s settle horizon plus
+/// the stack's own time).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+
+async fn post_ticket(http: &reqwest::Client, base: &str, title: &str) -> u64 {
+    let resp = http
+        .post(format!("{base}/tickets"))
+        .json(&json!({ "title": title, "description": "live feed test" }))
+        .send()
+        .await
+        .expect("POST /tickets");
+    assert_eq!(resp.status(), StatusCode::CREATED, "POST /tickets");
+    let ticket: Value = resp.json().await.expect("ticket JSON");
+    ticket["id"].as_u64().expect("numeric ticket id")
+}
+
+/// Every page of `GET /notifications?since=<since>`, oldest first.
+async fn read_since(http: &reqwest::Client, base: &str, since: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = http.get(format!("{base}/notifications")).query(&[("since", since)]);
+        req = req.query(&[("limit", "3")]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c)]);
+        }
+        let resp = req.send().await.expect("GET /notifications?since");
+        assert_eq!(resp.status(), StatusCode::OK, "GET /notifications?since={since}");
+        let page: Value = resp.json().await.expect("page JSON");
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_are_410() {
+    let stack = Stack::new("feed-since").await;
+    let gateway = stack.start().await;
+    let http = stack.http();
+    let base = gateway.http_url();
+
+    let first = post_ticket(&http, &base, "since: the last one seen").await;
+    let mut missed = Vec::new();
+    for i in 0..4 {
+        missed.push(post_ticket(&http, &base, &format!("since: missed {i}")).await);
+    }
+    let since = format!("ticket-{first}-created");
+    // GIVEN a client whose last notification was `first` WHEN it reads after it THEN it gets
+    // exactly the four it missed, oldest first, once they are settled.
+    let got = wait_for("the four missed notifications after the position", CATCH_UP_WAIT, || {
+        let (http, base, since) = (&http, &base, &since);
+        async move {
+            let items = read_since(http, base, since).await;
+            (items.len() >= missed.len()).then_some(items)
+        }
+    })
+    .await;
+    let ids: Vec<u64> = got.iter().map(|n| n["ticket"]["id"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(ids, missed, "exactly the missed ones, in feed order");
+    assert!(got.iter().all(|n| n["type"] == "ticket.created"));
+
+    // A position nobody has (or beyond retention) is a clear 410, not an empty page.
+    let resp = http
+        .get(format!("{base}/notifications?since=ticket-999999999-created"))
+        .send()
+        .await
+        .expect("GET with a lost position");
+    assert_eq!(resp.status(), StatusCode::GONE);
+    let body: Value = resp.json().await.expect("error JSON");
+    assert_eq!(body["error"]["code"], "position_expired", "{body}");
+
+    // `since` cannot be mixed with `type`.
+    let resp = http
+        .get(format!("{base}/notifications?since={since}&type=ticket.created"))
+        .send()
+        .await
+        .expect("GET since+type");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_answered_pong() {
+    let stack = Stack::new("feed-ping").await;
+    let gateway = stack.start().await;
+    let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
+    client.send_text(r#"{"action":"ping"}"#).await;
+    let answer = client.next_text(Duration::from_secs(10)).await.expect("an answer to ping");
+    assert_eq!(serde_json::from_str::<Value>(&answer).ok(), Some(json!({ "type": "pong" })));
+    client.close().await;
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
