@@ -109,6 +109,9 @@ impl ApiError {
                 m(StatusCode::BAD_REQUEST, "invalid_cursor", CursorError::BadCursor.to_string()),
             ),
             ApiError::NotFound(what) => m(StatusCode::NOT_FOUND, "not_found", what.clone()),
+            ApiError::UseCase(U::PositionExpired(_)) => {
+                field("since", m(StatusCode::GONE, "position_expired", self.to_string()))
+            }
             ApiError::UseCase(U::TicketNotFound(_)) => {
                 m(StatusCode::NOT_FOUND, "not_found", self.to_string())
             }

@@ -1,6 +1,7 @@
 //! HTTP for `GET /notifications` over [`NotificationFeed`]: newest first, optionally of one
-//! `type`.
+//! `type`; or, with `since`, the notifications after a position, oldest first.
 
+use chrono::Utc;
 use lambda_http::{http::StatusCode, Body, Request, Response};
 
 use super::tickets::page_request;
@@ -11,7 +12,7 @@ use crate::{
     usecases::feeds::NotificationFeed,
 };
 
-/// `GET /notifications`: `limit`, `cursor`, `type`.
+/// `GET /notifications`: `limit`, `cursor`, `type`, `since`.
 #[derive(Debug, Clone)]
 pub struct ListNotifications {
     feed: NotificationFeed,
@@ -41,7 +42,13 @@ impl ListNotifications {
                 })?)
             }
         };
-        let mut page = self.feed.list(kind, &page).await?;
+        let mut page = match query_param(&req, "since") {
+            None => self.feed.list(kind, &page).await?,
+            Some(_) if kind.is_some() => {
+                return Err(ValidationError::field("since", "cannot be combined with type").into())
+            }
+            Some(since) => self.feed.after(&since, &page, Utc::now()).await?,
+        };
         // Only notifications about the key's queues; a page may then hold fewer than
         // `limit` items (the cursor still moves on through the feed).
         if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {

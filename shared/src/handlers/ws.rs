@@ -1,6 +1,6 @@
 //! WebSocket API routes: `$connect` records the connection with the API key it was admitted
 //! with (refusing a key over its connection limit with 429), `$disconnect` forgets it,
-//! `$default` answers any message with a short help text.
+//! `$default` answers `ping` with `pong` and any other message with a short help text.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use aws_lambda_events::encodings::Body;
 use tracing::{error, info};
 
 use crate::{
+    feed::{ClientMessage, ServerMessage},
     http::error_chain,
     store::{ConnectionOwner, ConnectionStore},
     tenant::{relay_default_queue, Caller},
@@ -23,7 +24,7 @@ const OVER_LIMIT: &str =
     r#"{"message":"this API key has too many open connections; close one or use another key"}"#;
 
 /// What `$default` answers.
-pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; it does not take commands. Dedupe by the notification's id."}"#;
+pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; send {\"action\":\"ping\"} every 5 minutes to keep it open (answered {\"type\":\"pong\"}). Dedupe by the notification's id; after a gap, catch up with GET /notifications?since=<last id>."}"#;
 
 fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
     let mut resp = ApiGatewayProxyResponse::default();
@@ -116,8 +117,13 @@ pub fn max_connections_per_key(
 }
 
 /// `$default`: the integration response is the reply (the template declares a route response).
-pub fn default_route(_event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-    response(200, Some(HELP))
+/// `{"action":"ping"}` is answered `{"type":"pong"}` (clients send it every 5 minutes to
+/// stay under API Gateway's 10-minute idle limit); anything else gets the help text.
+pub fn default_route(event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    match event.body.as_deref().map(ClientMessage::parse) {
+        Some(Ok(ClientMessage::Ping)) => response(200, Some(&ServerMessage::Pong.to_json())),
+        _ => response(200, Some(HELP)),
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +154,14 @@ mod tests {
             routes.connect(ApiGatewayWebsocketProxyRequest::default()).await.status_code,
             400
         );
+    }
+
+    #[test]
+    fn ping_is_answered_pong() {
+        let mut e = event("c");
+        e.body = Some(r#"{"action":"ping"}"#.into());
+        let r = default_route(e);
+        assert!(matches!(r.body, Some(Body::Text(ref t)) if t == r#"{"type":"pong"}"#));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use super::Error;
 use crate::{
+    feed::{self, FeedSettings, SinceError},
     model::{Notification, Ticket},
     store::{Page, PageRequest, TicketFilter, TicketStore},
 };
@@ -35,12 +38,35 @@ impl TicketFeed {
 #[derive(Debug, Clone)]
 pub struct NotificationFeed {
     notifications: Arc<dyn TicketStore>,
+    settings: FeedSettings,
 }
 
 impl NotificationFeed {
-    /// Over the store that holds notifications.
+    /// Over the store that holds notifications, with the default feed settings.
     pub fn new(notifications: Arc<dyn TicketStore>) -> Self {
-        Self { notifications }
+        Self { notifications, settings: FeedSettings::default() }
+    }
+
+    /// With these retention and settle rules.
+    pub fn with_settings(mut self, settings: FeedSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// One page of the notifications after the one with id `since`, oldest first (a
+    /// client catching up); [`Error::PositionExpired`] when that position is gone.
+    pub async fn after(
+        &self,
+        since: &str,
+        page: &PageRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Notification>, Error> {
+        feed::page_since(self.notifications.as_ref(), since, &self.settings, now, page)
+            .await
+            .map_err(|e| match e {
+                SinceError::Expired(since) => Error::PositionExpired(since),
+                SinceError::Store(e) => Error::Store(e),
+            })
     }
 
     /// One page of notifications, of one `kind` (a [`crate::model::NOTIFICATION_TYPES`]

@@ -31,6 +31,11 @@ pub enum Error {
     /// Another request with the same idempotency key is still running.
     #[error("a request with this Idempotency-Key is still in progress; retry shortly")]
     IdempotencyInProgress,
+    /// A feed position (`since`) that is unknown or older than the kept history.
+    #[error(
+        "position {0:?} is unknown or older than the kept history; re-read the feed without since"
+    )]
+    PositionExpired(String),
     /// RT did not do it.
     #[error(transparent)]
     Rt(#[from] RtError),
