@@ -10,6 +10,7 @@ use rt_relay_shared::{
     config::{ConfigError, RtConfig, Tables},
     events::{settings::webhook_secret_from_lookup, sync::SyncSettings},
     secret::Secret,
+    feed::FeedSettings,
 };
 use url::Url;
 
@@ -188,6 +189,9 @@ pub struct GatewayConfig {
     pub stream: StreamSettings,
     /// WebSocket behaviour.
     pub ws: WsSettings,
+    /// The feed's rules (`FEED_SETTLE_MS`, `FEED_RETENTION_DAYS`, `WS_RECONNECT_AFTER_SECS`),
+    /// as the Lambda functions read them.
+    pub feed: FeedSettings,
     /// Posts in flight at once in the push function (`PUSH_CONCURRENCY`).
     pub push_concurrency: usize,
     /// Open WebSockets one API key may hold (`MAX_CONNECTIONS_PER_KEY`, as `ws-connect`).
@@ -295,6 +299,7 @@ impl GatewayConfig {
             rt,
             stream,
             ws,
+            feed: FeedSettings::from_lookup(lookup)?,
             push_concurrency,
             max_connections_per_key,
             cors_allow_origin,

@@ -22,9 +22,12 @@ use rt_relay_shared::{
     auth::ApiKeyStore,
     config::{ConfigError, RtConfig, Tables},
     events::{dynamodb::DynamoEvents, ingest::Ingest, sync::Sync, webhook::RtWebhook},
+    feed::FeedSettings,
     handlers::{
-        authorizer::RequestAuthorizer, push::PushNotifications, tickets::PostTicket,
-        ws::ConnectionRoutes,
+        authorizer::RequestAuthorizer,
+        push::PushNotifications,
+        tickets::PostTicket,
+        ws::{ConnectionRoutes, DefaultRoute},
     },
     rt::{transactions::RtTransactions, transactions_client_from_config, RtClient, RtError},
     store::{
@@ -87,6 +90,8 @@ pub struct Functions {
     pub http: HttpFunctions,
     /// `$connect` and `$disconnect`.
     pub connection_routes: ConnectionRoutes,
+    /// `$default`.
+    pub default_route: DefaultRoute,
     /// The connections store the push function reads.
     pub connections: Arc<dyn ConnectionStore>,
     /// The Lambda authorizer in front of both APIs (API keys). [`Gateway::start`] (the
@@ -120,11 +125,15 @@ impl Functions {
                 )),
                 get_ticket: wiring::get_ticket_over(rt, store.clone()),
                 list_tickets: wiring::list_tickets_over(store.clone()),
-                list_notifications: wiring::list_notifications_over(store.clone()),
+                list_notifications: wiring::list_notifications_over(
+                    store.clone(),
+                    FeedSettings::default(),
+                ),
                 rt_webhook: None,
             },
             rt_sync: None,
             connection_routes: ConnectionRoutes::new(store.clone()),
+            default_route: wiring::default_route_over(store.clone(), FeedSettings::default()),
             connections: store,
             authorizer: None,
         }
@@ -155,17 +164,19 @@ impl Functions {
         sdk: &wiring::SdkConfig,
         rt: &RtConfig,
         tables: &Tables,
+        feed: FeedSettings,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             http: HttpFunctions {
                 post_ticket: wiring::post_ticket(sdk, rt, tables)?,
                 get_ticket: wiring::get_ticket(sdk, rt, tables)?,
                 list_tickets: wiring::list_tickets(sdk, tables),
-                list_notifications: wiring::list_notifications(sdk, tables),
+                list_notifications: wiring::list_notifications(sdk, tables, feed),
                 rt_webhook: None,
             },
             rt_sync: None,
             connection_routes: wiring::connection_routes(sdk, tables)?,
+            default_route: wiring::default_route(sdk, tables, feed),
             connections: wiring::store(sdk, tables),
             authorizer: Some(wiring::authorizer(sdk, tables)?),
         })
@@ -250,7 +261,7 @@ impl Gateway {
         create_tables(&dynamodb, &config.tables).await?;
         let stream_arn = notifications_stream_arn(&dynamodb, &config.tables).await?;
         let events = Arc::new(DynamoEvents::new(dynamodb.clone(), config.tables.clone()));
-        let mut functions = Functions::from_config(&sdk, &config.rt, &config.tables)?
+        let mut functions = Functions::from_config(&sdk, &config.rt, &config.tables, config.feed)?
             .with_rt_events(transactions_client_from_config(&config.rt)?, events, &config.events);
         functions.connection_routes = functions
             .connection_routes
@@ -306,6 +317,7 @@ impl Gateway {
 
         let ws_api = websocket::WsApi::new(
             functions.connection_routes.clone(),
+            functions.default_route.clone(),
             registry.clone(),
             options.ws.clone(),
             ws_rx.clone(),

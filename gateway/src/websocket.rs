@@ -2,7 +2,7 @@
 //! authorizer (the API key in the `api_key` query parameter) and then `$connect`
 //! (`ConnectionRoutes::connect`) run BEFORE the handshake completes, and a refusal or a
 //! non-2xx answer refuses it with that status, as API Gateway does. Client messages go to `$default`
-//! (`ws::default_route`) and its response body is sent back (the template's route
+//! (`ws::DefaultRoute`) and its response body is sent back (the template's route
 //! response); a close, error or drop runs `$disconnect`. Events are built as the JSON API
 //! Gateway sends and read into `ApiGatewayWebsocketProxyRequest`, as the runtime would.
 //! Route keys, and whether `$connect` needs a key, come from the routes table
@@ -39,7 +39,7 @@ use rt_relay_shared::{
     auth::WS_KEY_PARAM,
     handlers::{
         authorizer::{AuthorizerError, RequestAuthorizer},
-        ws::{default_route, ConnectionRoutes},
+        ws::{ConnectionRoutes, DefaultRoute},
     },
     routes::{self, Access, Route},
 };
@@ -224,6 +224,7 @@ pub fn event_json(kind: EventKind, ctx: &ConnectionContext, detail: &EventDetail
 #[derive(Debug)]
 pub struct WsApi {
     routes: ConnectionRoutes,
+    default_route: DefaultRoute,
     authorizer: Option<RequestAuthorizer>,
     registry: Arc<ConnectionRegistry>,
     settings: WsSettings,
@@ -237,12 +238,21 @@ impl WsApi {
     /// The API over `routes`; sockets stop when `shutdown` turns true.
     pub fn new(
         routes: ConnectionRoutes,
+        default_route: DefaultRoute,
         registry: Arc<ConnectionRegistry>,
         settings: WsSettings,
         shutdown: watch::Receiver<bool>,
         drain: mpsc::Sender<()>,
     ) -> Self {
-        Self { routes, authorizer: None, registry, settings, shutdown, _drain: drain }
+        Self {
+            routes,
+            default_route,
+            authorizer: None,
+            registry,
+            settings,
+            shutdown,
+            _drain: drain,
+        }
     }
 
     /// Puts the template's `$connect` Lambda authorizer in front of `$connect`.
@@ -491,13 +501,13 @@ async fn run_socket(
                 }
                 Some(Ok(Message::Text(text))) => {
                     touch(&registration);
-                    if reply(&ctx, text.as_str().as_bytes(), false, &mut socket).await.is_err() {
+                    if reply(&api, &ctx, text.as_str().as_bytes(), false, &mut socket).await.is_err() {
                         break Ending { code: 1006, reason: "Connection closed abnormally", send_close: false };
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
                     touch(&registration);
-                    if reply(&ctx, &data, true, &mut socket).await.is_err() {
+                    if reply(&api, &ctx, &data, true, &mut socket).await.is_err() {
                         break Ending { code: 1006, reason: "Connection closed abnormally", send_close: false };
                     }
                 }
@@ -561,6 +571,7 @@ async fn run_socket(
 
 /// Runs `$default` for one client message and sends its response body back, if any.
 async fn reply(
+    api: &WsApi,
     ctx: &ConnectionContext,
     data: &[u8],
     binary: bool,
@@ -571,7 +582,9 @@ async fn reply(
         ctx,
         &EventDetail { body: Some((data, binary)), ..EventDetail::default() },
     );
-    let answer = invoke(EventKind::Message.route_key(), async move { default_route(event) }).await;
+    let route = api.default_route.clone();
+    let answer =
+        invoke(EventKind::Message.route_key(), async move { route.handle(event).await }).await;
     match body_bytes(answer.body) {
         Some((bytes, false)) => {
             socket.send(Message::Text(String::from_utf8_lossy(&bytes).into_owned().into())).await

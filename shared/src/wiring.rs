@@ -16,12 +16,13 @@ use crate::{
     auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
     config::{ConfigError, PushConfig, RtConfig, Tables},
     fanout::{ApiGatewayPoster, ConnectionPoster},
+    feed::FeedSettings,
     handlers::{
         authorizer::RequestAuthorizer,
         notifications::ListNotifications,
         push::PushNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
-        ws::ConnectionRoutes,
+        ws::{ConnectionRoutes, DefaultRoute},
     },
     rt::{client_from_config, RtClient},
     store::{dynamodb::DynamoStore, TicketStore},
@@ -101,13 +102,36 @@ pub fn list_tickets(sdk: &SdkConfig, tables: &Tables) -> ListTickets {
 }
 
 /// `GET /notifications` over the notifications store.
-pub fn list_notifications_over(notifications: Arc<dyn TicketStore>) -> ListNotifications {
-    ListNotifications::new(NotificationFeed::new(notifications))
+pub fn list_notifications_over(
+    notifications: Arc<dyn TicketStore>,
+    feed: FeedSettings,
+) -> ListNotifications {
+    ListNotifications::new(NotificationFeed::new(notifications).with_settings(feed))
 }
 
 /// `GET /notifications`: the notifications table.
-pub fn list_notifications(sdk: &SdkConfig, tables: &Tables) -> ListNotifications {
-    list_notifications_over(store(sdk, tables))
+pub fn list_notifications(
+    sdk: &SdkConfig,
+    tables: &Tables,
+    feed: FeedSettings,
+) -> ListNotifications {
+    list_notifications_over(store(sdk, tables), feed)
+}
+
+/// The feed's rules from the environment (`FEED_SETTLE_MS`, `FEED_RETENTION_DAYS`,
+/// `WS_RECONNECT_AFTER_SECS`).
+pub fn feed_settings() -> Result<FeedSettings, ConfigError> {
+    FeedSettings::from_lookup(&|k| std::env::var(k).ok())
+}
+
+/// `$default` over the notifications store.
+pub fn default_route_over(notifications: Arc<dyn TicketStore>, feed: FeedSettings) -> DefaultRoute {
+    DefaultRoute::new(notifications, feed)
+}
+
+/// `$default`: the notifications table (a `reconnect` position).
+pub fn default_route(sdk: &SdkConfig, tables: &Tables, feed: FeedSettings) -> DefaultRoute {
+    default_route_over(store(sdk, tables), feed)
 }
 
 /// `$connect` and `$disconnect`: the connections table, and `MAX_CONNECTIONS_PER_KEY`

@@ -107,3 +107,74 @@ async fn ping_is_answered_pong() {
     gateway.shutdown().await;
     stack.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_connection_is_told_to_reconnect_and_its_position_misses_nothing() {
+    let mut stack = Stack::new("feed-reconnect").await;
+    // Ages and horizons scaled down so the test does not wait two hours.
+    stack.config.feed.reconnect_after = Duration::from_secs(2);
+    stack.config.feed.settle = Duration::from_millis(200);
+    let gateway = stack.start().await;
+    let http = stack.http();
+    let base = gateway.http_url();
+
+    let before = post_ticket(&http, &base, "reconnect: before the connection").await;
+    let before_note = format!("ticket-{before}-created");
+    let before_at = wait_for("the first notification's time", CATCH_UP_WAIT, || {
+        let (http, base) = (&http, &base);
+        async move {
+            let page: Value =
+                http.get(format!("{base}/notifications")).send().await.ok()?.json().await.ok()?;
+            let at = page["items"].as_array()?.first()?["created_at"].as_str()?.to_owned();
+            chrono::DateTime::parse_from_rfc3339(&at).ok()
+        }
+    })
+    .await;
+    // The connection must start after that notification has settled.
+    wait_for("the settle horizon to pass", Duration::from_secs(5), || async {
+        (chrono::Utc::now() > before_at + chrono::Duration::milliseconds(400)).then_some(())
+    })
+    .await;
+    let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
+    let during = post_ticket(&http, &base, "reconnect: while connected").await;
+
+    // GIVEN the connection passes its age limit WHEN it pings THEN it is told to reconnect,
+    // with the position of the last notification from before it started.
+    let answer = wait_for("a reconnect answer to ping", Duration::from_secs(20), || {
+        let client = &mut client;
+        async move {
+            client.send_text(r#"{"action":"ping"}"#).await;
+            loop {
+                let text = client.next_text(Duration::from_secs(5)).await?;
+                let msg: Value = serde_json::from_str(&text).ok()?;
+                match msg["type"].as_str() {
+                    Some("reconnect") => return Some(msg),
+                    Some("pong") => return None,
+                    // A pushed notification: keep reading for the answer.
+                    _ => continue,
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(answer["reason"], "max_age");
+    assert_eq!(answer["since"], before_note.as_str(), "{answer}");
+    client.close().await;
+
+    // WHEN a ticket is created while it is away and it resumes from the given position
+    // THEN it gets everything since its connection started: nothing is missed.
+    let away = post_ticket(&http, &base, "reconnect: while away").await;
+    let got = wait_for("the catch-up after the reconnect position", CATCH_UP_WAIT, || {
+        let (http, base, since) = (&http, &base, &before_note);
+        async move {
+            let items = read_since(http, base, since).await;
+            (items.len() >= 2).then_some(items)
+        }
+    })
+    .await;
+    let ids: Vec<u64> = got.iter().map(|n| n["ticket"]["id"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(ids, [during, away]);
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}

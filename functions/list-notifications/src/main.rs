@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let tables = FunctionTables::LIST_NOTIFICATIONS.from_env()?;
     let sdk = wiring::sdk_config()?;
-    let handler = Arc::new(wiring::list_notifications(&sdk, &tables));
+    let feed = wiring::feed_settings()?;
+    let handler = Arc::new(wiring::list_notifications(&sdk, &tables, feed));
     warmup::at_init(&[Service::DynamoDb]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);

@@ -1,15 +1,25 @@
-//! Lambda `ws-default` (WebSocket `$default`): answers any client message with a short
-//! help text; the handler is `rt_relay_shared::handlers::ws::default_route`.
+//! Lambda `ws-default` (WebSocket `$default`): wiring only; the handler is
+//! `rt_relay_shared::handlers::ws::DefaultRoute` (`ping` → `pong` or `reconnect`, help
+//! text otherwise), built by `wiring`.
+
+use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use rt_relay_shared::{handlers::ws::default_route, telemetry};
+use rt_relay_shared::warmup::{self, Service};
+use rt_relay_shared::{config::FunctionTables, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
-    run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-        Ok::<_, Error>(default_route(event.payload))
+    let tables = FunctionTables::WS_DEFAULT.from_env()?;
+    let feed = wiring::feed_settings()?;
+    let sdk = wiring::sdk_config()?;
+    let route = Arc::new(wiring::default_route(&sdk, &tables, feed));
+    warmup::at_init(&[Service::DynamoDb]).await;
+    run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let route = Arc::clone(&route);
+        async move { Ok::<_, Error>(route.handle(event.payload).await) }
     }))
     .await
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use chrono::Utc;
 use tracing::{error, info};
 
 use crate::{
-    feed::{ClientMessage, ServerMessage},
+    feed::{self, ClientMessage, FeedSettings, ServerMessage},
     http::error_chain,
-    store::{ConnectionOwner, ConnectionStore},
+    store::{ConnectionOwner, ConnectionStore, TicketStore},
     tenant::{relay_default_queue, Caller},
     usecases::connections::{Admission, ConnectionTracker},
 };
@@ -118,11 +119,43 @@ pub fn max_connections_per_key(
 
 /// `$default`: the integration response is the reply (the template declares a route response).
 /// `{"action":"ping"}` is answered `{"type":"pong"}` (clients send it every 5 minutes to
-/// stay under API Gateway's 10-minute idle limit); anything else gets the help text.
-pub fn default_route(event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-    match event.body.as_deref().map(ClientMessage::parse) {
-        Some(Ok(ClientMessage::Ping)) => response(200, Some(&ServerMessage::Pong.to_json())),
-        _ => response(200, Some(HELP)),
+/// stay under API Gateway's 10-minute idle limit), or `{"type":"reconnect","since":…}` once
+/// the connection is old enough to be cut soon ([`feed::answer_ping`]); anything else gets
+/// the help text.
+#[derive(Debug, Clone)]
+pub struct DefaultRoute {
+    notifications: Arc<dyn TicketStore>,
+    settings: FeedSettings,
+}
+
+impl DefaultRoute {
+    /// Over the notifications store (read only for a `reconnect` position).
+    pub fn new(notifications: Arc<dyn TicketStore>, settings: FeedSettings) -> Self {
+        Self { notifications, settings }
+    }
+
+    /// Answers one client message.
+    pub async fn handle(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        match event.body.as_deref().map(ClientMessage::parse) {
+            Some(Ok(ClientMessage::Ping)) => {
+                let connected_at = event.request_context.connected_at;
+                let answer = feed::answer_ping(
+                    self.notifications.as_ref(),
+                    &self.settings,
+                    connected_at,
+                    Utc::now(),
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    // The client stays connected until the cut and then resumes from the
+                    // last id it received: nothing is lost, only the early warning.
+                    error!(error = %error_chain(&e), "could not read the feed for a reconnect position");
+                    ServerMessage::Pong
+                });
+                response(200, Some(&answer.to_json()))
+            }
+            _ => response(200, Some(HELP)),
+        }
     }
 }
 
@@ -156,17 +189,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ping_is_answered_pong() {
+    #[tokio::test]
+    async fn ping_is_answered_pong() {
+        let route = DefaultRoute::new(Arc::new(MemoryStore::new()), FeedSettings::default());
         let mut e = event("c");
         e.body = Some(r#"{"action":"ping"}"#.into());
-        let r = default_route(e);
+        e.request_context.connected_at = Utc::now().timestamp_millis();
+        let r = route.handle(e).await;
         assert!(matches!(r.body, Some(Body::Text(ref t)) if t == r#"{"type":"pong"}"#));
     }
 
-    #[test]
-    fn default_route_answers_help() {
-        let r = default_route(event("c"));
+    #[tokio::test]
+    async fn default_route_answers_help() {
+        let route = DefaultRoute::new(Arc::new(MemoryStore::new()), FeedSettings::default());
+        let r = route.handle(event("c")).await;
         assert_eq!(r.status_code, 200);
         assert!(matches!(r.body, Some(Body::Text(ref t)) if t.contains("rt-relay")));
     }

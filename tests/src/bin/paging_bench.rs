@@ -28,6 +28,7 @@ use futures_util::{stream, StreamExt};
 use lambda_http::{Body, Request, RequestExt, Response};
 use rt_relay_shared::{
     config::Tables,
+    feed::FeedSettings,
     handlers::{notifications::ListNotifications, tickets::ListTickets},
     store::dynamodb::{notification_item, ticket_item, DynamoStore, Item},
     wiring,
@@ -155,7 +156,7 @@ async fn dataset(size: u64) -> Dataset {
         client,
         meter,
         tickets: wiring::list_tickets_over(store.clone()),
-        notifications: wiring::list_notifications_over(store.clone()),
+        notifications: wiring::list_notifications_over(store.clone(), FeedSettings::default()),
         store,
     }
 }
