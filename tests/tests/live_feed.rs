@@ -3,7 +3,7 @@
 //! position, 410 `position_expired` for a lost one) and the WebSocket keep-alive (`ping` →
 //! `pong`). Every wait is bounded and waits for the event itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use rt_relay_tests::stack::{wait_for, Stack, WsClient};
@@ -95,6 +95,17 @@ async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_
     stack.clean_up().await;
 }
 
+/// The next message that is not a pushed notification (the answer to a client message).
+async fn control_message(client: &mut WsClient) -> Value {
+    loop {
+        let text = client.next_text(Duration::from_secs(10)).await.expect("an answer in 10 s");
+        let msg: Value = serde_json::from_str(&text).expect("JSON message");
+        if msg.get("ticket").is_none() {
+            return msg;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_answered_pong() {
     let stack = Stack::new("feed-ping").await;
@@ -140,23 +151,17 @@ async fn an_old_connection_is_told_to_reconnect_and_its_position_misses_nothing(
 
     // GIVEN the connection passes its age limit WHEN it pings THEN it is told to reconnect,
     // with the position of the last notification from before it started.
-    let answer = wait_for("a reconnect answer to ping", Duration::from_secs(20), || {
-        let client = &mut client;
-        async move {
-            client.send_text(r#"{"action":"ping"}"#).await;
-            loop {
-                let text = client.next_text(Duration::from_secs(5)).await?;
-                let msg: Value = serde_json::from_str(&text).ok()?;
-                match msg["type"].as_str() {
-                    Some("reconnect") => return Some(msg),
-                    Some("pong") => return None,
-                    // A pushed notification: keep reading for the answer.
-                    _ => continue,
-                }
-            }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        assert!(Instant::now() < deadline, "no reconnect answer to ping within 20 s");
+        client.send_text(r#"{"action":"ping"}"#).await;
+        let reply = control_message(&mut client).await;
+        if reply["type"] == "reconnect" {
+            break reply;
         }
-    })
-    .await;
+        assert_eq!(reply["type"], "pong", "{reply}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(answer["reason"], "max_age");
     assert_eq!(answer["since"], before_note.as_str(), "{answer}");
     client.close().await;
