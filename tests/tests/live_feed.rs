@@ -30,11 +30,12 @@ async fn read_since(http: &reqwest::Client, base: &str, since: &str) -> Vec<Valu
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut req = http.get(format!("{base}/notifications")).query(&[("since", since)]);
-        req = req.query(&[("limit", "3")]);
+        // Ids and cursors are URL-safe (ids: letters, digits, '-'; cursors: base64url).
+        let mut url = format!("{base}/notifications?since={since}&limit=3");
         if let Some(c) = &cursor {
-            req = req.query(&[("cursor", c)]);
+            url.push_str(&format!("&cursor={c}"));
         }
+        let req = http.get(url);
         let resp = req.send().await.expect("GET /notifications?since");
         assert_eq!(resp.status(), StatusCode::OK, "GET /notifications?since={since}");
         let page: Value = resp.json().await.expect("page JSON");
@@ -59,13 +60,14 @@ async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_
         missed.push(post_ticket(&http, &base, &format!("since: missed {i}")).await);
     }
     let since = format!("ticket-{first}-created");
+    let want = missed.len();
     // GIVEN a client whose last notification was `first` WHEN it reads after it THEN it gets
     // exactly the four it missed, oldest first, once they are settled.
     let got = wait_for("the four missed notifications after the position", CATCH_UP_WAIT, || {
         let (http, base, since) = (&http, &base, &since);
         async move {
             let items = read_since(http, base, since).await;
-            (items.len() >= missed.len()).then_some(items)
+            (items.len() >= want).then_some(items)
         }
     })
     .await;
