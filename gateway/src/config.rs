@@ -9,8 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use rt_relay_shared::{
     config::{ConfigError, RtConfig, Tables},
     events::{settings::webhook_secret_from_lookup, sync::SyncSettings},
-    secret::Secret,
     feed::FeedSettings,
+    secret::Secret,
 };
 use url::Url;
 

@@ -28,7 +28,7 @@ use crate::{
     store::{dynamodb::DynamoStore, TicketStore},
     usecases::{
         create_ticket::{CreateTicket, IdempotencyTiming},
-        feeds::{NotificationFeed, TicketFeed},
+        feeds::{KeepAlive, NotificationFeed, TicketFeed},
         refresh_ticket::RefreshTicket,
     },
 };
@@ -126,7 +126,7 @@ pub fn feed_settings() -> Result<FeedSettings, ConfigError> {
 
 /// `$default` over the notifications store.
 pub fn default_route_over(notifications: Arc<dyn TicketStore>, feed: FeedSettings) -> DefaultRoute {
-    DefaultRoute::new(notifications, feed)
+    KeepAlive::new(notifications, feed).into()
 }
 
 /// `$default`: the notifications table (a `reconnect` position).

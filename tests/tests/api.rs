@@ -75,7 +75,7 @@ async fn api_with(tag: &str, rt: Arc<dyn RtClient>, tickets: Option<Arc<dyn Tick
         )),
         get: wiring::get_ticket_over(rt.clone(), store.clone()),
         list: wiring::list_tickets_over(store.clone()),
-        notes: wiring::list_notifications_over(store.clone()),
+        notes: wiring::list_notifications_over(store.clone(), Default::default()),
         store,
         rt,
     }

@@ -1,12 +1,13 @@
 //! The live feed (issue 11) end to end, through the local gateway over the real RT and moto:
 //! catching up over HTTP with `since` (oldest first, exactly the notifications after the
-//! position, 410 `position_expired` for a lost one) and the WebSocket keep-alive (`ping` →
+//! position the key's queues allow, 410 `position_expired` for a lost one) and the WebSocket keep-alive (`ping` →
 //! `pong`). Every wait is bounded and waits for the event itself.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use rt_relay_tests::stack::{wait_for, Stack, WsClient};
+use rt_relay_shared::auth::{ApiKeyStore, Scope};
+use rt_relay_tests::stack::{authorized_client, wait_for, Stack, WsClient};
 use serde_json::{json, Value};
 
 /// Bound on a notification becoming readable through `since` (the 5 s settle horizon plus
@@ -14,9 +15,13 @@ use serde_json::{json, Value};
 const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
 
 async fn post_ticket(http: &reqwest::Client, base: &str, title: &str) -> u64 {
+    post_ticket_in(http, base, title, "General").await
+}
+
+async fn post_ticket_in(http: &reqwest::Client, base: &str, title: &str, queue: &str) -> u64 {
     let resp = http
         .post(format!("{base}/tickets"))
-        .json(&json!({ "title": title, "description": "live feed test" }))
+        .json(&json!({ "title": title, "description": "live feed test", "queue": queue }))
         .send()
         .await
         .expect("POST /tickets");
@@ -59,11 +64,12 @@ async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_
     for i in 0..4 {
         missed.push(post_ticket(&http, &base, &format!("since: missed {i}")).await);
     }
+    missed.push(post_ticket_in(&http, &base, "since: missed in Support", "Support").await);
     let since = format!("ticket-{first}-created");
     let want = missed.len();
     // GIVEN a client whose last notification was `first` WHEN it reads after it THEN it gets
-    // exactly the four it missed, oldest first, once they are settled.
-    let got = wait_for("the four missed notifications after the position", CATCH_UP_WAIT, || {
+    // exactly the five it missed, oldest first, once they are settled.
+    let got = wait_for("the five missed notifications after the position", CATCH_UP_WAIT, || {
         let (http, base, since) = (&http, &base, &since);
         async move {
             let items = read_since(http, base, since).await;
@@ -74,6 +80,14 @@ async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_
     let ids: Vec<u64> = got.iter().map(|n| n["ticket"]["id"].as_u64().unwrap_or(0)).collect();
     assert_eq!(ids, missed, "exactly the missed ones, in feed order");
     assert!(got.iter().all(|n| n["type"] == "ticket.created"));
+
+    // A key that may read only Support catches up on Support's notification only.
+    let limited_key = stack.mint_key(&[Scope::NotificationsRead]).await;
+    let limited_id = limited_key.split('_').nth(1).expect("a key rtr_<id>_<secret>");
+    assert!(stack.keys().set_queues(limited_id, &["Support".into()]).await.expect("set queues"));
+    let limited = read_since(&authorized_client(&limited_key), &base, &since).await;
+    let ids: Vec<u64> = limited.iter().map(|n| n["ticket"]["id"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(ids, missed[4..], "only the queue the key may read");
 
     // A position nobody has (or beyond retention) is a clear 410, not an empty page.
     let resp = http

@@ -6,15 +6,17 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
-use chrono::Utc;
 use tracing::{error, info};
 
 use crate::{
-    feed::{self, ClientMessage, FeedSettings, ServerMessage},
+    feed::{ClientMessage, ServerMessage},
     http::error_chain,
-    store::{ConnectionOwner, ConnectionStore, TicketStore},
+    store::{ConnectionOwner, ConnectionStore},
     tenant::{relay_default_queue, Caller},
-    usecases::connections::{Admission, ConnectionTracker},
+    usecases::{
+        connections::{Admission, ConnectionTracker},
+        feeds::KeepAlive,
+    },
 };
 
 /// Default for how many connections one API key may hold open (`MAX_CONNECTIONS_PER_KEY`).
@@ -120,33 +122,26 @@ pub fn max_connections_per_key(
 /// `$default`: the integration response is the reply (the template declares a route response).
 /// `{"action":"ping"}` is answered `{"type":"pong"}` (clients send it every 5 minutes to
 /// stay under API Gateway's 10-minute idle limit), or `{"type":"reconnect","since":…}` once
-/// the connection is old enough to be cut soon ([`feed::answer_ping`]); anything else gets
+/// the connection is old enough to be cut soon ([`KeepAlive`]); anything else gets
 /// the help text.
 #[derive(Debug, Clone)]
 pub struct DefaultRoute {
-    notifications: Arc<dyn TicketStore>,
-    settings: FeedSettings,
+    keep_alive: KeepAlive,
+}
+
+impl From<KeepAlive> for DefaultRoute {
+    fn from(keep_alive: KeepAlive) -> Self {
+        Self { keep_alive }
+    }
 }
 
 impl DefaultRoute {
-    /// Over the notifications store (read only for a `reconnect` position).
-    pub fn new(notifications: Arc<dyn TicketStore>, settings: FeedSettings) -> Self {
-        Self { notifications, settings }
-    }
-
     /// Answers one client message.
     pub async fn handle(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
         match event.body.as_deref().map(ClientMessage::parse) {
             Some(Ok(ClientMessage::Ping)) => {
                 let connected_at = event.request_context.connected_at;
-                let answer = feed::answer_ping(
-                    self.notifications.as_ref(),
-                    &self.settings,
-                    connected_at,
-                    Utc::now(),
-                )
-                .await
-                .unwrap_or_else(|e| {
+                let answer = self.keep_alive.ping(connected_at).await.unwrap_or_else(|e| {
                     // The client stays connected until the cut and then resumes from the
                     // last id it received: nothing is lost, only the early warning.
                     error!(error = %error_chain(&e), "could not read the feed for a reconnect position");
@@ -162,7 +157,8 @@ impl DefaultRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    use crate::{feed::FeedSettings, store::memory::MemoryStore};
+    use chrono::Utc;
 
     fn event(id: &str) -> ApiGatewayWebsocketProxyRequest {
         let mut e = ApiGatewayWebsocketProxyRequest::default();
@@ -191,7 +187,10 @@ mod tests {
 
     #[tokio::test]
     async fn ping_is_answered_pong() {
-        let route = DefaultRoute::new(Arc::new(MemoryStore::new()), FeedSettings::default());
+        let route = DefaultRoute::from(KeepAlive::new(
+            Arc::new(MemoryStore::new()),
+            FeedSettings::default(),
+        ));
         let mut e = event("c");
         e.body = Some(r#"{"action":"ping"}"#.into());
         e.request_context.connected_at = Utc::now().timestamp_millis();
@@ -201,7 +200,10 @@ mod tests {
 
     #[tokio::test]
     async fn default_route_answers_help() {
-        let route = DefaultRoute::new(Arc::new(MemoryStore::new()), FeedSettings::default());
+        let route = DefaultRoute::from(KeepAlive::new(
+            Arc::new(MemoryStore::new()),
+            FeedSettings::default(),
+        ));
         let r = route.handle(event("c")).await;
         assert_eq!(r.status_code, 200);
         assert!(matches!(r.body, Some(Body::Text(ref t)) if t.contains("rt-relay")));

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::Error;
+use super::{
+    clock::{Clock, SystemClock},
+    Error,
+};
 use crate::{
-    feed::{self, FeedSettings, SinceError},
+    feed::{self, FeedSettings, ServerMessage, SinceError},
     model::{Notification, Ticket},
     store::{Page, PageRequest, TicketFilter, TicketStore},
 };
@@ -80,5 +83,29 @@ impl NotificationFeed {
             None => self.notifications.list_notifications(page).await?,
             Some(kind) => self.notifications.list_notifications_of_type(kind, page).await?,
         })
+    }
+}
+
+/// The keep-alive: a `ping` is answered `pong`, or `reconnect` with a resume position once
+/// the connection is near API Gateway's 2-hour cut ([`feed::answer_ping`]).
+#[derive(Debug, Clone)]
+pub struct KeepAlive {
+    notifications: Arc<dyn TicketStore>,
+    settings: FeedSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl KeepAlive {
+    /// Over the notifications store (read only for a `reconnect` position), on the system
+    /// clock.
+    pub fn new(notifications: Arc<dyn TicketStore>, settings: FeedSettings) -> Self {
+        Self { notifications, settings, clock: Arc::new(SystemClock) }
+    }
+
+    /// The answer to a `ping` on a connection made at `connected_at_millis`.
+    pub async fn ping(&self, connected_at_millis: i64) -> Result<ServerMessage, Error> {
+        let now = self.clock.now();
+        Ok(feed::answer_ping(self.notifications.as_ref(), &self.settings, connected_at_millis, now)
+            .await?)
     }
 }
