@@ -17,8 +17,8 @@ use std::{
 
 use axum::{
     body::{to_bytes, Body},
-    extract::{Path, Request, State},
-    http::{header, HeaderName, HeaderValue, StatusCode},
+    extract::{FromRequestParts, Path, Request, State},
+    http::{header, request::Parts, HeaderName, HeaderValue, StatusCode},
     response::Response,
     routing::post,
     Router,
@@ -239,22 +239,33 @@ pub fn management_router(registry: Arc<ConnectionRegistry>, stage: &str) -> Rout
         .with_state(state)
 }
 
-/// The connection id from either route shape; `None` when the stage is not ours.
-fn connection_id(m: &Management, params: &HashMap<String, String>) -> Option<String> {
-    if params.get("stage").is_some_and(|s| *s != m.stage) {
-        return None;
+/// The connection id from either route shape, for the handlers; a path naming another stage
+/// (or none) is answered 404 before the handler runs.
+struct ConnectionId(String);
+
+impl FromRequestParts<Arc<Management>> for ConnectionId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        m: &Arc<Management>,
+    ) -> Result<Self, Self::Rejection> {
+        let not_found = || with_request_id(status_only(StatusCode::NOT_FOUND));
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, m)
+            .await
+            .map_err(|_| not_found())?;
+        if params.get("stage").is_some_and(|s| *s != m.stage) {
+            return Err(not_found());
+        }
+        params.get("id").cloned().map(Self).ok_or_else(not_found)
     }
-    params.get("id").cloned()
 }
 
 async fn post_to_connection(
     State(m): State<Arc<Management>>,
-    Path(params): Path<HashMap<String, String>>,
+    ConnectionId(id): ConnectionId,
     req: Request,
 ) -> Response {
-    let Some(id) = connection_id(&m, &params) else {
-        return with_request_id(status_only(StatusCode::NOT_FOUND));
-    };
     let data = match to_bytes(req.into_body(), MAX_POST_BYTES).await {
         Ok(d) => d.to_vec(),
         Err(_) => {
@@ -280,11 +291,8 @@ async fn post_to_connection(
 
 async fn get_connection(
     State(m): State<Arc<Management>>,
-    Path(params): Path<HashMap<String, String>>,
+    ConnectionId(id): ConnectionId,
 ) -> Response {
-    let Some(id) = connection_id(&m, &params) else {
-        return with_request_id(status_only(StatusCode::NOT_FOUND));
-    };
     let Some(info) = m.registry.info(&id) else { return with_request_id(gone()) };
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     // The service's wire names (lower camel case), which the SDK's GetConnection reads.
@@ -300,11 +308,8 @@ async fn get_connection(
 
 async fn delete_connection(
     State(m): State<Arc<Management>>,
-    Path(params): Path<HashMap<String, String>>,
+    ConnectionId(id): ConnectionId,
 ) -> Response {
-    let Some(id) = connection_id(&m, &params) else {
-        return with_request_id(status_only(StatusCode::NOT_FOUND));
-    };
     with_request_id(match m.registry.close(&id) {
         Ok(()) => status_only(StatusCode::NO_CONTENT),
         Err(_) => gone(),

@@ -25,16 +25,22 @@ const WAIT: Duration = Duration::from_secs(5);
 
 async fn start() -> (RunningGateway, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let functions = Functions::new(
+    let gateway = start_functions(functions_over(&store)).await;
+    (gateway, store)
+}
+
+/// The functions over `store` and a fresh fake RT, with no API key check.
+fn functions_over(store: &Arc<MemoryStore>) -> Functions {
+    Functions::new(
         Arc::new(MemoryRt::new()),
         store.clone(),
         "General".into(),
         Duration::from_secs(5),
-    );
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
-        .await
-        .expect("gateway starts");
-    (gateway, store)
+    )
+}
+
+async fn start_functions(functions: Functions) -> RunningGateway {
+    Gateway::start_with(ServerOptions::loopback(), functions, None).await.expect("gateway starts")
 }
 
 fn management(gateway: &RunningGateway) -> ManagementClient {
@@ -54,6 +60,22 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A CORS preflight for a POST to `url` from a browser page, asking for `request_headers`.
+async fn preflight(
+    http: &reqwest::Client,
+    url: &str,
+    request_headers: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http
+        .request(reqwest::Method::OPTIONS, url)
+        .header("origin", "http://app.local")
+        .header("access-control-request-method", "POST");
+    if let Some(headers) = request_headers {
+        request = request.header("access-control-request-headers", headers);
+    }
+    request.send().await.expect("the preflight is answered")
 }
 
 #[tokio::test]
@@ -118,13 +140,7 @@ async fn http_api_routes_to_the_functions_and_maps_errors() {
     let body: Value = over_gateway.json().await.unwrap();
     assert_eq!(body["message"], "Request Entity Too Large");
 
-    let preflight = http
-        .request(reqwest::Method::OPTIONS, format!("{base}/tickets"))
-        .header("origin", "http://app.local")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
+    let preflight = preflight(&http, &format!("{base}/tickets"), None).await;
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     gateway.shutdown().await;
@@ -226,11 +242,9 @@ impl ConnectionStore for BrokenConnections {
 
 #[tokio::test]
 async fn a_failing_connect_refuses_the_handshake() {
-    let store = Arc::new(MemoryStore::new());
-    let mut functions =
-        Functions::new(Arc::new(MemoryRt::new()), store, "General".into(), Duration::from_secs(5));
+    let mut functions = functions_over(&Arc::new(MemoryStore::new()));
     functions.connection_routes = ConnectionRoutes::new(Arc::new(BrokenConnections));
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None).await.unwrap();
+    let gateway = start_functions(functions).await;
     match tokio_tungstenite::connect_async(gateway.ws_url()).await {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 500),
         other => panic!("expected the handshake to be refused with 500, got {other:?}"),
@@ -247,16 +261,7 @@ async fn a_failing_connect_refuses_the_handshake() {
 async fn start_with_keys() -> (RunningGateway, Arc<MemoryStore>, Arc<MemoryApiKeys>) {
     let store = Arc::new(MemoryStore::new());
     let keys = Arc::new(MemoryApiKeys::new());
-    let functions = Functions::new(
-        Arc::new(MemoryRt::new()),
-        store.clone(),
-        "General".into(),
-        Duration::from_secs(5),
-    )
-    .with_api_keys(keys.clone());
-    let gateway = Gateway::start_with(ServerOptions::loopback(), functions, None)
-        .await
-        .expect("gateway starts");
+    let gateway = start_functions(functions_over(&store).with_api_keys(keys.clone())).await;
     (gateway, store, keys)
 }
 
@@ -275,37 +280,50 @@ async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends `method url` with `authorization` as the `Authorization` header and `body` as JSON
+/// (each only when given).
+async fn send_keyed(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    authorization: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = http.request(method, url);
+    if let Some(credential) = authorization {
+        request = request.header("authorization", credential);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("the gateway answers")
+}
+
 #[tokio::test]
 async fn the_http_api_checks_api_keys_like_api_gateway() {
+    use reqwest::Method;
     let (gateway, store, keys) = start_with_keys().await;
     let http = reqwest::Client::new();
     let base = gateway.http_url();
+    let tickets = format!("{base}/tickets");
     let all = key(&keys, &Scope::ALL).await;
     let reader = key(&keys, &[Scope::TicketsRead]).await;
-    let bearer = |k: &MintedKey| format!("Bearer {}", k.key());
+    let (all_bearer, reader_bearer) =
+        (format!("Bearer {}", all.key()), format!("Bearer {}", reader.key()));
+    let as_reader = Some(reader_bearer.as_str());
+    let body = ticket_body();
 
     // No key: 401 from the gateway itself, in API Gateway's shape, CORS headers included.
-    let none = http
-        .get(format!("{base}/tickets"))
-        .header("origin", "http://app.local")
-        .send()
-        .await
-        .unwrap();
+    let none = http.get(&tickets).header("origin", "http://app.local").send().await.unwrap();
     assert_eq!(none.headers()["access-control-allow-origin"], "*");
     assert_eq!(status_and_body(none).await, (401, json!({"message": "Unauthorized"})));
-    let blank =
-        http.get(format!("{base}/tickets")).header("authorization", " ").send().await.unwrap();
+    let blank = send_keyed(&http, Method::GET, &tickets, Some(" "), None).await;
     assert_eq!(blank.status(), 401, "a blank identity source counts as missing");
 
     // A credential that is not a live key: 403 (a simple-response authorizer can only say no).
     let wrong_secret = format!("Bearer rtr_{}_{}", all.record.key_id, "0".repeat(64));
     for credential in ["Basic cm9vdDpwYXNz", all.key(), wrong_secret.as_str(), "Bearer rtr_short"] {
-        let resp = http
-            .get(format!("{base}/tickets"))
-            .header("authorization", credential)
-            .send()
-            .await
-            .unwrap();
+        let resp = send_keyed(&http, Method::GET, &tickets, Some(credential), None).await;
         assert_eq!(
             status_and_body(resp).await,
             (403, json!({"message": "Forbidden"})),
@@ -315,81 +333,39 @@ async fn the_http_api_checks_api_keys_like_api_gateway() {
     }
 
     // The right scope passes; the wrong one is 403 and never reaches the function.
-    let list = http
-        .get(format!("{base}/tickets"))
-        .header("authorization", bearer(&reader))
-        .send()
-        .await
-        .unwrap();
+    let list = send_keyed(&http, Method::GET, &tickets, as_reader, None).await;
     assert_eq!(list.status(), 200);
-    let post = http
-        .post(format!("{base}/tickets"))
-        .header("authorization", bearer(&reader))
-        .json(&ticket_body())
-        .send()
-        .await
-        .unwrap();
+    let post = send_keyed(&http, Method::POST, &tickets, as_reader, Some(&body)).await;
     assert_eq!(status_and_body(post).await, (403, json!({"message": "Forbidden"})));
     assert_eq!(store.notification_count(), 0, "the refused POST created nothing");
-    let notes = http
-        .get(format!("{base}/notifications"))
-        .header("authorization", bearer(&reader))
-        .send()
-        .await
-        .unwrap();
+    let notes =
+        send_keyed(&http, Method::GET, &format!("{base}/notifications"), as_reader, None).await;
     assert_eq!(notes.status(), 403, "tickets:read does not read notifications");
-    let created = http
-        .post(format!("{base}/tickets"))
-        .header("authorization", bearer(&all))
-        .json(&ticket_body())
-        .send()
-        .await
-        .unwrap();
+    let created =
+        send_keyed(&http, Method::POST, &tickets, Some(all_bearer.as_str()), Some(&body)).await;
     assert_eq!(created.status(), 201);
-    let one = http
-        .get(format!("{base}/tickets/1"))
-        .header("authorization", bearer(&reader))
-        .send()
-        .await
-        .unwrap();
+    let one = send_keyed(&http, Method::GET, &format!("{base}/tickets/1"), as_reader, None).await;
     assert_eq!(one.status(), 200);
 
     // Revoked: refused on the very next request (no authorizer cache locally).
     keys.revoke(&all.record.key_id, chrono::Utc::now()).await.unwrap();
-    let after = http
-        .post(format!("{base}/tickets"))
-        .header("authorization", bearer(&all))
-        .json(&ticket_body())
-        .send()
-        .await
-        .unwrap();
+    let after =
+        send_keyed(&http, Method::POST, &tickets, Some(all_bearer.as_str()), Some(&body)).await;
     assert_eq!(after.status(), 403);
     assert_eq!(store.notification_count(), 1);
 
     // Unknown routes, wrong methods, CORS preflights and the OpenAPI document need no key.
     assert_eq!(http.get(format!("{base}/nope")).send().await.unwrap().status(), 404);
-    assert_eq!(http.delete(format!("{base}/tickets")).send().await.unwrap().status(), 405);
+    assert_eq!(http.delete(&tickets).send().await.unwrap().status(), 405);
     assert_eq!(http.get(format!("{base}/openapi.json")).send().await.unwrap().status(), 200);
-    let preflight = http
-        .request(reqwest::Method::OPTIONS, format!("{base}/tickets"))
-        .header("origin", "http://app.local")
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type")
-        .send()
-        .await
-        .unwrap();
+    let preflight = preflight(&http, &tickets, Some("authorization,content-type")).await;
     assert_eq!(preflight.status(), 204);
     let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
     assert!(allowed.split(',').any(|h| h == "authorization"), "{allowed}");
 
     // The key store failing refuses the request with API Gateway's bare 500, no detail.
     keys.set_failing(true);
-    let down = http
-        .get(format!("{base}/tickets"))
-        .header("authorization", bearer(&reader))
-        .send()
-        .await
-        .unwrap();
+    let down = send_keyed(&http, Method::GET, &tickets, as_reader, None).await;
     assert_eq!(status_and_body(down).await, (500, json!({"message": "Internal Server Error"})));
     gateway.shutdown().await;
 }

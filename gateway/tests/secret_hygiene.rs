@@ -271,89 +271,51 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     let wrong_secret =
         format!("rtr_{}_{}", all.split('_').nth(1).unwrap_or_default(), "0".repeat(64));
     let url = format!("{}/tickets", g1.http);
-    assert_eq!(call(&capture, http.post(&url).json(&ticket), "no key").await, 401);
-    assert_eq!(
-        call(
-            &capture,
-            http.post(&url).header("authorization", bearer(&reader)).json(&ticket),
-            "reader POST"
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        call(
-            &capture,
-            http.post(&url).header("authorization", bearer(&wrong_secret)).json(&ticket),
-            "wrong secret"
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        call(
-            &capture,
-            http.post(&url).header("authorization", bearer(&revoked)).json(&ticket),
-            "revoked"
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        call(
-            &capture,
-            http.post(&url).header("authorization", all.as_str()).json(&ticket),
-            "no Bearer"
-        )
-        .await,
-        403
-    );
-    assert_eq!(
-        handshake(&capture, &format!("{}/?api_key={revoked}", g1.ws), "ws revoked").await,
-        401
-    );
-    assert_eq!(
-        handshake(&capture, &format!("{}/?api_key={wrong_secret}", g1.ws), "ws wrong secret").await,
-        401
-    );
-    assert_eq!(
-        handshake(&capture, &format!("{}/?api_key={reader}", g1.ws), "ws reader").await,
-        403
-    );
+    let refused_posts = [
+        ("no key", None, 401),
+        ("reader POST", Some(bearer(&reader)), 403),
+        ("wrong secret", Some(bearer(&wrong_secret)), 403),
+        ("revoked", Some(bearer(&revoked)), 403),
+        ("no Bearer", Some(all.clone()), 403),
+    ];
+    for (what, authorization, status) in refused_posts {
+        let mut req = http.post(&url).json(&ticket);
+        if let Some(credential) = authorization {
+            req = req.header("authorization", credential);
+        }
+        assert_eq!(call(&capture, req, what).await, status, "{what}");
+    }
+    let refused_handshakes = [
+        ("ws revoked", &revoked, 401),
+        ("ws wrong secret", &wrong_secret, 401),
+        ("ws reader", &reader, 403),
+    ];
+    for (what, key, status) in refused_handshakes {
+        let url = format!("{}/?api_key={key}", g1.ws);
+        assert_eq!(handshake(&capture, &url, what).await, status, "{what}");
+    }
     // Bad input, for the error mapping.
-    assert_eq!(
-        call(&capture, http.post(&url).header("authorization", bearer(&all)).body("{"), "not JSON")
-            .await,
-        415
-    );
-    assert_eq!(
-        call(
-            &capture,
-            http.get(format!("{}/tickets?cursor=zzz", g1.http))
-                .header("authorization", bearer(&all)),
-            "bad cursor"
-        )
-        .await,
-        400
-    );
-    assert_eq!(
-        call(
-            &capture,
-            http.get(format!("{}/tickets/999999999", g1.http))
-                .header("authorization", bearer(&all)),
-            "unknown ticket"
-        )
-        .await,
-        404
-    );
+    let bad_input = [
+        ("not JSON", http.post(&url).body("{"), 415),
+        ("bad cursor", http.get(format!("{}/tickets?cursor=zzz", g1.http)), 400),
+        ("unknown ticket", http.get(format!("{}/tickets/999999999", g1.http)), 404),
+    ];
+    for (what, req, status) in bad_input {
+        let req = req.header("authorization", bearer(&all));
+        assert_eq!(call(&capture, req, what).await, status, "{what}");
+    }
     g1.stop().await;
 
     // ---- REST 1.0 with the password (it travels in the form body), JSON logs
-    let rest1 = [
-        ("RT_API_URL", format!("{rt_base}/REST/1.0/")),
-        ("RT_USERNAME", rt_user.clone()),
-        ("RT_PASSWORD", rt_password.clone()),
-    ];
+    // RT over `version` (1.0 or 2.0) with the user name and `password`.
+    let with_password = |version: &str, password: &str| -> RtSettings {
+        vec![
+            ("RT_API_URL", format!("{rt_base}/REST/{version}/")),
+            ("RT_USERNAME", rt_user.clone()),
+            ("RT_PASSWORD", password.to_owned()),
+        ]
+    };
+    let rest1 = with_password("1.0", &rt_password);
     let g2 = GatewayProcess::start(&capture, &prefix, &rest1, true).await;
     assert_eq!(
         call(
@@ -375,24 +337,8 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
             vec![("RT_API_URL", format!("{rt_base}/REST/2.0/")), ("RT_TOKEN", wrong_token.clone())],
             false,
         ),
-        (
-            "wrong password REST 2.0",
-            vec![
-                ("RT_API_URL", format!("{rt_base}/REST/2.0/")),
-                ("RT_USERNAME", rt_user.clone()),
-                ("RT_PASSWORD", wrong_password.clone()),
-            ],
-            true,
-        ),
-        (
-            "wrong password REST 1.0",
-            vec![
-                ("RT_API_URL", format!("{rt_base}/REST/1.0/")),
-                ("RT_USERNAME", rt_user.clone()),
-                ("RT_PASSWORD", wrong_password.clone()),
-            ],
-            false,
-        ),
+        ("wrong password REST 2.0", with_password("2.0", &wrong_password), true),
+        ("wrong password REST 1.0", with_password("1.0", &wrong_password), false),
         (
             "RT unreachable",
             vec![
@@ -426,32 +372,21 @@ async fn no_secret_reaches_the_logs_and_no_internal_detail_reaches_clients() {
     // ---- storage failures: the tables vanish under a running gateway
     let g3 = GatewayProcess::start(&capture, &prefix, &rest2, false).await;
     let dynamodb = rt_relay_shared::store::dynamodb::client_from_env().await;
-    dynamodb
-        .delete_table()
-        .table_name(format!("{prefix}tickets"))
-        .send()
-        .await
-        .expect("delete the tickets table");
-    let list = call(
-        &capture,
-        http.get(format!("{}/tickets", g3.http)).header("authorization", bearer(&all)),
-        "tickets table gone",
-    )
-    .await;
-    assert_eq!(list, 503);
-    dynamodb
-        .delete_table()
-        .table_name(format!("{prefix}api-keys"))
-        .send()
-        .await
-        .expect("delete the keys table");
-    let refused = call(
-        &capture,
-        http.get(format!("{}/notifications", g3.http)).header("authorization", bearer(&all)),
-        "keys table gone",
-    )
-    .await;
-    assert_eq!(refused, 500);
+    // The tickets table first (a list is 503), then the keys table (the authorizer's 500).
+    let vanishing = [
+        ("tickets", "/tickets", "tickets table gone", 503),
+        ("api-keys", "/notifications", "keys table gone", 500),
+    ];
+    for (table, path, what, status) in vanishing {
+        dynamodb
+            .delete_table()
+            .table_name(format!("{prefix}{table}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("delete the {table} table: {e}"));
+        let req = http.get(format!("{}{path}", g3.http)).header("authorization", bearer(&all));
+        assert_eq!(call(&capture, req, what).await, status, "{what}");
+    }
     assert_eq!(
         handshake(&capture, &format!("{}/?api_key={all}", g3.ws), "ws keys table gone").await,
         500
