@@ -115,8 +115,22 @@ impl NewTicket {
     }
 }
 
+/// Whether `raw`, as sent (surrounding white space included), has more than `max`
+/// characters: the OpenAPI document's `maxLength` counts that way, so a value it calls too
+/// long is refused even when it would fit once trimmed. The byte limits (RT counts bytes)
+/// are checked on the trimmed value as well.
+pub(crate) fn too_long_as_sent(raw: &str, max: usize) -> bool {
+    raw.chars().nth(max).is_some()
+}
+
 fn validate_title(raw: &str) -> Result<String, ValidationError> {
     let title = raw.trim();
+    if too_long_as_sent(raw, MAX_TITLE_BYTES) {
+        return Err(ValidationError::field(
+            "title",
+            format!("at most {MAX_TITLE_BYTES} characters (and {MAX_TITLE_BYTES} UTF-8 bytes) are allowed"),
+        ));
+    }
     if title.is_empty() {
         return Err(ValidationError::field("title", "must not be empty"));
     }
@@ -163,10 +177,10 @@ pub fn validate_queue_name(raw: &str) -> Result<String, ValidationError> {
     if queue.is_empty() {
         return Err(ValidationError::field("queue", "must not be empty"));
     }
-    if queue.len() > MAX_QUEUE_BYTES {
+    if queue.len() > MAX_QUEUE_BYTES || too_long_as_sent(raw, MAX_QUEUE_BYTES) {
         return Err(ValidationError::field(
             "queue",
-            format!("at most {MAX_QUEUE_BYTES} bytes are allowed"),
+            format!("at most {MAX_QUEUE_BYTES} characters (and {MAX_QUEUE_BYTES} UTF-8 bytes) are allowed"),
         ));
     }
     if queue.chars().any(char::is_control) {
@@ -182,7 +196,7 @@ pub fn validate_requestor(raw: &str) -> Result<String, ValidationError> {
     let bad = || {
         ValidationError::field("requestor", "must be one email address such as user@example.com")
     };
-    if email.is_empty() || email.len() > MAX_EMAIL_BYTES {
+    if email.is_empty() || email.len() > MAX_EMAIL_BYTES || too_long_as_sent(raw, MAX_EMAIL_BYTES) {
         return Err(bad());
     }
     if email.chars().any(|c| {
@@ -377,6 +391,21 @@ mod tests {
         ] {
             assert_eq!(field_of(body).as_deref(), Some("title"), "{body}");
         }
+    }
+
+    #[test]
+    fn length_limits_count_the_value_as_sent() {
+        // 200 characters once trimmed, 205 as sent: the document's maxLength refuses it.
+        let padded = format!("  {}   ", "a".repeat(200));
+        assert_eq!(field_of(&format!(r#"{{"title":"{padded}"}}"#)).as_deref(), Some("title"));
+        assert!(parse(&format!(r#"{{"title":" {} "}}"#, "a".repeat(198))).is_ok());
+        assert!(validate_queue_name(&format!(" {}", "q".repeat(200))).is_err());
+        assert_eq!(
+            validate_queue_name(&format!(" {} ", "q".repeat(198))).unwrap(),
+            "q".repeat(198)
+        );
+        assert!(validate_requestor(&format!(" {}@example.com", "a".repeat(60))).is_ok());
+        assert!(validate_requestor(&format!("{}@{}.com", "a".repeat(60), "d".repeat(190))).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use lambda_http::{
 
 use crate::{
     http::{json_body, json_response, path_param, query_param, raw_json_response, ApiError},
-    model::{validate_queue_name, NewTicket, Ticket, ValidationError},
+    model::{too_long_as_sent, validate_queue_name, NewTicket, Ticket, ValidationError},
     store::{PageRequest, StoreError, TicketFilter},
     tenant::{relay_default_queue, Caller},
     usecases::{
@@ -187,7 +187,8 @@ pub(crate) fn page_request(req: &Request) -> Result<PageRequest, ApiError> {
 fn validate_status(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
     // The document's maxLength (64) counts the value as sent, surrounding white space too.
-    if s.is_empty() || s.len() > 64 || raw.chars().count() > 64 || s.chars().any(char::is_control) {
+    if s.is_empty() || s.len() > 64 || too_long_as_sent(raw, 64) || s.chars().any(char::is_control)
+    {
         return Err(ValidationError::field(
             "status",
             "must be an RT status name such as new, open or resolved",
