@@ -12,7 +12,7 @@
 //! Gateway's own 401/403/500 answers; CORS preflights, unknown routes and public routes
 //! (`/openapi.json`) need no key.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration, time::Instant};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration, time::Instant};
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2httpResponse,
@@ -28,14 +28,10 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use lambda_http::{request::LambdaRequest, Adapter, Context, LambdaEvent, Service};
 use rt_relay_shared::{
-    events::webhook::RtWebhook,
-    handlers::{
-        authorizer::RequestAuthorizer,
-        notifications::ListNotifications,
-        tickets::{GetTicket, ListTickets, PostTicket},
-    },
+    handlers::{authorizer::RequestAuthorizer, HttpHandler},
     http::ApiError,
     routes::{self, Access, Function, Target},
+    wiring::{self, HttpPorts},
 };
 use serde_json::{json, Map, Value};
 use tracing::{error, info};
@@ -59,44 +55,46 @@ pub fn route(method: &Method, path: &str) -> Routing {
     routes::match_http(method.as_str(), path)
 }
 
-/// The four HTTP functions, built once like each Lambda's cold start.
-#[derive(Debug, Clone)]
+/// The HTTP functions, built once like each Lambda's cold start: one handler per function of
+/// the routes table, from `rt_relay_shared::wiring::http_handler` (a new HTTP function is
+/// wired there, not here).
+#[derive(Debug, Clone, Default)]
 pub struct HttpFunctions {
-    /// `POST /tickets`.
-    pub post_ticket: PostTicket,
-    /// `GET /tickets/{id}`.
-    pub get_ticket: GetTicket,
-    /// `GET /tickets`.
-    pub list_tickets: ListTickets,
-    /// `GET /notifications`.
-    pub list_notifications: ListNotifications,
-    /// `POST /webhooks/rt`; `None` when no webhook secret is configured (the route then
-    /// answers 404, as a stack without the function would).
-    pub rt_webhook: Option<RtWebhook>,
+    handlers: BTreeMap<&'static str, Arc<dyn HttpHandler>>,
 }
 
 impl HttpFunctions {
-    /// Runs `function`'s handler. Every HTTP function of the routes table has an arm here
-    /// (a unit test checks it); any other function is [`NotWired`].
+    /// Every HTTP function of the routes table that `wiring::http_handler` builds, over
+    /// `ports` (the RT webhook is added with RT's events, [`Self::insert`]).
+    pub fn wire(ports: &HttpPorts) -> Self {
+        let handlers = routes::routes_of(routes::Api::Http)
+            .filter_map(|r| r.function())
+            .filter_map(|f| wiring::http_handler(f, ports).map(|h| (f.name, h)))
+            .collect();
+        Self { handlers }
+    }
+
+    /// Serves `function` with `handler` (replacing any handler it had).
+    pub fn insert(&mut self, function: Function, handler: Arc<dyn HttpHandler>) {
+        self.handlers.insert(function.name, handler);
+    }
+
+    /// Runs `function`'s handler; a function without one is [`NotWired`], except the RT
+    /// webhook, which answers 404 when no webhook secret is configured (as a stack without
+    /// the function would).
     async fn call(
         &self,
         function: Function,
         req: lambda_http::Request,
     ) -> Result<lambda_http::Response<lambda_http::Body>, NotWired> {
-        Ok(match function {
-            routes::POST_TICKET => self.post_ticket.handle(req).await,
-            routes::LIST_TICKETS => self.list_tickets.handle(req).await,
-            routes::GET_TICKET => self.get_ticket.handle(req).await,
-            routes::LIST_NOTIFICATIONS => self.list_notifications.handle(req).await,
-            routes::RT_WEBHOOK => match &self.rt_webhook {
-                Some(webhook) => webhook.handle(req).await,
-                None => ApiError::NotFound(
-                    "no route for /webhooks/rt (no WEBHOOK_SECRET is configured)".into(),
-                )
-                .into_response(),
-            },
-            other => return Err(NotWired(other.name)),
-        })
+        match self.handlers.get(function.name) {
+            Some(handler) => Ok(handler.handle(req).await),
+            None if function == routes::RT_WEBHOOK => Ok(ApiError::NotFound(
+                "no route for /webhooks/rt (no WEBHOOK_SECRET is configured)".into(),
+            )
+            .into_response()),
+            None => Err(NotWired(function.name)),
+        }
     }
 
     /// Invokes `function` with an API Gateway v2 event (JSON text) exactly as
@@ -126,7 +124,7 @@ impl HttpFunctions {
 }
 
 /// A function of the routes table that the local gateway has no handler for (a route row
-/// added without wiring its handler into [`HttpFunctions`]).
+/// added without its arm in `wiring::http_handler`).
 #[derive(Debug, thiserror::Error)]
 #[error("the local gateway has no handler for function {0}")]
 pub struct NotWired(pub &'static str);
@@ -715,7 +713,7 @@ mod tests {
             }
             // WHEN the gateway invokes it with the event built for it
             let answer = functions.http.invoke(function, &event_for(r).to_string(), "rid").await;
-            // THEN a handler answered (no NotWired): HttpFunctions::call has its arm
+            // THEN a handler answered (no NotWired): wiring::http_handler has its arm
             let json = answer.unwrap_or_else(|e| panic!("{}: {e}", r.route_key()));
             assert!(json["statusCode"].as_i64().is_some(), "{}: {json}", r.route_key());
             invoked += 1;

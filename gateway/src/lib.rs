@@ -26,15 +26,15 @@ use rt_relay_shared::{
     handlers::{
         authorizer::RequestAuthorizer,
         push::PushNotifications,
-        tickets::PostTicket,
         ws::{ConnectionRoutes, DefaultRoute},
     },
+    routes,
     rt::{transactions::RtTransactions, transactions_client_from_config, RtClient, RtError},
     store::{
         schema::{create_tables, notifications_stream_arn},
         ConnectionStore, IdempotencyStore, StoreError, TicketStore,
     },
-    usecases::create_ticket::{CreateTicket, IdempotencyTiming},
+    usecases::create_ticket::IdempotencyTiming,
     wiring,
 };
 use tokio::{
@@ -114,23 +114,16 @@ impl Functions {
     where
         S: TicketStore + IdempotencyStore + ConnectionStore + 'static,
     {
+        let ports = wiring::HttpPorts {
+            rt,
+            tickets: store.clone(),
+            idempotency: store.clone(),
+            default_queue,
+            idempotency_timing: IdempotencyTiming::for_rt_timeout(rt_timeout),
+            feed: FeedSettings::default(),
+        };
         Self {
-            http: HttpFunctions {
-                post_ticket: PostTicket::new(CreateTicket::new(
-                    rt.clone(),
-                    store.clone(),
-                    store.clone(),
-                    default_queue,
-                    IdempotencyTiming::for_rt_timeout(rt_timeout),
-                )),
-                get_ticket: wiring::get_ticket_over(rt, store.clone()),
-                list_tickets: wiring::list_tickets_over(store.clone()),
-                list_notifications: wiring::list_notifications_over(
-                    store.clone(),
-                    FeedSettings::default(),
-                ),
-                rt_webhook: None,
-            },
+            http: HttpFunctions::wire(&ports),
             rt_sync: None,
             connection_routes: ConnectionRoutes::new(store.clone()),
             default_route: wiring::default_route_over(store.clone(), FeedSettings::default()),
@@ -148,10 +141,10 @@ impl Functions {
         settings: &EventSettings,
     ) -> Self {
         let ingest = Ingest::new(rt.clone(), events.clone());
-        self.http.rt_webhook = settings
-            .webhook_secret
-            .clone()
-            .map(|secret| RtWebhook::new(secret, events.clone(), rt.clone(), ingest.clone()));
+        if let Some(secret) = settings.webhook_secret.clone() {
+            let webhook = RtWebhook::new(secret, events.clone(), rt.clone(), ingest.clone());
+            self.http.insert(routes::RT_WEBHOOK, Arc::new(webhook));
+        }
         self.rt_sync = settings
             .sync_interval
             .map(|every| (Sync::new(rt, ingest, events, settings.sync), every));
@@ -166,18 +159,21 @@ impl Functions {
         tables: &Tables,
         feed: FeedSettings,
     ) -> Result<Self, ConfigError> {
+        let store = wiring::store(sdk, tables);
+        let ports = wiring::HttpPorts {
+            rt: wiring::rt_client(rt)?,
+            tickets: store.clone(),
+            idempotency: store.clone(),
+            default_queue: rt.default_queue.clone(),
+            idempotency_timing: IdempotencyTiming::for_rt_timeout(rt.timeout),
+            feed,
+        };
         Ok(Self {
-            http: HttpFunctions {
-                post_ticket: wiring::post_ticket(sdk, rt, tables)?,
-                get_ticket: wiring::get_ticket(sdk, rt, tables)?,
-                list_tickets: wiring::list_tickets(sdk, tables),
-                list_notifications: wiring::list_notifications(sdk, tables, feed),
-                rt_webhook: None,
-            },
+            http: HttpFunctions::wire(&ports),
             rt_sync: None,
             connection_routes: wiring::connection_routes(sdk, tables)?,
             default_route: wiring::default_route(sdk, tables, feed),
-            connections: wiring::store(sdk, tables),
+            connections: store,
             authorizer: Some(wiring::authorizer(sdk, tables)?),
         })
     }

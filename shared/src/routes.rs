@@ -12,7 +12,8 @@
 //!   `docs/openapi.json`.
 //!
 //! **Adding a route** is one row in [`ROUTES`] (plus a [`Function`] constant for a new
-//! function), one handler, and the template resource serving it; the tests then demand its
+//! function), one handler (wired in `crate::wiring::http_handler`, from which the local
+//! gateway builds every HTTP function), and the template resource serving it; the tests then demand its
 //! `docs/openapi.json` entry. A route without an API key (say an RT webhook
 //! `POST /webhooks/rt`, which proves itself with a signature instead) is a row with
 //! [`Access::Public`]: the gateway then calls no authorizer for it and the template test

@@ -23,9 +23,11 @@ use crate::{
         push::PushNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
         ws::{ConnectionRoutes, DefaultRoute},
+        HttpHandler,
     },
+    routes::{self, Function},
     rt::{client_from_config, RtClient},
-    store::{dynamodb::DynamoStore, TicketStore},
+    store::{dynamodb::DynamoStore, IdempotencyStore, TicketStore},
     usecases::{
         create_ticket::{CreateTicket, IdempotencyTiming},
         feeds::{KeepAlive, NotificationFeed, TicketFeed},
@@ -64,6 +66,67 @@ pub fn store(sdk: &SdkConfig, tables: &Tables) -> Arc<DynamoStore> {
     Arc::new(DynamoStore::new(dynamodb(sdk), tables.clone()))
 }
 
+/// The ports the HTTP functions are built over, all of them (the local gateway has every
+/// table; a Lambda `main` builds only its own function, through the typed builders below).
+#[derive(Clone)]
+pub struct HttpPorts {
+    /// RT.
+    pub rt: Arc<dyn RtClient>,
+    /// Tickets and notifications.
+    pub tickets: Arc<dyn TicketStore>,
+    /// Idempotency records.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The relay's default queue (`RT_DEFAULT_QUEUE`).
+    pub default_queue: String,
+    /// Leases and waits of the idempotency protocol.
+    pub idempotency_timing: IdempotencyTiming,
+    /// The live feed's settle horizon and retention (`since` reads).
+    pub feed: FeedSettings,
+}
+
+impl std::fmt::Debug for HttpPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPorts")
+            .field("default_queue", &self.default_queue)
+            .field("idempotency_timing", &self.idempotency_timing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handler of `function` over `ports`: the one place an HTTP function of the routes
+/// table is wired for the local gateway, which builds every row's handler from here (a
+/// unit test checks that every HTTP row but the RT webhook, wired with RT's events, has
+/// one). `None` for any other function.
+pub fn http_handler(function: Function, ports: &HttpPorts) -> Option<Arc<dyn HttpHandler>> {
+    let handler: Arc<dyn HttpHandler> = match function {
+        routes::POST_TICKET => Arc::new(post_ticket_over(
+            ports.rt.clone(),
+            ports.tickets.clone(),
+            ports.idempotency.clone(),
+            ports.default_queue.clone(),
+            ports.idempotency_timing,
+        )),
+        routes::GET_TICKET => Arc::new(get_ticket_over(ports.rt.clone(), ports.tickets.clone())),
+        routes::LIST_TICKETS => Arc::new(list_tickets_over(ports.tickets.clone())),
+        routes::LIST_NOTIFICATIONS => {
+            Arc::new(list_notifications_over(ports.tickets.clone(), ports.feed))
+        }
+        _ => return None,
+    };
+    Some(handler)
+}
+
+/// `POST /tickets` over its ports.
+pub fn post_ticket_over(
+    rt: Arc<dyn RtClient>,
+    tickets: Arc<dyn TicketStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    default_queue: String,
+    timing: IdempotencyTiming,
+) -> PostTicket {
+    PostTicket::new(CreateTicket::new(rt, tickets, idempotency, default_queue, timing))
+}
+
 /// `POST /tickets`: RT, and the tickets, notifications and idempotency tables.
 pub fn post_ticket(
     sdk: &SdkConfig,
@@ -72,9 +135,7 @@ pub fn post_ticket(
 ) -> Result<PostTicket, ConfigError> {
     let store = store(sdk, tables);
     let timing = IdempotencyTiming::for_rt_timeout(rt.timeout);
-    let create =
-        CreateTicket::new(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing);
-    Ok(PostTicket::new(create))
+    Ok(post_ticket_over(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing))
 }
 
 /// `GET /tickets/{id}` over its ports.

@@ -9,3 +9,33 @@ pub mod notifications;
 pub mod push;
 pub mod tickets;
 pub mod ws;
+
+use lambda_http::{Body, Request, Response};
+
+/// An HTTP API function's handler, as its Lambda `main` runs it and as the local gateway
+/// calls it: a request in, a response out (errors are already responses).
+#[async_trait::async_trait]
+pub trait HttpHandler: Send + Sync + std::fmt::Debug {
+    /// Answers one request.
+    async fn handle(&self, req: Request) -> Response<Body>;
+}
+
+/// [`HttpHandler`] for handlers whose inherent `handle` already has that shape.
+macro_rules! http_handlers {
+    ($($handler:ty),* $(,)?) => {$(
+        #[async_trait::async_trait]
+        impl HttpHandler for $handler {
+            async fn handle(&self, req: Request) -> Response<Body> {
+                <$handler>::handle(self, req).await
+            }
+        }
+    )*};
+}
+
+http_handlers!(
+    tickets::PostTicket,
+    tickets::GetTicket,
+    tickets::ListTickets,
+    notifications::ListNotifications,
+    crate::events::webhook::RtWebhook,
+);
