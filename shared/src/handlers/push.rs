@@ -1,6 +1,7 @@
-//! The push function's transport: a DynamoDB stream batch of the notifications table,
-//! each new notification handed to the [`Fanout`] use case. A record whose fan-out failed
-//! becomes a batch item failure, so Lambda retries from it.
+//! The push function's transport: a DynamoDB stream batch of the notifications table, its
+//! new notifications handed to the [`Fanout`] use case as one batch. The records from the
+//! first notification that did not reach everyone on become batch item failures, so Lambda
+//! retries from there.
 
 use aws_lambda_events::{
     dynamodb::{Event, EventRecord},
@@ -13,7 +14,7 @@ use crate::{
     fanout::ConnectionPoster,
     http::error_chain,
     store::{ConnectionStore, StoreError},
-    usecases::push::Fanout,
+    usecases::push::{BatchOutcome, Fanout, Payload},
 };
 use std::sync::Arc;
 
@@ -49,18 +50,15 @@ impl PushNotifications {
         self.fanout.fan_out(data).await
     }
 
-    /// Handles one stream batch. Records are taken in order; after the first failed record
-    /// the rest are reported failed too without pushing (Lambda retries from the lowest
-    /// failed record anyway, so pushing them now would only duplicate).
+    /// Handles one stream batch: its new notifications are planned and delivered as one
+    /// batch (in feed order). When some notification did not reach every connection it
+    /// should have, the records from it on are reported failed, so Lambda retries from
+    /// there (connections that had them get them again: at-least-once).
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
-        let mut failing = false;
+        let mut sequences = Vec::new();
+        let mut notifications = Vec::new();
         for record in &event.records {
-            let seq = record.change.sequence_number.clone();
-            if failing {
-                response.batch_item_failures.push(failure(seq));
-                continue;
-            }
             if record.event_name != "INSERT" {
                 continue;
             }
@@ -69,21 +67,41 @@ impl PushNotifications {
                 warn!(event_id = %record.event_id, "stream record has no notification payload; skipped");
                 continue;
             };
-            match self.fanout.fan_out(payload.as_bytes()).await {
-                Ok(stats) if stats.failed == 0 => {
-                    info!(event_id = %record.event_id, delivered = stats.delivered, gone = stats.gone, "pushed");
-                }
-                Ok(stats) => {
-                    warn!(event_id = %record.event_id, delivered = stats.delivered, gone = stats.gone, failed = stats.failed, "push partly failed; record will be retried");
-                    failing = true;
-                    response.batch_item_failures.push(failure(seq));
-                }
-                Err(e) => {
-                    error!(event_id = %record.event_id, error = %error_chain(&e), "could not read connections; record will be retried");
-                    failing = true;
-                    response.batch_item_failures.push(failure(seq));
-                }
+            sequences.push(record.change.sequence_number.clone());
+            notifications.push(Payload::from(payload.into_bytes()));
+        }
+        if notifications.is_empty() {
+            return response;
+        }
+        let count = notifications.len();
+        let first_failed = match self.fanout.push_batch(notifications).await {
+            Ok(BatchOutcome { stats, first_failed: None }) => {
+                info!(
+                    notifications = count,
+                    delivered = stats.delivered,
+                    gone = stats.gone,
+                    "pushed"
+                );
+                None
             }
+            Ok(BatchOutcome { stats, first_failed: Some(i) }) => {
+                warn!(
+                    notifications = count,
+                    delivered = stats.delivered,
+                    gone = stats.gone,
+                    failed = stats.failed,
+                    retry_from = i,
+                    "push partly failed; records will be retried"
+                );
+                Some(i)
+            }
+            Err(e) => {
+                error!(error = %error_chain(&e), "could not read connections; batch will be retried");
+                Some(0)
+            }
+        };
+        if let Some(i) = first_failed {
+            response.batch_item_failures.extend(sequences.into_iter().skip(i).map(failure));
         }
         response
     }
@@ -105,7 +123,7 @@ fn payload_of(record: &EventRecord) -> Option<String> {
 mod tests {
     use super::*;
     use crate::{
-        fanout::{MemoryPoster, PostError},
+        fanout::MemoryPoster,
         store::{memory::MemoryStore, Connection},
     };
     use chrono::Utc;
@@ -170,7 +188,7 @@ mod tests {
         assert_eq!(poster.received("c").len(), 1);
     }
 
-    /// Counts page reads; posts wait at a gate the test opens.
+    /// Counts page reads.
     #[derive(Debug)]
     struct CountingStore {
         inner: MemoryStore,
@@ -195,23 +213,8 @@ mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct GatedPoster {
-        gate: tokio::sync::Semaphore,
-        inner: MemoryPoster,
-    }
-
-    #[async_trait::async_trait]
-    impl ConnectionPoster for GatedPoster {
-        async fn post(&self, id: &str, data: &[u8]) -> Result<(), PostError> {
-            let _permit =
-                self.gate.acquire().await.map_err(|e| PostError::Failed(e.to_string()))?;
-            self.inner.post(id, data).await
-        }
-    }
-
     #[tokio::test]
-    async fn the_next_page_is_read_while_posts_are_in_flight() {
+    async fn a_batch_reads_the_connections_once_not_once_per_record() {
         let store =
             Arc::new(CountingStore { inner: MemoryStore::new(), pages: Default::default() });
         let now = Utc::now();
@@ -221,32 +224,21 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let poster = Arc::new(GatedPoster {
-            gate: tokio::sync::Semaphore::new(0),
-            inner: MemoryPoster::new(),
-        });
+        let poster = Arc::new(MemoryPoster::new());
         let push = PushNotifications::new(store.clone(), poster.clone(), 2).with_page_size(2);
-        let task = tokio::spawn(async move { push.fan_out(b"{}").await });
-        // GIVEN the first page's posts cannot finish THEN the second page is read anyway.
-        for _ in 0..200 {
-            if store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        assert!(
-            store.pages.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-            "page 2 read while page 1 posts wait"
-        );
-        assert!(poster.inner.received("a").is_empty(), "no post has finished yet");
-        poster.gate.add_permits(1000);
-        let stats = task.await.unwrap().unwrap();
-        assert_eq!(stats, FanoutStats { delivered: 5, gone: 0, failed: 0 });
+        // GIVEN three records and five connections in pages of 2
+        let resp =
+            push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;
+        // THEN the three pages are read once for the whole batch, and everyone has all three
+        assert!(resp.batch_item_failures.is_empty());
         assert_eq!(
             store.pages.load(std::sync::atomic::Ordering::SeqCst),
             3,
-            "three pages of 2, 2 and 1"
+            "three pages of 2, 2 and 1, once"
         );
+        for id in ["a", "b", "c", "d", "e"] {
+            assert_eq!(poster.received(id).len(), 3, "{id}");
+        }
     }
 
     #[tokio::test]
@@ -269,7 +261,9 @@ mod tests {
             resp.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
         assert_eq!(ids, ["1", "2", "3"]);
         assert_eq!(store.connection_count(), 2, "a failing connection is not deleted");
-        assert_eq!(poster.received("live").len(), 1, "later records were not pushed");
+        // The batch is planned and delivered as one: the live connection has all three, and
+        // gets them again when Lambda retries the batch (at-least-once).
+        assert_eq!(poster.received("live").len(), 3);
     }
 
     #[tokio::test]

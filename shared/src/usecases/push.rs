@@ -1,20 +1,25 @@
-//! The push: one notification posted to every live WebSocket connection whose API key may
-//! read the ticket's queue, reading the
-//! connections page by page with bounded concurrency. 410 Gone deletes that connection;
-//! other failures are counted so the caller can have the notification retried (pushes are
-//! at-least-once; clients dedupe by notification id).
+//! The push: one stream batch of new notifications posted to the live WebSocket
+//! connections that may see them, in two steps:
+//!
+//! - [`plan`]: which connections get which notifications of the batch, in feed order (the
+//!   connections are read once per batch, not once per record);
+//! - [`deliver`]: posting each connection its notifications in order, connections in
+//!   parallel; a 410 Gone deletes the connection, any other failure leaves that
+//!   connection's rest unfinished so the caller retries it (pushes are at-least-once;
+//!   clients dedupe by notification id).
 
 use std::sync::Arc;
 
-use futures_util::{future::BoxFuture, stream::FuturesUnordered, StreamExt};
-use tracing::warn;
-
 use crate::{
-    fanout::{ConnectionPoster, PostError},
-    http::error_chain,
-    store::{ConnectionStore, Recipient, StoreError},
-    tenant::{relay_default_queue, QueueRights},
+    fanout::ConnectionPoster,
+    store::{ConnectionStore, StoreError},
 };
+
+pub mod deliver;
+pub mod plan;
+
+pub use deliver::{Deliverer, DeliveryReport};
+pub use plan::{Delivery, Payload, Plan, Planner};
 
 /// Posts in flight at once when `PUSH_CONCURRENCY` is unset.
 pub const DEFAULT_CONCURRENCY: usize = 100;
@@ -32,24 +37,34 @@ pub struct FanoutStats {
     pub failed: usize,
 }
 
-/// The fan-out use case.
+/// What pushing one batch came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Counts over the batch.
+    pub stats: FanoutStats,
+    /// The lowest index of a notification that did not reach every connection it should
+    /// have: the caller retries the batch from that record on.
+    pub first_failed: Option<usize>,
+}
+
+/// The fan-out use case: plan, then deliver.
 #[derive(Debug, Clone)]
 pub struct Fanout {
     connections: Arc<dyn ConnectionStore>,
-    poster: Arc<dyn ConnectionPoster>,
-    concurrency: usize,
+    deliverer: Deliverer,
     page_size: u32,
 }
 
 impl Fanout {
-    /// Over its ports, [`DEFAULT_CONCURRENCY`] posts at a time.
+    /// Over its ports, [`DEFAULT_CONCURRENCY`] connections posted to at a time.
     pub fn new(connections: Arc<dyn ConnectionStore>, poster: Arc<dyn ConnectionPoster>) -> Self {
-        Self { connections, poster, concurrency: DEFAULT_CONCURRENCY, page_size: CONNECTIONS_PAGE }
+        let deliverer = Deliverer::new(connections.clone(), poster, DEFAULT_CONCURRENCY);
+        Self { connections, deliverer, page_size: CONNECTIONS_PAGE }
     }
 
-    /// Changes how many posts are in flight at once (at least 1).
+    /// Changes how many connections are posted to at once (at least 1).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.deliverer = self.deliverer.with_concurrency(concurrency);
         self
     }
 
@@ -59,116 +74,35 @@ impl Fanout {
         self
     }
 
-    /// Posts `data` to every connection, reading them page by page, at most
-    /// `concurrency` posts in flight. The next page is read while the current page's posts
-    /// run (one page ahead at most), so a Scan round trip never leaves the posts idle.
-    ///
-    /// Written with a plain loop over `FuturesUnordered` of an `async fn` and one boxed
-    /// page read rather than stream combinators over closures returning `async` blocks:
-    /// rustc cannot prove the latter `Send` for every lifetime, which made `handle`'s future
-    /// impossible to `tokio::spawn` (the local gateway runs it on a spawned task).
-    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
-        let mut stats = FanoutStats::default();
-        let mut in_flight = FuturesUnordered::new();
-        let queue = notification_queue(data);
-        let (first, after_first) = self.connections.recipients(None, self.page_size).await?;
-        let mut pending = audience(first, queue.as_deref()).into_iter();
-        // The read of the page after `pending`, and its result until `pending` runs out.
-        let mut reading = after_first.map(|cursor| self.read_page(cursor));
-        let mut read: Option<ConnectionPage> = None;
-        loop {
-            if pending.len() == 0 {
-                if let Some((recipients, next)) = read.take() {
-                    pending = audience(recipients, queue.as_deref()).into_iter();
-                    reading = next.map(|cursor| self.read_page(cursor));
-                }
-            }
-            while in_flight.len() < self.concurrency {
-                let Some(id) = pending.next() else { break };
-                in_flight.push(self.post_one(id, data));
-            }
-            if in_flight.is_empty() && pending.len() == 0 && read.is_none() {
-                // Nothing left to post but what the page being read holds.
-                let Some(page) = reading.take() else { break };
-                read = Some(page.await?);
-                continue;
-            }
-            tokio::select! {
-                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                    PostOutcome::Delivered => stats.delivered += 1,
-                    PostOutcome::Gone => stats.gone += 1,
-                    PostOutcome::Failed => stats.failed += 1,
-                },
-                page = async {
-                    match reading.as_mut() {
-                        Some(page) => page.await,
-                        None => std::future::pending().await,
-                    }
-                }, if reading.is_some() && read.is_none() =>
-                {
-                    reading = None;
-                    read = Some(page?);
-                }
-                else => {}
-            }
-        }
-        Ok(stats)
+    /// The deliver step this fan-out uses (the worker posts through the same settings).
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
     }
 
-    /// Reads the page of connection ids after `cursor`.
-    fn read_page(&self, cursor: String) -> BoxFuture<'_, Result<ConnectionPage, StoreError>> {
-        Box::pin(async move { self.connections.recipients(Some(&cursor), self.page_size).await })
+    /// The plan step this fan-out uses.
+    pub fn planner(&self) -> Planner {
+        Planner::new(self.connections.clone(), self.page_size)
     }
 
-    /// Posts to one connection; a gone connection is deleted here.
-    async fn post_one(&self, id: String, data: &[u8]) -> PostOutcome {
-        match self.poster.post(&id, data).await {
-            Ok(()) => PostOutcome::Delivered,
-            Err(PostError::Gone) => {
-                if let Err(e) = self.connections.remove(&id).await {
-                    warn!(connection_id = %id, error = %error_chain(&e), "could not delete gone connection");
-                }
-                PostOutcome::Gone
-            }
-            Err(PostError::Failed(why)) => {
-                warn!(connection_id = %id, error = %why, "post to connection failed");
-                PostOutcome::Failed
-            }
-        }
-    }
-}
-
-/// One page of connection ids and the cursor of the next, as `ConnectionStore::page` answers.
-type ConnectionPage = (Vec<Recipient>, Option<String>);
-
-/// The queue of the ticket a notification is about (`ticket.queue`).
-fn notification_queue(data: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
-    value.get("ticket")?.get("queue")?.as_str().map(str::to_owned)
-}
-
-/// The ids of the connections whose key may read `queue` (a notification without one goes
-/// only to keys that read every queue). A connection recorded without an owner (in-process
-/// tests without an authorizer) receives everything.
-fn audience(recipients: Vec<Recipient>, queue: Option<&str>) -> Vec<String> {
-    recipients
-        .into_iter()
-        .filter(|r| {
-            let Some(rights) = &r.queues else { return true };
-            let list: Vec<String> = serde_json::from_str(rights).unwrap_or_default();
-            let rights = QueueRights::from_list(&list, relay_default_queue());
-            match queue {
-                Some(q) => rights.allows(q),
-                None => rights == QueueRights::All,
-            }
+    /// Pushes one batch of notifications (feed order): plans it, then delivers it.
+    pub async fn push_batch(
+        &self,
+        notifications: Vec<Payload>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let plan = self.planner().plan(notifications).await?;
+        let report = self.deliverer.deliver(&plan.notifications, plan.deliveries, None).await;
+        Ok(BatchOutcome {
+            stats: FanoutStats {
+                delivered: report.posted,
+                gone: report.gone,
+                failed: report.failed,
+            },
+            first_failed: report.first_unfinished().map(|i| i as usize),
         })
-        .map(|r| r.id)
-        .collect()
-}
+    }
 
-/// What one post came to.
-enum PostOutcome {
-    Delivered,
-    Gone,
-    Failed,
+    /// Posts `data` (one notification) to every connection that may see it.
+    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
+        Ok(self.push_batch(vec![Payload::from(data)]).await?.stats)
+    }
 }

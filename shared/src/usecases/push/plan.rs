@@ -1,0 +1,101 @@
+//! The PLAN step of the push: for one stream batch, which connections get which of its
+//! notifications, in feed order. It reads the connections ONCE per batch (page by page),
+//! never once per record, and does no posting: [`super::deliver`] does that.
+
+use std::sync::Arc;
+
+use crate::{
+    store::{ConnectionStore, Recipient, StoreError},
+    tenant::{relay_default_queue, QueueRights},
+};
+
+/// One notification's JSON as stored and posted, shared by every delivery of the batch.
+pub type Payload = Arc<[u8]>;
+
+/// What one connection is to be posted: indices into [`Plan::notifications`], ascending,
+/// i.e. in feed order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    /// The connection id.
+    #[serde(rename = "c")]
+    pub connection: String,
+    /// Which of the plan's notifications it gets, in feed order.
+    #[serde(rename = "n")]
+    pub notifications: Vec<u32>,
+}
+
+/// One batch's fan-out: the notifications (feed order) and who gets which.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The batch's notifications, in feed order.
+    pub notifications: Vec<Payload>,
+    /// One entry per connection that gets at least one of them.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Plan {
+    /// How many posts the plan makes (one per connection and notification).
+    pub fn posts(&self) -> usize {
+        self.deliveries.iter().map(|d| d.notifications.len()).sum()
+    }
+}
+
+/// The plan step over the connection store.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    connections: Arc<dyn ConnectionStore>,
+    page_size: u32,
+}
+
+impl Planner {
+    /// Reads `page_size` connections per page.
+    pub fn new(connections: Arc<dyn ConnectionStore>, page_size: u32) -> Self {
+        Self { connections, page_size: page_size.max(1) }
+    }
+
+    /// Plans `notifications` (one batch, in feed order): reads every connection once and
+    /// gives each the notifications its key may read.
+    pub async fn plan(&self, notifications: Vec<Payload>) -> Result<Plan, StoreError> {
+        let queues: Vec<Option<String>> =
+            notifications.iter().map(|n| notification_queue(n)).collect();
+        let mut deliveries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) =
+                self.connections.recipients(cursor.as_deref(), self.page_size).await?;
+            deliveries.extend(page.into_iter().filter_map(|r| delivery_for(r, &queues)));
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(Plan { notifications, deliveries })
+    }
+}
+
+/// The queue of the ticket a notification is about (`ticket.queue`).
+fn notification_queue(data: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+    value.get("ticket")?.get("queue")?.as_str().map(str::to_owned)
+}
+
+/// The notifications (by index) `recipient`'s key may read: a notification's ticket queue
+/// must be in the key's queues (a notification without one goes only to keys that read
+/// every queue). A connection recorded without an owner (in-process tests without an
+/// authorizer) receives everything. `None` when it gets nothing.
+fn delivery_for(recipient: Recipient, queues: &[Option<String>]) -> Option<Delivery> {
+    let indices: Vec<u32> = match &recipient.queues {
+        None => (0..queues.len() as u32).collect(),
+        Some(rights) => {
+            let list: Vec<String> = serde_json::from_str(rights).unwrap_or_default();
+            let rights = QueueRights::from_list(&list, relay_default_queue());
+            (0..queues.len() as u32)
+                .filter(|&i| match &queues[i as usize] {
+                    Some(q) => rights.allows(q),
+                    None => rights == QueueRights::All,
+                })
+                .collect()
+        }
+    };
+    (!indices.is_empty()).then_some(Delivery { connection: recipient.id, notifications: indices })
+}
