@@ -207,8 +207,7 @@ pub struct Tables {
     pub connections: String,
     /// `IDEMPOTENCY_TABLE`.
     pub idempotency: String,
-    /// `API_KEYS_TABLE`: only the authorizer and the `rt-relay-keys` command use it
-    /// (through [`crate::auth::ApiKeysConfig`]).
+    /// `API_KEYS_TABLE`: only the authorizer and the `rt-relay-keys` command use it.
     pub api_keys: Option<String>,
 }
 

@@ -8,14 +8,10 @@ use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
 use super::{
-    dynamodb,
     key::{secret_matches, PresentedKey},
     scopes_text, ApiKeyStore, Scope,
 };
-use crate::{
-    config::{required, ConfigError, Lookup},
-    store::StoreError,
-};
+use crate::store::StoreError;
 
 /// The key a request was allowed or refused as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,25 +83,6 @@ pub enum Decision {
     Forbidden(Principal),
 }
 
-/// Where the authorizer finds the API keys table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeysConfig {
-    /// `API_KEYS_TABLE`.
-    pub table: String,
-}
-
-impl ApiKeysConfig {
-    /// Reads `API_KEYS_TABLE` (required).
-    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
-        Ok(Self { table: required(lookup, "API_KEYS_TABLE")? })
-    }
-
-    /// [`ApiKeysConfig::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|k| std::env::var(k).ok())
-    }
-}
-
 /// Decides whether a presented key may use a route. No cache: every call reads the key
 /// (strongly consistent), so a revocation is refused on the next request.
 #[derive(Debug, Clone)]
@@ -120,13 +97,6 @@ impl KeyAuthorizer {
     /// Over any key store.
     pub fn new(keys: Arc<dyn ApiKeyStore>) -> Self {
         Self { keys }
-    }
-
-    /// Over the API keys table named by `API_KEYS_TABLE`, built once at cold start.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = ApiKeysConfig::from_env()?;
-        let client = crate::store::dynamodb::client_from_env().await;
-        Ok(Self::new(Arc::new(dynamodb::DynamoApiKeys::new(client, config.table))))
     }
 
     /// Checks `presented` (from [`http_credential`] or [`ws_credential`]; `None` when the

@@ -22,7 +22,7 @@ pub mod record;
 pub mod scope;
 
 pub use credential::{bearer_key, http_credential, ws_credential, WS_KEY_PARAM};
-pub use decide::{ApiKeysConfig, Decision, InvalidReason, KeyAuthorizer, Principal};
+pub use decide::{Decision, InvalidReason, KeyAuthorizer, Principal};
 pub use key::{constant_time_eq, secret_hash, PresentedKey, KEY_PREFIX};
 pub use mint::{mint, MintError, MintedKey};
 pub use record::{ApiKeyRecord, ApiKeyStore, RevokeOutcome};
