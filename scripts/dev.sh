@@ -130,6 +130,7 @@ cat <<EOF
 rt-relay is running locally
   HTTP API       http://127.0.0.1:$HTTP_PORT   (POST/GET /tickets, GET /tickets/{id}, GET /notifications)
   WebSocket API  ws://127.0.0.1:$WS_PORT/?api_key=<key>
+  Board          http://127.0.0.1:$HTTP_PORT/   (open it in a browser and give it the API key)
   API key        $API_KEY
                  (every scope; send it as 'Authorization: Bearer <key>'; revoked when this stops)
   RT             $RT_SHOWN_URL   (login: $RT_LOGIN)

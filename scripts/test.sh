@@ -3,7 +3,8 @@
 # installs what is missing (Python tools, RT), starts RT and moto on 127.0.0.1 unless
 # they already run, then runs every test: unit, real-RT adapter, DynamoDB-on-moto,
 # end-to-end through the local gateway (in-process, and the binary for crash tests),
-# faults, load, the OpenAPI document and the template checks; then schemathesis against
+# faults, load, the OpenAPI document, the template checks and the web board in a headless
+# Chromium; then schemathesis against
 # the gateway's OpenAPI document (scripts/schemathesis.sh). It fails if either fails.
 # Services this run started are stopped when it ends; ones already running are left alone.
 set -euo pipefail
@@ -16,6 +17,8 @@ mkdir -p "$RUN_DIR"
 . "$ROOT/scripts/services.sh"
 trap services_stop EXIT
 services_prerequisites
+# The web board's browser test (tests/tests/board.rs) drives Debian's Chromium.
+bash scripts/chromium.sh
 services_start rt moto
 export PATH="$ROOT/.venv/bin:$PATH"
 

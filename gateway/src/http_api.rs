@@ -634,9 +634,11 @@ mod tests {
             ("GET /tickets/{id}".to_owned(), vec![("id".into(), "a b".into())])
         );
         assert_eq!(route(&Method::POST, "/tickets/42"), Routing::MethodNotAllowed { allow: "GET" });
-        for path in ["/", "/ticket", "/tickets/1/2", "/notifications/1", "//tickets", ""] {
+        for path in ["/ticket", "/tickets/1/2", "/notifications/1", "//tickets", ""] {
             assert_eq!(route(&Method::GET, path), Routing::NotFound, "{path}");
         }
+        assert_eq!(matched(Method::GET, "/").0, "GET /");
+        assert_eq!(matched(Method::GET, "/board/board.js").0, "GET /board/{file}");
         assert_eq!(matched(Method::GET, "/openapi.json/").0, "GET /openapi.json");
         assert_eq!(
             route(&Method::POST, "/openapi.json"),

@@ -25,6 +25,7 @@ use rt_relay_shared::{
     feed::FeedSettings,
     handlers::{
         authorizer::RequestAuthorizer,
+        board::Board,
         push::PushNotifications,
         ws::{ConnectionRoutes, DefaultRoute},
     },
@@ -305,8 +306,12 @@ impl Gateway {
         let (drain_tx, drain_rx) = mpsc::channel::<()>(1);
         let registry = Arc::new(ConnectionRegistry::new());
 
+        let mut http_functions = functions.http.clone();
+        // The board's page connects to this gateway's own WebSocket API.
+        let board = Board::new(Some(format!("ws://{}", connectable(ws_addr))));
+        http_functions.insert(routes::BOARD, Arc::new(board));
         let http_router =
-            http_api::HttpApi::new(functions.http.clone(), options.cors_allow_origin.as_deref())
+            http_api::HttpApi::new(http_functions, options.cors_allow_origin.as_deref())
                 .with_authorizer(functions.authorizer.clone())
                 .router();
         let http_task = tokio::spawn(serve(http_listener, http_router, front_rx.clone()));

@@ -270,8 +270,10 @@ impl FunctionTables {
         function: "rt-webhook",
         tables: &[TableKind::Tickets, TableKind::Notifications, TableKind::Idempotency],
     };
+    /// The web board: embedded files, no table.
+    pub const BOARD: Self = Self { function: "board", tables: &[] };
     /// Every function.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::POST_TICKET,
         Self::GET_TICKET,
         Self::LIST_TICKETS,
@@ -283,6 +285,7 @@ impl FunctionTables {
         Self::AUTHORIZER,
         Self::RT_SYNC,
         Self::RT_WEBHOOK,
+        Self::BOARD,
     ];
 
     /// Reads this function's table variables, each required. A table the function is not

@@ -68,6 +68,8 @@ pub const LIST_NOTIFICATIONS: Function =
     Function { name: "list-notifications", logical_id: "ListNotificationsFunction" };
 /// `functions/rt-webhook`.
 pub const RT_WEBHOOK: Function = Function { name: "rt-webhook", logical_id: "RtWebhookFunction" };
+/// `functions/board`: the web board's page and files (`board/`).
+pub const BOARD: Function = Function { name: "board", logical_id: "BoardFunction" };
 /// `functions/ws-connect`.
 pub const WS_CONNECT_FN: Function =
     Function { name: "ws-connect", logical_id: "WsConnectFunction" };
@@ -112,6 +114,16 @@ impl Route {
             path,
             target: Target::Function(f),
             access: Access::Key(scope),
+        }
+    }
+
+    const fn public_get(path: &'static str, f: Function) -> Self {
+        Self {
+            api: Api::Http,
+            method: "GET",
+            path,
+            target: Target::Function(f),
+            access: Access::Public,
         }
     }
 
@@ -172,6 +184,9 @@ pub const ROUTES: &[Route] = &[
         target: Target::Function(RT_WEBHOOK),
         access: Access::Public,
     },
+    // The web board: a page and its files; it asks its user for a key and sends it itself.
+    Route::public_get("/", BOARD),
+    Route::public_get("/board/{file}", BOARD),
     Route {
         api: Api::Http,
         method: "GET",
@@ -315,8 +330,12 @@ mod tests {
                         "{}",
                         r.route_key()
                     );
-                    assert!(r.path.starts_with('/') && !r.path.ends_with('/'), "{}", r.path);
-                    for segment in r.path.split('/').skip(1) {
+                    assert!(
+                        r.path == "/" || (r.path.starts_with('/') && !r.path.ends_with('/')),
+                        "{}",
+                        r.path
+                    );
+                    for segment in r.path.split('/').skip(1).filter(|_| r.path != "/") {
                         assert!(!segment.is_empty(), "{}: empty segment", r.path);
                         let param = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
                         assert!(
@@ -364,7 +383,9 @@ mod tests {
             match_http("POST", "/openapi.json"),
             HttpMatch::MethodNotAllowed { allow: "GET" }
         );
-        for path in ["/", "", "/tickets//", "/tickets/1/2", "//tickets", "/Tickets"] {
+        let HttpMatch::Matched { route, .. } = match_http("GET", "/") else { panic!("the board") };
+        assert_eq!((route.path, route.access), ("/", Access::Public));
+        for path in ["", "/tickets//", "/tickets/1/2", "//tickets", "/Tickets"] {
             assert_eq!(match_http("GET", path), HttpMatch::NotFound, "{path:?}");
         }
     }

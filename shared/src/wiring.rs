@@ -111,6 +111,8 @@ pub fn http_handler(function: Function, ports: &HttpPorts) -> Option<Arc<dyn Htt
         routes::LIST_NOTIFICATIONS => {
             Arc::new(list_notifications_over(ports.tickets.clone(), ports.feed))
         }
+        // No WebSocket URL here: the local gateway gives the board its own once it is bound.
+        routes::BOARD => Arc::new(crate::handlers::board::Board::default()),
         _ => return None,
     };
     Some(handler)

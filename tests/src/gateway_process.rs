@@ -50,6 +50,8 @@ pub struct ProcessSettings {
     pub aws_endpoint: String,
     /// `GATEWAY_POLL_MS`.
     pub poll_ms: u64,
+    /// More variables, set after (so winning over) the ones above: fixed ports, the sync.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl ProcessSettings {
@@ -62,6 +64,7 @@ impl ProcessSettings {
                 .join(format!("{table_prefix}checkpoint.json")),
             aws_endpoint: require_env("AWS_ENDPOINT_URL"),
             poll_ms: 100,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -104,6 +107,7 @@ impl GatewayProcess {
             // No RT sync: other tests' RT changes would become this gateway's notifications.
             .env("GATEWAY_SYNC_INTERVAL_MS", "0")
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(settings.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

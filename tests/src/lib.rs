@@ -4,6 +4,7 @@
 //! benchmarks' shared pieces.
 
 pub mod bench;
+pub mod browser;
 pub mod connections_server;
 pub mod fault_proxy;
 pub mod gateway_process;

@@ -80,6 +80,33 @@ impl RtActor {
         self.call(reqwest::Method::POST, &format!("ticket/{id}/comment"), body).await;
     }
 
+    /// Makes sure RT has a queue named `name` (creating it once; RT keeps it), so a test
+    /// can work in a queue no other test touches.
+    pub async fn ensure_queue(&self, name: &str) {
+        let exists = || async {
+            let url = self.api.join(&format!("queue/{name}")).unwrap_or_else(|e| panic!("{e}"));
+            self.http
+                .get(url)
+                .header("Authorization", format!("token {}", self.token))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        };
+        if exists().await {
+            return;
+        }
+        let url = self.api.join("queue").unwrap_or_else(|e| panic!("{e}"));
+        // A concurrent run may create it first: then this create fails and the queue exists.
+        let _ = self
+            .http
+            .post(url)
+            .header("Authorization", format!("token {}", self.token))
+            .json(&json!({"Name": name}))
+            .send()
+            .await;
+        assert!(exists().await, "RT has no queue {name} and would not create it");
+    }
+
     /// The ticket as RT shows it now.
     pub async fn ticket(&self, id: u64) -> Value {
         let url = self.api.join(&format!("ticket/{id}")).unwrap_or_else(|e| panic!("{e}"));

@@ -5,6 +5,7 @@
 //! path parameters from the event and never look at the method or the path.
 
 pub mod authorizer;
+pub mod board;
 pub mod notifications;
 pub mod push;
 pub mod tickets;
@@ -33,6 +34,7 @@ macro_rules! http_handlers {
 }
 
 http_handlers!(
+    board::Board,
     tickets::PostTicket,
     tickets::GetTicket,
     tickets::ListTickets,
