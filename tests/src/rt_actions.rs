@@ -36,12 +36,15 @@ impl RtActor {
         Self { http, api, token: rt_env("RT_TOKEN") }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    /// A request to RT's REST 2.0 API at `path`, with the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let url = self.api.join(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        self.http.request(method, url).header("Authorization", format!("token {}", self.token))
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let resp = self
-            .http
-            .request(method, url)
-            .header("Authorization", format!("token {}", self.token))
+            .request(method, path)
             .json(&body)
             .send()
             .await
@@ -84,35 +87,21 @@ impl RtActor {
     /// can work in a queue no other test touches.
     pub async fn ensure_queue(&self, name: &str) {
         let exists = || async {
-            let url = self.api.join(&format!("queue/{name}")).unwrap_or_else(|e| panic!("{e}"));
-            self.http
-                .get(url)
-                .header("Authorization", format!("token {}", self.token))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            let found = self.request(reqwest::Method::GET, &format!("queue/{name}")).send().await;
+            found.is_ok_and(|r| r.status().is_success())
         };
         if exists().await {
             return;
         }
-        let url = self.api.join("queue").unwrap_or_else(|e| panic!("{e}"));
         // A concurrent run may create it first: then this create fails and the queue exists.
-        let _ = self
-            .http
-            .post(url)
-            .header("Authorization", format!("token {}", self.token))
-            .json(&json!({"Name": name}))
-            .send()
-            .await;
+        let create = json!({"Name": name});
+        let _ = self.request(reqwest::Method::POST, "queue").json(&create).send().await;
         assert!(exists().await, "RT has no queue {name} and would not create it");
     }
 
     /// The ticket as RT shows it now.
     pub async fn ticket(&self, id: u64) -> Value {
-        let url = self.api.join(&format!("ticket/{id}")).unwrap_or_else(|e| panic!("{e}"));
-        self.http
-            .get(url)
-            .header("Authorization", format!("token {}", self.token))
+        self.request(reqwest::Method::GET, &format!("ticket/{id}"))
             .send()
             .await
             .unwrap_or_else(|e| panic!("RT get ticket: {e}"))
