@@ -258,7 +258,10 @@ impl Browser {
             "Tab" => (9, ""),
             other => panic!("press: no key code for {other}"),
         };
-        let mut down = json!({"type": "keyDown", "key": key, "code": key,
+        // As a real keyboard: a key that types text is a keyDown with that text, any other
+        // a rawKeyDown.
+        let kind = if text.is_empty() { "rawKeyDown" } else { "keyDown" };
+        let mut down = json!({"type": kind, "key": key, "code": key,
             "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code});
         if !text.is_empty() {
             down["text"] = json!(text);

@@ -91,13 +91,20 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     assert_eq!(base, format!("http://127.0.0.1:{http_port}"));
     let api = authorized_client(&key);
 
-    // WHEN a person opens the board and gives the key (typed, then Enter)
+    // WHEN a person opens the board and gives the key (typed, Tab, Enter)
     let browser = Browser::launch().await;
     browser.viewport(1280, 900, false).await;
     browser.navigate(&format!("{base}/")).await;
     browser.wait_for("the key form", SHOWN, "document.documentElement.dataset.ready === 'true' && !document.getElementById('key-section').hidden").await;
     browser.focus("#api-key").await;
     browser.type_text(&key).await;
+    // Tab reaches the form's button, and Enter on it opens the board.
+    browser.press("Tab").await;
+    assert_eq!(
+        browser.eval("document.activeElement.textContent").await,
+        json!("Open board"),
+        "Tab moves from the key to the button"
+    );
     browser.press("Enter").await;
     // THEN the board connects to the live feed, and the key is in session storage only
     browser
