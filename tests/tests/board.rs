@@ -18,7 +18,12 @@ use std::{path::PathBuf, time::Duration};
 use rt_relay_shared::{
     auth::{dynamodb::DynamoApiKeys, ApiKeyStore, Scope},
     config::Tables,
-    store::{dynamodb::client_from_env, schema::create_tables},
+    model::{Notification, Ticket},
+    store::{
+        dynamodb::{client_from_env, DynamoStore},
+        schema::create_tables,
+        TicketStore,
+    },
 };
 use rt_relay_tests::{
     browser::Browser,
@@ -31,6 +36,18 @@ use serde_json::{json, Value};
 
 /// The RT queue the test works in (created once in RT, kept).
 const QUEUE: &str = "rt-relay-board";
+
+/// Tickets recorded before the board is opened (a page is 20).
+const HISTORY: u64 = 25;
+
+/// Titles of those tickets.
+const EARLIER: [&str; 5] = [
+    "VPN drops every hour",
+    "New laptop for the Lisbon office",
+    "Printer on floor 2 offline",
+    "Password reset for the wiki",
+    "Invoice PDF does not open",
+];
 
 /// Bound on anything the page must show after an action (pushes, the sync, reconnects).
 const SHOWN: Duration = Duration::from_secs(60);
@@ -85,6 +102,29 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     let key_id = key.split('_').nth(1).expect("a key rtr_<id>_<secret>");
     let keys = DynamoApiKeys::new(dynamodb.clone(), tables.api_keys.clone().expect("keys table"));
     assert!(keys.set_queues(key_id, &[QUEUE.into()]).await.expect("set the key's queue"));
+    // A history of more than one page, older than anything the test does, written as the
+    // API would have recorded it.
+    let store = DynamoStore::new(dynamodb.clone(), tables.clone());
+    let now = chrono::Utc::now();
+    for id in 1..=HISTORY {
+        let at = now - chrono::Duration::minutes(i64::try_from(60 - id).unwrap_or(0));
+        let ticket = Ticket {
+            id,
+            title: format!(
+                "{} (earlier ticket {id})",
+                EARLIER[usize::try_from(id).unwrap_or(0) % EARLIER.len()]
+            ),
+            description: "Recorded before the board was opened.".into(),
+            status: ["new", "open", "resolved"][usize::try_from(id).unwrap_or(0) % 3].into(),
+            queue: QUEUE.into(),
+            requestor: None,
+            created_at: at,
+            updated_at: at,
+            rt_url: format!("http://rt.invalid/Ticket/Display.html?id={id}"),
+        };
+        let created = Notification::ticket_created(&ticket, at);
+        store.record_created(&ticket, &created, None).await.expect("record an earlier ticket");
+    }
     let (http_port, ws_port) = (free_port(), free_port());
     let gateway = GatewayProcess::start(&settings(&prefix, http_port, ws_port)).await;
     let base = gateway.http_url.clone();
@@ -126,6 +166,24 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
             .await,
         json!([])
     );
+    // The list is one page, newest first; Load more (Enter on it) reads the next by cursor.
+    let ids =
+        "[...document.querySelectorAll('#ticket-rows tr')].map(r => Number(r.dataset.ticketId))";
+    let first_page: Vec<u64> = ((HISTORY - 19)..=HISTORY).rev().collect();
+    assert_eq!(browser.eval(ids).await, json!(first_page));
+    browser.focus("#load-more").await;
+    browser.press("Enter").await;
+    let all: Vec<u64> = (1..=HISTORY).rev().collect();
+    browser
+        .wait_for(
+            "the second page",
+            SHOWN,
+            &format!(
+                "JSON.stringify({ids}) === {} && document.getElementById('load-more').hidden",
+                json!(json!(all).to_string())
+            ),
+        )
+        .await;
     browser.eval("window.boardTestMarker = 'no reload'").await;
 
     // WHEN a ticket is created through the form, submitted twice at once
