@@ -171,6 +171,16 @@ mod tests {
         assert!(BOARD_JS.contains("sessionStorage") && !BOARD_JS.contains("localStorage"));
     }
 
+    #[test]
+    fn the_openapi_document_lists_exactly_the_served_files() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap_or_default();
+        let listed = &doc["paths"]["/board/{file}"]["get"]["parameters"][0]["schema"]["enum"];
+        let mut served: Vec<&str> = FILES.iter().map(|(name, _, _)| *name).collect();
+        served.push("config.json");
+        assert_eq!(*listed, json!(served));
+    }
+
     #[tokio::test]
     async fn config_names_the_websocket_url_and_unknown_files_are_404() {
         let board = Board::new(Some("ws://127.0.0.1:3001".into()));
