@@ -35,7 +35,7 @@ use rt_relay_shared::{
         schema::{create_tables, notifications_stream_arn},
         ConnectionStore, IdempotencyStore, StoreError, TicketStore,
     },
-    usecases::create_ticket::IdempotencyTiming,
+    usecases::{connections::ResumeSetup, create_ticket::IdempotencyTiming, resume::Resume},
     wiring,
 };
 use tokio::{
@@ -95,6 +95,10 @@ pub struct Functions {
     pub default_route: DefaultRoute,
     /// The connections store the push function reads.
     pub connections: Arc<dyn ConnectionStore>,
+    /// The notifications store the resume replays from.
+    pub notifications: Arc<dyn TicketStore>,
+    /// The feed's rules.
+    pub feed: FeedSettings,
     /// The Lambda authorizer in front of both APIs (API keys). [`Gateway::start`] (the
     /// binary, `make dev`, the end-to-end tests) always sets it; `None` checks no keys at
     /// all and is only for in-process tests and benchmarks over fakes.
@@ -128,6 +132,8 @@ impl Functions {
             rt_sync: None,
             connection_routes: ConnectionRoutes::new(store.clone()),
             default_route: wiring::default_route_over(store.clone(), FeedSettings::default()),
+            notifications: store.clone(),
+            feed: FeedSettings::default(),
             connections: store,
             authorizer: None,
         }
@@ -174,6 +180,8 @@ impl Functions {
             rt_sync: None,
             connection_routes: wiring::connection_routes(sdk, tables)?,
             default_route: wiring::default_route(sdk, tables, feed),
+            notifications: store.clone(),
+            feed,
             connections: store,
             authorizer: Some(wiring::authorizer(sdk, tables)?),
         })
@@ -271,7 +279,7 @@ impl Gateway {
     /// poster pointed at this gateway's own `@connections`.
     pub async fn start_with(
         options: ServerOptions,
-        functions: Functions,
+        mut functions: Functions,
         stream: Option<StreamSource>,
     ) -> Result<RunningGateway, GatewayError> {
         config::check_listen_addrs(
@@ -316,6 +324,32 @@ impl Gateway {
                 .router();
         let http_task = tokio::spawn(serve(http_listener, http_router, front_rx.clone()));
 
+        let management_endpoint = format!("http://{}", connectable(management_addr));
+        // The push and the resume post through the real SDK poster to this gateway's own
+        // `@connections`, as the Lambda functions do on AWS.
+        let poster = match &stream {
+            None => None,
+            Some(_) => {
+                let endpoint = url::Url::parse(&management_endpoint).map_err(|e| ConfigError {
+                    var: "GATEWAY_WS_ADDR",
+                    problem: format!("no management endpoint URL: {e}"),
+                })?;
+                Some(wiring::poster(&wiring::sdk_config()?, &endpoint))
+            }
+        };
+        if let Some(poster) = &poster {
+            let resume = Resume::new(
+                functions.connections.clone(),
+                functions.notifications.clone(),
+                poster.clone(),
+                functions.feed,
+            );
+            functions.connection_routes = functions.connection_routes.with_resume(ResumeSetup {
+                notifications: functions.notifications.clone(),
+                settings: functions.feed,
+                starter: Arc::new(websocket::SpawnResume::new(resume)),
+            });
+        }
         let ws_api = websocket::WsApi::new(
             functions.connection_routes.clone(),
             functions.default_route.clone(),
@@ -329,18 +363,12 @@ impl Gateway {
         let management_router = connections::management_router(registry.clone(), &options.ws.stage);
         let management_task = tokio::spawn(serve(management_listener, management_router, ws_rx));
 
-        let management_endpoint = format!("http://{}", connectable(management_addr));
-        let poller_task = match stream {
+        let poller_task = match stream.zip(poster) {
             None => None,
-            Some(source) => {
-                let endpoint = url::Url::parse(&management_endpoint).map_err(|e| ConfigError {
-                    var: "GATEWAY_WS_ADDR",
-                    problem: format!("no management endpoint URL: {e}"),
-                })?;
-                let sdk = wiring::sdk_config()?;
+            Some((source, poster)) => {
                 let push = PushNotifications::new(
                     functions.connections.clone(),
-                    wiring::poster(&sdk, &endpoint),
+                    poster,
                     options.push_concurrency,
                 );
                 let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings);

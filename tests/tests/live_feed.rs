@@ -196,6 +196,80 @@ async fn an_old_connection_is_told_to_reconnect_and_its_position_misses_nothing(
     let ids: Vec<u64> = got.iter().map(|n| n["ticket"]["id"].as_u64().unwrap_or(0)).collect();
     assert_eq!(ids, [during, away]);
 
+    // The same over the WebSocket: reconnecting with the given position replays both, in
+    // order, then goes live.
+    let url = format!("{}&since={before_note}", stack.ws_url(&gateway));
+    let mut again = WsClient::connect(&url).await;
+    let live = post_ticket(&http, &base, "reconnect: live after the resume").await;
+    let got = notifications_until(&mut again, live).await;
+    assert_eq!(got, [during, away, live], "nothing missed, nothing twice, in order");
+    again.close().await;
+
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// The ticket ids of every notification received until `last`'s (bounded), in order; any
+/// control message on the way fails the test.
+async fn notifications_until(client: &mut WsClient, last: u64) -> Vec<u64> {
+    client
+        .wait_for_message(Duration::from_secs(60), |v| v["ticket"]["id"] == last)
+        .await
+        .unwrap_or_else(|| panic!("ticket {last} never arrived; got {:?}", client.received));
+    client
+        .received
+        .iter()
+        .map(|n| {
+            assert_eq!(n["type"], "ticket.created", "unexpected message {n}");
+            n["ticket"]["id"].as_u64().unwrap_or(0)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_with_since_gets_exactly_what_it_missed_in_order_then_live() {
+    let mut stack = Stack::new("feed-resume").await;
+    stack.config.feed.settle = Duration::from_millis(1_000);
+    let gateway = stack.start().await;
+    let http = stack.http();
+    let base = gateway.http_url();
+
+    // GIVEN a client that received ticket `seen` and went away
+    let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
+    let seen = post_ticket(&http, &base, "resume: seen").await;
+    assert!(client.wait_for_ticket(seen, Duration::from_secs(30)).await.is_some());
+    client.close().await;
+    // WHEN 10 tickets are created meanwhile and it reconnects with `since`
+    let mut missed = Vec::new();
+    for i in 0..10 {
+        missed.push(post_ticket(&http, &base, &format!("resume: missed {i}")).await);
+    }
+    let url = format!("{}&since=ticket-{seen}-created", stack.ws_url(&gateway));
+    let mut client = WsClient::connect(&url).await;
+    // (one created while the replay runs: it lands in the replay, the held set or live)
+    let seam = post_ticket(&http, &base, "resume: at the seam").await;
+    let live = post_ticket(&http, &base, "resume: live").await;
+    // THEN it gets exactly those 10 in order, then the live ones, each once.
+    let got = notifications_until(&mut client, live).await;
+    let mut want = missed.clone();
+    want.extend([seam, live]);
+    assert_eq!(got, want);
+    client.close().await;
+
+    // A position beyond retention (or unknown): `resync` first, then live.
+    let url = format!("{}&since=ticket-999999999-created", stack.ws_url(&gateway));
+    let mut lost = WsClient::connect(&url).await;
+    let first = lost.next_text(Duration::from_secs(30)).await.expect("a first message");
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).ok(),
+        Some(json!({
+            "type": "resync", "since": "ticket-999999999-created", "reason": "position_expired"
+        }))
+    );
+    let after = post_ticket(&http, &base, "resume: after a resync").await;
+    assert_eq!(notifications_until(&mut lost, after).await, [after]);
+    lost.close().await;
+
     gateway.shutdown().await;
     stack.clean_up().await;
 }

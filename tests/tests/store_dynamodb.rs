@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
-    dynamodb::DynamoStore, memory::MemoryStore, Claim, Connection, ConnectionStore,
-    IdempotencyCompletion, IdempotencyStore, Lease, PageRequest, StoreError, TicketFilter,
-    TicketStore,
+    dynamodb::DynamoStore, memory::MemoryStore, Claim, Connection, ConnectionOwner,
+    ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
+    StoreError, TicketFilter, TicketStore,
 };
 use rt_relay_tests::{
     bench::DynamoMeter,
@@ -320,4 +320,43 @@ async fn connections_are_read_page_by_page() {
     store.remove("never-existed").await.unwrap();
     let (ids, _) = store.page(None, 100).await.unwrap();
     assert_eq!(ids.len(), 6);
+}
+
+/// The resume protocol's conditional writes, the same in DynamoDB and the fake: holding
+/// only while replaying, taking the held set, going live only with nothing held.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
+async fn resume_marks(store: &dyn ConnectionStore) {
+    let now = Utc::now();
+    let c = Connection { id: "r1".into(), connected_at: now, expires_at: now };
+    let owner = ConnectionOwner { key_id: "k1".into(), queues: r#"["A"]"#.into() };
+    store.add_resuming(&c, Some(&owner), "n-1", Some("1700000000000#n-1")).await.unwrap();
+    let record = store.resume_record("r1").await.unwrap().expect("a resume record");
+    assert_eq!(
+        (record.since.as_str(), record.replay_from.as_deref(), &record.mark),
+        ("n-1", Some("1700000000000#n-1"), &FeedMark::Replaying)
+    );
+    assert_eq!(record.queues.as_deref(), Some(r#"["A"]"#));
+    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    assert_eq!(recipients[0].mark, FeedMark::Replaying);
+    assert!(store.hold("r1", &["1700000000005#n-5".into()]).await.unwrap());
+    assert!(store.hold("r1", &["1700000000006#n-6".into()]).await.unwrap());
+    // Not live while something is held.
+    assert!(!store.go_live("r1", Some("1700000000003#~")).await.unwrap());
+    let mut held = store.take_held("r1").await.unwrap();
+    held.sort();
+    assert_eq!(held, ["1700000000005#n-5", "1700000000006#n-6"]);
+    assert!(store.take_held("r1").await.unwrap().is_empty());
+    assert!(store.go_live("r1", Some("1700000000003#~")).await.unwrap());
+    // Live now: nothing more is held, and the push sees the bound.
+    assert!(!store.hold("r1", &["1700000000007#n-7".into()]).await.unwrap());
+    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    assert_eq!(recipients[0].mark, FeedMark::LiveAfter("1700000000003#~".into()));
+    assert!(!store.hold("nobody", &["1700000000007#n-7".into()]).await.unwrap());
+    assert!(store.resume_record("nobody").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn resume_marks_in_dynamodb_and_the_fake() {
+    resume_marks(&store("resume").await).await;
+    resume_marks(&MemoryStore::new()).await;
 }

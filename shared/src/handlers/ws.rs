@@ -26,6 +26,18 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_KEY: usize = 100;
 const OVER_LIMIT: &str =
     r#"{"message":"this API key has too many open connections; close one or use another key"}"#;
 
+/// What `$connect` answers `since` where no resume is wired.
+const NO_RESUME: &str = r#"{"message":"since is not served on this deployment's WebSocket; connect without it and catch up with GET /notifications?since=<id>"}"#;
+
+/// Sets what `$connect` needs to accept `since`.
+impl ConnectionRoutes {
+    /// Accepts `since`, resuming through `setup`.
+    pub fn with_resume(mut self, setup: crate::usecases::connections::ResumeSetup) -> Self {
+        self.tracker = self.tracker.with_resume(setup);
+        self
+    }
+}
+
 /// What `$default` answers.
 pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; send {\"action\":\"ping\"} every 5 minutes to keep it open (answered {\"type\":\"pong\"}). Dedupe by the notification's id; after a gap, catch up with GET /notifications?since=<last id>."}"#;
 
@@ -74,8 +86,10 @@ impl ConnectionRoutes {
             key_id: caller.key_id.clone(),
             queues: caller.queues.to_context(),
         });
-        match self.tracker.connected(&id, owner.as_ref()).await {
+        let since = event.query_string_parameters.first("since");
+        match self.tracker.connected(&id, owner.as_ref(), since).await {
             Ok(Admission::Admitted) => response(200, None),
+            Ok(Admission::ResumeUnavailable) => response(400, Some(NO_RESUME)),
             Ok(Admission::OverLimit { open }) => {
                 info!(connection_id = %id, open, "over the key's connection limit");
                 response(429, Some(OVER_LIMIT))

@@ -2,7 +2,7 @@
 //! idempotency rules as the DynamoDB adapter, plus failure injection.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     ops::Bound,
     sync::{
         atomic::{AtomicU32, Ordering},
@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
-    Claim, Connection, ConnectionOwner, ConnectionStore, IdempotencyCompletion, IdempotencyStore,
-    Lease, Page, PageRequest, Recipient, StoreError, TicketFilter, TicketStore,
+    Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
+    IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, StoreError, TicketFilter,
+    TicketStore,
 };
 use crate::{
     feed::Position,
@@ -40,6 +41,8 @@ struct State {
     notifications: BTreeMap<(i64, String), Notification>,
     connections: BTreeMap<String, Connection>,
     connection_owners: BTreeMap<String, ConnectionOwner>,
+    /// Resuming connections: the record and the held positions.
+    resumes: BTreeMap<String, (ResumeRecord, BTreeSet<String>)>,
     idempotency: BTreeMap<String, IdemRecord>,
     next_lease: u64,
 }
@@ -365,7 +368,71 @@ impl ConnectionStore for MemoryStore {
         let mut st = self.lock();
         st.connections.remove(connection_id);
         st.connection_owners.remove(connection_id);
+        st.resumes.remove(connection_id);
         Ok(())
+    }
+
+    async fn add_resuming(
+        &self,
+        connection: &Connection,
+        owner: Option<&ConnectionOwner>,
+        since: &str,
+        replay_from: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        st.connections.insert(connection.id.clone(), connection.clone());
+        if let Some(owner) = owner {
+            st.connection_owners.insert(connection.id.clone(), owner.clone());
+        }
+        let record = ResumeRecord {
+            connected_at: connection.connected_at,
+            queues: owner.map(|o| o.queues.clone()),
+            since: since.to_owned(),
+            replay_from: replay_from.map(str::to_owned),
+            mark: FeedMark::Replaying,
+        };
+        st.resumes.insert(connection.id.clone(), (record, BTreeSet::new()));
+        Ok(())
+    }
+
+    async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
+        Ok(self.lock().resumes.get(connection_id).map(|(r, _)| r.clone()))
+    }
+
+    async fn hold(&self, connection_id: &str, seqs: &[String]) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        match st.resumes.get_mut(connection_id) {
+            Some((r, held)) if r.mark == FeedMark::Replaying => {
+                held.extend(seqs.iter().cloned());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn take_held(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut st = self.lock();
+        Ok(match st.resumes.get_mut(connection_id) {
+            Some((r, held)) if r.mark == FeedMark::Replaying => {
+                std::mem::take(held).into_iter().collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    async fn go_live(
+        &self,
+        connection_id: &str,
+        live_after: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        match st.resumes.get_mut(connection_id) {
+            Some((r, held)) if r.mark == FeedMark::Replaying && held.is_empty() => {
+                r.mark = live_after.map_or(FeedMark::Live, |a| FeedMark::LiveAfter(a.to_owned()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn add_owned(
@@ -397,7 +464,15 @@ impl ConnectionStore for MemoryStore {
         let (ids, next) = self.page(after, limit).await?;
         let st = self.lock();
         Ok((
-            Recipient::list(ids, |id| st.connection_owners.get(id).map(|o| o.queues.clone())),
+            Recipient::list(ids, |id| st.connection_owners.get(id).map(|o| o.queues.clone()))
+                .into_iter()
+                .map(|mut r| {
+                    if let Some((record, _)) = st.resumes.get(&r.id) {
+                        r.mark = record.mark.clone();
+                    }
+                    r
+                })
+                .collect(),
             next,
         ))
     }

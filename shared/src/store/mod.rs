@@ -237,13 +237,44 @@ pub struct Recipient {
     pub id: String,
     /// The owner's queue rights (a JSON array), if recorded.
     pub queues: Option<String>,
+    /// Where it is in the resume protocol.
+    pub mark: FeedMark,
 }
 
 impl Recipient {
-    /// Recipients for `ids`, each with the queue rights `queues_of` knows for it.
+    /// Recipients for `ids`, each with the queue rights `queues_of` knows for it, live.
     pub fn list(ids: Vec<String>, queues_of: impl Fn(&str) -> Option<String>) -> Vec<Self> {
-        ids.into_iter().map(|id| Recipient { queues: queues_of(&id), id }).collect()
+        ids.into_iter()
+            .map(|id| Recipient { queues: queues_of(&id), id, mark: FeedMark::Live })
+            .collect()
     }
+}
+
+/// Where a connection is in the resume protocol (docs/ARCHITECTURE.md, "Resume").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FeedMark {
+    /// Live from the start (no `since`): the push posts it everything.
+    #[default]
+    Live,
+    /// Being replayed to: the push holds its notifications (their `seq`) for the resume.
+    Replaying,
+    /// Live after a resume: the push posts only positions (`seq`) after this one.
+    LiveAfter(String),
+}
+
+/// What the resume reads of a connection that asked for `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRecord {
+    /// When `$connect` recorded it.
+    pub connected_at: DateTime<Utc>,
+    /// The owner's queue rights (a JSON array), if recorded.
+    pub queues: Option<String>,
+    /// The notification id the client gave.
+    pub since: String,
+    /// Its position (`seq`); `None` when it was expired: the client gets `resync`.
+    pub replay_from: Option<String>,
+    /// Where it is now.
+    pub mark: FeedMark,
 }
 
 /// Live WebSocket connections.
@@ -278,6 +309,42 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
         let (ids, next) = self.page(after, limit).await?;
         Ok((Recipient::list(ids, |_| None), next))
+    }
+    /// Records a connection that resumes from `since` (resolved to `replay_from`, `None`
+    /// when expired) in the replaying state, so the push holds what it would post to it.
+    /// The default (test wrappers) cannot.
+    async fn add_resuming(
+        &self,
+        connection: &Connection,
+        _owner: Option<&ConnectionOwner>,
+        _since: &str,
+        _replay_from: Option<&str>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt(format!("this store cannot resume connection {}", connection.id)))
+    }
+    /// A resuming connection's record (`None`: gone, or not resuming).
+    async fn resume_record(
+        &self,
+        _connection_id: &str,
+    ) -> Result<Option<ResumeRecord>, StoreError> {
+        Ok(None)
+    }
+    /// Holds `seqs` for a replaying connection; `false` when it is not replaying (any more).
+    async fn hold(&self, _connection_id: &str, _seqs: &[String]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Takes (removes and returns) a replaying connection's held positions.
+    async fn take_held(&self, _connection_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Makes a replaying connection live after `live_after` (`None`: everything), only if
+    /// it holds nothing; `false` when the push held more meanwhile (or it is gone).
+    async fn go_live(
+        &self,
+        _connection_id: &str,
+        _live_after: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
     }
     /// Forgets a connection (absent is fine).
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;

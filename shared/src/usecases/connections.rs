@@ -8,7 +8,29 @@ use super::{
     clock::{Clock, SystemClock},
     Error,
 };
-use crate::store::{Connection, ConnectionOwner, ConnectionStore};
+use crate::{
+    feed::{self, FeedSettings, SinceError},
+    store::{Connection, ConnectionOwner, ConnectionStore, TicketStore},
+};
+
+/// Starts the resume of a connection that came with `since` (`usecases::resume::Resume`),
+/// without waiting for it: the local gateway spawns it; the resume's first post waits for
+/// the handshake to complete.
+pub trait ResumeStarter: Send + Sync + std::fmt::Debug {
+    /// Starts resuming `connection_id`.
+    fn start(&self, connection_id: &str);
+}
+
+/// What `$connect` needs to accept `since`: the feed to resolve it in, and the starter.
+#[derive(Debug, Clone)]
+pub struct ResumeSetup {
+    /// The notifications store (the position of `since`).
+    pub notifications: Arc<dyn TicketStore>,
+    /// Retention.
+    pub settings: FeedSettings,
+    /// Runs the resume.
+    pub starter: Arc<dyn ResumeStarter>,
+}
 
 /// How long a connection record lives: API Gateway closes connections after 2 h, so 3 h
 /// leaves TTL a margin and never drops a live one.
@@ -21,6 +43,8 @@ pub struct ConnectionTracker {
     clock: Arc<dyn Clock>,
     /// How many connections one API key may hold open.
     max_per_key: usize,
+    /// `since` support, if wired.
+    resume: Option<ResumeSetup>,
 }
 
 /// Whether a connection was admitted.
@@ -33,12 +57,20 @@ pub enum Admission {
         /// The key's open connections.
         open: usize,
     },
+    /// It asked for `since` where no resume is wired (not recorded).
+    ResumeUnavailable,
 }
 
 impl ConnectionTracker {
     /// Over the connections store, on the system clock.
     pub fn new(connections: Arc<dyn ConnectionStore>) -> Self {
-        Self { connections, clock: Arc::new(SystemClock), max_per_key: usize::MAX }
+        Self { connections, clock: Arc::new(SystemClock), max_per_key: usize::MAX, resume: None }
+    }
+
+    /// Accepts `since` on connect, resuming through `setup`.
+    pub fn with_resume(mut self, setup: ResumeSetup) -> Self {
+        self.resume = Some(setup);
+        self
     }
 
     /// Sets how many connections one API key may hold open.
@@ -49,27 +81,52 @@ impl ConnectionTracker {
 
     /// Records connection `id`, expiring after [`CONNECTION_TTL`], with the API key it was
     /// admitted with (`owner`), unless that key is at its connection limit.
+    /// With `since` (the id of the last notification the client received), the connection
+    /// is recorded replaying and its resume started (an unknown or expired position is
+    /// recorded too: the resume sends `resync` first).
     pub async fn connected(
         &self,
         id: &str,
         owner: Option<&ConnectionOwner>,
+        since: Option<&str>,
     ) -> Result<Admission, Error> {
         let now = self.clock.now();
         let connection =
             Connection { id: id.to_owned(), connected_at: now, expires_at: now + CONNECTION_TTL };
-        match owner {
-            None => self.connections.add(&connection).await?,
-            Some(owner) => {
-                // Counted before recording: concurrent handshakes of one key can pass
-                // together, so the limit may be exceeded by the handshakes in flight.
-                let open = self.connections.count_for_key(&owner.key_id).await?;
-                if open >= self.max_per_key {
-                    return Ok(Admission::OverLimit { open });
-                }
-                self.connections.add_owned(&connection, owner).await?;
+        if let Some(owner) = owner {
+            // Counted before recording: concurrent handshakes of one key can pass
+            // together, so the limit may be exceeded by the handshakes in flight.
+            let open = self.connections.count_for_key(&owner.key_id).await?;
+            if open >= self.max_per_key {
+                return Ok(Admission::OverLimit { open });
             }
         }
-        info!(connection_id = %id, "connected");
+        match (since, &self.resume) {
+            (Some(_), None) => return Ok(Admission::ResumeUnavailable),
+            (Some(since), Some(setup)) => {
+                let replay_from = match feed::resolve_since(
+                    setup.notifications.as_ref(),
+                    since,
+                    &setup.settings,
+                    now,
+                )
+                .await
+                {
+                    Ok(position) => Some(position.seq()),
+                    Err(SinceError::Expired(_)) => None,
+                    Err(SinceError::Store(e)) => return Err(e.into()),
+                };
+                self.connections
+                    .add_resuming(&connection, owner, since, replay_from.as_deref())
+                    .await?;
+                setup.starter.start(id);
+            }
+            (None, _) => match owner {
+                None => self.connections.add(&connection).await?,
+                Some(owner) => self.connections.add_owned(&connection, owner).await?,
+            },
+        }
+        info!(connection_id = %id, resuming = since.is_some(), "connected");
         Ok(Admission::Admitted)
     }
 

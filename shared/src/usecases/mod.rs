@@ -18,6 +18,7 @@ pub mod create_ticket;
 pub mod feeds;
 pub mod push;
 pub mod refresh_ticket;
+pub mod resume;
 
 /// Why a use case did not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -5,11 +5,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{from_item, rfc3339, s, to_item};
+use aws_sdk_dynamodb::{
+    operation::update_item::UpdateItemError,
+    types::{AttributeValue, ReturnValue},
+};
+
+use super::item::{condition_failed, from_item, rfc3339, s, to_item};
 use super::DynamoStore;
 use crate::store::{
-    schema::CONNECTIONS_BY_KEY, Connection, ConnectionOwner, ConnectionStore, Recipient, StoreError,
+    schema::CONNECTIONS_BY_KEY, Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient,
+    ResumeRecord, StoreError,
 };
+
+/// `feed_state` of a connection being replayed to (absent or `live`: live).
+const REPLAYING: &str = "replaying";
 
 /// A connection as stored.
 #[derive(Serialize, Deserialize)]
@@ -25,6 +34,32 @@ struct ConnectionItem {
     /// The key's queue rights, as the authorizer's context carries them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     queues: Option<String>,
+    /// The resume protocol: `replaying` or `live` (absent: live from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_state: Option<String>,
+    /// The id the client resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    /// Its position (absent with `since`: expired, the client gets `resync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replay_from: Option<String>,
+    /// Live after a resume: only positions after this one are posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live_after: Option<String>,
+}
+
+impl ConnectionItem {
+    fn mark(&self) -> FeedMark {
+        mark_of(self.feed_state.as_deref(), self.live_after.as_deref())
+    }
+}
+
+fn mark_of(state: Option<&str>, live_after: Option<&str>) -> FeedMark {
+    match (state, live_after) {
+        (Some(REPLAYING), _) => FeedMark::Replaying,
+        (_, Some(after)) => FeedMark::LiveAfter(after.to_owned()),
+        _ => FeedMark::Live,
+    }
 }
 
 /// What the push reads of a connection.
@@ -33,6 +68,10 @@ struct RecipientItem {
     connection_id: String,
     #[serde(default)]
     queues: Option<String>,
+    #[serde(default)]
+    feed_state: Option<String>,
+    #[serde(default)]
+    live_after: Option<String>,
 }
 
 /// The table's key: what a Scan projects and pages by.
@@ -49,6 +88,109 @@ impl ConnectionStore for DynamoStore {
 
     async fn add_owned(&self, c: &Connection, owner: &ConnectionOwner) -> Result<(), StoreError> {
         self.put_connection(c, Some(owner)).await
+    }
+
+    async fn add_resuming(
+        &self,
+        c: &Connection,
+        owner: Option<&ConnectionOwner>,
+        since: &str,
+        replay_from: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut item = connection_item(c, owner);
+        item.feed_state = Some(REPLAYING.into());
+        item.since = Some(since.to_owned());
+        item.replay_from = replay_from.map(str::to_owned);
+        self.put_item(&item).await
+    }
+
+    async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("GetItem", e))?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: ConnectionItem = from_item(item, "connection item")?;
+        let mark = item.mark();
+        Ok(item.since.map(|since| ResumeRecord {
+            connected_at: item.connected_at,
+            queues: item.queues,
+            since,
+            replay_from: item.replay_from,
+            mark,
+        }))
+    }
+
+    async fn hold(&self, connection_id: &str, seqs: &[String]) -> Result<bool, StoreError> {
+        if seqs.is_empty() {
+            return Ok(true);
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .update_expression("ADD held_seqs :seq")
+            .condition_expression("feed_state = :replaying")
+            .expression_attribute_values(":seq", AttributeValue::Ss(seqs.to_vec()))
+            .expression_attribute_values(":replaying", s(REPLAYING))
+            .send()
+            .await;
+        conditional(out.map(|_| ()))
+    }
+
+    async fn take_held(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .update_expression("REMOVE held_seqs")
+            .condition_expression("feed_state = :replaying")
+            .expression_attribute_values(":replaying", s(REPLAYING))
+            .return_values(ReturnValue::UpdatedOld)
+            .send()
+            .await;
+        let held = out.map(|out| match out.attributes.and_then(|mut a| a.remove("held_seqs")) {
+            Some(AttributeValue::Ss(seqs)) => seqs,
+            _ => Vec::new(),
+        });
+        match held {
+            Ok(seqs) => Ok(seqs),
+            Err(e)
+                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+
+    async fn go_live(
+        &self,
+        connection_id: &str,
+        live_after: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .condition_expression("feed_state = :replaying AND attribute_not_exists(held_seqs)")
+            .expression_attribute_values(":replaying", s(REPLAYING))
+            .expression_attribute_values(":live", s("live"));
+        update = match live_after {
+            Some(after) => update
+                .update_expression("SET feed_state = :live, live_after = :after")
+                .expression_attribute_values(":after", s(after)),
+            None => update.update_expression("SET feed_state = :live"),
+        };
+        conditional(update.send().await.map(|_| ()))
     }
 
     async fn ids_for_key(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
@@ -90,7 +232,7 @@ impl ConnectionStore for DynamoStore {
             .client
             .scan()
             .table_name(&self.tables.connections)
-            .projection_expression("connection_id, queues")
+            .projection_expression("connection_id, queues, feed_state, live_after")
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -102,8 +244,11 @@ impl ConnectionStore for DynamoStore {
             .unwrap_or_default()
             .into_iter()
             .map(|item| {
-                from_item::<RecipientItem>(item, "connection item")
-                    .map(|r| Recipient { id: r.connection_id, queues: r.queues })
+                from_item::<RecipientItem>(item, "connection item").map(|r| Recipient {
+                    mark: mark_of(r.feed_state.as_deref(), r.live_after.as_deref()),
+                    id: r.connection_id,
+                    queues: r.queues,
+                })
             })
             .collect::<Result<_, _>>()?;
         let next = out
@@ -134,23 +279,50 @@ impl ConnectionStore for DynamoStore {
     }
 }
 
+/// A conditional update's outcome: `false` when the condition failed.
+fn conditional<R>(
+    out: Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>>,
+) -> Result<bool, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(()) => Ok(true),
+        Err(e) if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) => {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::aws("UpdateItem", e)),
+    }
+}
+
+fn connection_item(c: &Connection, owner: Option<&ConnectionOwner>) -> ConnectionItem {
+    ConnectionItem {
+        connection_id: c.id.clone(),
+        connected_at: c.connected_at,
+        expires_at: c.expires_at.timestamp(),
+        key_id: owner.map(|o| o.key_id.clone()),
+        queues: owner.map(|o| o.queues.clone()),
+        feed_state: None,
+        since: None,
+        replay_from: None,
+        live_after: None,
+    }
+}
+
 impl DynamoStore {
     async fn put_connection(
         &self,
         c: &Connection,
         owner: Option<&ConnectionOwner>,
     ) -> Result<(), StoreError> {
-        let item = ConnectionItem {
-            connection_id: c.id.clone(),
-            connected_at: c.connected_at,
-            expires_at: c.expires_at.timestamp(),
-            key_id: owner.map(|o| o.key_id.clone()),
-            queues: owner.map(|o| o.queues.clone()),
-        };
+        self.put_item(&connection_item(c, owner)).await
+    }
+
+    async fn put_item(&self, item: &ConnectionItem) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.tables.connections)
-            .set_item(Some(to_item(&item)?))
+            .set_item(Some(to_item(item)?))
             .send()
             .await
             .map_err(|e| StoreError::aws("PutItem", e))?;

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use crate::{
-    store::{ConnectionStore, Recipient, StoreError},
+    feed::Position,
+    model::Notification,
+    store::{ConnectionStore, FeedMark, Recipient, StoreError},
     tenant::{relay_default_queue, QueueRights},
+    usecases::resume,
 };
 
 /// One notification's JSON as stored and posted, shared by every delivery of the batch.
@@ -54,16 +57,29 @@ impl Planner {
     }
 
     /// Plans `notifications` (one batch, in feed order): reads every connection once and
-    /// gives each the notifications its key may read.
+    /// gives each the notifications its key may read; a resuming connection's are held for
+    /// its resume or cut at its bound ([`resume::post_now`]).
     pub async fn plan(&self, notifications: Vec<Payload>) -> Result<Plan, StoreError> {
         let queues: Vec<Option<String>> =
             notifications.iter().map(|n| notification_queue(n)).collect();
+        let seqs: Vec<Option<String>> = notifications.iter().map(|n| notification_seq(n)).collect();
         let mut deliveries = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let (page, next) =
                 self.connections.recipients(cursor.as_deref(), self.page_size).await?;
-            deliveries.extend(page.into_iter().filter_map(|r| delivery_for(r, &queues)));
+            for r in page {
+                let mark = r.mark.clone();
+                let id = r.id.clone();
+                let Some(mut delivery) = delivery_for(r, &queues) else { continue };
+                if mark != FeedMark::Live {
+                    delivery.notifications = self.resuming(id, mark, &delivery, &seqs).await?;
+                    if delivery.notifications.is_empty() {
+                        continue;
+                    }
+                }
+                deliveries.push(delivery);
+            }
             match next {
                 Some(c) => cursor = Some(c),
                 None => break,
@@ -71,6 +87,34 @@ impl Planner {
         }
         Ok(Plan { notifications, deliveries })
     }
+}
+
+impl Planner {
+    /// A resuming connection's share of `delivery` (notifications without a position, not
+    /// written by rt-relay, go out as for a live one).
+    async fn resuming(
+        &self,
+        id: String,
+        mark: FeedMark,
+        delivery: &Delivery,
+        seqs: &[Option<String>],
+    ) -> Result<Vec<u32>, StoreError> {
+        let candidates: Vec<(u32, &str)> = delivery
+            .notifications
+            .iter()
+            .filter_map(|&i| seqs[i as usize].as_deref().map(|s| (i, s)))
+            .collect();
+        let recipient = Recipient { id, queues: None, mark };
+        let mut now = resume::post_now(self.connections.as_ref(), &recipient, &candidates).await?;
+        now.extend(delivery.notifications.iter().filter(|&&i| seqs[i as usize].is_none()));
+        now.sort_unstable();
+        Ok(now)
+    }
+}
+
+/// The notification's feed position (`seq`), when the payload is a notification.
+fn notification_seq(data: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Notification>(data).ok().map(|n| Position::of(&n).seq())
 }
 
 /// The queue of the ticket a notification is about (`ticket.queue`).

@@ -1,0 +1,408 @@
+//! Resume (issue 11 item 1; docs/ARCHITECTURE.md, "Resume"): a connection that came with
+//! `?since=<id>` is recorded *replaying*; while it is, the push holds (in the connection's
+//! record) the positions it would have posted. This use case, run once the handshake is
+//! under way, posts every notification after the position the connection may see, in feed
+//! order, up to a settled bound `B` that is at least the connection's start; then drains
+//! what the push held (positions after `B`) and flips the record to live after `B`, only
+//! when nothing more is held. Every notification after the position reaches the
+//! connection once: up to `B` by the replay, after `B` by the drain or by the live push.
+//! An expired position gets `resync` first, then the drain.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use tracing::{info, warn};
+
+use super::{
+    clock::{Clock, SystemClock},
+    Error,
+};
+use crate::{
+    fanout::{ConnectionPoster, PostError},
+    feed::{FeedSettings, Position, ServerMessage},
+    model::Notification,
+    store::{ConnectionStore, FeedMark, PageRequest, Recipient, StoreError, TicketStore},
+    tenant::{relay_default_queue, QueueRights},
+};
+
+/// Notifications read per page of the replay.
+const REPLAY_PAGE: u32 = 100;
+/// How long the first post may answer 410 while the client's handshake completes (API
+/// Gateway refuses posts to a connection until its `$connect` has returned).
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
+/// Drain rounds at most (each one empties what the push held meanwhile).
+const MAX_DRAINS: usize = 100;
+
+/// How a resume ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// Replayed, drained, live.
+    Live {
+        /// Notifications posted by the replay (after the position, up to `B`).
+        replayed: usize,
+        /// Notifications posted from what the push held.
+        drained: usize,
+    },
+    /// The connection went away (410 or its record is gone).
+    Gone,
+    /// Nothing to do: the connection is not resuming (or no longer).
+    NotResuming,
+}
+
+/// The resume use case.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    connections: Arc<dyn ConnectionStore>,
+    notifications: Arc<dyn TicketStore>,
+    poster: Arc<dyn ConnectionPoster>,
+    settings: FeedSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl Resume {
+    /// Over its ports, on the system clock.
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        notifications: Arc<dyn TicketStore>,
+        poster: Arc<dyn ConnectionPoster>,
+        settings: FeedSettings,
+    ) -> Self {
+        Self { connections, notifications, poster, settings, clock: Arc::new(SystemClock) }
+    }
+
+    /// Resumes connection `id` (see the module docs).
+    pub async fn run(&self, id: &str) -> Result<ResumeOutcome, Error> {
+        let Some(record) = self.connections.resume_record(id).await? else {
+            return Ok(ResumeOutcome::NotResuming);
+        };
+        if record.mark != FeedMark::Replaying {
+            return Ok(ResumeOutcome::NotResuming);
+        }
+        let rights = rights_of(record.queues.as_deref());
+        let mut post = Posting { poster: self.poster.as_ref(), id, first: true };
+        let mut replayed = 0;
+        // Everything at or before `bound` has been posted.
+        let bound = match record.replay_from.as_deref().and_then(Position::parse_seq) {
+            None => {
+                let resync = ServerMessage::Resync {
+                    since: record.since.clone(),
+                    reason: "position_expired".into(),
+                };
+                if !post.send(resync.to_json().as_bytes()).await? {
+                    return self.gone(id).await;
+                }
+                None
+            }
+            Some(from) => {
+                let until = self.settled_bound(record.connected_at.timestamp_millis()).await;
+                let mut page = PageRequest { limit: REPLAY_PAGE, cursor: None };
+                loop {
+                    let got =
+                        self.notifications.list_notifications_after(&from, until, &page).await?;
+                    for n in got.items.iter().filter(|n| visible(&rights, n)) {
+                        if !post.notification(n).await? {
+                            return self.gone(id).await;
+                        }
+                        replayed += 1;
+                    }
+                    match got.next_cursor {
+                        Some(c) => page.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Some(Position { millis: until, id: END_OF_MILLI.into() })
+            }
+        };
+        let mut drained = 0;
+        for _ in 0..MAX_DRAINS {
+            let held = self.connections.take_held(id).await?;
+            if held.is_empty() {
+                let live_after = bound.as_ref().map(Position::seq);
+                if self.connections.go_live(id, live_after.as_deref()).await? {
+                    info!(connection_id = %id, replayed, drained, "resumed; live");
+                    return Ok(ResumeOutcome::Live { replayed, drained });
+                }
+                if self.connections.resume_record(id).await?.is_none() {
+                    return Ok(ResumeOutcome::Gone);
+                }
+                // The push held more between the two writes: drain again.
+                continue;
+            }
+            let held: BTreeSet<Position> = held
+                .iter()
+                .filter_map(|seq| Position::parse_seq(seq))
+                .filter(|p| bound.as_ref().is_none_or(|b| p > b))
+                .collect();
+            for n in self.held_notifications(&held).await? {
+                if !visible(&rights, &n) {
+                    continue;
+                }
+                if !post.notification(&n).await? {
+                    return self.gone(id).await;
+                }
+                drained += 1;
+            }
+        }
+        Err(Error::Internal(format!("connection {id} kept receiving held notifications")))
+    }
+
+    /// The newest settled time that is not before `connected_at_millis`, waiting (at most
+    /// the settle horizon) until there is one.
+    async fn settled_bound(&self, connected_at_millis: i64) -> i64 {
+        loop {
+            let bound = self.settings.settled_until(self.clock.now());
+            if bound >= connected_at_millis {
+                return bound;
+            }
+            let wait = u64::try_from(connected_at_millis - bound).unwrap_or(0).min(1_000);
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+
+    /// The held notifications, in feed order: one ascending read over their range, keeping
+    /// the held ones (the range may hold others, not yet seen by the push: those come held
+    /// or live later).
+    async fn held_notifications(
+        &self,
+        held: &BTreeSet<Position>,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let (Some(first), Some(last)) = (held.first(), held.last()) else {
+            return Ok(Vec::new());
+        };
+        // Just before `first`: every id sorts after the empty one.
+        let from = Position { millis: first.millis, id: String::new() };
+        let mut found = Vec::with_capacity(held.len());
+        let mut page = PageRequest { limit: REPLAY_PAGE, cursor: None };
+        loop {
+            let got =
+                self.notifications.list_notifications_after(&from, last.millis, &page).await?;
+            found.extend(got.items.into_iter().filter(|n| held.contains(&Position::of(n))));
+            match got.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        if found.len() < held.len() {
+            warn!(
+                held = held.len(),
+                found = found.len(),
+                "held notifications missing from the feed"
+            );
+        }
+        Ok(found)
+    }
+
+    async fn gone(&self, id: &str) -> Result<ResumeOutcome, Error> {
+        self.connections.remove(id).await?;
+        Ok(ResumeOutcome::Gone)
+    }
+}
+
+/// An id that sorts after every notification id (ids are ASCII letters, digits, `-`), so
+/// `{millis}#~` closes a millisecond.
+const END_OF_MILLI: &str = "~";
+
+/// Which of `candidates` (index, `seq`) the push posts to `r` now. A replaying connection
+/// gets none: they are held for its resume (one write); when it went live meanwhile it is
+/// decided as a live one. A live one after a resume gets those after its bound.
+pub async fn post_now(
+    connections: &dyn ConnectionStore,
+    r: &Recipient,
+    candidates: &[(u32, &str)],
+) -> Result<Vec<u32>, StoreError> {
+    let mark = match &r.mark {
+        FeedMark::Replaying => {
+            let seqs: Vec<String> = candidates.iter().map(|(_, s)| (*s).to_owned()).collect();
+            if connections.hold(&r.id, &seqs).await? {
+                return Ok(Vec::new());
+            }
+            match connections.resume_record(&r.id).await? {
+                Some(record) => record.mark,
+                // Not resuming any more (gone): the post finds out.
+                None => FeedMark::Live,
+            }
+        }
+        mark => mark.clone(),
+    };
+    Ok(candidates
+        .iter()
+        .filter(|(_, seq)| match &mark {
+            FeedMark::LiveAfter(after) => *seq > after.as_str(),
+            // A connection never goes back to replaying: the hold failed because it went
+            // live, so post rather than lose it.
+            FeedMark::Live | FeedMark::Replaying => true,
+        })
+        .map(|(i, _)| *i)
+        .collect())
+}
+
+fn rights_of(queues: Option<&str>) -> Option<QueueRights> {
+    queues.map(|q| {
+        let list: Vec<String> = serde_json::from_str(q).unwrap_or_default();
+        QueueRights::from_list(&list, relay_default_queue())
+    })
+}
+
+fn visible(rights: &Option<QueueRights>, n: &Notification) -> bool {
+    rights.as_ref().is_none_or(|r| r.allows(&n.ticket.queue))
+}
+
+/// Posts to one connection, allowing the first post a grace period of 410s while the
+/// handshake completes.
+struct Posting<'a> {
+    poster: &'a dyn ConnectionPoster,
+    id: &'a str,
+    first: bool,
+}
+
+impl Posting<'_> {
+    async fn notification(&mut self, n: &Notification) -> Result<bool, Error> {
+        let data = serde_json::to_vec(n).map_err(|e| Error::Internal(e.to_string()))?;
+        self.send(&data).await
+    }
+
+    /// `false`: the connection is gone.
+    async fn send(&mut self, data: &[u8]) -> Result<bool, Error> {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_GRACE;
+        let mut attempt = 0u32;
+        loop {
+            match self.poster.post(self.id, data).await {
+                Ok(()) => {
+                    self.first = false;
+                    return Ok(true);
+                }
+                Err(PostError::Gone) if self.first && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(PostError::Gone) => return Ok(false),
+                Err(PostError::Failed(why)) if attempt < 3 => {
+                    attempt += 1;
+                    warn!(connection_id = %self.id, error = %why, attempt, "resume post failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(PostError::Failed(why)) => {
+                    return Err(Error::Internal(format!("posting to {}: {why}", self.id)))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        fanout::MemoryPoster,
+        model::Ticket,
+        store::{memory::MemoryStore, Connection, ConnectionOwner},
+    };
+    use chrono::{DateTime, Utc};
+
+    fn ticket(id: u64, queue: &str, at: DateTime<Utc>) -> Ticket {
+        Ticket {
+            id,
+            title: "t".into(),
+            description: "d".into(),
+            status: "new".into(),
+            queue: queue.into(),
+            requestor: None,
+            created_at: at,
+            updated_at: at,
+            rt_url: "u".into(),
+        }
+    }
+
+    /// Records ticket `id`'s notification created `age_ms` ago; its position.
+    async fn note(store: &MemoryStore, id: u64, queue: &str, age_ms: i64) -> Position {
+        let at = Utc::now() - chrono::Duration::milliseconds(age_ms);
+        let t = ticket(id, queue, at);
+        let n = Notification::ticket_created(&t, at);
+        store.record_created(&t, &n, None).await.unwrap();
+        Position::of(&n)
+    }
+
+    fn posted_tickets(poster: &MemoryPoster, id: &str) -> Vec<String> {
+        poster
+            .received(id)
+            .iter()
+            .map(|b| {
+                let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                v["ticket"]["id"].as_u64().map_or_else(|| v["type"].to_string(), |t| t.to_string())
+            })
+            .collect()
+    }
+
+    fn setup() -> (Arc<MemoryStore>, Arc<MemoryPoster>, Resume) {
+        let store = Arc::new(MemoryStore::new());
+        let poster = Arc::new(MemoryPoster::new());
+        let resume =
+            Resume::new(store.clone(), store.clone(), poster.clone(), FeedSettings::default());
+        (store, poster, resume)
+    }
+
+    fn connection(id: &str, age_ms: i64) -> Connection {
+        let at = Utc::now() - chrono::Duration::milliseconds(age_ms);
+        Connection { id: id.into(), connected_at: at, expires_at: at + chrono::Duration::hours(3) }
+    }
+
+    #[tokio::test]
+    async fn replays_the_key_s_queues_in_order_then_drains_what_the_push_held_then_goes_live() {
+        let (store, poster, resume) = setup();
+        let since = note(&store, 1, "A", 60_000).await;
+        note(&store, 2, "A", 50_000).await;
+        note(&store, 3, "B", 45_000).await;
+        note(&store, 4, "A", 40_000).await;
+        let owner = ConnectionOwner { key_id: "k".into(), queues: r#"["A"]"#.into() };
+        store
+            .add_resuming(&connection("c", 30_000), Some(&owner), &since.id, Some(&since.seq()))
+            .await
+            .unwrap();
+        // The push sees two new ones while the connection replays: it holds them.
+        let new5 = note(&store, 5, "A", 0).await;
+        let new6 = note(&store, 6, "B", 0).await;
+        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        assert_eq!(recipient[0].mark, FeedMark::Replaying);
+        let (s6, s5) = (new6.seq(), new5.seq());
+        let held = post_now(store.as_ref(), &recipient[0], &[(0, &s6), (1, &s5)]).await;
+        assert!(held.unwrap().is_empty(), "held, not posted");
+
+        let outcome = resume.run("c").await.unwrap();
+        assert_eq!(outcome, ResumeOutcome::Live { replayed: 2, drained: 1 });
+        assert_eq!(posted_tickets(&poster, "c"), ["2", "4", "5"], "queue A only, in order");
+        // Live now: the push posts what is after the bound only.
+        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        assert!(matches!(recipient[0].mark, FeedMark::LiveAfter(_)));
+        let after = note(&store, 7, "A", 0).await.seq();
+        let old = since.seq();
+        let now = post_now(store.as_ref(), &recipient[0], &[(0, &old), (1, &after)]).await;
+        assert_eq!(now.unwrap(), [1]);
+        assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::NotResuming);
+    }
+
+    #[tokio::test]
+    async fn an_expired_position_gets_resync_first_then_the_held_ones() {
+        let (store, poster, resume) = setup();
+        store.add_resuming(&connection("c", 1_000), None, "ticket-9-created", None).await.unwrap();
+        let held = note(&store, 8, "A", 0).await;
+        assert!(store.hold("c", &[held.seq()]).await.unwrap());
+        assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Live { replayed: 0, drained: 1 });
+        assert_eq!(posted_tickets(&poster, "c"), ["\"resync\"", "8"]);
+        // Live without a bound: everything goes out.
+        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        assert_eq!(recipient[0].mark, FeedMark::Live);
+    }
+
+    #[tokio::test]
+    async fn a_gone_connection_is_forgotten() {
+        let (store, poster, resume) = setup();
+        let since = note(&store, 1, "A", 60_000).await;
+        note(&store, 2, "A", 50_000).await;
+        store
+            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
+            .await
+            .unwrap();
+        poster.set_gone("c");
+        tokio::time::pause();
+        assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Gone);
+        assert_eq!(store.connection_count(), 0);
+    }
+}
