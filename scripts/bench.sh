@@ -30,26 +30,42 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
   exit 1
 fi
 
-# Every function, the hello-world baseline and the benches, with the one release profile.
-packages=(-p rt-relay-tests)
-for dir in functions/*/; do packages+=(-p "$(basename "$dir")"); done
+BENCHES=" ${BENCH_ONLY:-create paging fanout cold_start} "
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN_DIR="$TARGET_DIR/release"
+
+# The one release profile ([profile.release] in Cargo.toml), as cargo lambda and `sam build`
+# use it. First what is measured, in one build so that it shares one feature resolution:
+# every function (the workspace's default members, which is what `sam build` resolves
+# features over) and the hello-world baseline; then the benchmark programs, which pull in
+# the gateway and test crates (their features do not reach the binaries built above).
+functions=()
+for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
 echo "bench.sh: building release binaries (incremental; the first build takes several minutes)" >&2
-cargo build --release --bins "${packages[@]}" >&2
+cargo build --release --bins -p hello-lambda "${functions[@]}" >&2
+benches=()
+for name in create paging fanout cold_start; do
+  case "$BENCHES" in *" $name "*) ;; *) continue ;; esac
+  bin=${name}_bench
+  [ "$name" = fanout ] && bin=gateway_fanout_bench
+  benches+=(--bin "$bin")
+done
+cargo build --release -p rt-relay-tests "${benches[@]}" >&2
 
 if [ -n "${BENCH_QUICK:-}" ]; then
-  paging_args=(--large 2000 --samples 3); cold_args=(--runs 3); create_args=(--creates 10)
+  paging_args=(--large 2000 --samples 3); cold_args=(--runs 3 --bin-dir "$BIN_DIR"); create_args=(--creates 10)
   fanout_args=(--sizes "100,1000" --rounds 1 --latency-ms 2)
 else
   # Own time per page is ~0.1 ms: 11 samples keep its median steady on a busy machine.
-  paging_args=(--samples 11); cold_args=(); create_args=(); fanout_args=()
+  paging_args=(--samples 11); cold_args=(--bin-dir "$BIN_DIR"); create_args=(); fanout_args=()
 fi
 
 failed=0
 run() { # name, time limit in seconds, args...
   local name=$1 limit=$2; shift 2
-  case " ${BENCH_ONLY:-create paging fanout cold_start} " in *" $name "*) ;; *) return 0 ;; esac
-  local bin="target/release/${name}_bench"
-  [ "$name" = fanout ] && bin=target/release/gateway_fanout_bench
+  case "$BENCHES" in *" $name "*) ;; *) return 0 ;; esac
+  local bin="$BIN_DIR/${name}_bench"
+  [ "$name" = fanout ] && bin="$BIN_DIR/gateway_fanout_bench"
   echo "bench.sh: $name (at most ${limit} s)" >&2
   local t0=$SECONDS
   if timeout --kill-after=10 "$limit" "$bin" "$@" >"$OUT/$name.rows" 2> >(sed -u "s/^/  /" >&2); then
@@ -64,15 +80,20 @@ rm -f "$OUT"/*.rows
 run create 600 "${create_args[@]}"
 run paging 1200 "${paging_args[@]}"
 run fanout 900 "${fanout_args[@]}"
-run cold_start 600 "${cold_args[@]}"
+run cold_start 900 "${cold_args[@]}"
+
+# `[profile.release]` of Cargo.toml on one line.
+profile() {
+  awk '/^\[/ { p = ($0 == "[profile.release]") } p && /=/ { sub(/ *#.*/, ""); printf "%s%s", sep, $0; sep = ", " }' "$ROOT/Cargo.toml"
+}
 
 machine() {
   local cpu mem
   cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
   mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
   echo "Machine: ${cpu:-unknown CPU}, $(nproc) cores, $mem RAM; $(uname -sr); $(. /etc/os-release && echo "$PRETTY_NAME")"
-  echo "Toolchain: $(rustc --version); release profile from Cargo.toml. Services on 127.0.0.1: RT $(dpkg-query -W -f='${Version}' request-tracker5 2>/dev/null || echo '?') (REST 2.0, SQLite), moto $("$ROOT/.venv/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?')."
-  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), scripts/bench.sh${BENCH_QUICK:+ (BENCH_QUICK)}"
+  echo "Toolchain: $(rustc --version); release profile (Cargo.toml): $(profile). Services on 127.0.0.1: RT $(dpkg-query -W -f='${Version}' request-tracker5 2>/dev/null || echo '?') (REST 2.0, SQLite), moto $("$ROOT/.venv/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?')."
+  echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), ${BENCH_ONLY:+BENCH_ONLY=\"$BENCH_ONLY\" }${BENCH_QUICK:+BENCH_QUICK=1 }scripts/bench.sh"
 }
 
 {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rt_relay_shared::warmup::{self, Service};
 use rt_relay_shared::{events::wiring::sync_from_env, telemetry};
 use serde_json::Value;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let sync = Arc::new(sync_from_env().await?);
+    warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
     run(service_fn(move |_: LambdaEvent<Value>| {
         let sync = Arc::clone(&sync);
         async move {

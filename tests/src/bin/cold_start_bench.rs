@@ -31,10 +31,12 @@ use axum::{
 };
 use chrono::Utc;
 use rt_relay_shared::store::{dynamodb::DynamoStore, Connection, ConnectionStore};
+use rt_relay_shared::{auth::Scope, events::signature};
 use rt_relay_tests::{
     bench::{arg, median, ms, row, Target},
     connections_server::ConnectionsServer,
     services::{delete_tables, fresh_tables, require_env},
+    stack::mint_key,
     tls_proxy::TlsCa,
 };
 use serde_json::{json, Value};
@@ -136,14 +138,73 @@ struct Subject {
     name: &'static str,
     /// Whether it calls DynamoDB or RT (and so is measured over TLS too).
     network: bool,
-    event: fn(&Ctx) -> Value,
+    event: fn(&mut Ctx) -> Value,
     check: fn(&Value) -> bool,
 }
 
-/// What the events refer to: the ticket the last `post-ticket` run created.
+/// What the events refer to: the ticket the last `post-ticket` run created and its first
+/// transaction (for the webhook), the API key the authorizer checks, the webhook's secret.
 #[derive(Debug, Default)]
 struct Ctx {
     ticket_id: u64,
+    transaction_id: u64,
+    api_key: String,
+    webhook_secret: String,
+    /// Signing times already used for the current body: the webhook refuses a replayed
+    /// signature (409), so every call is signed at a second not used before.
+    signed_at: std::collections::HashSet<(u64, i64)>,
+}
+
+/// A signed `POST /webhooks/rt` naming the ticket's first transaction, as RT's scrip sends it.
+fn webhook_event(c: &mut Ctx) -> Value {
+    let body = json!({"ticket_id": c.ticket_id, "transaction_id": c.transaction_id}).to_string();
+    let mut at = Utc::now().timestamp();
+    while !c.signed_at.insert((c.transaction_id, at)) {
+        at -= 1;
+    }
+    let secret = rt_relay_shared::secret::Secret::new(c.webhook_secret.clone());
+    let mut e = http_event(
+        "POST",
+        "POST /webhooks/rt",
+        "/webhooks/rt",
+        &[],
+        Value::Null,
+        Some(serde_json::from_str(&body).unwrap_or_default()),
+    );
+    e["headers"][signature::TIMESTAMP_HEADER] = json!(at.to_string());
+    e["headers"][signature::SIGNATURE_HEADER] =
+        json!(signature::sign(&secret, at, body.as_bytes()));
+    e["body"] = json!(body);
+    e
+}
+
+/// An HTTP API (payload 2.0) REQUEST authorizer event for `GET /tickets` with `key`.
+fn authorizer_event(key: &str) -> Value {
+    let now = Utc::now();
+    let bearer = format!("Bearer {key}");
+    json!({
+        "version": "2.0", "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:us-east-1:123456789012:bench/$default/GET/tickets",
+        "identitySource": [bearer], "routeKey": "GET /tickets", "rawPath": "/tickets",
+        "rawQueryString": "", "headers": { "host": "api.bench.example", "authorization": bearer },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "api.bench.example",
+            "domainPrefix": "api",
+            "http": { "method": "GET", "path": "/tickets", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "cold-start-bench" },
+            "requestId": "bench-request-1", "routeKey": "GET /tickets", "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(), "timeEpoch": now.timestamp_millis()
+        }
+    })
+}
+
+/// An EventBridge scheduled event, as the `rt-sync` schedule sends it.
+fn schedule_event() -> Value {
+    json!({
+        "version": "0", "id": "bench-schedule-1", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/bench"],
+        "detail": {}
+    })
 }
 
 fn http_event(
@@ -222,7 +283,7 @@ fn status_is(v: &Value, code: i64) -> bool {
 fn subjects() -> Vec<Subject> {
     vec![
         Subject {
-            name: "hello_lambda",
+            name: "hello-lambda",
             network: false,
             event: |_| json!({"hello": "world"}),
             check: |v| v["hello"] == "world",
@@ -292,6 +353,24 @@ fn subjects() -> Vec<Subject> {
             network: true,
             event: |_| stream_event(),
             check: |v| v["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
+        },
+        Subject {
+            name: "authorizer",
+            network: true,
+            event: |c| authorizer_event(&c.api_key),
+            check: |v| v["isAuthorized"] == true,
+        },
+        Subject {
+            name: "rt-sync",
+            network: true,
+            event: |_| schedule_event(),
+            check: |v| v.is_object() && !v["outcome"].is_null(),
+        },
+        Subject {
+            name: "rt-webhook",
+            network: true,
+            event: webhook_event,
+            check: |v| status_is(v, 200),
         },
     ]
 }
@@ -414,6 +493,25 @@ fn check(s: &Subject, answers: &[(Duration, Value)], ctx: &mut Ctx) {
     }
 }
 
+/// The id of `ticket`'s first transaction (its creation), from RT's REST 2.0 history.
+async fn first_transaction(rt: &reqwest::Client, rt_url: &str, ticket: u64) -> u64 {
+    let url = format!("{}/REST/2.0/ticket/{ticket}/history", rt_url.trim_end_matches('/'));
+    let history: Value = rt
+        .get(url)
+        .header("Authorization", format!("token {}", require_env("RT_TOKEN")))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("RT answers the ticket's history")
+        .json()
+        .await
+        .expect("RT's history is JSON");
+    let id = &history["items"][0]["id"];
+    id.as_u64()
+        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
+        .expect("the history names a transaction id")
+}
+
 #[tokio::main]
 async fn main() {
     let runs: usize = arg("--runs", 7);
@@ -434,6 +532,9 @@ async fn main() {
         store.add(&c).await.expect("add connection");
     }
     let connections = ConnectionsServer::start().await;
+    // The key the authorizer is asked about, and the webhook's signing secret.
+    let api_key = mint_key(&client, &tables, "cold start bench", &[Scope::TicketsRead]).await;
+    let webhook_secret = format!("cold-start-bench-{}", uuid::Uuid::new_v4().simple());
     let state: Shared = Arc::default();
     let runtime_api = start_runtime_api(state.clone()).await;
 
@@ -462,6 +563,8 @@ async fn main() {
         ("NOTIFICATIONS_TABLE", tables.notifications.clone()),
         ("CONNECTIONS_TABLE", tables.connections.clone()),
         ("IDEMPOTENCY_TABLE", tables.idempotency.clone()),
+        ("API_KEYS_TABLE", tables.api_keys.clone().expect("fresh tables have an API keys table")),
+        ("WEBHOOK_SECRET", webhook_secret.clone()),
         ("WS_MANAGEMENT_ENDPOINT", connections.url.to_string()),
     ]
     .into_iter()
@@ -469,7 +572,14 @@ async fn main() {
     .chain(extra_env())
     .collect();
 
-    let subjects = subjects();
+    // `--only a,b`: measure just these functions (and the baseline), e.g. to compare profiles.
+    let only: String = arg("--only", String::new());
+    let subjects: Vec<Subject> = subjects()
+        .into_iter()
+        .filter(|s| {
+            only.is_empty() || s.name == "hello-lambda" || only.split(',').any(|o| o == s.name)
+        })
+        .collect();
     for s in &subjects {
         let bin = bin_dir.join(s.name);
         assert!(
@@ -496,7 +606,8 @@ async fn main() {
         env.push(("WARMUP_TIMEOUT_MS".into(), if warm_up { "1000" } else { "0" }.into()));
         env
     };
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx { api_key, webhook_secret, ..Ctx::default() };
+    let rt = reqwest::Client::new();
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
     // Per subject: (first request, warm request, init) with warm-up, and without.
     let mut tls_on: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); subjects.len()];
@@ -513,11 +624,14 @@ async fn main() {
             };
             // Start-up and footprint: plain HTTP to the services, warm-up off, so init is
             // the process's own start-up work.
-            let (run, answers) =
-                measure(&state, &bin, &named(common.clone()), vec![(s.event)(&ctx)], &log)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+            let event = (s.event)(&mut ctx);
+            let (run, answers) = measure(&state, &bin, &named(common.clone()), vec![event], &log)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             check(s, &answers, &mut ctx);
+            if s.name == "post-ticket" {
+                ctx.transaction_id = first_transaction(&rt, &rt_url, ctx.ticket_id).await;
+            }
             if round > 0 {
                 results[i].push(run);
             }
@@ -525,7 +639,7 @@ async fn main() {
                 continue;
             }
             for warm_up in [true, false] {
-                let events = vec![(s.event)(&ctx), (s.event)(&ctx)];
+                let events = vec![(s.event)(&mut ctx), (s.event)(&mut ctx)];
                 let (run, answers) = measure(&state, &bin, &named(over_tls(warm_up)), events, &log)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -554,7 +668,7 @@ async fn main() {
     let rss = |r: &[Run]| kb(r, |x| x.peak_rss_kb);
     let file_rss = |r: &[Run]| kb(r, |x| x.file_rss_kb);
     let (hello_init, hello_size, hello_rss) =
-        (init(&results[0]), size("hello_lambda"), rss(&results[0]));
+        (init(&results[0]), size("hello-lambda"), rss(&results[0]));
     let hello_file = file_rss(&results[0]);
     // 4a, 4b, … 4z, then 4za, 4zb, …
     let mut n = 0u8;
