@@ -498,44 +498,37 @@ fn check(s: &Subject, answers: &[(Duration, Value)], ctx: &mut Ctx) {
     }
 }
 
+/// Sends an RT REST 2.0 request with the token and reads its JSON answer.
+async fn rt_json(request: reqwest::RequestBuilder) -> Value {
+    request
+        .header("Authorization", format!("token {}", require_env("RT_TOKEN")))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("RT answers")
+        .json()
+        .await
+        .expect("RT's answer is JSON")
+}
+
+/// An id RT gives as a number or as a string.
+fn rt_id(id: &Value) -> u64 {
+    id.as_u64().or_else(|| id.as_str().and_then(|s| s.parse().ok())).expect("RT names an id")
+}
+
 /// A ticket made straight in RT (REST 2.0), so the webhook has a transaction to name even
 /// when `post-ticket` is not measured (`--only`).
 async fn seed_ticket(rt: &reqwest::Client, rt_url: &str) -> u64 {
     let url = format!("{}/REST/2.0/ticket", rt_url.trim_end_matches('/'));
-    let created: Value = rt
-        .post(url)
-        .header("Authorization", format!("token {}", require_env("RT_TOKEN")))
-        .json(&json!({"Queue": "General", "Subject": "cold start bench", "Content": "webhook target"}))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .expect("RT creates the ticket")
-        .json()
-        .await
-        .expect("RT's answer is JSON");
-    let id = &created["id"];
-    id.as_u64()
-        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
-        .expect("RT answers the new ticket's id")
+    let body =
+        json!({"Queue": "General", "Subject": "cold start bench", "Content": "webhook target"});
+    rt_id(&rt_json(rt.post(url).json(&body)).await["id"])
 }
 
 /// The id of `ticket`'s first transaction (its creation), from RT's REST 2.0 history.
 async fn first_transaction(rt: &reqwest::Client, rt_url: &str, ticket: u64) -> u64 {
     let url = format!("{}/REST/2.0/ticket/{ticket}/history", rt_url.trim_end_matches('/'));
-    let history: Value = rt
-        .get(url)
-        .header("Authorization", format!("token {}", require_env("RT_TOKEN")))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .expect("RT answers the ticket's history")
-        .json()
-        .await
-        .expect("RT's history is JSON");
-    let id = &history["items"][0]["id"];
-    id.as_u64()
-        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
-        .expect("the history names a transaction id")
+    rt_id(&rt_json(rt.get(url)).await["items"][0]["id"])
 }
 
 #[tokio::main]
