@@ -340,7 +340,8 @@ fn subjects() -> Vec<Subject> {
             name: "ws-default",
             network: true,
             event: |_| {
-                // A keep-alive ping: answered after a read of the notifications table.
+                // A keep-alive ping on a young connection: `pong` without a store read (only a
+                // connection near its maximum age reads the notifications table).
                 let mut e = ws_event("$default", "MESSAGE");
                 e["body"] = json!(r#"{"action":"ping"}"#);
                 e
