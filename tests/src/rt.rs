@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use reqwest::Url;
 use rt_relay_shared::{
     config::{RtApi, RtAuth, RtConfig},
-    rt::{client_from_config, RtClient},
+    rt::{client_from_config, RtClient, RtQuery},
     secret::Secret,
 };
 
@@ -64,4 +64,15 @@ pub fn config_at(api: RtApi, auth: RtAuth, base_url: &str, timeout: Duration) ->
 /// The adapter `config.api` names.
 pub fn rt_client(config: &RtConfig) -> Arc<dyn RtClient> {
     client_from_config(config).unwrap_or_else(|e| panic!("cannot build the RT client: {e}"))
+}
+
+/// The id of RT's newest ticket (0 when it has none): tickets made after it have higher ids.
+pub async fn highest_rt_id(rt: &dyn RtClient) -> u64 {
+    rt.list(&RtQuery::default(), 1, 1)
+        .await
+        .expect("list RT's newest ticket")
+        .tickets
+        .first()
+        .map(|t| t.id)
+        .unwrap_or(0)
 }

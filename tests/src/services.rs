@@ -8,7 +8,7 @@ use rt_relay_gateway::{
 use rt_relay_shared::{
     config::Tables,
     model::{Notification, Ticket},
-    store::{dynamodb::client_from_env, schema},
+    store::{dynamodb::client_from_env, schema, Connection, TicketStore},
 };
 
 /// Reads a variable the test command exports, or stops the test saying how to run it.
@@ -16,6 +16,11 @@ pub fn require_env(name: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
         panic!("{name} is not set: run the tests with `make test` (scripts/test.sh), which starts RT and moto")
     })
+}
+
+/// `tag` with a fresh UUID after it: a title or name no other run has used.
+pub fn unique(tag: &str) -> String {
+    format!("{tag} {}", uuid::Uuid::new_v4().simple())
 }
 
 /// A table-name prefix no other test uses.
@@ -69,6 +74,27 @@ pub fn sample_notification(ticket: &Ticket) -> Notification {
     let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ticket.id as i64)
         .unwrap_or_default();
     Notification::ticket_created(ticket, at)
+}
+
+/// Records `sample_ticket(id, "new", "General")` with its notification in `store`, as a
+/// POST would, and returns the ticket.
+pub async fn record_sample(store: &dyn TicketStore, id: u64) -> Ticket {
+    let ticket = sample_ticket(id, "new", "General");
+    store
+        .record_created(&ticket, &sample_notification(&ticket), None)
+        .await
+        .unwrap_or_else(|e| panic!("record sample ticket {id}: {e}"));
+    ticket
+}
+
+/// A connection record `id`, connected now and expiring in three hours (the template's TTL).
+pub fn open_connection(id: &str) -> Connection {
+    let now = chrono::Utc::now();
+    Connection {
+        id: id.to_owned(),
+        connected_at: now,
+        expires_at: now + chrono::Duration::hours(3),
+    }
 }
 
 /// Reads every record currently in the notifications table's stream (from TRIM_HORIZON)

@@ -127,18 +127,7 @@ impl Stack {
 
     /// Connection ids currently in the connections table.
     pub async fn stored_connections(&self) -> Vec<String> {
-        let out = self
-            .dynamodb
-            .scan()
-            .table_name(&self.tables().connections)
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("scan the connections table");
-        out.items()
-            .iter()
-            .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
-            .collect()
+        stored_connections(&self.dynamodb, self.tables()).await
     }
 
     /// Deletes this stack's tables and checkpoint (best effort, at the end of a test).
@@ -152,6 +141,31 @@ impl Stack {
         }
         let _ = std::fs::remove_file(self.checkpoint_path());
     }
+}
+
+/// Connection ids currently in `tables`' connections table (a consistent scan).
+pub async fn stored_connections(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    tables: &Tables,
+) -> Vec<String> {
+    let out = dynamodb
+        .scan()
+        .table_name(&tables.connections)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan the connections table");
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
+}
+
+/// GETs `url` and returns its JSON body, failing the test unless the answer is 200.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "GET {url}");
+    resp.json().await.unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
 /// Mints a key named `name` with `scopes` into `tables`' API keys table (which must exist).

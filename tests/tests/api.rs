@@ -29,7 +29,10 @@ use rt_relay_shared::{
     usecases::create_ticket::{CreateTicket, IdempotencyTiming},
     wiring,
 };
-use rt_relay_tests::services::{fresh_tables, require_env, sample_notification, sample_ticket};
+use rt_relay_tests::{
+    rt::highest_rt_id,
+    services::{fresh_tables, require_env, sample_notification, sample_ticket, unique},
+};
 use serde_json::{json, Value};
 
 fn rt_config(api_url: String) -> RtConfig {
@@ -124,10 +127,6 @@ fn json_of(resp: &Response<Body>) -> Value {
 
 fn error_code(resp: &Response<Body>) -> String {
     json_of(resp)["error"]["code"].as_str().unwrap_or_default().to_owned()
-}
-
-fn unique(tag: &str) -> String {
-    format!("{tag} {}", uuid::Uuid::new_v4().simple())
 }
 
 #[tokio::test]
@@ -371,16 +370,6 @@ async fn rt_tickets_titled(rt: &dyn RtClient, after: u64, title: &str) -> Vec<u6
         page += 1;
     }
     found
-}
-
-async fn highest_rt_id(rt: &dyn RtClient) -> u64 {
-    rt.list(&RtQuery::default(), 1, 1)
-        .await
-        .expect("RT search")
-        .tickets
-        .first()
-        .map(|t| t.id)
-        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use chrono::Utc;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use rt_relay_shared::{
@@ -13,13 +12,17 @@ use rt_relay_shared::{
     config::RtApi,
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::ws::HELP,
-    store::{dynamodb::DynamoStore, Connection, ConnectionStore, TicketStore},
+    store::{dynamodb::DynamoStore, ConnectionStore, TicketStore},
 };
 use rt_relay_tests::{
     fault_proxy::{FaultProxy, Match},
     rt::{rt_client, rt_config, token_auth},
-    services::{read_notification_stream, require_env, sample_notification, sample_ticket},
-    stack::{authorized_client, handshake_status, wait_for, ws_url_with_key, Stack, WsClient},
+    services::{
+        open_connection, read_notification_stream, require_env, sample_notification, sample_ticket,
+    },
+    stack::{
+        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Stack, WsClient,
+    },
 };
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
@@ -47,12 +50,6 @@ async fn post_ticket(http: &reqwest::Client, base: &str, body: &Value) -> Value 
     let text = resp.text().await.unwrap_or_default();
     assert_eq!(status, StatusCode::CREATED, "POST /tickets/ answered {status}: {text}");
     serde_json::from_str(&text).expect("ticket JSON")
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Value {
-    let resp = http.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    assert_eq!(resp.status(), StatusCode::OK, "GET {url}");
-    resp.json().await.expect("JSON body")
 }
 
 /// The stored notification about `ticket_id`, from `GET /notifications`.
@@ -158,16 +155,8 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
     // A connection the table knows but no socket has (its client vanished while the
     // gateway was down, say): only the push's 410 Gone can clear it.
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
-    let now = Utc::now();
     let vanished = "Vanished00000001".to_owned();
-    store
-        .add(&Connection {
-            id: vanished.clone(),
-            connected_at: now,
-            expires_at: now + chrono::Duration::hours(3),
-        })
-        .await
-        .expect("record a stale connection");
+    store.add(&open_connection(&vanished)).await.expect("record a stale connection");
     let mut live = WsClient::connect(&stack.ws_url(&gateway)).await;
     let live_id = gateway.connections().ids().pop().expect("one live connection");
 
@@ -228,15 +217,7 @@ async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
 /// its disappearance shows that a push happened (and its presence that none did).
 async fn add_sentinel(stack: &Stack, id: &str) {
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
-    let now = Utc::now();
-    store
-        .add(&Connection {
-            id: id.to_owned(),
-            connected_at: now,
-            expires_at: now + chrono::Duration::hours(3),
-        })
-        .await
-        .expect("record a sentinel connection");
+    store.add(&open_connection(id)).await.expect("record a sentinel connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,15 +503,7 @@ async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -
             .await
             .expect("record a notification");
     }
-    let now = Utc::now();
-    store
-        .add(&Connection {
-            id: "c1".into(),
-            connected_at: now,
-            expires_at: now + chrono::Duration::hours(3),
-        })
-        .await
-        .expect("record a connection");
+    store.add(&open_connection("c1")).await.expect("record a connection");
     let arn = notifications_stream_arn(&client, &tables).await.expect("stream ARN");
     // The fixture's own table names make the checkpoint file unique.
     let checkpoint = std::env::temp_dir()

@@ -36,16 +36,20 @@ use rt_relay_shared::{
     store::{
         dynamodb::DynamoStore,
         schema::{create_tables, notifications_stream_arn},
-        Connection, ConnectionStore, PageRequest, TicketFilter, TicketStore,
+        ConnectionStore, PageRequest, TicketFilter, TicketStore,
     },
 };
 use rt_relay_tests::{
     fault_proxy::{Fault, FaultProxy, Match},
     gateway_process::{GatewayProcess, ProcessSettings},
     openapi,
-    rt::{rt_client, rt_config, token_auth},
-    services::{require_env, sample_notification, sample_ticket, unique_prefix},
-    stack::{authorized_client, mint_key, wait_for, ws_url_with_key, Stack, WsClient},
+    rt::{highest_rt_id, rt_client, rt_config, token_auth},
+    services::{
+        open_connection, require_env, sample_notification, sample_ticket, unique, unique_prefix,
+    },
+    stack::{
+        authorized_client, mint_key, stored_connections, wait_for, ws_url_with_key, Stack, WsClient,
+    },
 };
 use serde_json::{json, Value};
 
@@ -62,10 +66,6 @@ const RT_BOUND: Duration = Duration::from_secs(4);
 fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "faults: {line}");
-}
-
-fn unique(tag: &str) -> String {
-    format!("{tag} {}", uuid::Uuid::new_v4().simple())
 }
 
 /// What one `POST /tickets/` answered.
@@ -127,16 +127,6 @@ async fn rt_tickets_titled(rt: &dyn RtClient, min_id: u64, title: &str) -> Vec<u
         }
     }
     found
-}
-
-async fn highest_rt_id(rt: &dyn RtClient) -> u64 {
-    rt.list(&RtQuery::default(), 1, 1)
-        .await
-        .expect("list RT")
-        .tickets
-        .first()
-        .map(|t| t.id)
-        .unwrap_or(0)
 }
 
 /// Ticket ids recorded and notification ids stored in the stack's tables (read directly).
@@ -462,16 +452,8 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
     }
     let failing_id = live_ids.pop().expect("four connections");
     let mut failing = live.pop().expect("four clients");
-    let now = chrono::Utc::now();
     for gone in ["GoneConnection01", "GoneConnection02"] {
-        store
-            .add(&Connection {
-                id: gone.into(),
-                connected_at: now,
-                expires_at: now + chrono::Duration::hours(3),
-            })
-            .await
-            .expect("record a connection whose client is gone");
+        store.add(&open_connection(gone)).await.expect("record a connection whose client is gone");
     }
 
     let http = stack.http();
@@ -620,7 +602,7 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     let pid = first.pid();
     first.kill().await;
     drop(before);
-    let stale = stack_connections(&dynamodb, &tables).await;
+    let stale = stored_connections(&dynamodb, &tables).await;
     assert_eq!(
         stale.len(),
         3,
@@ -644,7 +626,7 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     let second = GatewayProcess::start(&held).await;
     let mut after = connect_clients(&ws_url_with_key(&second.ws_url, &key), 3).await;
     wait_for("the new connections to be stored", PUSH_WAIT, || async {
-        (stack_connections(&dynamodb, &tables).await.len() == 6).then_some(())
+        (stored_connections(&dynamodb, &tables).await.len() == 6).then_some(())
     })
     .await;
     assert!(moto_proxy.faulted() >= 1, "the restarted poller was held back");
@@ -668,7 +650,7 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
         assert_eq!(total, b_ids.len(), "client {i}: each B exactly once");
     }
     wait_for("run 1's stale connections to be deleted by the pushes (410)", PUSH_WAIT, || async {
-        (stack_connections(&dynamodb, &tables).await.len() == 3).then_some(())
+        (stored_connections(&dynamodb, &tables).await.len() == 3).then_some(())
     })
     .await;
     let listed: Value = authorized_client(&key)
@@ -739,22 +721,4 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Connection ids in the connections table (consistent scan).
-async fn stack_connections(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    tables: &rt_relay_shared::config::Tables,
-) -> Vec<String> {
-    let out = dynamodb
-        .scan()
-        .table_name(&tables.connections)
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("scan connections");
-    out.items()
-        .iter()
-        .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
-        .collect()
 }

@@ -3,28 +3,21 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
 use rt_relay_shared::{
     fanout::ApiGatewayPoster,
     handlers::push::PushNotifications,
     model::Notification,
-    store::{dynamodb::DynamoStore, Connection, ConnectionStore, TicketStore},
+    store::{dynamodb::DynamoStore, ConnectionStore, TicketStore},
 };
 use rt_relay_tests::{
     connections_server::ConnectionsServer,
-    services::{fresh_tables, read_notification_stream, sample_notification, sample_ticket},
+    services::{
+        fresh_tables, open_connection, read_notification_stream, sample_notification, sample_ticket,
+    },
 };
 
 async fn connect(store: &DynamoStore, id: &str) {
-    let now = Utc::now();
-    store
-        .add(&Connection {
-            id: id.into(),
-            connected_at: now,
-            expires_at: now + chrono::Duration::hours(3),
-        })
-        .await
-        .expect("connection recorded");
+    store.add(&open_connection(id)).await.expect("connection recorded");
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use rt_relay_shared::{
 use rt_relay_tests::{
     rt::{rt_config, token_auth},
     rt_actions::{mail_new_ticket, new_webhook_secret, RtActor, WebhookTarget},
-    stack::{wait_for, Stack, WsClient},
+    stack::{get_json, wait_for, Stack, WsClient},
 };
 use serde_json::{json, Value};
 
@@ -39,12 +39,6 @@ fn key(v: &Value) -> (String, u64, String) {
 
 fn expect(kind: &str, ticket: u64, field: &str) -> (String, u64, String) {
     (kind.to_owned(), ticket, field.to_owned())
-}
-
-async fn get_json(stack: &Stack, url: &str) -> Value {
-    let resp = stack.http().get(url).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{url}");
-    resp.json().await.unwrap()
 }
 
 /// Makes the six RT changes, then a last comment (the sentinel), and checks every client got
@@ -98,7 +92,7 @@ async fn rt_changes_reach_every_client_once(stack: &Stack, http: &str, clients: 
 
     // The lists agree with RT.
     let rt_made = actor.ticket(made).await;
-    let tickets = get_json(stack, &format!("{http}/tickets?limit=100")).await;
+    let tickets = get_json(&stack.http(), &format!("{http}/tickets?limit=100")).await;
     let listed =
         |id: u64| tickets["items"].as_array().unwrap().iter().find(|t| t["id"] == id).cloned();
     let made_listed = listed(made).expect("the RT-made ticket is listed");
@@ -107,15 +101,16 @@ async fn rt_changes_reach_every_client_once(stack: &Stack, http: &str, clients: 
     assert_eq!(made_listed["description"], "by an agent");
     let mailed_listed = listed(mailed).expect("the mailed ticket is listed");
     assert_eq!(mailed_listed["requestor"], "customer@example.com");
-    let open = get_json(stack, &format!("{http}/tickets?status=open&limit=100")).await;
+    let open = get_json(&stack.http(), &format!("{http}/tickets?status=open&limit=100")).await;
     assert!(open["items"].as_array().unwrap().iter().any(|t| t["id"] == made));
-    let notes = get_json(stack, &format!("{http}/notifications?limit=100")).await;
+    let notes = get_json(&stack.http(), &format!("{http}/notifications?limit=100")).await;
     let stored: Vec<(String, u64, String)> =
         notes["items"].as_array().unwrap().iter().map(key).collect();
     for w in &wanted {
         assert_eq!(stored.iter().filter(|s| *s == w).count(), 1, "stored {w:?}");
     }
-    let replies = get_json(stack, &format!("{http}/notifications?type=ticket.replied")).await;
+    let replies =
+        get_json(&stack.http(), &format!("{http}/notifications?type=ticket.replied")).await;
     let replies = replies["items"].as_array().unwrap();
     assert!(replies.iter().all(|n| n["type"] == "ticket.replied"));
     assert!(replies.iter().any(|n| n["ticket"]["id"] == made));
@@ -219,22 +214,8 @@ async fn refused_webhook_calls_change_nothing() {
     let stored = |stack: &Stack, http: String| {
         let client = stack.http();
         async move {
-            let notes: Value = client
-                .get(format!("{http}/notifications?limit=100"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let tickets: Value = client
-                .get(format!("{http}/tickets?limit=100"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let notes = get_json(&client, &format!("{http}/notifications?limit=100")).await;
+            let tickets = get_json(&client, &format!("{http}/tickets?limit=100")).await;
             (notes["items"].as_array().unwrap().len(), tickets["items"].as_array().unwrap().len())
         }
     };
@@ -296,7 +277,8 @@ async fn a_ticket_created_through_post_yields_one_notification_on_every_path() {
         .count();
     assert_eq!(created_pushes, 1);
     let notes =
-        get_json(&stack, &format!("{http}/notifications?type=ticket.created&limit=100")).await;
+        get_json(&stack.http(), &format!("{http}/notifications?type=ticket.created&limit=100"))
+            .await;
     let stored =
         notes["items"].as_array().unwrap().iter().filter(|n| n["ticket"]["id"] == id).count();
     assert_eq!(stored, 1);

@@ -12,7 +12,7 @@ use rt_relay_shared::store::{
 };
 use rt_relay_tests::{
     bench::DynamoMeter,
-    services::{fresh_tables, sample_notification, sample_ticket},
+    services::{fresh_tables, open_connection, sample_notification, sample_ticket},
 };
 
 async fn store(tag: &str) -> DynamoStore {
@@ -289,16 +289,8 @@ async fn idempotency_claims() {
 #[tokio::test]
 async fn connections_are_read_page_by_page() {
     let store = store("conns").await;
-    let now = Utc::now();
     for i in 0..7 {
-        store
-            .add(&Connection {
-                id: format!("c{i}"),
-                connected_at: now,
-                expires_at: now + chrono::Duration::hours(3),
-            })
-            .await
-            .unwrap();
+        store.add(&open_connection(&format!("c{i}"))).await.unwrap();
     }
     let mut seen = HashSet::new();
     let mut after: Option<String> = None;

@@ -3,16 +3,17 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use rt_relay_gateway::Gateway;
 use rt_relay_shared::{
     auth::{ApiKeyStore, Scope},
-    store::{dynamodb::DynamoStore, Connection, ConnectionOwner, ConnectionStore, Recipient},
+    store::{dynamodb::DynamoStore, ConnectionOwner, ConnectionStore, Recipient},
 };
 use rt_relay_tests::{
-    services::{delete_tables, fresh_tables},
-    stack::{authorized_client, handshake_status, wait_for, ws_url_with_key, Stack, WsClient},
+    services::{delete_tables, fresh_tables, open_connection, unique},
+    stack::{
+        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Stack, WsClient,
+    },
 };
 use rt_relay_tools::{
     keys::{run, Command, RevokeArgs},
@@ -49,10 +50,6 @@ async fn create(
     let status = resp.status();
     let replayed = resp.headers().contains_key("idempotent-replayed");
     (status, resp.json().await.unwrap_or(Value::Null), replayed)
-}
-
-fn unique(what: &str) -> String {
-    format!("{what} {}", uuid::Uuid::new_v4().simple())
 }
 
 /// Two API keys sending the same `Idempotency-Key` and body create two tickets; each
@@ -121,27 +118,13 @@ async fn a_queue_limited_key_sees_and_touches_only_its_queue() {
     assert_eq!(get(sid).await.unwrap().status(), StatusCode::OK);
 
     // Lists: its queue only; asking for another queue is refused.
-    let page: Value = limited
-        .get(format!("{base}/tickets?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&limited, &format!("{base}/tickets?limit=100")).await;
     let items = page["items"].as_array().expect("items");
     assert!(items.iter().any(|t| t["id"] == sid), "{page}");
     assert!(items.iter().all(|t| t["queue"] == "Support"), "{page}");
     let other = limited.get(format!("{base}/tickets?queue=General")).send().await.unwrap();
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
-    let notes: Value = limited
-        .get(format!("{base}/notifications?limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let notes = get_json(&limited, &format!("{base}/notifications?limit=100")).await;
     let notes = notes["items"].as_array().expect("items");
     assert!(notes.iter().any(|n| n["ticket"]["id"] == sid));
     assert!(notes.iter().all(|n| n["ticket"]["queue"] == "Support"), "{notes:?}");
@@ -288,8 +271,7 @@ async fn list_pages_stay_under_lambdas_limit_with_large_descriptions() {
         }
     }
     assert!(seen >= 30);
-    let full: Value =
-        http.get(format!("{base}/tickets/{}", ids[0])).send().await.unwrap().json().await.unwrap();
+    let full = get_json(&http, &format!("{base}/tickets/{}", ids[0])).await;
     assert_eq!(full["description"].as_str(), Some(description.as_str()));
     gateway.shutdown().await;
     stack.clean_up().await;
@@ -301,20 +283,14 @@ async fn list_pages_stay_under_lambdas_limit_with_large_descriptions() {
 async fn connections_record_their_api_key_and_are_found_by_it() {
     let (client, tables) = fresh_tables("tenancy-conn").await;
     let store = DynamoStore::new(client.clone(), tables.clone());
-    let now = Utc::now();
-    let conn = |id: &str| Connection {
-        id: id.to_owned(),
-        connected_at: now,
-        expires_at: now + Duration::hours(3),
-    };
     let owner = |key: &str, queues: &str| ConnectionOwner {
         key_id: key.to_owned(),
         queues: queues.to_owned(),
     };
-    store.add_owned(&conn("a1"), &owner("aaaa", r#"["A"]"#)).await.unwrap();
-    store.add_owned(&conn("a2"), &owner("aaaa", r#"["A"]"#)).await.unwrap();
-    store.add_owned(&conn("b1"), &owner("bbbb", r#"["*"]"#)).await.unwrap();
-    store.add(&conn("legacy")).await.unwrap();
+    store.add_owned(&open_connection("a1"), &owner("aaaa", r#"["A"]"#)).await.unwrap();
+    store.add_owned(&open_connection("a2"), &owner("aaaa", r#"["A"]"#)).await.unwrap();
+    store.add_owned(&open_connection("b1"), &owner("bbbb", r#"["*"]"#)).await.unwrap();
+    store.add(&open_connection("legacy")).await.unwrap();
 
     assert_eq!(store.count_for_key("aaaa").await.unwrap(), 2);
     let mut ids = store.ids_for_key("aaaa").await.unwrap();
