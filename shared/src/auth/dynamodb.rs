@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{ApiKeyRecord, ApiKeyStore, RevokeOutcome, Scope};
-use crate::store::dynamodb::item::{condition_failed, from_item, rfc3339, s, to_item, Item};
+use crate::store::dynamodb::item::{
+    condition_failed, from_item, get_item, rfc3339, s, to_item, Item, Read,
+};
 use crate::store::StoreError;
 
 /// [`ApiKeyStore`] over DynamoDB.
@@ -94,17 +96,9 @@ fn record(item: Item) -> Result<ApiKeyRecord, StoreError> {
 #[async_trait]
 impl ApiKeyStore for DynamoApiKeys {
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("key_id", s(key_id))
-            // Strongly consistent: a revocation written a moment ago must be seen.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("GetItem", e))?;
-        out.item.map(record).transpose()
+        // Strongly consistent: a revocation written a moment ago must be seen.
+        let item = get_item(&self.client, &self.table, ("key_id", s(key_id)), Read::Consistent);
+        item.await?.map(record).transpose()
     }
 
     async fn insert(&self, r: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -10,10 +10,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    error::SdkError,
-    operation::{put_item::PutItemError, update_item::UpdateItemError},
-    types::AttributeValue,
-    Client,
+    error::SdkError, operation::put_item::PutItemError, types::AttributeValue, Client,
 };
 use chrono::{DateTime, Utc};
 
@@ -24,7 +21,7 @@ use crate::{
     rt::transactions::TxnPosition,
     store::{
         dynamodb::{
-            item::{condition_failed, n, s},
+            item::{condition_failed, get_item, n, s, Read, UpdateIf},
             notification_item, ticket_item, DynamoStore, Item,
         },
         StoreError, TicketStore,
@@ -49,6 +46,19 @@ impl DynamoEvents {
     pub fn new(client: Client, tables: Tables) -> Self {
         let tickets = DynamoStore::new(client.clone(), tables.clone());
         Self { client, tables, tickets }
+    }
+
+    /// A conditional update of the sync cursor's item: the item afterwards, or `None` when
+    /// `condition` did not hold.
+    async fn cursor_update(
+        &self,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Option<Item>, StoreError> {
+        let table = &self.tables.idempotency;
+        let key = ("key", s(CURSOR_KEY));
+        UpdateIf { table, key, update, condition, names: &[], values }.run(&self.client).await
     }
 }
 
@@ -133,80 +143,57 @@ impl SyncCursorStore for DynamoEvents {
         lease_for: chrono::Duration,
     ) -> Result<CursorClaim, StoreError> {
         let lease = uuid::Uuid::new_v4().to_string();
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(CURSOR_KEY))
-            .update_expression("SET lease_id = :lease, lease_until = :until")
-            .condition_expression("attribute_not_exists(lease_until) OR lease_until < :now")
-            .expression_attribute_values(":lease", s(&lease))
-            .expression_attribute_values(":until", n((now + lease_for).timestamp_millis()))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)? {
-            Some(out) => {
-                let position = match &out.attributes {
-                    Some(item) => position_of(item)?,
-                    None => None,
-                };
-                Ok(CursorClaim::Acquired { lease, position })
-            }
+        let claimed = self
+            .cursor_update(
+                "SET lease_id = :lease, lease_until = :until",
+                "attribute_not_exists(lease_until) OR lease_until < :now",
+                vec![
+                    (":lease", s(&lease)),
+                    (":until", n((now + lease_for).timestamp_millis())),
+                    (":now", n(now.timestamp_millis())),
+                ],
+            )
+            .await?;
+        match claimed {
+            Some(item) => Ok(CursorClaim::Acquired { lease, position: position_of(&item)? }),
             None => Ok(CursorClaim::Busy),
         }
     }
 
     async fn commit(&self, lease: &str, position: TxnPosition) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(CURSOR_KEY))
-            .update_expression("SET position_id = :p, position_created = :c, updated_at = :now")
-            .condition_expression(
+        let committed = self
+            .cursor_update(
+                "SET position_id = :p, position_created = :c, updated_at = :now",
                 "lease_id = :lease AND (attribute_not_exists(position_id) OR position_id <= :p)",
+                vec![
+                    (":p", n(position.id)),
+                    (":c", s(position.created.to_rfc3339())),
+                    (":now", s(Utc::now().to_rfc3339())),
+                    (":lease", s(lease)),
+                ],
             )
-            .expression_attribute_values(":p", n(position.id))
-            .expression_attribute_values(":c", s(position.created.to_rfc3339()))
-            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
-            .expression_attribute_values(":lease", s(lease))
-            .send()
-            .await;
-        match applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)? {
+            .await?;
+        match committed {
             Some(_) => Ok(()),
             None => Err(StoreError::Conflict("the sync lost its lease on the cursor".into())),
         }
     }
 
     async fn release(&self, lease: &str) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(CURSOR_KEY))
-            .update_expression("REMOVE lease_id, lease_until")
-            .condition_expression("lease_id = :lease")
-            .expression_attribute_values(":lease", s(lease))
-            .send()
-            .await;
         // Not holding it any more (taken over after the lease ended) is fine too.
-        applied("UpdateItem", out, UpdateItemError::is_conditional_check_failed_exception)?;
+        self.cursor_update(
+            "REMOVE lease_id, lease_until",
+            "lease_id = :lease",
+            vec![(":lease", s(lease))],
+        )
+        .await?;
         Ok(())
     }
 
     async fn position(&self) -> Result<Option<TxnPosition>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(CURSOR_KEY))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("GetItem", e))?;
-        match &out.item {
+        let table = &self.tables.idempotency;
+        let item = get_item(&self.client, table, ("key", s(CURSOR_KEY)), Read::Consistent).await?;
+        match &item {
             Some(item) => position_of(item),
             None => Ok(None),
         }

@@ -92,62 +92,52 @@ pub const NOTIFICATIONS_BY_TYPE: &str = "by-type";
 
 /// The tables, in the order they are created.
 pub const TABLES: [TableDef; 5] = [
-    TableDef {
-        kind: TableKind::Tickets,
-        logical_id: "TicketsTable",
-        hash: n("id"),
-        indexes: &[
-            IndexDef { name: TICKETS_BY_FEED, hash: s("feed"), range: n("id") },
-            IndexDef { name: TICKETS_BY_STATUS, hash: s("status"), range: n("id") },
-            IndexDef { name: TICKETS_BY_QUEUE, hash: s("queue"), range: n("id") },
-            IndexDef { name: TICKETS_BY_QUEUE_STATUS, hash: s("queue_status"), range: n("id") },
-        ],
-        stream: None,
-        ttl: None,
-    },
-    TableDef {
-        kind: TableKind::Notifications,
-        logical_id: "NotificationsTable",
-        hash: s("id"),
-        indexes: &[
-            IndexDef { name: NOTIFICATIONS_BY_FEED, hash: s("feed"), range: s("seq") },
-            IndexDef { name: NOTIFICATIONS_BY_TYPE, hash: s("type"), range: s("seq") },
-        ],
-        stream: Some("NEW_IMAGE"),
-        ttl: None,
-    },
-    TableDef {
-        kind: TableKind::Connections,
-        logical_id: "ConnectionsTable",
-        hash: s("connection_id"),
-        indexes: &[IndexDef {
-            name: CONNECTIONS_BY_KEY,
-            hash: s("key_id"),
-            range: s("connection_id"),
-        }],
-        stream: None,
-        ttl: Some("expires_at"),
-    },
-    TableDef {
-        kind: TableKind::Idempotency,
-        logical_id: "IdempotencyTable",
-        hash: s("key"),
-        indexes: &[],
-        stream: None,
-        ttl: Some("expires_at"),
-    },
-    TableDef {
-        kind: TableKind::ApiKeys,
-        logical_id: "ApiKeysTable",
-        hash: s("key_id"),
-        indexes: &[],
-        stream: None,
-        // Revoked keys stay, for the audit trail (`rt-relay-keys list`).
-        ttl: None,
-    },
+    TableDef::new(TableKind::Tickets, "TicketsTable", n("id")).indexed(&[
+        gsi(TICKETS_BY_FEED, s("feed"), n("id")),
+        gsi(TICKETS_BY_STATUS, s("status"), n("id")),
+        gsi(TICKETS_BY_QUEUE, s("queue"), n("id")),
+        gsi(TICKETS_BY_QUEUE_STATUS, s("queue_status"), n("id")),
+    ]),
+    TableDef::new(TableKind::Notifications, "NotificationsTable", s("id"))
+        .indexed(&[
+            gsi(NOTIFICATIONS_BY_FEED, s("feed"), s("seq")),
+            gsi(NOTIFICATIONS_BY_TYPE, s("type"), s("seq")),
+        ])
+        .streamed("NEW_IMAGE"),
+    TableDef::new(TableKind::Connections, "ConnectionsTable", s("connection_id"))
+        .indexed(&[gsi(CONNECTIONS_BY_KEY, s("key_id"), s("connection_id"))])
+        .expiring("expires_at"),
+    TableDef::new(TableKind::Idempotency, "IdempotencyTable", s("key")).expiring("expires_at"),
+    // Revoked keys stay, for the audit trail (`rt-relay-keys list`): no TTL.
+    TableDef::new(TableKind::ApiKeys, "ApiKeysTable", s("key_id")),
 ];
 
+/// An index named `name` over `hash` and `range`.
+const fn gsi(name: &'static str, hash: KeyAttr, range: KeyAttr) -> IndexDef {
+    IndexDef { name, hash, range }
+}
+
 impl TableDef {
+    /// A table keyed by `hash`, with no index, stream or TTL (the builders below add them).
+    const fn new(kind: TableKind, logical_id: &'static str, hash: KeyAttr) -> Self {
+        Self { kind, logical_id, hash, indexes: &[], stream: None, ttl: None }
+    }
+
+    /// With these global secondary indexes.
+    const fn indexed(self, indexes: &'static [IndexDef]) -> Self {
+        Self { indexes, ..self }
+    }
+
+    /// With a stream of this view type.
+    const fn streamed(self, view: &'static str) -> Self {
+        Self { stream: Some(view), ..self }
+    }
+
+    /// With items expiring at this TTL attribute.
+    const fn expiring(self, attribute: &'static str) -> Self {
+        Self { ttl: Some(attribute), ..self }
+    }
+
     /// The configured name of this table; `None` for the API keys table when
     /// `API_KEYS_TABLE` is not configured.
     pub fn name<'a>(&self, tables: &'a Tables) -> Option<&'a str> {

@@ -4,15 +4,15 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
     error::SdkError,
-    operation::{
-        delete_item::DeleteItemError, put_item::PutItemError, update_item::UpdateItemError,
-    },
-    types::ReturnValue,
+    operation::{delete_item::DeleteItemError, put_item::PutItemError},
+    types::AttributeValue,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{condition_failed, from_item, n, rfc3339, s, to_item};
+use super::item::{
+    condition_failed, from_item, get_item, n, rfc3339, s, to_item, Item, Read, UpdateIf,
+};
 use super::DynamoStore;
 use crate::store::{Claim, IdempotencyStore, Lease, StoreError};
 
@@ -60,6 +60,31 @@ where
         Ok(_) => Ok(()),
         Err(e) if condition_failed(&e, check) => Ok(()),
         Err(e) => Err(StoreError::aws(op, e)),
+    }
+}
+
+impl DynamoStore {
+    /// A conditional update of idempotency record `key` while it is still pending and
+    /// `condition` holds: the record afterwards, or `None` when it was not.
+    async fn pending_update(
+        &self,
+        key: &str,
+        update: &str,
+        condition: &str,
+        mut values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Option<Item>, StoreError> {
+        values.push((":pending", s("pending")));
+        let condition = format!("{condition} AND #state = :pending");
+        UpdateIf {
+            table: &self.tables.idempotency,
+            key: ("key", s(key)),
+            update,
+            condition: &condition,
+            names: &[("#state", "state")],
+            values,
+        }
+        .run(&self.client)
+        .await
     }
 }
 
@@ -115,16 +140,9 @@ impl IdempotencyStore for DynamoStore {
                     ) => {}
                 Err(e) => return Err(StoreError::aws("PutItem", e)),
             }
-            let existing = self
-                .client
-                .get_item()
-                .table_name(&self.tables.idempotency)
-                .key("key", s(key))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| StoreError::aws("GetItem", e))?;
-            let Some(item) = existing.item else { continue };
+            let table = &self.tables.idempotency;
+            let existing = get_item(&self.client, table, ("key", s(key)), Read::Consistent).await?;
+            let Some(item) = existing else { continue };
             let record: IdempotencyItem = from_item(item, "idempotency item")?;
             if record.body_hash != body_hash {
                 return Ok(Claim::Mismatch);
@@ -141,62 +159,42 @@ impl IdempotencyStore for DynamoStore {
             }
             // The holder's lease ran out: take over, keeping any RT ticket it noted.
             let taken = self
-                .client
-                .update_item()
-                .table_name(&self.tables.idempotency)
-                .key("key", s(key))
-                .update_expression("SET lease_id = :new, lease_until = :until")
-                .condition_expression("lease_id = :old AND #state = :pending")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":new", s(&lease.id))
-                .expression_attribute_values(":until", n(lease_until))
-                .expression_attribute_values(":old", s(record.lease_id))
-                .expression_attribute_values(":pending", s("pending"))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
+                .pending_update(
+                    key,
+                    "SET lease_id = :new, lease_until = :until",
+                    "lease_id = :old",
+                    vec![
+                        (":new", s(&lease.id)),
+                        (":until", n(lease_until)),
+                        (":old", s(record.lease_id)),
+                    ],
+                )
+                .await?;
             return match taken {
-                Ok(out) => {
-                    let now_held: Option<IdempotencyItem> =
-                        out.attributes.map(|a| from_item(a, "idempotency item")).transpose()?;
-                    let rt_ticket_id = now_held.and_then(|r| r.rt_ticket_id);
+                Some(item) => {
+                    let now_held: IdempotencyItem = from_item(item, "idempotency item")?;
+                    let rt_ticket_id = now_held.rt_ticket_id;
                     let previous_attempt = Some(record.created_at);
                     Ok(Claim::Acquired { lease, rt_ticket_id, previous_attempt })
                 }
-                Err(e)
-                    if condition_failed(
-                        &e,
-                        UpdateItemError::is_conditional_check_failed_exception,
-                    ) =>
-                {
-                    Ok(Claim::InProgress)
-                }
-                Err(e) => Err(StoreError::aws("UpdateItem", e)),
+                None => Ok(Claim::InProgress),
             };
         }
         Ok(Claim::InProgress)
     }
 
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(&lease.key))
-            .update_expression("SET rt_ticket_id = :t")
-            .condition_expression("lease_id = :lease")
-            .expression_attribute_values(":t", n(rt_ticket_id))
-            .expression_attribute_values(":lease", s(&lease.id))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Err(StoreError::Conflict("idempotency lease lost".into()))
-            }
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        let noted = UpdateIf {
+            table: &self.tables.idempotency,
+            key: ("key", s(&lease.key)),
+            update: "SET rt_ticket_id = :t",
+            condition: "lease_id = :lease",
+            names: &[],
+            values: vec![(":t", n(rt_ticket_id)), (":lease", s(&lease.id))],
+        };
+        match noted.run(&self.client).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict("idempotency lease lost".into())),
         }
     }
 
@@ -216,19 +214,10 @@ impl IdempotencyStore for DynamoStore {
     }
 
     async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.idempotency)
-            .key("key", s(&lease.key))
-            .update_expression("SET lease_until = :until")
-            .condition_expression("lease_id = :lease AND #state = :pending")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":until", n(retry_from.timestamp_millis()))
-            .expression_attribute_values(":lease", s(&lease.id))
-            .expression_attribute_values(":pending", s("pending"))
-            .send()
-            .await;
-        gone_is_fine(out, "UpdateItem", UpdateItemError::is_conditional_check_failed_exception)
+        // Gone (completed, released or taken over meanwhile) is fine.
+        let values = vec![(":until", n(retry_from.timestamp_millis())), (":lease", s(&lease.id))];
+        self.pending_update(&lease.key, "SET lease_until = :until", "lease_id = :lease", values)
+            .await?;
+        Ok(())
     }
 }

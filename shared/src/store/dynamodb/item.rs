@@ -3,7 +3,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::{error::SdkError, types::AttributeValue};
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    operation::update_item::UpdateItemError,
+    types::{AttributeValue, ReturnValue},
+    Client,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::store::StoreError;
@@ -29,6 +34,87 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 /// A number value (keys and expression values).
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// How [`get_item`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Read {
+    /// Eventually consistent (half the read capacity), whole item.
+    Eventual,
+    /// Strongly consistent: sees every write acknowledged before it, whole item.
+    Consistent,
+    /// Strongly consistent, only the attributes of this projection expression.
+    ConsistentOnly(&'static str),
+}
+
+/// The item of `table` whose key attribute `key.0` is `key.1` (`GetItem`), or `None`.
+pub(crate) async fn get_item(
+    client: &Client,
+    table: &str,
+    key: (&str, AttributeValue),
+    read: Read,
+) -> Result<Option<Item>, StoreError> {
+    let (consistent, projection) = match read {
+        Read::Eventual => (false, None),
+        Read::Consistent => (true, None),
+        Read::ConsistentOnly(projection) => (true, Some(projection.to_owned())),
+    };
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key.0, key.1)
+        .consistent_read(consistent)
+        .set_projection_expression(projection)
+        .send()
+        .await
+        .map_err(|e| StoreError::aws("GetItem", e))?;
+    Ok(out.item)
+}
+
+/// A conditional `UpdateItem` of one item: `update` applies only where `condition` holds.
+#[derive(Debug)]
+pub(crate) struct UpdateIf<'a> {
+    /// The table.
+    pub table: &'a str,
+    /// The item's key attribute and value.
+    pub key: (&'a str, AttributeValue),
+    /// The update expression.
+    pub update: &'a str,
+    /// The condition expression.
+    pub condition: &'a str,
+    /// Placeholders for attribute names that are reserved words (`#state`).
+    pub names: &'a [(&'a str, &'a str)],
+    /// The expression values.
+    pub values: Vec<(&'a str, AttributeValue)>,
+}
+
+impl UpdateIf<'_> {
+    /// Runs the update: the item as it is afterwards when the condition held, `None` when
+    /// it did not (a lost lease, a newer position: the caller says what that means).
+    pub(crate) async fn run(self, client: &Client) -> Result<Option<Item>, StoreError> {
+        let mut req = client
+            .update_item()
+            .table_name(self.table)
+            .key(self.key.0, self.key.1)
+            .update_expression(self.update)
+            .condition_expression(self.condition)
+            .return_values(ReturnValue::AllNew);
+        for (placeholder, name) in self.names {
+            req = req.expression_attribute_names(*placeholder, *name);
+        }
+        for (placeholder, value) in self.values {
+            req = req.expression_attribute_values(placeholder, value);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e)
+                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
 }
 
 /// Whether a conditional write failed its condition, asked through the operation's typed

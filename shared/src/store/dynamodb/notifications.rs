@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{from_item, rfc3339, s, to_item};
+use super::item::{from_item, get_item, rfc3339, s, to_item, Read};
 use super::{DynamoStore, Item, Partition};
 use crate::store::{
     cursor::{self, NotificationCursor},
@@ -102,17 +102,9 @@ impl DynamoStore {
 
     /// The stored `seq` of notification `id`, read consistently.
     pub(super) async fn notification_seq(&self, id: &str) -> Result<Option<Position>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.notifications)
-            .key("id", s(id))
-            .projection_expression("seq")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
+        let table = &self.tables.notifications;
+        let read = get_item(&self.client, table, ("id", s(id)), Read::ConsistentOnly("seq"));
+        let Some(item) = read.await? else { return Ok(None) };
         let stored: SeqOnly = from_item(item, "notification item")?;
         Position::parse_seq(&stored.seq)
             .map(Some)

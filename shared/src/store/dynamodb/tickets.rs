@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{condition_failed, from_item, n, rfc3339, s, to_item};
+use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, Read};
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
@@ -208,15 +208,8 @@ impl TicketStore for DynamoStore {
     }
 
     async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.tickets)
-            .key("id", n(id))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("GetItem", e))?;
-        out.item.map(ticket_from_item).transpose()
+        let item = get_item(&self.client, &self.tables.tickets, ("id", n(id)), Read::Eventual);
+        item.await?.map(ticket_from_item).transpose()
     }
 
     async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
