@@ -130,6 +130,13 @@ impl Stack {
         stored_connections(&self.dynamodb, self.tables()).await
     }
 
+    /// The end of a test: shuts `gateway` down (its sockets closed, `$disconnect` run),
+    /// then deletes the stack's tables and checkpoint.
+    pub async fn finish(&self, gateway: RunningGateway) {
+        gateway.shutdown().await;
+        self.clean_up().await;
+    }
+
     /// Deletes this stack's tables and checkpoint (best effort, at the end of a test).
     pub async fn clean_up(&self) {
         let t = self.tables();

@@ -31,7 +31,7 @@ use rt_relay_shared::{
 };
 use rt_relay_tests::{
     rt::highest_rt_id,
-    services::{fresh_tables, require_env, sample_notification, sample_ticket, unique},
+    services::{fresh_tables, record_sample, require_env, unique},
 };
 use serde_json::{json, Value};
 
@@ -307,8 +307,7 @@ fn with_key(issued: &str, key: Value) -> String {
 async fn cursors_with_empty_or_broken_fields_are_a_400_not_a_storage_failure() {
     let api = api("badcursor").await;
     for id in 1..=3u64 {
-        let t = sample_ticket(id, "new", "General");
-        api.store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+        record_sample(api.store.as_ref(), id).await;
     }
     let first = |list: &'static str| {
         let api = &api;

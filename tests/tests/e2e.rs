@@ -12,14 +12,12 @@ use rt_relay_shared::{
     config::RtApi,
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::ws::HELP,
-    store::{dynamodb::DynamoStore, ConnectionStore, TicketStore},
+    store::{dynamodb::DynamoStore, ConnectionStore},
 };
 use rt_relay_tests::{
     fault_proxy::{FaultProxy, Match},
     rt::{rt_client, rt_config, token_auth},
-    services::{
-        open_connection, read_notification_stream, require_env, sample_notification, sample_ticket,
-    },
+    services::{open_connection, read_notification_stream, record_sample, require_env},
     stack::{
         authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Stack, WsClient,
     },
@@ -114,8 +112,7 @@ async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() 
     assert_eq!(in_rt.subject, SEED_TITLE);
     assert_eq!(rt.description(id).await.expect("RT description").trim_end(), SEED_DESCRIPTION);
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,8 +141,7 @@ async fn a_client_that_closes_is_removed_from_the_connections_table() {
     .await;
     assert!(!gateway.connections().contains(&leaving_id));
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,8 +170,7 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
     })
     .await;
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,8 +204,7 @@ async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
     .await;
     assert_eq!(poster.post(&id, b"{}").await, Err(PostError::Gone), "a closed connection is Gone");
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// Records a connection no socket has: the next push answers it 410 and deletes it, so
@@ -308,11 +302,8 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
 
     // A notification written while no gateway runs is pushed once one starts again.
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
-    let missed = sample_ticket(b + 1_000_000, "new", "General");
-    store
-        .record_created(&missed, &sample_notification(&missed), None)
-        .await
-        .expect("write a notification while down");
+    // Written while down.
+    let missed = record_sample(&store, b + 1_000_000).await;
     add_sentinel(&stack, "SentinelRunThree").await;
     let third = stack.start().await;
     wait_for("the notification written while down to be pushed", PUSH_WAIT, || async {
@@ -320,8 +311,7 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
     })
     .await;
     assert!(notification_for(&http, &third.http_url(), missed.id).await.is_some());
-    third.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(third).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,8 +322,7 @@ async fn a_message_gets_the_default_route_help_text() {
     client.send_text(r#"{"action":"subscribe"}"#).await;
     assert_eq!(client.next_text(Duration::from_secs(5)).await.as_deref(), Some(HELP));
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,8 +350,7 @@ async fn a_failing_connect_refuses_the_handshake() {
         Err(_) => panic!("the handshake did not finish within 10 s"),
     }
     assert!(gateway.connections().is_empty(), "a refused connection is not registered");
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,8 +391,7 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
         http.get(format!("{base}/tickets/999999999")).send().await.expect("GET unknown ticket");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND, "RT has no such ticket");
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// `@connections` (which checks no IAM signature here) is served on its own loopback
@@ -438,8 +425,7 @@ async fn the_management_api_is_served_on_its_own_loopback_listener() {
     let store: Arc<dyn ConnectionStore> =
         Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
     assert!(store.page(None, 10).await.expect("connections table exists").0.is_empty());
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// A poster that fails posts carrying `marker` the first `failures` times.
@@ -497,11 +483,7 @@ async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -
     let (client, tables) = rt_relay_tests::services::fresh_tables(tag).await;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     for id in 1..=3 {
-        let t = sample_ticket(id, "new", "General");
-        store
-            .record_created(&t, &sample_notification(&t), None)
-            .await
-            .expect("record a notification");
+        record_sample(store.as_ref(), id).await;
     }
     store.add(&open_connection("c1")).await.expect("record a connection");
     let arn = notifications_stream_arn(&client, &tables).await.expect("stream ARN");
@@ -597,12 +579,7 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
         (poster.attempts_with_marker.load(std::sync::atomic::Ordering::SeqCst) >= 3).then_some(())
     })
     .await;
-    let t4 = sample_ticket(4, "new", "General");
-    fixture
-        .store
-        .record_created(&t4, &sample_notification(&t4), None)
-        .await
-        .expect("record a fourth notification");
+    record_sample(fixture.store.as_ref(), 4).await;
     wait_for("the stream to move on to record 4", PUSH_WAIT, || async {
         poster.delivered().contains(&"ticket-4-created".to_owned()).then_some(())
     })
@@ -698,8 +675,7 @@ async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
     assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");
 
     listener.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// The keys table holds hashes only: no attribute carries the key or its secret.

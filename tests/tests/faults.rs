@@ -44,9 +44,7 @@ use rt_relay_tests::{
     gateway_process::{GatewayProcess, ProcessSettings},
     openapi,
     rt::{highest_rt_id, rt_client, rt_config, token_auth},
-    services::{
-        open_connection, require_env, sample_notification, sample_ticket, unique, unique_prefix,
-    },
+    services::{open_connection, record_sample, require_env, unique, unique_prefix},
     stack::{
         authorized_client, mint_key, stored_connections, wait_for, ws_url_with_key, Stack, WsClient,
     },
@@ -143,28 +141,41 @@ async fn recorded(store: &DynamoStore) -> (Vec<u64>, Vec<String>) {
     )
 }
 
-/// A gateway whose RT is behind `proxy`, with RT requests bounded by `rt_timeout`.
-async fn gateway_behind(
-    proxy: &FaultProxy,
-    tag: &str,
-    rt_timeout: Duration,
-) -> (Stack, RunningGateway, DynamoStore) {
-    let mut stack = Stack::new(tag).await;
-    stack.config.rt.base_url = url::Url::parse(&format!("{}/", proxy.url())).expect("proxy URL");
-    stack.config.rt.timeout = rt_timeout;
-    let gateway = stack.start().await;
-    let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
-    (stack, gateway, store)
+/// A stack whose gateway reaches RT through a fault proxy (RT requests bounded by
+/// `RT_BOUND`), with the stack's tables and a client of RT itself, to see what each side
+/// holds after a fault.
+struct RtBehindProxy {
+    proxy: FaultProxy,
+    stack: Stack,
+    gateway: RunningGateway,
+    store: DynamoStore,
+    http: reqwest::Client,
+    base: String,
+    rt: Arc<dyn RtClient>,
+    /// The lowest id a ticket RT makes from now on can have.
+    min_id: u64,
+}
+
+impl RtBehindProxy {
+    async fn start(tag: &str) -> Self {
+        let proxy = FaultProxy::start(&require_env("RT_URL")).await;
+        let mut stack = Stack::new(tag).await;
+        stack.config.rt.base_url =
+            url::Url::parse(&format!("{}/", proxy.url())).expect("proxy URL");
+        stack.config.rt.timeout = RT_BOUND;
+        let gateway = stack.start().await;
+        let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
+        let (http, base) = (stack.http(), gateway.http_url());
+        let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
+        let min_id = highest_rt_id(rt.as_ref()).await + 1;
+        Self { proxy, stack, gateway, store, http, base, rt, min_id }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_and_leaves_nothing() {
-    let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-rt", RT_BOUND).await;
-    let http = stack.http();
-    let base = gateway.http_url();
-    let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
-    let min_id = highest_rt_id(rt.as_ref()).await + 1;
+    let RtBehindProxy { proxy, stack, gateway, store, http, base, rt, min_id } =
+        RtBehindProxy::start("fault-rt").await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
 
     // A healthy run first: created, recorded, pushed.
@@ -243,20 +254,15 @@ async fn rt_refusing_hanging_failing_or_rejecting_credentials_gets_502_or_504_an
     );
 
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_ticket() {
     // RT creates the ticket, then the read-back fails: the answer is 502 and nothing is
     // recorded, but the idempotency record noted RT's id, so the retry records THAT ticket.
-    let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-readback", RT_BOUND).await;
-    let http = stack.http();
-    let base = gateway.http_url();
-    let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
-    let min_id = highest_rt_id(rt.as_ref()).await + 1;
+    let RtBehindProxy { proxy, stack, gateway, store, http, base, rt, min_id } =
+        RtBehindProxy::start("fault-readback").await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
 
     let title = unique("read-back fails");
@@ -283,8 +289,7 @@ async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_
     assert!(client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(), "pushed once recorded");
 
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,12 +298,8 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     // retry with the same key takes the key over, finds the ticket RT made late (same
     // queue, subject and description, created since the first attempt) and records it
     // instead of creating a second one.
-    let proxy = FaultProxy::start(&require_env("RT_URL")).await;
-    let (stack, gateway, store) = gateway_behind(&proxy, "fault-slow", RT_BOUND).await;
-    let http = stack.http();
-    let base = gateway.http_url();
-    let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
-    let min_id = highest_rt_id(rt.as_ref()).await + 1;
+    let RtBehindProxy { proxy, stack, gateway, store, http, base, rt, min_id } =
+        RtBehindProxy::start("fault-slow").await;
 
     let title = unique("slow RT");
     proxy.add_rule(
@@ -324,8 +325,7 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     ));
     assert_eq!(in_rt, vec![retry.id()], "the retry adopted the late ticket: no second RT ticket");
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// A store that is DynamoDB through a fault proxy in front of moto: the SDK's real error
@@ -421,8 +421,7 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     ));
 
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,8 +539,7 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
         c.close().await;
     }
     failing.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// Reads (and keeps) whatever else reaches `client` in the next second.
@@ -575,8 +573,7 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     // Run 1: ticket A is pushed and its batch checkpointed.
     let first = GatewayProcess::start(&settings).await;
     let mut before = connect_clients(&ws_url_with_key(&first.ws_url, &key), 3).await;
-    let a = sample_ticket(8_000_001, "new", "General");
-    store.record_created(&a, &sample_notification(&a), None).await.expect("record A");
+    let a = record_sample(&store, 8_000_001).await;
     for c in &mut before {
         assert!(c.wait_for_ticket(a.id, PUSH_WAIT).await.is_some(), "A was pushed in run 1");
     }
@@ -592,11 +589,7 @@ async fn a_gateway_killed_with_unprocessed_stream_records_pushes_them_all_after_
     first.freeze();
     let mut b_ids = Vec::new();
     for i in 1..=5 {
-        let t = sample_ticket(8_000_100 + i, "new", "General");
-        store
-            .record_created(&t, &sample_notification(&t), None)
-            .await
-            .expect("record a B notification");
+        let t = record_sample(&store, 8_000_100 + i).await;
         b_ids.push(format!("ticket-{}-created", t.id));
     }
     let pid = first.pid();

@@ -126,8 +126,7 @@ async fn run_with_clients(stack: &Stack, gateway: RunningGateway) {
     for c in clients {
         c.close().await;
     }
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test]
@@ -238,8 +237,7 @@ async fn refused_webhook_calls_change_nothing() {
     let (got, answer) = post(ts, signature, body).await;
     assert_eq!((got, answer["error"]["code"].as_str()), (409, Some("replayed")));
     assert_eq!(stored(&stack, http).await, (1, 1));
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test]
@@ -283,6 +281,5 @@ async fn a_ticket_created_through_post_yields_one_notification_on_every_path() {
         notes["items"].as_array().unwrap().iter().filter(|n| n["ticket"]["id"] == id).count();
     assert_eq!(stored, 1);
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }

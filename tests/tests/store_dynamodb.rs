@@ -12,7 +12,7 @@ use rt_relay_shared::store::{
 };
 use rt_relay_tests::{
     bench::DynamoMeter,
-    services::{fresh_tables, open_connection, sample_notification, sample_ticket},
+    services::{fresh_tables, open_connection, record_sample, sample_notification, sample_ticket},
 };
 
 async fn store(tag: &str) -> DynamoStore {
@@ -111,8 +111,7 @@ async fn tickets_page_newest_first_with_filters() {
 async fn a_cursor_only_works_for_its_own_query() {
     let store = store("cursor").await;
     for id in 1..=3u64 {
-        let t = sample_ticket(id, "new", "General");
-        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+        record_sample(&store, id).await;
     }
     let first = store.list_tickets(&TicketFilter::default(), &PageRequest::first(1)).await.unwrap();
     let cursor = first.next_cursor.expect("more pages");
@@ -136,8 +135,7 @@ async fn a_cursor_only_works_for_its_own_query() {
 async fn notifications_page_newest_first() {
     let store = store("notes").await;
     for id in 1..=7u64 {
-        let t = sample_ticket(id, "new", "General");
-        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+        record_sample(&store, id).await;
     }
     let mut page = PageRequest::first(3);
     let mut seen = Vec::new();
@@ -202,8 +200,7 @@ async fn a_page_reads_its_size_plus_one_look_ahead_and_is_counted() {
     let meter = DynamoMeter::default();
     let store = DynamoStore::new(meter.meter(&client), tables);
     for id in 1..=9u64 {
-        let t = sample_ticket(id, "new", "General");
-        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+        record_sample(&store, id).await;
     }
     // GIVEN 9 items WHEN pages of 3 are read THEN each Query reads 3 + 1 items (the
     // look-ahead), not the partition, and the meter on the store's client counts what DynamoDB reported.

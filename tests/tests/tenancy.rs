@@ -70,8 +70,7 @@ async fn two_keys_with_the_same_idempotency_key_and_body_create_two_tickets() {
     let (_, again, replayed) = create(&b, &base, &body, Some("1")).await;
     assert!(replayed);
     assert_eq!(again["id"], tb["id"]);
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// A key limited to one queue cannot create in another, read another's tickets by id or
@@ -138,8 +137,7 @@ async fn a_queue_limited_key_sees_and_touches_only_its_queue() {
         socket.received
     );
     socket.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// `requestor` makes RT mail an address: only a key with `tickets:requestor` may set it.
@@ -160,8 +158,7 @@ async fn only_a_key_with_the_requestor_scope_can_set_requestor() {
         (s, created["requestor"].as_str()),
         (StatusCode::CREATED, Some("someone@example.com"))
     );
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// A key at its connection limit is refused at `$connect` with 429; another key is not.
@@ -186,8 +183,7 @@ async fn a_key_over_its_connection_limit_is_refused_at_connect() {
     let third = WsClient::connect(&url).await;
     second.close().await;
     third.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// Revoking a key closes its open WebSockets through `@connections` DELETE; another key's
@@ -227,8 +223,7 @@ async fn revoking_a_key_closes_its_open_websockets() {
     assert!(other.next_text(StdDuration::from_secs(10)).await.is_some());
     assert_eq!(handshake_status(&url).await, 401, "the revoked key cannot reconnect");
     other.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// 30 tickets whose 64 KiB descriptions are characters JSON escapes: every list page stays
@@ -273,8 +268,7 @@ async fn list_pages_stay_under_lambdas_limit_with_large_descriptions() {
     assert!(seen >= 30);
     let full = get_json(&http, &format!("{base}/tickets/{}", ids[0])).await;
     assert_eq!(full["description"].as_str(), Some(description.as_str()));
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// Connections record the key they were admitted with: the `by-key` index counts and lists
