@@ -141,6 +141,22 @@ async fn recorded(store: &DynamoStore) -> (Vec<u64>, Vec<String>) {
     )
 }
 
+/// The retry answered 201 with the one ticket RT `created` before the failure: RT holds no
+/// second ticket titled so (ids from `min_id` on), and the tables hold that ticket and its
+/// one notification.
+async fn assert_recorded_rts_ticket(
+    retry: &Answer,
+    created: &[u64],
+    (rt, min_id, title): (&dyn RtClient, u64, &str),
+    store: &DynamoStore,
+) {
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.id(), created[0], "the retry recorded the ticket RT already had");
+    assert_eq!(rt_tickets_titled(rt, min_id, title).await, created, "no second RT ticket");
+    let expected = (created.to_vec(), vec![format!("ticket-{}-created", created[0])]);
+    assert_eq!(recorded(store).await, expected);
+}
+
 /// A stack whose gateway reaches RT through a fault proxy (RT requests bounded by
 /// `RT_BOUND`), with the stack's tables and a client of RT itself, to see what each side
 /// holds after a fault.
@@ -275,17 +291,7 @@ async fn rt_failing_after_the_create_is_completed_by_the_retry_without_a_second_
 
     // The retry takes over the first attempt's key (abandoned with a 2 s grace) and completes it.
     let retry = post(&http, &base, &title, Some("readback-1")).await;
-    assert_eq!(retry.status, 201, "{}", retry.body);
-    assert_eq!(retry.id(), created[0], "the retry recorded the ticket RT already had");
-    assert_eq!(
-        rt_tickets_titled(rt.as_ref(), min_id, &title).await,
-        created,
-        "no second RT ticket"
-    );
-    assert_eq!(
-        recorded(&store).await,
-        (created.clone(), vec![format!("ticket-{}-created", created[0])])
-    );
+    assert_recorded_rts_ticket(&retry, &created, (rt.as_ref(), min_id, &title), &store).await;
     assert!(client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(), "pushed once recorded");
 
     client.close().await;
@@ -387,17 +393,7 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     // then records the ticket RT already has.
     moto_proxy.set(Fault::PassThrough);
     let retry = post(&http, &base, &title, Some("store-retry-1")).await;
-    assert_eq!(retry.status, 201, "{}", retry.body);
-    assert_eq!(retry.id(), created[0], "the retry recorded RT's ticket");
-    assert_eq!(
-        rt_tickets_titled(rt.as_ref(), min_id, &title).await,
-        created,
-        "no second RT ticket"
-    );
-    assert_eq!(
-        recorded(&direct).await,
-        (created.clone(), vec![format!("ticket-{}-created", created[0])])
-    );
+    assert_recorded_rts_ticket(&retry, &created, (rt.as_ref(), min_id, &title), &direct).await;
     assert!(
         client.wait_for_ticket(created[0], PUSH_WAIT).await.is_some(),
         "the notification was pushed"
