@@ -358,9 +358,7 @@
       state.attempt = 0;
       subscribe(socket);
       window.clearInterval(state.pingTimer);
-      state.pingTimer = window.setInterval(() => {
-        if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action: "ping" }));
-      }, PING_EVERY_MS);
+      state.pingTimer = window.setInterval(ping, PING_EVERY_MS);
       if (resuming && since) {
         state.resume = { since, openedAt: Date.now(), missed: 0 };
         showResumed();
@@ -404,6 +402,13 @@
       }
       scheduleReconnect();
     };
+  }
+
+  // Keeps the socket alive; the answer is `pong`, or `reconnect` when the API is about to
+  // cut it (handled in onmessage).
+  function ping() {
+    const socket = state.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action: "ping" }));
   }
 
   function closeQuietly(socket) {
@@ -591,6 +596,10 @@
     el.filterForm.addEventListener("submit", onFilter);
     el.more.addEventListener("click", () => loadTickets(false));
     el.forget.addEventListener("click", () => showKeyForm(""));
+    // Background tabs run timers late: a tab shown again checks its socket at once.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") ping();
+    });
     for (const input of Object.values(fields)) {
       // Editing the request makes it a new one (a new Idempotency-Key).
       input.addEventListener("input", () => { state.createKey = null; });

@@ -148,9 +148,11 @@ impl Browser {
             .call_browser("Target.attachToTarget", json!({"targetId": target_id, "flatten": true}))
             .await;
         browser.session = attached["sessionId"].as_str().expect("a session id").to_owned();
-        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+        // The page is the visible, focused tab, as a person's would be.
+        for domain in ["Page.enable", "Runtime.enable", "Log.enable", "Page.bringToFront"] {
             browser.call(domain, json!({})).await;
         }
+        browser.call("Emulation.setFocusEmulationEnabled", json!({"enabled": true})).await;
         browser
     }
 

@@ -184,6 +184,7 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
             ),
         )
         .await;
+    assert_eq!(browser.eval("document.visibilityState").await, json!("visible"));
     browser.eval("window.boardTestMarker = 'no reload'").await;
 
     // WHEN a ticket is created through the form, submitted twice at once
@@ -278,8 +279,10 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     );
     offline.stop().await;
 
-    // AND the gateway comes back on its ports
-    let restored = GatewayProcess::start(&settings(&prefix, http_port, ws_port)).await;
+    // AND the gateway comes back on its ports (telling sockets older than 2 s to reconnect)
+    let mut back = settings(&prefix, http_port, ws_port);
+    back.extra_env.push(("WS_RECONNECT_AFTER_SECS".into(), "2".into()));
+    let restored = GatewayProcess::start(&back).await;
     // THEN the board resumes, counting the missed events, and applies them
     let resumed = browser
         .wait_for(
@@ -345,6 +348,34 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     assert!(error.as_str().is_some_and(|e| !e.is_empty()), "{error}");
     assert_eq!(browser.eval("document.activeElement.id").await, json!("new-title"));
 
+    // WHEN the socket is older than the API keeps sockets, and the board pings (as it does
+    // every 5 minutes, and when its tab is shown again)
+    browser
+        .wait_for(
+            "a reconnect handover after a ping",
+            SHOWN,
+            "(() => { document.dispatchEvent(new Event('visibilitychange')); return document.getElementById('connection').textContent === 'Resumed, 0 missed events'; })()",
+        )
+        .await;
+    // THEN the next socket carries the live feed: a new ticket appears once
+    let third: Value = api
+        .post(format!("{base}/tickets"))
+        .json(&json!({"title": format!("{title} (after the handover)")}))
+        .send()
+        .await
+        .expect("create after the handover")
+        .json()
+        .await
+        .expect("create JSON");
+    let third_id = third["id"].as_u64().expect("the third ticket's id");
+    browser.wait_for("the ticket created after the handover", SHOWN, &row_js(third_id)).await;
+    assert_eq!(
+        browser
+            .eval(&format!("document.querySelectorAll('tr[data-ticket-id=\"{third_id}\"]').length"))
+            .await,
+        json!(1)
+    );
+
     // WHEN the list is filtered by status
     browser.eval("document.getElementById('filter-status').value = 'stalled'").await;
     browser.focus("#filter-queue").await;
@@ -355,9 +386,10 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
             "only stalled tickets",
             SHOWN,
             &format!(
-                "(() => {{ const rows = [...document.querySelectorAll('#ticket-rows tr')]; return {} !== null && {} === null && rows.every(r => r.dataset.status === 'stalled'); }})()",
+                "(() => {{ const rows = [...document.querySelectorAll('#ticket-rows tr')]; return {} !== null && {} === null && {} === null && rows.every(r => r.dataset.status === 'stalled'); }})()",
                 row_js(first_id),
-                row_js(second_id)
+                row_js(second_id),
+                row_js(third_id)
             ),
         )
         .await;
