@@ -131,7 +131,11 @@ impl Functions {
             http: HttpFunctions::wire(&ports),
             rt_sync: None,
             connection_routes: ConnectionRoutes::new(store.clone()),
-            default_route: wiring::default_route_over(store.clone(), FeedSettings::default()),
+            default_route: wiring::default_route_over(
+                store.clone(),
+                store.clone(),
+                FeedSettings::default(),
+            ),
             notifications: store.clone(),
             feed: FeedSettings::default(),
             connections: store,

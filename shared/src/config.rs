@@ -251,9 +251,12 @@ impl FunctionTables {
     /// WebSocket `$disconnect`.
     pub const WS_DISCONNECT: Self =
         Self { function: "ws-disconnect", tables: &[TableKind::Connections] };
-    /// WebSocket `$default`: reads the notifications feed for a `reconnect` position.
-    pub const WS_DEFAULT: Self =
-        Self { function: "ws-default", tables: &[TableKind::Notifications] };
+    /// WebSocket `$default`: reads the notifications feed for a `reconnect` position and
+    /// stores a connection's subscription.
+    pub const WS_DEFAULT: Self = Self {
+        function: "ws-default",
+        tables: &[TableKind::Notifications, TableKind::Connections],
+    };
     /// The push: reads connections, deletes gone ones (the notifications reach it by stream).
     pub const PUSH_NOTIFICATIONS: Self =
         Self { function: "push-notifications", tables: &[TableKind::Connections] };

@@ -314,6 +314,23 @@ impl Subscription {
         Ok(self)
     }
 
+    /// Whether it lets everything through.
+    pub fn is_everything(&self) -> bool {
+        self.queues.is_empty() && self.types.is_empty() && self.tickets.is_empty()
+    }
+
+    /// As stored with the connection (JSON); `None` for everything, which is stored as no
+    /// filter at all.
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.is_everything()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// Reads a stored filter (`None`: everything). A record that does not parse counts as
+    /// everything: the key's queue rights still apply, so it never widens what a key reads.
+    pub fn from_stored(stored: Option<&str>) -> Self {
+        stored.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+    }
+
     /// Whether the connection wants `n`.
     pub fn matches(&self, n: &Notification) -> bool {
         (self.queues.is_empty() || self.queues.contains(&n.ticket.queue))

@@ -187,14 +187,20 @@ pub fn feed_settings() -> Result<FeedSettings, ConfigError> {
     FeedSettings::from_lookup(&|k| std::env::var(k).ok())
 }
 
-/// `$default` over the notifications store.
-pub fn default_route_over(notifications: Arc<dyn TicketStore>, feed: FeedSettings) -> DefaultRoute {
-    KeepAlive::new(notifications, feed).into()
+/// `$default` over the notifications store (a `reconnect` position) and the connections
+/// store (`subscribe`).
+pub fn default_route_over(
+    notifications: Arc<dyn TicketStore>,
+    connections: Arc<dyn crate::store::ConnectionStore>,
+    feed: FeedSettings,
+) -> DefaultRoute {
+    DefaultRoute::from(KeepAlive::new(notifications, feed)).with_subscriptions(connections)
 }
 
-/// `$default`: the notifications table (a `reconnect` position).
+/// `$default`: the notifications table and the connections table.
 pub fn default_route(sdk: &SdkConfig, tables: &Tables, feed: FeedSettings) -> DefaultRoute {
-    default_route_over(store(sdk, tables), feed)
+    let store = store(sdk, tables);
+    default_route_over(store.clone(), store, feed)
 }
 
 /// `$connect` and `$disconnect`: the connections table, and `MAX_CONNECTIONS_PER_KEY`

@@ -1,13 +1,14 @@
 //! The live feed (issue 11) end to end, through the local gateway over the real RT and moto:
 //! catching up over HTTP with `since` (oldest first, exactly the notifications after the
-//! position the key's queues allow, 410 `position_expired` for a lost one) and the WebSocket keep-alive (`ping` →
-//! `pong`). Every wait is bounded and waits for the event itself.
+//! position the key's queues allow, 410 `position_expired` for a lost one), the WebSocket keep-alive (`ping` →
+//! `pong`), and subscriptions (by queue on connect, by type with `subscribe`). Every wait is bounded and waits for the event itself.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use rt_relay_shared::auth::{ApiKeyStore, Scope};
-use rt_relay_tests::stack::{authorized_client, wait_for, Stack, WsClient};
+use rt_relay_shared::events::{dynamodb::DynamoEvents, store::SyncCursorStore};
+use rt_relay_tests::stack::{authorized_client, handshake_status, wait_for, Stack, WsClient};
 use serde_json::{json, Value};
 
 /// Bound on a notification becoming readable through `since` (the 5 s settle horizon plus
@@ -270,6 +271,109 @@ async fn a_client_resuming_with_since_gets_exactly_what_it_missed_in_order_then_
     assert_eq!(notifications_until(&mut lost, after).await, [after]);
     lost.close().await;
 
+    gateway.shutdown().await;
+    stack.clean_up().await;
+}
+
+/// `(type, ticket id)` of every notification `client` received about `ours`, in order.
+fn about(client: &WsClient, ours: &[u64]) -> Vec<(String, u64)> {
+    client
+        .received
+        .iter()
+        .filter_map(|n| {
+            let id = n["ticket"]["id"].as_u64()?;
+            ours.contains(&id).then(|| (n["type"].as_str().unwrap_or_default().to_owned(), id))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_subscriptions_each_receive_exactly_what_they_match() {
+    // The sync turns RT's status changes into ticket.status_changed.
+    let stack = Stack::with_vars("feed-subs", &[("GATEWAY_SYNC_INTERVAL_MS", "500".into())]).await;
+    let gateway = stack.start().await;
+    let http = stack.http();
+    let base = gateway.http_url();
+    let actor = rt_relay_tests::rt_actions::RtActor::new();
+    actor.ensure_queue("Support").await;
+    // The sync's first run positions its cursor at RT's newest transaction: wait for it,
+    // so the changes below come after it.
+    let events = DynamoEvents::new(stack.dynamodb.clone(), stack.tables().clone());
+    wait_for("the sync's first run", Duration::from_secs(60), || {
+        let events = &events;
+        async move { events.position().await.ok().flatten() }
+    })
+    .await;
+
+    // Bad filters are refused at $connect with a clear 400.
+    let ws = stack.ws_url(&gateway);
+    assert_eq!(handshake_status(&format!("{ws}&type=ticket.exploded")).await, 400);
+    assert_eq!(handshake_status(&format!("{ws}&ticket=abc")).await, 400);
+
+    // GIVEN one queue (on connect), one event type (by a subscribe message), everything
+    let mut support = WsClient::connect(&format!("{ws}&queue=Support")).await;
+    let mut status = WsClient::connect(&ws).await;
+    status.send_text(r#"{"action":"subscribe","type":["nope"]}"#).await;
+    let refused = control_message(&mut status).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "invalid_subscription", "{refused}");
+    assert_eq!(refused["field"], "type", "{refused}");
+    status.send_text(r#"{"action":"subscribe","type":["ticket.status_changed"]}"#).await;
+    let subscribed = control_message(&mut status).await;
+    assert_eq!(
+        subscribed,
+        json!({"type": "subscribed", "subscription": {
+            "queue": [], "type": ["ticket.status_changed"], "ticket": []
+        }})
+    );
+    let mut everything = WsClient::connect(&ws).await;
+
+    // WHEN tickets are created in two queues and their status changes in RT
+    let general = post_ticket_in(&http, &base, "subs: General", "General").await;
+    let supported = post_ticket_in(&http, &base, "subs: Support", "Support").await;
+    actor.update(general, json!({"Status": "open"})).await;
+    actor.update(supported, json!({"Status": "open"})).await;
+    // The sentinel, which every subscription matches: once it arrived, everything before
+    // it was pushed (one stream, in order).
+    actor.update(supported, json!({"Status": "stalled"})).await;
+    let ours = [general, supported];
+    let is_sentinel = |v: &Value| {
+        v["type"] == "ticket.status_changed"
+            && v["ticket"]["id"] == supported
+            && v["change"]["new"] == "stalled"
+    };
+    for (name, client) in
+        [("support", &mut support), ("status", &mut status), ("everything", &mut everything)]
+    {
+        let got = client.wait_for_message(Duration::from_secs(90), is_sentinel).await;
+        assert!(got.is_some(), "{name} never got the sentinel; got {:?}", client.received);
+    }
+
+    // THEN each got exactly what it matches, in order (other tests' RT changes may reach the
+    // sync too: they count only where they match the filter).
+    let created = |id| ("ticket.created".to_owned(), id);
+    let changed = |id| ("ticket.status_changed".to_owned(), id);
+    assert_eq!(
+        about(&support, &ours),
+        [created(supported), changed(supported), changed(supported)]
+    );
+    assert!(support.received.iter().all(|n| n["ticket"]["queue"] == "Support"));
+    assert_eq!(about(&status, &ours), [changed(general), changed(supported), changed(supported)]);
+    assert!(status.received.iter().all(|n| n["type"] == "ticket.status_changed"));
+    assert_eq!(
+        about(&everything, &ours),
+        [
+            created(general),
+            created(supported),
+            changed(general),
+            changed(supported),
+            changed(supported)
+        ]
+    );
+
+    for client in [support, status, everything] {
+        client.close().await;
+    }
     gateway.shutdown().await;
     stack.clean_up().await;
 }

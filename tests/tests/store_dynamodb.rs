@@ -344,6 +344,36 @@ async fn resume_marks(store: &dyn ConnectionStore) {
     assert!(store.resume_record("nobody").await.unwrap().is_none());
 }
 
+/// A connection's subscription, the same in DynamoDB and the fake: stored, read by the push
+/// and the resume, replaced, cleared; refused for a connection that is not recorded.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
+async fn subscriptions(store: &dyn ConnectionStore) {
+    let now = Utc::now();
+    let c = Connection { id: "s1".into(), connected_at: now, expires_at: now };
+    store.add_resuming(&c, None, "n-1", None).await.unwrap();
+    let filter = r#"{"queue":["A"],"type":[],"ticket":[]}"#;
+    assert!(store.subscribe("s1", Some(filter)).await.unwrap());
+    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    assert_eq!(recipients[0].filter.as_deref(), Some(filter));
+    let record = store.resume_record("s1").await.unwrap().expect("a resume record");
+    assert_eq!(record.filter.as_deref(), Some(filter));
+    assert!(store.subscribe("s1", Some(r#"{"ticket":[7]}"#)).await.unwrap());
+    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    assert_eq!(recipients[0].filter.as_deref(), Some(r#"{"ticket":[7]}"#));
+    assert!(store.subscribe("s1", None).await.unwrap());
+    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    assert_eq!(recipients[0].filter, None);
+    assert!(!store.subscribe("nobody", Some(filter)).await.unwrap());
+    let (ids, _) = store.page(None, 10).await.unwrap();
+    assert_eq!(ids, ["s1"], "subscribing to a missing connection records nothing");
+}
+
+#[tokio::test]
+async fn subscriptions_in_dynamodb_and_the_fake() {
+    subscriptions(&store("subs").await).await;
+    subscriptions(&MemoryStore::new()).await;
+}
+
 #[tokio::test]
 async fn resume_marks_in_dynamodb_and_the_fake() {
     resume_marks(&store("resume").await).await;

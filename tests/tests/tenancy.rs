@@ -304,10 +304,25 @@ async fn connections_record_their_api_key_and_are_found_by_it() {
     }
     all.sort_by(|x, y| x.id.cmp(&y.id));
     let expected = [
-        Recipient { id: "a1".into(), queues: Some(r#"["A"]"#.into()), mark: Default::default() },
-        Recipient { id: "a2".into(), queues: Some(r#"["A"]"#.into()), mark: Default::default() },
-        Recipient { id: "b1".into(), queues: Some(r#"["*"]"#.into()), mark: Default::default() },
-        Recipient { id: "legacy".into(), queues: None, mark: Default::default() },
+        Recipient {
+            id: "a1".into(),
+            queues: Some(r#"["A"]"#.into()),
+            mark: Default::default(),
+            filter: None,
+        },
+        Recipient {
+            id: "a2".into(),
+            queues: Some(r#"["A"]"#.into()),
+            mark: Default::default(),
+            filter: None,
+        },
+        Recipient {
+            id: "b1".into(),
+            queues: Some(r#"["*"]"#.into()),
+            mark: Default::default(),
+            filter: None,
+        },
+        Recipient { id: "legacy".into(), queues: None, mark: Default::default(), filter: None },
     ];
     assert_eq!(all, expected);
 

@@ -9,7 +9,7 @@ use aws_lambda_events::encodings::Body;
 use tracing::{error, info};
 
 use crate::{
-    feed::{ClientMessage, ServerMessage},
+    feed::{ClientMessage, ServerMessage, Subscription},
     http::error_chain,
     store::{ConnectionOwner, ConnectionStore},
     tenant::{relay_default_queue, Caller},
@@ -39,7 +39,7 @@ impl ConnectionRoutes {
 }
 
 /// What `$default` answers.
-pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; send {\"action\":\"ping\"} every 5 minutes to keep it open (answered {\"type\":\"pong\"}). Dedupe by the notification's id; after a gap, catch up with GET /notifications?since=<last id>."}"#;
+pub const HELP: &str = r#"{"message":"rt-relay pushes a JSON notification for every new ticket on this connection; send {\"action\":\"ping\"} every 5 minutes to keep it open (answered {\"type\":\"pong\"}); narrow the feed with {\"action\":\"subscribe\",\"queue\":[...],\"type\":[...],\"ticket\":[...]}. Dedupe by the notification's id; after a gap, catch up with GET /notifications?since=<last id>."}"#;
 
 fn response(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
     let mut resp = ApiGatewayProxyResponse::default();
@@ -87,7 +87,18 @@ impl ConnectionRoutes {
             queues: caller.queues.to_context(),
         });
         let since = event.query_string_parameters.first("since");
-        match self.tracker.connected(&id, owner.as_ref(), since).await {
+        let subscription = match Subscription::from_query(event.query_string_parameters.iter()) {
+            Ok(s) => s,
+            Err(e) => {
+                let body = ServerMessage::Error {
+                    code: "invalid_subscription".into(),
+                    message: e.message,
+                    field: Some(e.field.into()),
+                };
+                return response(400, Some(&body.to_json()));
+            }
+        };
+        match self.tracker.connected(&id, owner.as_ref(), since, &subscription).await {
             Ok(Admission::Admitted) => response(200, None),
             Ok(Admission::ResumeUnavailable) => response(400, Some(NO_RESUME)),
             Ok(Admission::OverLimit { open }) => {
@@ -136,16 +147,18 @@ pub fn max_connections_per_key(
 /// `$default`: the integration response is the reply (the template declares a route response).
 /// `{"action":"ping"}` is answered `{"type":"pong"}` (clients send it every 5 minutes to
 /// stay under API Gateway's 10-minute idle limit), or `{"type":"reconnect","since":…}` once
-/// the connection is old enough to be cut soon ([`KeepAlive`]); anything else gets
-/// the help text.
+/// the connection is old enough to be cut soon ([`KeepAlive`]); `{"action":"subscribe",…}`
+/// replaces the connection's filter (answered `{"type":"subscribed",…}`, bad input
+/// `{"type":"error",…}`); anything else gets the help text.
 #[derive(Debug, Clone)]
 pub struct DefaultRoute {
     keep_alive: KeepAlive,
+    subscriptions: Option<ConnectionTracker>,
 }
 
 impl From<KeepAlive> for DefaultRoute {
     fn from(keep_alive: KeepAlive) -> Self {
-        Self { keep_alive }
+        Self { keep_alive, subscriptions: None }
     }
 }
 
@@ -163,9 +176,50 @@ impl DefaultRoute {
                 });
                 response(200, Some(&answer.to_json()))
             }
+            Some(Ok(ClientMessage::Subscribe(subscription))) => {
+                let answer = self
+                    .subscribe(event.request_context.connection_id.as_deref(), subscription)
+                    .await;
+                response(200, Some(&answer.to_json()))
+            }
+            // A subscribe the relay cannot use is answered with what is wrong; other
+            // unknown messages get the help text.
+            Some(Err(error)) if is_subscribe(event.body.as_deref()) => {
+                response(200, Some(&error.to_json()))
+            }
             _ => response(200, Some(HELP)),
         }
     }
+
+    /// Stores the connection's subscriptions through `connections`.
+    pub fn with_subscriptions(mut self, connections: Arc<dyn ConnectionStore>) -> Self {
+        self.subscriptions = Some(ConnectionTracker::new(connections));
+        self
+    }
+
+    async fn subscribe(&self, id: Option<&str>, subscription: Subscription) -> ServerMessage {
+        let failed = |message: &str| ServerMessage::Error {
+            code: "subscribe_failed".into(),
+            message: message.into(),
+            field: None,
+        };
+        let (Some(tracker), Some(id)) = (&self.subscriptions, id) else {
+            return failed("subscriptions are not served on this connection");
+        };
+        match tracker.subscribe(id, &subscription).await {
+            Ok(true) => ServerMessage::Subscribed { subscription },
+            Ok(false) => failed("this connection is not recorded; reconnect"),
+            Err(e) => {
+                error!(connection_id = %id, error = %error_chain(&e), "could not store a subscription");
+                failed("the subscription could not be stored; the previous one stays, try again")
+            }
+        }
+    }
+}
+
+fn is_subscribe(body: Option<&str>) -> bool {
+    body.and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .is_some_and(|v| v.get("action").and_then(serde_json::Value::as_str) == Some("subscribe"))
 }
 
 #[cfg(test)]
@@ -221,5 +275,90 @@ mod tests {
         let r = route.handle(event("c")).await;
         assert_eq!(r.status_code, 200);
         assert!(matches!(r.body, Some(Body::Text(ref t)) if t.contains("rt-relay")));
+    }
+
+    fn with_query(id: &str, pairs: &[(&str, &str)]) -> ApiGatewayWebsocketProxyRequest {
+        let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (k, v) in pairs {
+            map.entry((*k).to_owned()).or_default().push((*v).to_owned());
+        }
+        let mut e = event(id);
+        e.query_string_parameters = map.into();
+        e
+    }
+
+    fn text(r: &ApiGatewayProxyResponse) -> serde_json::Value {
+        match &r.body {
+            Some(Body::Text(t)) => serde_json::from_str(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    async fn filter_of(store: &MemoryStore, id: &str) -> Option<Subscription> {
+        let (all, _) = store.recipients(None, 100).await.unwrap_or_default();
+        let r = all.into_iter().find(|r| r.id == id)?;
+        Some(Subscription::from_stored(r.filter.as_deref()))
+    }
+
+    #[tokio::test]
+    async fn connect_stores_the_query_filter_and_refuses_a_bad_one_with_400() {
+        let store = Arc::new(MemoryStore::new());
+        let routes = ConnectionRoutes::new(store.clone());
+        let q = [("queue", "Support"), ("queue", "General"), ("type", "ticket.created")];
+        assert_eq!(routes.connect(with_query("c1", &q)).await.status_code, 200);
+        let got = filter_of(&store, "c1").await.expect("recorded");
+        assert_eq!(got.queues.len(), 2, "{got:?}");
+        assert!(got.queues.contains(&"Support".to_owned()));
+        assert_eq!(got.types, ["ticket.created"]);
+        assert_eq!(routes.connect(event("c2")).await.status_code, 200);
+        assert_eq!(filter_of(&store, "c2").await, Some(Subscription::everything()));
+
+        for (bad, field) in [
+            (("type", "ticket.nope"), "type"),
+            (("ticket", "x"), "ticket"),
+            (("queue", " "), "queue"),
+        ] {
+            let r = routes.connect(with_query("c3", &[bad])).await;
+            assert_eq!(r.status_code, 400, "{bad:?}");
+            assert_eq!(text(&r)["code"], "invalid_subscription");
+            assert_eq!(text(&r)["field"], field);
+        }
+        assert_eq!(store.connection_count(), 2, "a refused connection is not recorded");
+    }
+
+    #[tokio::test]
+    async fn subscribe_replaces_the_filter_and_bad_input_is_answered_with_an_error() {
+        let store = Arc::new(MemoryStore::new());
+        let routes = ConnectionRoutes::new(store.clone());
+        assert_eq!(routes.connect(with_query("c", &[("queue", "A")])).await.status_code, 200);
+        let route = DefaultRoute::from(KeepAlive::new(store.clone(), FeedSettings::default()))
+            .with_subscriptions(store.clone());
+        let send = |body: &str| {
+            let mut e = event("c");
+            e.body = Some(body.to_owned());
+            route.handle(e)
+        };
+        let r = send(r#"{"action":"subscribe","type":["ticket.replied"],"ticket":[7]}"#).await;
+        assert_eq!(
+            text(&r),
+            serde_json::json!({"type": "subscribed", "subscription":
+                {"queue": [], "type": ["ticket.replied"], "ticket": [7]}})
+        );
+        let got = filter_of(&store, "c").await.expect("recorded");
+        assert!(got.queues.is_empty() && got.tickets == [7], "replaced, not merged: {got:?}");
+
+        let r = send(r#"{"action":"subscribe","ticket":["seven"]}"#).await;
+        assert_eq!(text(&r)["type"], "error");
+        let r = send(r#"{"action":"subscribe","queue":["A"],"type":["x"]}"#).await;
+        assert_eq!(text(&r)["field"], "type");
+        assert_eq!(
+            filter_of(&store, "c").await.expect("kept").tickets,
+            [7],
+            "bad input changes nothing"
+        );
+
+        let r = send(r#"{"action":"subscribe"}"#).await;
+        assert_eq!(text(&r)["type"], "subscribed");
+        assert_eq!(filter_of(&store, "c").await, Some(Subscription::everything()));
     }
 }

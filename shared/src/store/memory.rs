@@ -41,6 +41,8 @@ struct State {
     notifications: BTreeMap<(i64, String), Notification>,
     connections: BTreeMap<String, Connection>,
     connection_owners: BTreeMap<String, ConnectionOwner>,
+    /// Subscriptions (JSON) of connections that narrowed their feed.
+    connection_filters: BTreeMap<String, String>,
     /// Resuming connections: the record and the held positions.
     resumes: BTreeMap<String, (ResumeRecord, BTreeSet<String>)>,
     idempotency: BTreeMap<String, IdemRecord>,
@@ -368,8 +370,25 @@ impl ConnectionStore for MemoryStore {
         let mut st = self.lock();
         st.connections.remove(connection_id);
         st.connection_owners.remove(connection_id);
+        st.connection_filters.remove(connection_id);
         st.resumes.remove(connection_id);
         Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        filter: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.lock();
+        if !st.connections.contains_key(connection_id) {
+            return Ok(false);
+        }
+        match filter {
+            Some(f) => st.connection_filters.insert(connection_id.to_owned(), f.to_owned()),
+            None => st.connection_filters.remove(connection_id),
+        };
+        Ok(true)
     }
 
     async fn add_resuming(
@@ -390,13 +409,18 @@ impl ConnectionStore for MemoryStore {
             since: since.to_owned(),
             replay_from: replay_from.map(str::to_owned),
             mark: FeedMark::Replaying,
+            filter: None,
         };
         st.resumes.insert(connection.id.clone(), (record, BTreeSet::new()));
         Ok(())
     }
 
     async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
-        Ok(self.lock().resumes.get(connection_id).map(|(r, _)| r.clone()))
+        let st = self.lock();
+        Ok(st.resumes.get(connection_id).map(|(r, _)| ResumeRecord {
+            filter: st.connection_filters.get(connection_id).cloned(),
+            ..r.clone()
+        }))
     }
 
     async fn hold(&self, connection_id: &str, seqs: &[String]) -> Result<bool, StoreError> {
@@ -470,6 +494,7 @@ impl ConnectionStore for MemoryStore {
                     if let Some((record, _)) = st.resumes.get(&r.id) {
                         r.mark = record.mark.clone();
                     }
+                    r.filter = st.connection_filters.get(&r.id).cloned();
                     r
                 })
                 .collect(),

@@ -239,13 +239,15 @@ pub struct Recipient {
     pub queues: Option<String>,
     /// Where it is in the resume protocol.
     pub mark: FeedMark,
+    /// Its subscription (a JSON [`crate::feed::Subscription`]); `None`: everything.
+    pub filter: Option<String>,
 }
 
 impl Recipient {
     /// Recipients for `ids`, each with the queue rights `queues_of` knows for it, live.
     pub fn list(ids: Vec<String>, queues_of: impl Fn(&str) -> Option<String>) -> Vec<Self> {
         ids.into_iter()
-            .map(|id| Recipient { queues: queues_of(&id), id, mark: FeedMark::Live })
+            .map(|id| Recipient { queues: queues_of(&id), id, mark: FeedMark::Live, filter: None })
             .collect()
     }
 }
@@ -275,6 +277,8 @@ pub struct ResumeRecord {
     pub replay_from: Option<String>,
     /// Where it is now.
     pub mark: FeedMark,
+    /// Its subscription (a JSON [`crate::feed::Subscription`]); `None`: everything.
+    pub filter: Option<String>,
 }
 
 /// Live WebSocket connections.
@@ -345,6 +349,16 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         _live_after: Option<&str>,
     ) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// Stores connection `connection_id`'s subscription (a JSON
+    /// [`crate::feed::Subscription`]; `None`: everything), replacing the one it had;
+    /// `false` when the connection is not recorded. The default (test wrappers) cannot.
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        _filter: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Corrupt(format!("this store cannot filter connection {connection_id}")))
     }
     /// Forgets a connection (absent is fine).
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;

@@ -9,7 +9,7 @@ use super::{
     Error,
 };
 use crate::{
-    feed::{self, FeedSettings, SinceError},
+    feed::{self, FeedSettings, SinceError, Subscription},
     store::{Connection, ConnectionOwner, ConnectionStore, TicketStore},
 };
 
@@ -83,12 +83,15 @@ impl ConnectionTracker {
     /// admitted with (`owner`), unless that key is at its connection limit.
     /// With `since` (the id of the last notification the client received), the connection
     /// is recorded replaying and its resume started (an unknown or expired position is
-    /// recorded too: the resume sends `resync` first).
+    /// recorded too: the resume sends `resync` first). A `subscription` other than
+    /// everything is stored with it before its resume starts; if that write fails the
+    /// record is removed again (nothing half-written).
     pub async fn connected(
         &self,
         id: &str,
         owner: Option<&ConnectionOwner>,
         since: Option<&str>,
+        subscription: &Subscription,
     ) -> Result<Admission, Error> {
         let now = self.clock.now();
         let connection =
@@ -119,15 +122,41 @@ impl ConnectionTracker {
                 self.connections
                     .add_resuming(&connection, owner, since, replay_from.as_deref())
                     .await?;
+                self.store_filter(id, subscription).await?;
                 setup.starter.start(id);
             }
-            (None, _) => match owner {
-                None => self.connections.add(&connection).await?,
-                Some(owner) => self.connections.add_owned(&connection, owner).await?,
-            },
+            (None, _) => {
+                match owner {
+                    None => self.connections.add(&connection).await?,
+                    Some(owner) => self.connections.add_owned(&connection, owner).await?,
+                }
+                self.store_filter(id, subscription).await?;
+            }
         }
         info!(connection_id = %id, resuming = since.is_some(), "connected");
         Ok(Admission::Admitted)
+    }
+
+    /// Stores a just-recorded connection's filter (nothing for everything), removing the
+    /// connection again when that fails.
+    async fn store_filter(&self, id: &str, subscription: &Subscription) -> Result<(), Error> {
+        let Some(filter) = subscription.to_stored() else { return Ok(()) };
+        match self.connections.subscribe(id, Some(&filter)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Internal(format!("connection {id} vanished while connecting"))),
+            Err(e) => {
+                if let Err(cleanup) = self.connections.remove(id).await {
+                    tracing::warn!(connection_id = %id, error = %cleanup, "could not remove a connection whose filter failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Replaces connection `id`'s subscription (the `subscribe` message); `false` when the
+    /// connection is not recorded.
+    pub async fn subscribe(&self, id: &str, subscription: &Subscription) -> Result<bool, Error> {
+        Ok(self.connections.subscribe(id, subscription.to_stored().as_deref()).await?)
     }
 
     /// Forgets connection `id` (absent is fine).

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     fanout::{ConnectionPoster, PostError},
-    feed::{FeedSettings, Position, ServerMessage},
+    feed::{FeedSettings, Position, ServerMessage, Subscription},
     model::Notification,
     store::{ConnectionStore, FeedMark, PageRequest, Recipient, StoreError, TicketStore},
     tenant::{relay_default_queue, QueueRights},
@@ -78,6 +78,8 @@ impl Resume {
             return Ok(ResumeOutcome::NotResuming);
         }
         let rights = rights_of(record.queues.as_deref());
+        let subscription = Subscription::from_stored(record.filter.as_deref());
+        let wanted = |n: &Notification| visible(&rights, n) && subscription.matches(n);
         let mut post = Posting { poster: self.poster.as_ref(), id, first: true };
         let mut replayed = 0;
         // Everything at or before `bound` has been posted.
@@ -98,7 +100,7 @@ impl Resume {
                 loop {
                     let got =
                         self.notifications.list_notifications_after(&from, until, &page).await?;
-                    for n in got.items.iter().filter(|n| visible(&rights, n)) {
+                    for n in got.items.iter().filter(|n| wanted(n)) {
                         if !post.notification(n).await? {
                             return self.gone(id).await;
                         }
@@ -133,7 +135,7 @@ impl Resume {
                 .filter(|p| bound.as_ref().is_none_or(|b| p > b))
                 .collect();
             for n in self.held_notifications(&held).await? {
-                if !visible(&rights, &n) {
+                if !wanted(&n) {
                     continue;
                 }
                 if !post.notification(&n).await? {
@@ -404,5 +406,24 @@ mod tests {
         tokio::time::pause();
         assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Gone);
         assert_eq!(store.connection_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_replay_and_the_drain_honour_the_connection_s_subscription() {
+        let (store, poster, resume) = setup();
+        let since = note(&store, 1, "A", 60_000).await;
+        note(&store, 2, "A", 50_000).await;
+        note(&store, 3, "B", 45_000).await;
+        note(&store, 4, "B", 40_000).await;
+        store
+            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
+            .await
+            .unwrap();
+        assert!(store.subscribe("c", Some(r#"{"queue":["B"]}"#)).await.unwrap());
+        let held_a = note(&store, 5, "A", 0).await;
+        let held_b = note(&store, 6, "B", 0).await;
+        assert!(store.hold("c", &[held_a.seq(), held_b.seq()]).await.unwrap());
+        assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Live { replayed: 2, drained: 1 });
+        assert_eq!(posted_tickets(&poster, "c"), ["3", "4", "6"], "queue B only, in order");
     }
 }

@@ -46,6 +46,9 @@ struct ConnectionItem {
     /// Live after a resume: only positions after this one are posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     live_after: Option<String>,
+    /// The subscription (a JSON `feed::Subscription`); absent: everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_filter: Option<String>,
 }
 
 impl ConnectionItem {
@@ -72,6 +75,8 @@ struct RecipientItem {
     feed_state: Option<String>,
     #[serde(default)]
     live_after: Option<String>,
+    #[serde(default)]
+    feed_filter: Option<String>,
 }
 
 /// The table's key: what a Scan projects and pages by.
@@ -123,6 +128,7 @@ impl ConnectionStore for DynamoStore {
             since,
             replay_from: item.replay_from,
             mark,
+            filter: item.feed_filter,
         }))
     }
 
@@ -232,7 +238,7 @@ impl ConnectionStore for DynamoStore {
             .client
             .scan()
             .table_name(&self.tables.connections)
-            .projection_expression("connection_id, queues, feed_state, live_after")
+            .projection_expression("connection_id, queues, feed_state, live_after, feed_filter")
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -248,6 +254,7 @@ impl ConnectionStore for DynamoStore {
                     mark: mark_of(r.feed_state.as_deref(), r.live_after.as_deref()),
                     id: r.connection_id,
                     queues: r.queues,
+                    filter: r.feed_filter,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -256,6 +263,26 @@ impl ConnectionStore for DynamoStore {
             .map(|k| from_item::<ConnectionKey>(k, "connection item").map(|k| k.connection_id))
             .transpose()?;
         Ok((recipients, next))
+    }
+
+    async fn subscribe(
+        &self,
+        connection_id: &str,
+        filter: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.connections)
+            .key("connection_id", s(connection_id))
+            .condition_expression("attribute_exists(connection_id)");
+        let update = match filter {
+            Some(f) => update
+                .update_expression("SET feed_filter = :f")
+                .expression_attribute_values(":f", s(f)),
+            None => update.update_expression("REMOVE feed_filter"),
+        };
+        conditional(update.send().await.map(|_| ()))
     }
 
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
@@ -306,6 +333,7 @@ fn connection_item(c: &Connection, owner: Option<&ConnectionOwner>) -> Connectio
         since: None,
         replay_from: None,
         live_after: None,
+        feed_filter: None,
     }
 }
 
