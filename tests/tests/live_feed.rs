@@ -374,6 +374,5 @@ async fn three_subscriptions_each_receive_exactly_what_they_match() {
     for client in [support, status, everything] {
         client.close().await;
     }
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
