@@ -16,7 +16,7 @@
 #
 # Environment: SCHEMATHESIS_SEED (default `random`: a new one each run; a number replays),
 # SCHEMATHESIS_CHECKS (default `all`; or a comma-separated list), SCHEMATHESIS_MAX_EXAMPLES
-# per operation (default 150), SCHEMATHESIS_MAX_SECONDS bound on the whole run (default 900).
+# per operation (default 150), SCHEMATHESIS_MAX_SECONDS bound on the whole run (default 1800).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -26,7 +26,7 @@ SEED=${SCHEMATHESIS_SEED:-random}
 [ "$SEED" = random ] && SEED=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 CHECKS=${SCHEMATHESIS_CHECKS:-all}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-150}
-MAX_SECONDS=${SCHEMATHESIS_MAX_SECONDS:-900}
+MAX_SECONDS=${SCHEMATHESIS_MAX_SECONDS:-1800}
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 mkdir -p "$RUN_DIR"
 
