@@ -30,7 +30,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
   exit 1
 fi
 
-BENCHES=" ${BENCH_ONLY:-create paging fanout cold_start} "
+BENCHES=" ${BENCH_ONLY:-create paging fanout sharded_fanout cold_start} "
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN_DIR="$TARGET_DIR/release"
 
@@ -44,7 +44,7 @@ for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
 echo "bench.sh: building release binaries (incremental; the first build takes several minutes)" >&2
 cargo build --release --bins -p hello-lambda "${functions[@]}" >&2
 benches=()
-for name in create paging fanout cold_start; do
+for name in create paging fanout sharded_fanout cold_start; do
   case "$BENCHES" in *" $name "*) ;; *) continue ;; esac
   bin=${name}_bench
   [ "$name" = fanout ] && bin=gateway_fanout_bench
@@ -55,9 +55,10 @@ cargo build --release -p rt-relay-tests "${benches[@]}" >&2
 if [ -n "${BENCH_QUICK:-}" ]; then
   paging_args=(--large 2000 --samples 3); cold_args=(--runs 3 --bin-dir "$BIN_DIR"); create_args=(--creates 10)
   fanout_args=(--sizes "100,1000" --rounds 1 --latency-ms 2)
+  sharded_args=(--connections 5000 --latency-ms 2)
 else
   # Own time per page is ~0.1 ms: 11 samples keep its median steady on a busy machine.
-  paging_args=(--samples 11); cold_args=(--bin-dir "$BIN_DIR"); create_args=(); fanout_args=()
+  paging_args=(--samples 11); cold_args=(--bin-dir "$BIN_DIR"); create_args=(); fanout_args=(); sharded_args=()
 fi
 
 failed=0
@@ -80,6 +81,8 @@ rm -f "$OUT"/*.rows
 run create 600 "${create_args[@]}"
 run paging 1200 "${paging_args[@]}"
 run fanout 900 "${fanout_args[@]}"
+# 100,000 registered connections, 1, 4 and 16 shards through moto's SQS (its own queues).
+run sharded_fanout 1200 "${sharded_args[@]}"
 run cold_start 900 "${cold_args[@]}"
 
 # `[profile.release]` of Cargo.toml on one line.
@@ -103,6 +106,10 @@ machine() {
   for name in create paging fanout cold_start; do
     if [ -f "$OUT/$name.rows" ]; then grep '^|' "$OUT/$name.rows" || true; fi
   done
+  if [ -f "$OUT/sharded_fanout.rows" ]; then
+    printf '\nSharded fan-out (issue 11): time until the last connection has the notification\n\n'
+    grep '^|' "$OUT/sharded_fanout.rows" || true
+  fi
 } >"$OUT/table.md"
 echo
 cat "$OUT/table.md"

@@ -12,7 +12,8 @@
 #   HTTP_PORT (3000)  WS_PORT (3001)  MANAGEMENT_PORT (3002, @connections)  RT_PORT (8080)
 #   MOTO_PORT (5055)
 #   PROFILE   debug (default; faster to build) or release
-#   TABLE_PREFIX      DynamoDB table name prefix (rt-relay-local-)
+#   TABLE_PREFIX      DynamoDB table (and fan-out queue) name prefix (rt-relay-local-)
+#   PUSH_SHARD_OVER   connections pushed inline before sharding (0 here: always shard)
 #   RT_API_URL + RT_TOKEN, or RT_API_URL + RT_USERNAME + RT_PASSWORD:
 #                     use that RT instead of installing and starting a local one
 set -euo pipefail
@@ -102,6 +103,9 @@ export GATEWAY_HTTP_ADDR="127.0.0.1:$HTTP_PORT"
 export GATEWAY_WS_ADDR="127.0.0.1:$WS_PORT"
 export GATEWAY_MANAGEMENT_ADDR="127.0.0.1:$MANAGEMENT_PORT"
 export GATEWAY_CHECKPOINT=${GATEWAY_CHECKPOINT:-$RUN_DIR/stream-checkpoint.json}
+# Every batch goes through the sharded path (the fan-out queue in moto and its workers),
+# as a large deployment's would; set PUSH_SHARD_OVER=2000 for the deployed default.
+export PUSH_SHARD_OVER=${PUSH_SHARD_OVER:-0}
 export TABLE_PREFIX=${TABLE_PREFIX:-rt-relay-local-}
 export RUST_LOG=${RUST_LOG:-info}
 

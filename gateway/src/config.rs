@@ -201,6 +201,8 @@ pub struct GatewayConfig {
     pub cors_allow_origin: Option<String>,
     /// RT's own events: webhook and sync.
     pub events: EventSettings,
+    /// The fan-out queue and its event source ([`crate::sqs::FanoutSettings`]).
+    pub fanout: crate::sqs::FanoutSettings,
 }
 
 impl GatewayConfig {
@@ -295,6 +297,27 @@ impl GatewayConfig {
             ws_addr,
             management_addr,
             allow_non_loopback,
+            fanout: crate::sqs::FanoutSettings {
+                sharding: rt_relay_shared::config::sharding_from_lookup(lookup)?,
+                queue_name: format!("{prefix}fanout.fifo"),
+                dlq_name: format!("{prefix}fanout-dlq.fifo"),
+                batch_size: number(lookup, "GATEWAY_SQS_BATCH", 1i32, 1, 10)?,
+                visibility: Duration::from_secs(number(
+                    lookup,
+                    "GATEWAY_SQS_VISIBILITY_SECS",
+                    360u64,
+                    1,
+                    43_200,
+                )?),
+                max_receive_count: 5,
+                worker_time: Duration::from_millis(number(
+                    lookup,
+                    "GATEWAY_WORKER_TIME_MS",
+                    54_000u64,
+                    1,
+                    900_000,
+                )?),
+            },
             tables: Tables::with_prefix(&prefix),
             rt,
             stream,

@@ -26,7 +26,6 @@ use rt_relay_shared::{
     handlers::{
         authorizer::RequestAuthorizer,
         board::Board,
-        push::PushNotifications,
         ws::{ConnectionRoutes, DefaultRoute},
     },
     routes,
@@ -35,7 +34,12 @@ use rt_relay_shared::{
         schema::{create_tables, notifications_stream_arn},
         ConnectionStore, IdempotencyStore, StoreError, TicketStore,
     },
-    usecases::{connections::ResumeSetup, create_ticket::IdempotencyTiming, resume::Resume},
+    usecases::{
+        connections::ResumeSetup,
+        create_ticket::IdempotencyTiming,
+        push::{worker::PushWorker, Fanout},
+        resume::Resume,
+    },
     wiring,
 };
 use tokio::{
@@ -51,6 +55,7 @@ pub mod http_api;
 mod ids;
 pub mod limits;
 pub mod openapi;
+pub mod sqs;
 pub mod stream;
 pub mod websocket;
 
@@ -215,6 +220,9 @@ pub struct ServerOptions {
     pub cors_allow_origin: Option<String>,
     /// Posts in flight at once in the push function.
     pub push_concurrency: usize,
+    /// The fan-out queue's URL and its event source: with it the push shards past
+    /// `PUSH_SHARD_OVER` and this gateway runs the worker (`None`: the push never shards).
+    pub fanout: Option<(String, sqs::FanoutSettings)>,
 }
 
 impl ServerOptions {
@@ -229,6 +237,7 @@ impl ServerOptions {
             ws: WsSettings::default(),
             cors_allow_origin: Some("*".into()),
             push_concurrency: 100,
+            fanout: None,
         }
     }
 }
@@ -243,6 +252,7 @@ impl From<&GatewayConfig> for ServerOptions {
             ws: c.ws.clone(),
             cors_allow_origin: c.cors_allow_origin.clone(),
             push_concurrency: c.push_concurrency,
+            fanout: None,
         }
     }
 }
@@ -276,7 +286,12 @@ impl Gateway {
             .connection_routes
             .with_max_connections_per_key(config.max_connections_per_key);
         let stream = StreamSource { stream_arn, settings: config.stream.clone() };
-        Self::start_with(ServerOptions::from(&config), functions, Some(stream)).await
+        let queue_url = sqs::ensure_queues(&wiring::sqs(&sdk), &config.fanout)
+            .await
+            .map_err(|e| ConfigError { var: "AWS_ENDPOINT_URL", problem: e.to_string() })?;
+        let mut options = ServerOptions::from(&config);
+        options.fanout = Some((queue_url, config.fanout.clone()));
+        Self::start_with(options, functions, Some(stream)).await
     }
 
     /// Serves `functions`; with a `stream`, also polls it and pushes through the real SDK
@@ -370,14 +385,34 @@ impl Gateway {
         let poller_task = match stream.zip(poster) {
             None => None,
             Some((source, poster)) => {
-                let push = PushNotifications::new(
-                    functions.connections.clone(),
-                    poster,
-                    options.push_concurrency,
-                );
-                let poller = stream::StreamPoller::new(source.stream_arn, push, source.settings);
-                Some(tokio::spawn(poller.run(front_rx.clone())))
+                let sdk = wiring::sdk_config()?;
+                let fanout = Fanout::new(functions.connections.clone(), poster)
+                    .with_concurrency(options.push_concurrency);
+                let (fanout, queue_task) = match &options.fanout {
+                    None => (fanout, None),
+                    Some((url, settings)) => {
+                        let queue = wiring::task_queue(&sdk, url);
+                        let worker = PushWorker::new(fanout.deliverer().clone(), queue.clone());
+                        let source = sqs::SqsSource::new(
+                            wiring::sqs(&sdk),
+                            url.clone(),
+                            worker.into(),
+                            settings.clone(),
+                        );
+                        (
+                            fanout.with_sharding(settings.sharding, queue),
+                            Some(tokio::spawn(source.run(front_rx.clone()))),
+                        )
+                    }
+                };
+                let poller =
+                    stream::StreamPoller::new(source.stream_arn, fanout.into(), source.settings);
+                Some((tokio::spawn(poller.run(front_rx.clone())), queue_task))
             }
+        };
+        let (poller_task, queue_task) = match poller_task {
+            Some((p, q)) => (Some(p), q),
+            None => (None, None),
         };
         // The template's schedule: one run, then the pause, until the gateway stops (a run
         // in progress finishes, so its cursor commit is not cut off).
@@ -406,6 +441,7 @@ impl Gateway {
             ws_task,
             management_task,
             poller_task,
+            queue_task,
         };
         info!(http = %running.http_url(), ws = %running.ws_url(), "gateway listening");
         Ok(running)
@@ -451,6 +487,7 @@ pub struct RunningGateway {
     ws_task: JoinHandle<()>,
     management_task: JoinHandle<()>,
     poller_task: Option<JoinHandle<()>>,
+    queue_task: Option<JoinHandle<()>>,
     sync_task: Option<JoinHandle<()>>,
 }
 
@@ -498,6 +535,7 @@ impl RunningGateway {
             ws_task,
             management_task,
             poller_task,
+            queue_task,
             sync_task,
             registry,
             ..
@@ -505,6 +543,9 @@ impl RunningGateway {
         let _ = stop_front.send(true);
         if let Some(poller) = poller_task {
             let _ = poller.await;
+        }
+        if let Some(queue) = queue_task {
+            let _ = queue.await;
         }
         if let Some(sync) = sync_task {
             let _ = sync.await;

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::{secret::Secret, store::schema::TableKind, usecases::push::DEFAULT_CONCURRENCY};
+use crate::{
+    secret::Secret,
+    store::schema::TableKind,
+    usecases::push::{Sharding, DEFAULT_CONCURRENCY},
+};
 
 /// A configuration problem, naming the variable at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,6 +264,9 @@ impl FunctionTables {
     /// The push: reads connections, deletes gone ones (the notifications reach it by stream).
     pub const PUSH_NOTIFICATIONS: Self =
         Self { function: "push-notifications", tables: &[TableKind::Connections] };
+    /// The push worker: deletes gone connections (the tasks carry everything else).
+    pub const PUSH_WORKER: Self =
+        Self { function: "push-worker", tables: &[TableKind::Connections] };
     /// The authorizer.
     pub const AUTHORIZER: Self = Self { function: "authorizer", tables: &[TableKind::ApiKeys] };
     /// `rt-sync`: mirrors tickets, stores notifications, keeps its cursor in the
@@ -285,6 +292,7 @@ impl FunctionTables {
         Self::WS_DISCONNECT,
         Self::WS_DEFAULT,
         Self::PUSH_NOTIFICATIONS,
+        Self::PUSH_WORKER,
         Self::AUTHORIZER,
         Self::RT_SYNC,
         Self::RT_WEBHOOK,
@@ -349,17 +357,59 @@ pub fn management_endpoint_from_lookup(lookup: Lookup<'_>) -> Result<Option<Url>
     }
 }
 
-/// The push function's settings.
+/// An integer variable within `min..=max`, or `default` when unset.
+fn bounded(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match get(lookup, var) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|x| (min..=max).contains(x)).ok_or_else(|| {
+            ConfigError::new(var, format!("must be an integer from {min} to {max}, got {v:?}"))
+        }),
+    }
+}
+
+/// When and how the push shards: `PUSH_SHARD_OVER` (connections a batch delivers inline;
+/// 0 shards every batch), `PUSH_SHARDS` (FIFO message groups = workers posting at once,
+/// 1..=1000) and `PUSH_TASK_CONNECTIONS` (connection ids per task, 1..=5000).
+pub fn sharding_from_lookup(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Sharding, ConfigError> {
+    let d = Sharding::default();
+    Ok(Sharding {
+        over: bounded(lookup, "PUSH_SHARD_OVER", d.over as u64, 0, 10_000_000)? as usize,
+        shards: bounded(lookup, "PUSH_SHARDS", u64::from(d.shards), 1, 1000)? as u32,
+        task_connections: bounded(
+            lookup,
+            "PUSH_TASK_CONNECTIONS",
+            d.task_connections as u64,
+            1,
+            5000,
+        )? as usize,
+        task_bytes: d.task_bytes,
+    })
+}
+
+/// The push function's settings (the worker's too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushConfig {
     /// `WS_MANAGEMENT_ENDPOINT` (required): the Management API of the WebSocket stage.
     pub management_endpoint: Url,
     /// `PUSH_CONCURRENCY` (1..=1000, default [`DEFAULT_CONCURRENCY`]).
     pub concurrency: usize,
+    /// `PUSH_QUEUE_URL`: the FIFO fan-out queue; without it the push never shards.
+    pub queue_url: Option<String>,
+    /// [`sharding_from_lookup`].
+    pub sharding: Sharding,
 }
 
 impl PushConfig {
-    /// Reads `WS_MANAGEMENT_ENDPOINT` and `PUSH_CONCURRENCY`.
+    /// Reads `WS_MANAGEMENT_ENDPOINT`, `PUSH_CONCURRENCY`, `PUSH_QUEUE_URL` and the
+    /// sharding variables.
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         let management_endpoint = management_endpoint_from_lookup(lookup)?
             .ok_or_else(|| ConfigError::new("WS_MANAGEMENT_ENDPOINT", "is not set"))?;
@@ -374,7 +424,12 @@ impl PushConfig {
                 })?
             }
         };
-        Ok(Self { management_endpoint, concurrency })
+        Ok(Self {
+            management_endpoint,
+            concurrency,
+            queue_url: get(lookup, "PUSH_QUEUE_URL"),
+            sharding: sharding_from_lookup(lookup)?,
+        })
     }
 
     /// [`PushConfig::from_lookup`] over the process environment.
@@ -516,6 +571,18 @@ mod tests {
             push(&[endpoint, ("PUSH_CONCURRENCY", "0")]).unwrap_err().var,
             "PUSH_CONCURRENCY"
         );
+        let plain = push(&[endpoint]).unwrap();
+        assert_eq!((plain.queue_url, plain.sharding), (None, Sharding::default()));
+        let sharded = push(&[
+            endpoint,
+            ("PUSH_QUEUE_URL", "https://sqs.example/1/q.fifo"),
+            ("PUSH_SHARD_OVER", "0"),
+            ("PUSH_SHARDS", "16"),
+        ])
+        .unwrap();
+        assert_eq!(sharded.queue_url.as_deref(), Some("https://sqs.example/1/q.fifo"));
+        assert_eq!((sharded.sharding.over, sharded.sharding.shards), (0, 16));
+        assert_eq!(push(&[endpoint, ("PUSH_SHARDS", "0")]).unwrap_err().var, "PUSH_SHARDS");
     }
 
     #[test]

@@ -15,12 +15,13 @@ pub use aws_types::SdkConfig;
 use crate::{
     auth::{dynamodb::DynamoApiKeys, ApiKeyStore, KeyAuthorizer},
     config::{ConfigError, PushConfig, RtConfig, Tables},
-    fanout::{ApiGatewayPoster, ConnectionPoster},
+    fanout::{ApiGatewayPoster, ConnectionPoster, SqsTaskQueue, TaskQueue},
     feed::FeedSettings,
     handlers::{
         authorizer::RequestAuthorizer,
         notifications::ListNotifications,
         push::PushNotifications,
+        push_worker::PushWorkerHandler,
         tickets::{GetTicket, ListTickets, PostTicket},
         ws::{ConnectionRoutes, DefaultRoute},
         HttpHandler,
@@ -31,12 +32,17 @@ use crate::{
     usecases::{
         create_ticket::{CreateTicket, IdempotencyTiming},
         feeds::{KeepAlive, NotificationFeed, TicketFeed},
+        push::{worker::PushWorker, Fanout},
         refresh_ticket::RefreshTicket,
     },
 };
 
 /// How long one post to a connection may take.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a push worker keeps of its invocation's remaining time: no post starts later than
+/// this before the deadline, so one started just before still ends (its timeout) in time.
+pub const WORKER_MARGIN: Duration = Duration::from_secs(6);
 
 /// The AWS SDK configuration from the environment (region, credentials, and
 /// `AWS_ENDPOINT_URL` locally) over the one TLS/HTTP stack ([`crate::aws`]). Build it once
@@ -48,6 +54,16 @@ pub fn sdk_config() -> Result<SdkConfig, ConfigError> {
 /// The DynamoDB client.
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk)
+}
+
+/// The SQS client (the fan-out queue).
+pub fn sqs(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+
+/// The fan-out queue at `queue_url`.
+pub fn task_queue(sdk: &SdkConfig, queue_url: &str) -> Arc<dyn TaskQueue> {
+    Arc::new(SqsTaskQueue::new(sqs(sdk), queue_url))
 }
 
 /// The RT adapter `config` names, with one pooled HTTP client.
@@ -213,17 +229,38 @@ pub fn connection_routes(
     Ok(ConnectionRoutes::new(store(sdk, tables)).with_max_connections_per_key(max))
 }
 
-/// The push: the connections table and the stage's Management API.
+/// The fan-out over the connections table and the stage's Management API, sharding
+/// through the fan-out queue when `config` names one.
+fn fanout(sdk: &SdkConfig, config: &PushConfig, tables: &Tables) -> Fanout {
+    let fanout = Fanout::new(store(sdk, tables), poster(sdk, &config.management_endpoint))
+        .with_concurrency(config.concurrency);
+    match &config.queue_url {
+        Some(url) => fanout.with_sharding(config.sharding, task_queue(sdk, url)),
+        None => fanout,
+    }
+}
+
+/// The push: the connections table, the stage's Management API and the fan-out queue.
 pub fn push_notifications(
     sdk: &SdkConfig,
     config: &PushConfig,
     tables: &Tables,
 ) -> PushNotifications {
-    PushNotifications::new(
-        store(sdk, tables),
-        poster(sdk, &config.management_endpoint),
-        config.concurrency,
-    )
+    fanout(sdk, config, tables).into()
+}
+
+/// The push worker: posts the fan-out queue's tasks; needs `PUSH_QUEUE_URL` (remainders).
+pub fn push_worker(
+    sdk: &SdkConfig,
+    config: &PushConfig,
+    tables: &Tables,
+) -> Result<PushWorkerHandler, ConfigError> {
+    let url = config
+        .queue_url
+        .as_deref()
+        .ok_or_else(|| ConfigError { var: "PUSH_QUEUE_URL", problem: "is not set".into() })?;
+    let deliverer = fanout(sdk, config, tables).deliverer().clone();
+    Ok(PushWorker::new(deliverer, task_queue(sdk, url)).into())
 }
 
 /// The authorizer over a key store.

@@ -582,7 +582,7 @@ fn no_iam_statement_grants_a_wildcard_action() {
 }
 
 #[test]
-fn only_the_push_function_manages_connections() {
+fn only_the_push_functions_manage_connections() {
     let managers: BTreeSet<String> = iam_statements()
         .into_iter()
         .filter(|(_, s)| {
@@ -593,15 +593,20 @@ fn only_the_push_function_manages_connections() {
         .collect();
     assert_eq!(
         managers,
-        BTreeSet::from(["KeyOperatorsPolicy".to_owned(), "PushNotificationsFunction".to_owned()])
+        BTreeSet::from([
+            "KeyOperatorsPolicy".to_owned(),
+            "PushNotificationsFunction".to_owned(),
+            "PushWorkerFunction".to_owned()
+        ])
     );
-    // The push may only post; the operators (closing a revoked key's sockets) only delete.
+    // The push and its workers may only post; the operators (closing a revoked key's
+    // sockets) only delete.
     for (id, statement) in iam_statements() {
         if !strings(&statement["Action"]).iter().any(|a| a.starts_with("execute-api:")) {
             continue;
         }
         let resource = statement["Resource"].to_string();
-        let method = if id == "PushNotificationsFunction" {
+        let method = if id == "PushNotificationsFunction" || id == "PushWorkerFunction" {
             "/POST/@connections/*"
         } else {
             "/DELETE/@connections/*"

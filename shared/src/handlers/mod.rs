@@ -8,6 +8,7 @@ pub mod authorizer;
 pub mod board;
 pub mod notifications;
 pub mod push;
+pub mod push_worker;
 pub mod tickets;
 pub mod ws;
 

@@ -75,16 +75,17 @@ impl PushNotifications {
         }
         let count = notifications.len();
         let first_failed = match self.fanout.push_batch(notifications).await {
-            Ok(BatchOutcome { stats, first_failed: None }) => {
+            Ok(BatchOutcome { stats, first_failed: None, tasks }) => {
                 info!(
                     notifications = count,
                     delivered = stats.delivered,
                     gone = stats.gone,
+                    tasks,
                     "pushed"
                 );
                 None
             }
-            Ok(BatchOutcome { stats, first_failed: Some(i) }) => {
+            Ok(BatchOutcome { stats, first_failed: Some(i), .. }) => {
                 warn!(
                     notifications = count,
                     delivered = stats.delivered,
@@ -239,6 +240,23 @@ mod tests {
         for id in ["a", "b", "c", "d", "e"] {
             assert_eq!(poster.received(id).len(), 3, "{id}");
         }
+    }
+
+    #[tokio::test]
+    async fn past_the_threshold_a_batch_becomes_tasks_and_is_not_posted() {
+        use crate::{fanout::MemoryTaskQueue, usecases::push::Sharding};
+        let (_, poster, push) = setup(&["a", "b", "c"]).await;
+        let queue = Arc::new(MemoryTaskQueue::new());
+        let sharding = Sharding { over: 2, shards: 2, task_connections: 1, ..Sharding::default() };
+        let push: PushNotifications = push.fanout.with_sharding(sharding, queue.clone()).into();
+        let resp = push.handle(batch(vec![record("1", "{}"), record("2", "{}")])).await;
+        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(queue.len(), 3, "one task per connection (task_connections 1)");
+        assert!(poster.received("a").is_empty(), "the workers post, not the push");
+        // AND when the queue refuses, the whole batch is retried
+        queue.set_failing(true);
+        let resp = push.handle(batch(vec![record("3", "{}"), record("4", "{}")])).await;
+        assert_eq!(resp.batch_item_failures.len(), 2);
     }
 
     #[tokio::test]

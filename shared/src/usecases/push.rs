@@ -7,19 +7,28 @@
 //!   parallel; a 410 Gone deletes the connection, any other failure leaves that
 //!   connection's rest unfinished so the caller retries it (pushes are at-least-once;
 //!   clients dedupe by notification id).
+//!
+//! Past `PUSH_SHARD_OVER` connections in a batch's plan the push does not deliver itself:
+//! [`shard`] cuts the plan into tasks on the FIFO fan-out queue and [`worker`] invocations
+//! deliver them, several shards at once.
 
 use std::sync::Arc;
 
+use tracing::error;
+
 use crate::{
-    fanout::ConnectionPoster,
+    fanout::{ConnectionPoster, TaskQueue},
     store::{ConnectionStore, StoreError},
 };
 
 pub mod deliver;
 pub mod plan;
+pub mod shard;
+pub mod worker;
 
 pub use deliver::{Deliverer, DeliveryReport};
 pub use plan::{Delivery, Payload, Plan, Planner};
+pub use shard::Sharding;
 
 /// Posts in flight at once when `PUSH_CONCURRENCY` is unset.
 pub const DEFAULT_CONCURRENCY: usize = 100;
@@ -45,6 +54,8 @@ pub struct BatchOutcome {
     /// The lowest index of a notification that did not reach every connection it should
     /// have: the caller retries the batch from that record on.
     pub first_failed: Option<usize>,
+    /// Tasks enqueued for the workers (0 when delivered inline).
+    pub tasks: usize,
 }
 
 /// The fan-out use case: plan, then deliver.
@@ -53,13 +64,14 @@ pub struct Fanout {
     connections: Arc<dyn ConnectionStore>,
     deliverer: Deliverer,
     page_size: u32,
+    sharded: Option<(Sharding, Arc<dyn TaskQueue>)>,
 }
 
 impl Fanout {
     /// Over its ports, [`DEFAULT_CONCURRENCY`] connections posted to at a time.
     pub fn new(connections: Arc<dyn ConnectionStore>, poster: Arc<dyn ConnectionPoster>) -> Self {
         let deliverer = Deliverer::new(connections.clone(), poster, DEFAULT_CONCURRENCY);
-        Self { connections, deliverer, page_size: CONNECTIONS_PAGE }
+        Self { connections, deliverer, page_size: CONNECTIONS_PAGE, sharded: None }
     }
 
     /// Changes how many connections are posted to at once (at least 1).
@@ -71,6 +83,12 @@ impl Fanout {
     /// Changes how many connection ids are read per page.
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Shards past `sharding.over` connections: tasks go to `queue` instead of posts.
+    pub fn with_sharding(mut self, sharding: Sharding, queue: Arc<dyn TaskQueue>) -> Self {
+        self.sharded = Some((sharding, queue));
         self
     }
 
@@ -90,6 +108,23 @@ impl Fanout {
         notifications: Vec<Payload>,
     ) -> Result<BatchOutcome, StoreError> {
         let plan = self.planner().plan(notifications).await?;
+        if let Some((sharding, queue)) = &self.sharded {
+            if plan.deliveries.len() > sharding.over {
+                let tasks = shard::tasks(&plan, sharding);
+                let first_failed = match queue.enqueue(&tasks).await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        error!(error = %e, tasks = tasks.len(), "could not enqueue the fan-out tasks");
+                        Some(0)
+                    }
+                };
+                return Ok(BatchOutcome {
+                    stats: FanoutStats::default(),
+                    first_failed,
+                    tasks: tasks.len(),
+                });
+            }
+        }
         let report = self.deliverer.deliver(&plan.notifications, plan.deliveries, None).await;
         Ok(BatchOutcome {
             stats: FanoutStats {
@@ -98,6 +133,7 @@ impl Fanout {
                 failed: report.failed,
             },
             first_failed: report.first_unfinished().map(|i| i as usize),
+            tasks: 0,
         })
     }
 
