@@ -319,7 +319,8 @@ async fn a_message_gets_the_default_route_help_text() {
     let stack = Stack::new("e2e-default").await;
     let gateway = stack.start().await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
-    client.send_text(r#"{"action":"subscribe"}"#).await;
+    // An action $default does not know (`subscribe` and `ping` are answered otherwise).
+    client.send_text(r#"{"action":"hello"}"#).await;
     assert_eq!(client.next_text(Duration::from_secs(5)).await.as_deref(), Some(HELP));
     client.close().await;
     stack.finish(gateway).await;
