@@ -7,7 +7,7 @@ use lambda_http::{http::StatusCode, Body, Request, Response};
 use super::tickets::page_request;
 use crate::{
     http::{json_response, query_param, ApiError},
-    model::{ValidationError, NOTIFICATION_TYPES},
+    model::{too_long_as_sent, ValidationError, NOTIFICATION_TYPES},
     tenant::{relay_default_queue, Caller},
     usecases::feeds::NotificationFeed,
 };
@@ -42,10 +42,20 @@ impl ListNotifications {
                 })?)
             }
         };
+        const MAX_SINCE_CHARS: usize = 200;
         let mut page = match query_param(&req, "since") {
             None => self.feed.list(kind, &page).await?,
             Some(_) if kind.is_some() => {
                 return Err(ValidationError::field("since", "cannot be combined with type").into())
+            }
+            // The document's bounds (minLength 1, maxLength 200 characters): outside them
+            // the value cannot be a notification id, so it is bad input, not a lost position.
+            Some(since) if since.is_empty() || too_long_as_sent(&since, MAX_SINCE_CHARS) => {
+                return Err(ValidationError::field(
+                    "since",
+                    format!("must be a notification id (1 to {MAX_SINCE_CHARS} characters)"),
+                )
+                .into())
             }
             Some(since) => self.feed.after(&since, &page, Utc::now()).await?,
         };
