@@ -115,13 +115,13 @@ impl std::fmt::Debug for HttpPorts {
 /// one). `None` for any other function.
 pub fn http_handler(function: Function, ports: &HttpPorts) -> Option<Arc<dyn HttpHandler>> {
     let handler: Arc<dyn HttpHandler> = match function {
-        routes::POST_TICKET => Arc::new(post_ticket_over(
+        routes::POST_TICKET => Arc::new(PostTicket::new(CreateTicket::new(
             ports.rt.clone(),
             ports.tickets.clone(),
             ports.idempotency.clone(),
             ports.default_queue.clone(),
             ports.idempotency_timing,
-        )),
+        ))),
         routes::GET_TICKET => Arc::new(get_ticket_over(ports.rt.clone(), ports.tickets.clone())),
         routes::LIST_TICKETS => Arc::new(list_tickets_over(ports.tickets.clone())),
         routes::LIST_NOTIFICATIONS => {
@@ -134,17 +134,6 @@ pub fn http_handler(function: Function, ports: &HttpPorts) -> Option<Arc<dyn Htt
     Some(handler)
 }
 
-/// `POST /tickets` over its ports.
-pub fn post_ticket_over(
-    rt: Arc<dyn RtClient>,
-    tickets: Arc<dyn TicketStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    default_queue: String,
-    timing: IdempotencyTiming,
-) -> PostTicket {
-    PostTicket::new(CreateTicket::new(rt, tickets, idempotency, default_queue, timing))
-}
-
 /// `POST /tickets`: RT, and the tickets, notifications and idempotency tables.
 pub fn post_ticket(
     sdk: &SdkConfig,
@@ -153,7 +142,9 @@ pub fn post_ticket(
 ) -> Result<PostTicket, ConfigError> {
     let store = store(sdk, tables);
     let timing = IdempotencyTiming::for_rt_timeout(rt.timeout);
-    Ok(post_ticket_over(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing))
+    let create =
+        CreateTicket::new(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing);
+    Ok(PostTicket::new(create))
 }
 
 /// `GET /tickets/{id}` over its ports.
