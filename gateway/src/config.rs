@@ -7,7 +7,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use rt_relay_shared::{
-    config::{ConfigError, RtConfig, Tables},
+    config::{get, integer, millis, ConfigError, Lookup, RtConfig, Tables},
     events::{settings::webhook_secret_from_lookup, sync::SyncSettings},
     feed::FeedSettings,
     secret::Secret,
@@ -28,31 +28,9 @@ pub const DEFAULT_TABLE_PREFIX: &str = "rt-relay-local-";
 /// Default stream checkpoint file.
 pub const DEFAULT_CHECKPOINT: &str = ".run/stream-checkpoint.json";
 
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
-    lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
 fn addr(lookup: Lookup<'_>, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
     let raw = get(lookup, var).unwrap_or_else(|| default.to_owned());
     raw.parse().map_err(|_| ConfigError { var, problem: format!("must be IP:PORT, got {raw:?}") })
-}
-
-fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
-    lookup: Lookup<'_>,
-    var: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    match get(lookup, var) {
-        None => Ok(default),
-        Some(raw) => raw.parse::<T>().ok().filter(|v| *v >= min && *v <= max).ok_or(ConfigError {
-            var,
-            problem: format!("must be a number from {min} to {max}, got {raw:?}"),
-        }),
-    }
 }
 
 /// How the gateway reads the notifications table's stream, mirroring the template's event
@@ -266,14 +244,14 @@ impl GatewayConfig {
             stream.access_key_id = key;
         }
         stream.poll_interval =
-            Duration::from_millis(number(lookup, "GATEWAY_POLL_MS", 150u64, 10, 60_000)?);
-        stream.batch_size = number(lookup, "GATEWAY_STREAM_BATCH", 100u32, 1, 1000)?;
-        stream.max_retries = number(lookup, "GATEWAY_STREAM_RETRIES", 5u32, 0, 10_000)?;
+            millis(lookup, "GATEWAY_POLL_MS", 10..=60_000, Duration::from_millis(150))?;
+        stream.batch_size = integer(lookup, "GATEWAY_STREAM_BATCH", 1..=1000, 100)?;
+        stream.max_retries = integer(lookup, "GATEWAY_STREAM_RETRIES", 0..=10_000, 5)?;
         let mut ws = WsSettings::default();
         if let Some(stage) = get(lookup, "GATEWAY_WS_STAGE") {
             ws.stage = stage;
         }
-        let push_concurrency = number(lookup, "PUSH_CONCURRENCY", 100usize, 1, 1000)?;
+        let push_concurrency = integer(lookup, "PUSH_CONCURRENCY", 1..=1000, 100)?;
         let max_connections_per_key =
             rt_relay_shared::handlers::ws::max_connections_per_key(lookup)?;
         let cors_allow_origin = match get(lookup, "CORS_ALLOW_ORIGIN") {
@@ -285,7 +263,7 @@ impl GatewayConfig {
             None => None,
             Some(_) => Some(webhook_secret_from_lookup(lookup)?),
         };
-        let sync_ms = number(lookup, "GATEWAY_SYNC_INTERVAL_MS", 2000u64, 0, 3_600_000)?;
+        let sync_ms = integer(lookup, "GATEWAY_SYNC_INTERVAL_MS", 0..=3_600_000, 2000u64)?;
         let events = EventSettings {
             webhook_secret,
             sync_interval: (sync_ms > 0).then(|| Duration::from_millis(sync_ms)),
@@ -301,22 +279,20 @@ impl GatewayConfig {
                 sharding: rt_relay_shared::config::sharding_from_lookup(lookup)?,
                 queue_name: format!("{prefix}fanout.fifo"),
                 dlq_name: format!("{prefix}fanout-dlq.fifo"),
-                batch_size: number(lookup, "GATEWAY_SQS_BATCH", 1i32, 1, 10)?,
-                visibility: Duration::from_secs(number(
+                batch_size: integer(lookup, "GATEWAY_SQS_BATCH", 1..=10, 1)?,
+                visibility: Duration::from_secs(integer(
                     lookup,
                     "GATEWAY_SQS_VISIBILITY_SECS",
-                    360u64,
-                    1,
-                    43_200,
+                    1..=43_200,
+                    360,
                 )?),
                 max_receive_count: 5,
-                worker_time: Duration::from_millis(number(
+                worker_time: millis(
                     lookup,
                     "GATEWAY_WORKER_TIME_MS",
-                    54_000u64,
-                    1,
-                    900_000,
-                )?),
+                    1..=900_000,
+                    Duration::from_millis(54_000),
+                )?,
             },
             tables: Tables::with_prefix(&prefix),
             rt,

@@ -194,14 +194,11 @@ fn classify(e: reqwest::Error) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |var| pairs.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned())
-    }
+    use crate::config::lookup_in;
 
     #[test]
     fn lambda_s_variables_make_the_config() {
-        let lookup = env(&[
+        let lookup = lookup_in(&[
             ("AWS_REGION", "eu-west-1"),
             ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "secret"),
@@ -216,7 +213,7 @@ mod tests {
 
     #[test]
     fn aws_endpoint_url_points_every_client_elsewhere() {
-        let lookup = env(&[
+        let lookup = lookup_in(&[
             ("AWS_DEFAULT_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -229,12 +226,13 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_named() {
-        let err = sdk_config_from(&env(&[("AWS_ACCESS_KEY_ID", "test")])).expect_err("fails");
+        let err = sdk_config_from(&lookup_in(&[("AWS_ACCESS_KEY_ID", "test")])).expect_err("fails");
         assert_eq!(err.var, "AWS_REGION");
-        let err = sdk_config_from(&env(&[("AWS_REGION", "us-east-1")])).expect_err("fails");
+        let err = sdk_config_from(&lookup_in(&[("AWS_REGION", "us-east-1")])).expect_err("fails");
         assert_eq!(err.var, "AWS_ACCESS_KEY_ID");
-        let err = sdk_config_from(&env(&[("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "k")]))
-            .expect_err("fails");
+        let err =
+            sdk_config_from(&lookup_in(&[("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "k")]))
+                .expect_err("fails");
         assert_eq!(err.var, "AWS_SECRET_ACCESS_KEY");
     }
 }

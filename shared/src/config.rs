@@ -5,7 +5,7 @@
 //! Every reader takes a lookup function so tests need not touch the process environment.
 //! A missing or invalid value fails with one message naming the variable.
 
-use std::time::Duration;
+use std::{fmt::Display, ops::RangeInclusive, str::FromStr, time::Duration};
 
 use url::Url;
 
@@ -72,10 +72,11 @@ pub struct RtConfig {
 /// Default bound on one RT request.
 pub const DEFAULT_RT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// How configuration is read: the process environment in production, a map in tests.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Reads a variable, treating an empty value as absent.
-pub(crate) fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
+pub fn get(lookup: Lookup<'_>, var: &str) -> Option<String> {
     lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
@@ -83,21 +84,46 @@ pub(crate) fn required(lookup: Lookup<'_>, var: &'static str) -> Result<String, 
     get(lookup, var).ok_or_else(|| ConfigError::new(var, "is not set"))
 }
 
-/// Reads a duration given in milliseconds.
-fn millis(
+/// An integer variable within `range`, or `default` when unset.
+pub fn integer<T>(
     lookup: Lookup<'_>,
     var: &'static str,
+    range: RangeInclusive<T>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    in_range(lookup, var, range, default, "an integer")
+}
+
+/// A duration variable given in milliseconds within `range`, or `default` when unset.
+pub fn millis(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    range: RangeInclusive<u64>,
     default: Duration,
 ) -> Result<Duration, ConfigError> {
+    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+    in_range(lookup, var, range, default, "milliseconds").map(Duration::from_millis)
+}
+
+fn in_range<T>(
+    lookup: Lookup<'_>,
+    var: &'static str,
+    range: RangeInclusive<T>,
+    default: T,
+    what: &str,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + Display,
+{
     match get(lookup, var) {
         None => Ok(default),
-        Some(v) => match v.parse::<u64>() {
-            Ok(ms) if (1..=300_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-            _ => Err(ConfigError::new(
-                var,
-                format!("must be milliseconds between 1 and 300000, got {v:?}"),
-            )),
-        },
+        Some(v) => v.parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            let (min, max) = (range.start(), range.end());
+            ConfigError::new(var, format!("must be {what} from {min} to {max}, got {v:?}"))
+        }),
     }
 }
 
@@ -189,7 +215,7 @@ impl RtConfig {
         let default_queue = get(lookup, "RT_DEFAULT_QUEUE").unwrap_or_else(|| "General".into());
         crate::model::validate_queue_name(&default_queue)
             .map_err(|e| ConfigError::new("RT_DEFAULT_QUEUE", e.message))?;
-        let timeout = millis(lookup, "RT_TIMEOUT_MS", DEFAULT_RT_TIMEOUT)?;
+        let timeout = millis(lookup, "RT_TIMEOUT_MS", 1..=300_000, DEFAULT_RT_TIMEOUT)?;
         Ok(Self { api, base_url, auth, default_queue, timeout })
     }
 
@@ -357,39 +383,15 @@ pub fn management_endpoint_from_lookup(lookup: Lookup<'_>) -> Result<Option<Url>
     }
 }
 
-/// An integer variable within `min..=max`, or `default` when unset.
-fn bounded(
-    lookup: Lookup<'_>,
-    var: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    match get(lookup, var) {
-        None => Ok(default),
-        Some(v) => v.parse::<u64>().ok().filter(|x| (min..=max).contains(x)).ok_or_else(|| {
-            ConfigError::new(var, format!("must be an integer from {min} to {max}, got {v:?}"))
-        }),
-    }
-}
-
 /// When and how the push shards: `PUSH_SHARD_OVER` (connections a batch delivers inline;
 /// 0 shards every batch), `PUSH_SHARDS` (FIFO message groups = workers posting at once,
 /// 1..=1000) and `PUSH_TASK_CONNECTIONS` (connection ids per task, 1..=5000).
-pub fn sharding_from_lookup(
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Sharding, ConfigError> {
+pub fn sharding_from_lookup(lookup: Lookup<'_>) -> Result<Sharding, ConfigError> {
     let d = Sharding::default();
     Ok(Sharding {
-        over: bounded(lookup, "PUSH_SHARD_OVER", d.over as u64, 0, 10_000_000)? as usize,
-        shards: bounded(lookup, "PUSH_SHARDS", u64::from(d.shards), 1, 1000)? as u32,
-        task_connections: bounded(
-            lookup,
-            "PUSH_TASK_CONNECTIONS",
-            d.task_connections as u64,
-            1,
-            5000,
-        )? as usize,
+        over: integer(lookup, "PUSH_SHARD_OVER", 0..=10_000_000, d.over)?,
+        shards: integer(lookup, "PUSH_SHARDS", 1..=1000, d.shards)?,
+        task_connections: integer(lookup, "PUSH_TASK_CONNECTIONS", 1..=5000, d.task_connections)?,
         task_bytes: d.task_bytes,
     })
 }
@@ -413,17 +415,7 @@ impl PushConfig {
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         let management_endpoint = management_endpoint_from_lookup(lookup)?
             .ok_or_else(|| ConfigError::new("WS_MANAGEMENT_ENDPOINT", "is not set"))?;
-        let concurrency = match get(lookup, "PUSH_CONCURRENCY") {
-            None => DEFAULT_CONCURRENCY,
-            Some(v) => {
-                v.parse::<usize>().ok().filter(|c| (1..=1000).contains(c)).ok_or_else(|| {
-                    ConfigError::new(
-                        "PUSH_CONCURRENCY",
-                        format!("must be an integer from 1 to 1000, got {v:?}"),
-                    )
-                })?
-            }
-        };
+        let concurrency = integer(lookup, "PUSH_CONCURRENCY", 1..=1000, DEFAULT_CONCURRENCY)?;
         Ok(Self {
             management_endpoint,
             concurrency,
@@ -438,19 +430,20 @@ impl PushConfig {
     }
 }
 
+/// A lookup over fixed `(variable, value)` pairs, for the readers' tests.
+#[cfg(test)]
+pub(crate) fn lookup_in<'a>(
+    pairs: &'a [(&'a str, &'a str)],
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var| pairs.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned())
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
     fn rt(pairs: &[(&str, &str)]) -> Result<RtConfig, ConfigError> {
-        let map = env(pairs);
-        RtConfig::from_lookup(&|k| map.get(k).cloned())
+        RtConfig::from_lookup(&lookup_in(pairs))
     }
 
     #[test]
@@ -548,22 +541,18 @@ mod tests {
 
     #[test]
     fn each_function_reads_only_its_own_tables() {
-        let only_tickets = env(&[("TICKETS_TABLE", "t")]);
-        let tables =
-            FunctionTables::GET_TICKET.from_lookup(&|k| only_tickets.get(k).cloned()).unwrap();
+        let only_tickets = lookup_in(&[("TICKETS_TABLE", "t")]);
+        let tables = FunctionTables::GET_TICKET.from_lookup(&only_tickets).unwrap();
         assert_eq!((tables.tickets.as_str(), tables.connections.as_str()), ("t", ""));
-        let keys = env(&[("API_KEYS_TABLE", "k")]);
-        let tables = FunctionTables::AUTHORIZER.from_lookup(&|k| keys.get(k).cloned()).unwrap();
+        let keys = lookup_in(&[("API_KEYS_TABLE", "k")]);
+        let tables = FunctionTables::AUTHORIZER.from_lookup(&keys).unwrap();
         assert_eq!(tables.api_keys.as_deref(), Some("k"));
         assert_eq!(Tables::with_prefix("p-").api_keys.as_deref(), Some("p-api-keys"));
     }
 
     #[test]
     fn push_settings_name_their_variable() {
-        let push = |pairs: &[(&str, &str)]| {
-            let map = env(pairs);
-            PushConfig::from_lookup(&|k| map.get(k).cloned())
-        };
+        let push = |pairs: &[(&str, &str)]| PushConfig::from_lookup(&lookup_in(pairs));
         assert_eq!(push(&[]).unwrap_err().var, "WS_MANAGEMENT_ENDPOINT");
         let endpoint = ("WS_MANAGEMENT_ENDPOINT", "https://x.example/prod");
         assert_eq!(push(&[endpoint]).unwrap().concurrency, DEFAULT_CONCURRENCY);
@@ -587,8 +576,8 @@ mod tests {
 
     #[test]
     fn tables_name_the_missing_variable() {
-        let map = env(&[("TICKETS_TABLE", "t")]);
-        let e = FunctionTables::POST_TICKET.from_lookup(&|k| map.get(k).cloned()).unwrap_err();
+        let tickets = lookup_in(&[("TICKETS_TABLE", "t")]);
+        let e = FunctionTables::POST_TICKET.from_lookup(&tickets).unwrap_err();
         assert_eq!(e.var, "NOTIFICATIONS_TABLE");
     }
 }

@@ -140,28 +140,23 @@ fn validate_title(raw: &str) -> Result<String, ValidationError> {
             "must not contain control characters (newlines, tabs, ...)",
         ));
     }
-    if title.len() > MAX_TITLE_BYTES {
-        return Err(ValidationError::field(
-            "title",
-            format!(
-                "is {} bytes; at most {MAX_TITLE_BYTES} bytes (UTF-8) are allowed",
-                title.len()
-            ),
-        ));
-    }
+    at_most_bytes("title", title, MAX_TITLE_BYTES)?;
     Ok(title.to_owned())
 }
 
-fn validate_description(description: &str) -> Result<(), ValidationError> {
-    if description.len() > MAX_DESCRIPTION_BYTES {
+/// RT counts bytes: `value` may hold at most `max` of them (UTF-8).
+fn at_most_bytes(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.len() > max {
         return Err(ValidationError::field(
-            "description",
-            format!(
-                "is {} bytes; at most {MAX_DESCRIPTION_BYTES} bytes (UTF-8) are allowed",
-                description.len()
-            ),
+            field,
+            format!("is {} bytes; at most {max} bytes (UTF-8) are allowed", value.len()),
         ));
     }
+    Ok(())
+}
+
+fn validate_description(description: &str) -> Result<(), ValidationError> {
+    at_most_bytes("description", description, MAX_DESCRIPTION_BYTES)?;
     if description.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(ValidationError::field(
             "description",

@@ -15,7 +15,7 @@ use aws_types::SdkConfig;
 
 use crate::{
     aws,
-    config::{get, ConfigError, Lookup, RtApi, RtConfig},
+    config::{millis, ConfigError, Lookup, RtApi, RtConfig},
 };
 
 /// Default bound on each warm-up call.
@@ -35,19 +35,8 @@ pub struct WarmUp {
 impl WarmUp {
     /// Reads `WARMUP_TIMEOUT_MS` (milliseconds, 0 to 60000; default 1000; 0 = off).
     pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
-        let timeout = match get(lookup, "WARMUP_TIMEOUT_MS") {
-            None => Some(DEFAULT_WARMUP_TIMEOUT),
-            Some(v) => match v.parse::<u64>() {
-                Ok(0) => None,
-                Ok(ms) if ms <= 60_000 => Some(Duration::from_millis(ms)),
-                _ => {
-                    return Err(ConfigError {
-                        var: "WARMUP_TIMEOUT_MS",
-                        problem: format!("must be milliseconds between 0 and 60000, got {v:?}"),
-                    })
-                }
-            },
-        };
+        let timeout = millis(lookup, "WARMUP_TIMEOUT_MS", 0..=60_000, DEFAULT_WARMUP_TIMEOUT)?;
+        let timeout = (!timeout.is_zero()).then_some(timeout);
         Ok(Self { timeout })
     }
 

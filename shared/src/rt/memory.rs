@@ -136,19 +136,29 @@ impl MemoryRt {
 
     /// A reply (RT's `Correspond`, plus its `EmailRecord`).
     pub fn reply(&self, id: u64, by: &str, text: &str) -> Result<(), RtError> {
-        let mut state = self.state();
-        state.ticket_mut(id)?;
-        state.record_message(id, "Correspond", "", ("", ""), by, Some(text.to_owned()));
+        let mut state = self.message(id, "Correspond", by, text)?;
         state.record(id, "EmailRecord", "", ("", ""), "RT_System");
         Ok(())
     }
 
     /// An internal comment (RT's `Comment`).
     pub fn comment(&self, id: u64, by: &str, text: &str) -> Result<(), RtError> {
+        self.message(id, "Comment", by, text).map(drop)
+    }
+
+    /// Records a message transaction (`kind`) by `by` on ticket `id`, keeping the state
+    /// locked for what RT records with it.
+    fn message(
+        &self,
+        id: u64,
+        kind: &str,
+        by: &str,
+        text: &str,
+    ) -> Result<MutexGuard<'_, State>, RtError> {
         let mut state = self.state();
         state.ticket_mut(id)?;
-        state.record_message(id, "Comment", "", ("", ""), by, Some(text.to_owned()));
-        Ok(())
+        state.record_message(id, kind, "", ("", ""), by, Some(text.to_owned()));
+        Ok(state)
     }
 
     fn check_failure(&self) -> Result<(), RtError> {
