@@ -35,7 +35,6 @@ use rt_relay_shared::{
         ConnectionStore, IdempotencyStore, StoreError, TicketStore,
     },
     usecases::{
-        connections::ResumeSetup,
         create_ticket::IdempotencyTiming,
         push::{worker::PushWorker, Fanout},
         resume::Resume,
@@ -221,7 +220,8 @@ pub struct ServerOptions {
     /// Posts in flight at once in the push function.
     pub push_concurrency: usize,
     /// The fan-out queue's URL and its event source: with it the push shards past
-    /// `PUSH_SHARD_OVER` and this gateway runs the worker (`None`: the push never shards).
+    /// `PUSH_SHARD_OVER`, `$connect` accepts `since` (the resume is a queue task) and this
+    /// gateway runs the worker (`None`: the push never shards and `since` is refused 400).
     pub fanout: Option<(String, sqs::FanoutSettings)>,
 }
 
@@ -356,18 +356,19 @@ impl Gateway {
                 Some(wiring::poster(&wiring::sdk_config()?, &endpoint))
             }
         };
-        if let Some(poster) = &poster {
-            let resume = Resume::new(
-                functions.connections.clone(),
-                functions.notifications.clone(),
-                poster.clone(),
-                functions.feed,
-            );
-            functions.connection_routes = functions.connection_routes.with_resume(ResumeSetup {
-                notifications: functions.notifications.clone(),
-                settings: functions.feed,
-                starter: Arc::new(websocket::SpawnResume::new(resume)),
-            });
+        // The fan-out queue (moto's SQS) carries sharded pushes and resumes, as on AWS: with
+        // it `$connect` accepts `since` and enqueues the resume for the worker below.
+        let queue = match (&options.fanout, &poster) {
+            (Some((url, _)), Some(_)) => Some(wiring::task_queue(&wiring::sdk_config()?, url)),
+            _ => None,
+        };
+        if let Some(queue) = &queue {
+            functions.connection_routes =
+                functions.connection_routes.with_resume(wiring::resume_setup_over(
+                    functions.notifications.clone(),
+                    functions.feed,
+                    queue.clone(),
+                ));
         }
         let ws_api = websocket::WsApi::new(
             functions.connection_routes.clone(),
@@ -386,13 +387,19 @@ impl Gateway {
             None => None,
             Some((source, poster)) => {
                 let sdk = wiring::sdk_config()?;
-                let fanout = Fanout::new(functions.connections.clone(), poster)
+                let fanout = Fanout::new(functions.connections.clone(), poster.clone())
                     .with_concurrency(options.push_concurrency);
-                let (fanout, queue_task) = match &options.fanout {
+                let (fanout, queue_task) = match options.fanout.as_ref().zip(queue) {
                     None => (fanout, None),
-                    Some((url, settings)) => {
-                        let queue = wiring::task_queue(&sdk, url);
-                        let worker = PushWorker::new(fanout.deliverer().clone(), queue.clone());
+                    Some(((url, settings), queue)) => {
+                        let resume = Resume::new(
+                            functions.connections.clone(),
+                            functions.notifications.clone(),
+                            poster.clone(),
+                            functions.feed,
+                        );
+                        let worker = PushWorker::new(fanout.deliverer().clone(), queue.clone())
+                            .with_resume(resume);
                         let source = sqs::SqsSource::new(
                             wiring::sqs(&sdk),
                             url.clone(),

@@ -42,7 +42,6 @@ use rt_relay_shared::{
         ws::{ConnectionRoutes, DefaultRoute},
     },
     routes::{self, Access, Route},
-    usecases::{connections::ResumeStarter, resume::Resume},
 };
 use serde_json::{json, Map, Value};
 use tokio::{
@@ -715,33 +714,5 @@ mod tests {
         assert_eq!(d.request_context.event_type.as_deref(), Some("DISCONNECT"));
         assert_eq!(d.request_context.disconnect_status_code, Some(1001));
         assert_eq!(d.request_context.disconnect_reason.as_deref(), Some("Going away"));
-    }
-}
-
-/// Runs a connection's resume on a task (the local stand-in for `ws-connect` invoking the
-/// resume asynchronously): the connection is registered before `$connect` runs, so posts
-/// made while the handshake completes are queued.
-#[derive(Debug)]
-pub struct SpawnResume {
-    resume: Resume,
-}
-
-impl SpawnResume {
-    /// Over the resume use case.
-    pub fn new(resume: Resume) -> Self {
-        Self { resume }
-    }
-}
-
-impl ResumeStarter for SpawnResume {
-    fn start(&self, connection_id: &str) {
-        let resume = self.resume.clone();
-        let id = connection_id.to_owned();
-        tokio::spawn(async move {
-            match resume.run(&id).await {
-                Ok(outcome) => info!(connection_id = %id, ?outcome, "resume finished"),
-                Err(e) => error!(connection_id = %id, error = %e, "resume failed"),
-            }
-        });
     }
 }

@@ -276,8 +276,11 @@ impl FunctionTables {
     /// `GET /notifications`.
     pub const LIST_NOTIFICATIONS: Self =
         Self { function: "list-notifications", tables: &[TableKind::Notifications] };
-    /// WebSocket `$connect`.
-    pub const WS_CONNECT: Self = Self { function: "ws-connect", tables: &[TableKind::Connections] };
+    /// WebSocket `$connect`: records the connection; resolves a `since` position.
+    pub const WS_CONNECT: Self = Self {
+        function: "ws-connect",
+        tables: &[TableKind::Notifications, TableKind::Connections],
+    };
     /// WebSocket `$disconnect`.
     pub const WS_DISCONNECT: Self =
         Self { function: "ws-disconnect", tables: &[TableKind::Connections] };
@@ -290,9 +293,12 @@ impl FunctionTables {
     /// The push: reads connections, deletes gone ones (the notifications reach it by stream).
     pub const PUSH_NOTIFICATIONS: Self =
         Self { function: "push-notifications", tables: &[TableKind::Connections] };
-    /// The push worker: deletes gone connections (the tasks carry everything else).
-    pub const PUSH_WORKER: Self =
-        Self { function: "push-worker", tables: &[TableKind::Connections] };
+    /// The push worker: deletes gone connections (delivery tasks carry everything else);
+    /// resumes read the feed and move a connection from replaying to live.
+    pub const PUSH_WORKER: Self = Self {
+        function: "push-worker",
+        tables: &[TableKind::Notifications, TableKind::Connections],
+    };
     /// The authorizer.
     pub const AUTHORIZER: Self = Self { function: "authorizer", tables: &[TableKind::ApiKeys] };
     /// `rt-sync`: mirrors tickets, stores notifications, keeps its cursor in the

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::{primitives::Blob, Client};
 use sha2::Digest;
 
-use crate::usecases::push::shard::Task;
+use crate::usecases::push::shard::{ResumeTask, Task};
 
 /// Why a post did not reach its connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +145,9 @@ pub struct QueueError {
 pub trait TaskQueue: Send + Sync + std::fmt::Debug {
     /// Enqueues `tasks`; tasks of one shard keep their order.
     async fn enqueue(&self, tasks: &[Task]) -> Result<(), QueueError>;
+
+    /// Enqueues a connection's resume (its own message group).
+    async fn enqueue_resume(&self, task: &ResumeTask) -> Result<(), QueueError>;
 }
 
 /// SQS's limit on one message, and on one `SendMessageBatch` (all entries together).
@@ -219,12 +222,19 @@ impl TaskQueue for SqsTaskQueue {
         }
         Ok(())
     }
+
+    async fn enqueue_resume(&self, task: &ResumeTask) -> Result<(), QueueError> {
+        let body = serde_json::to_string(task)
+            .map_err(|e| QueueError { op: "SendMessageBatch", message: e.to_string() })?;
+        self.send_batch(vec![(task.group(), body)]).await
+    }
 }
 
 /// A fake queue: keeps what was enqueued, in order.
 #[derive(Debug, Default)]
 pub struct MemoryTaskQueue {
     tasks: Mutex<std::collections::VecDeque<Task>>,
+    resumes: Mutex<std::collections::VecDeque<ResumeTask>>,
     failing: std::sync::atomic::AtomicBool,
 }
 
@@ -244,6 +254,18 @@ impl MemoryTaskQueue {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
 
+    fn refuse_if_failing(&self) -> Result<(), QueueError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(QueueError { op: "SendMessageBatch", message: "injected".into() });
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest resume.
+    pub fn pop_resume(&self) -> Option<ResumeTask> {
+        self.resumes.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+    }
+
     /// How many tasks wait.
     pub fn len(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -258,10 +280,14 @@ impl MemoryTaskQueue {
 #[async_trait]
 impl TaskQueue for MemoryTaskQueue {
     async fn enqueue(&self, tasks: &[Task]) -> Result<(), QueueError> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(QueueError { op: "SendMessageBatch", message: "injected".into() });
-        }
+        self.refuse_if_failing()?;
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks.iter().cloned());
+        Ok(())
+    }
+
+    async fn enqueue_resume(&self, task: &ResumeTask) -> Result<(), QueueError> {
+        self.refuse_if_failing()?;
+        self.resumes.lock().unwrap_or_else(|p| p.into_inner()).push_back(task.clone());
         Ok(())
     }
 }

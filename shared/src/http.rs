@@ -139,7 +139,7 @@ impl ApiError {
                     .into(),
             ),
             ApiError::UseCase(
-                U::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) | U::Internal(_),
+                U::Store(StoreError::Conflict(_) | StoreError::Corrupt(_)) | U::Internal(_) | U::Queue(_),
             ) => m(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".into()),
             ApiError::Tenant(crate::tenant::Refusal::Queue(_)) => {
                 Mapped { field: Some("queue".into()), ..m(StatusCode::FORBIDDEN, "queue_forbidden", self.to_string()) }

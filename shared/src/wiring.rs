@@ -30,10 +30,12 @@ use crate::{
     rt::{client_from_config, RtClient},
     store::{dynamodb::DynamoStore, IdempotencyStore, TicketStore},
     usecases::{
+        connections::ResumeSetup,
         create_ticket::{CreateTicket, IdempotencyTiming},
         feeds::{KeepAlive, NotificationFeed, TicketFeed},
-        push::{worker::PushWorker, Fanout},
+        push::{worker::PushWorker, Deliverer, Fanout},
         refresh_ticket::RefreshTicket,
+        resume::{EnqueueResume, Resume},
     },
 };
 
@@ -220,6 +222,37 @@ pub fn connection_routes(
     Ok(ConnectionRoutes::new(store(sdk, tables)).with_max_connections_per_key(max))
 }
 
+/// What `$connect` needs to accept `since`: the notifications store (the position), the
+/// feed's rules, and the fan-out queue the resume tasks go to (a push worker runs them).
+pub fn resume_setup_over(
+    notifications: Arc<dyn TicketStore>,
+    feed: FeedSettings,
+    queue: Arc<dyn TaskQueue>,
+) -> ResumeSetup {
+    ResumeSetup { notifications, settings: feed, starter: Arc::new(EnqueueResume::new(queue)) }
+}
+
+/// `$connect`: [`connection_routes`] that also accept `since`, resolved in the
+/// notifications table and resumed through the fan-out queue at `queue_url`.
+pub fn connect_route(
+    sdk: &SdkConfig,
+    tables: &Tables,
+    feed: FeedSettings,
+    queue_url: &str,
+) -> Result<ConnectionRoutes, ConfigError> {
+    let setup = resume_setup_over(store(sdk, tables), feed, task_queue(sdk, queue_url));
+    Ok(connection_routes(sdk, tables)?.with_resume(setup))
+}
+
+/// The resume use case over its ports (the push worker runs it).
+pub fn resume_over(
+    store: Arc<DynamoStore>,
+    poster: Arc<dyn ConnectionPoster>,
+    feed: FeedSettings,
+) -> Resume {
+    Resume::new(store.clone(), store, poster, feed)
+}
+
 /// The fan-out over the connections table and the stage's Management API, sharding
 /// through the fan-out queue when `config` names one.
 fn fanout(sdk: &SdkConfig, config: &PushConfig, tables: &Tables) -> Fanout {
@@ -240,18 +273,23 @@ pub fn push_notifications(
     fanout(sdk, config, tables).into()
 }
 
-/// The push worker: posts the fan-out queue's tasks; needs `PUSH_QUEUE_URL` (remainders).
+/// The push worker: posts the fan-out queue's tasks and runs its resumes (the connections
+/// and notifications tables); needs `PUSH_QUEUE_URL` (remainders and continuations).
 pub fn push_worker(
     sdk: &SdkConfig,
     config: &PushConfig,
     tables: &Tables,
+    feed: FeedSettings,
 ) -> Result<PushWorkerHandler, ConfigError> {
     let url = config
         .queue_url
         .as_deref()
         .ok_or_else(|| ConfigError { var: "PUSH_QUEUE_URL", problem: "is not set".into() })?;
-    let deliverer = fanout(sdk, config, tables).deliverer().clone();
-    Ok(PushWorker::new(deliverer, task_queue(sdk, url)).into())
+    let poster = poster(sdk, &config.management_endpoint);
+    let store = store(sdk, tables);
+    let deliverer = Deliverer::new(store.clone(), poster.clone(), config.concurrency);
+    let resume = resume_over(store, poster, feed);
+    Ok(PushWorker::new(deliverer, task_queue(sdk, url)).with_resume(resume).into())
 }
 
 /// The authorizer over a key store.

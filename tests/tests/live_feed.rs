@@ -275,6 +275,35 @@ async fn a_client_resuming_with_since_gets_exactly_what_it_missed_in_order_then_
     stack.clean_up().await;
 }
 
+/// The resume runs only through the fan-out queue (a task for the push worker, as on AWS):
+/// a gateway started without the queue has no other way to resume, and refuses `since` with
+/// 400 while it still admits the same client without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_fanout_queue_the_gateway_refuses_since_it_has_no_other_resume() {
+    use rt_relay_gateway::{Functions, Gateway, ServerOptions, StreamSource};
+    use rt_relay_shared::store::{
+        dynamodb::DynamoStore,
+        schema::{create_tables, notifications_stream_arn},
+    };
+    let stack = Stack::new("feed-noqueue").await;
+    create_tables(&stack.dynamodb, stack.tables()).await.expect("create tables");
+    let stream_arn =
+        notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
+    let store =
+        std::sync::Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
+    let rt = rt_relay_tests::rt::rt_client(&stack.config.rt);
+    let functions = Functions::new(rt, store, "General".into(), stack.config.rt.timeout)
+        .with_api_keys(std::sync::Arc::new(stack.keys()));
+    let source = StreamSource { stream_arn, settings: stack.config.stream.clone() };
+    let options = ServerOptions::loopback();
+    assert!(options.fanout.is_none());
+    let gateway = Gateway::start_with(options, functions, Some(source)).await.expect("gateway");
+    let ws = stack.ws_url(&gateway);
+    assert_eq!(handshake_status(&format!("{ws}&since=ticket-1-created")).await, 400);
+    assert_eq!(handshake_status(&ws).await, 101, "the same client without since is admitted");
+    stack.finish(gateway).await;
+}
+
 /// `(type, ticket id)` of every notification `client` received about `ours`, in order.
 fn about(client: &WsClient, ours: &[u64]) -> Vec<(String, u64)> {
     client

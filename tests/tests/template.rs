@@ -716,3 +716,44 @@ fn rt_credentials_come_from_one_secret_only_the_rt_callers_read() {
     assert!(rt_callers.contains("PostTicketFunction") && rt_callers.contains("GetTicketFunction"));
     assert_eq!(readers, rt_callers, "exactly the functions that call RT read the secret");
 }
+
+/// The fan-out queue carries the sharded push's tasks and the resumes: only the push, its
+/// workers (remainders, continuations) and `ws-connect` (a `$connect` with `since`) send to
+/// it, each given its URL, and none may do more with it than send.
+#[test]
+fn only_the_push_its_workers_and_ws_connect_send_to_the_fanout_queue() {
+    let queue = json!({"Fn::GetAtt": ["FanoutQueue", "Arn"]});
+    let mut senders = BTreeSet::new();
+    for (id, statement) in iam_statements() {
+        let on_queue = statement["Resource"] == queue
+            || statement["Resource"].as_array().is_some_and(|r| r.contains(&queue));
+        if statement["Effect"] != "Allow" || !on_queue {
+            continue;
+        }
+        assert_eq!(strings(&statement["Action"]), ["sqs:SendMessage"], "{id}: {statement}");
+        senders.insert(id);
+    }
+    let want = ["PushNotificationsFunction", "PushWorkerFunction", "WsConnectFunction"];
+    assert_eq!(senders, want.map(String::from).into_iter().collect());
+    for id in want {
+        let vars = environment(&resources()[id]);
+        assert_eq!(vars.get("PUSH_QUEUE_URL"), Some(&json!({"Ref": "FanoutQueue"})), "{id}");
+    }
+}
+
+/// A resume runs in `push-worker`: it waits for the settle horizon and the handshake before
+/// its replay, which stops `WORKER_MARGIN` before the timeout; the timeout leaves it at
+/// least as long again to replay (a longer replay continues in the next invocation).
+#[test]
+fn the_push_worker_s_timeout_leaves_a_resume_time_to_replay() {
+    let timeout = resources()["PushWorkerFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .expect("PushWorkerFunction sets its Timeout");
+    let before_replay = rt_relay_shared::feed::FeedSettings::default().settle
+        + rt_relay_shared::usecases::resume::HANDSHAKE_GRACE
+        + rt_relay_shared::wiring::WORKER_MARGIN;
+    assert!(
+        std::time::Duration::from_secs(timeout) >= 2 * before_replay,
+        "Timeout {timeout} s leaves a resume too little time (needs {before_replay:?} before replaying)"
+    );
+}

@@ -1,6 +1,7 @@
 //! Lambda `push-worker` (the FIFO fan-out queue): wiring only; the handler is
 //! `rt_relay_shared::handlers::push_worker::PushWorkerHandler`, built by `wiring`. Each
-//! invocation posts until its deadline less `wiring::WORKER_MARGIN`.
+//! invocation posts (delivery tasks and resumes) until its deadline less
+//! `wiring::WORKER_MARGIN`.
 
 use std::{
     sync::Arc,
@@ -22,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let config = PushConfig::from_env()?;
     let tables = FunctionTables::PUSH_WORKER.from_env()?;
     let sdk = wiring::sdk_config()?;
-    let worker = Arc::new(wiring::push_worker(&sdk, &config, &tables)?);
+    let worker = Arc::new(wiring::push_worker(&sdk, &config, &tables, wiring::feed_settings()?)?);
     warmup::at_init(&[Service::DynamoDb, Service::ManagementApi]).await;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);

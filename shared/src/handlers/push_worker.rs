@@ -1,5 +1,6 @@
 //! The push worker's transport: an SQS batch from the FIFO fan-out queue, each message one
-//! [`Task`] run by the [`PushWorker`] use case before the invocation's deadline. A message
+//! [`Task`] (or one [`ResumeTask`]) run by the [`PushWorker`] use case before the
+//! invocation's deadline. A message
 //! whose task failed (its remainder could not be re-enqueued, or it gave up) is a batch
 //! item failure, and so is every message after it in the batch: FIFO order within a
 //! shard holds only if nothing behind a failed message runs first. Messages not started
@@ -9,7 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::usecases::push::{shard::Task, worker::PushWorker};
+use crate::usecases::{
+    push::{
+        shard::{QueueMessage, ResumeTask, Task},
+        worker::PushWorker,
+    },
+    resume::ResumeOutcome,
+};
 
 /// The push worker function's handler.
 #[derive(Debug, Clone)]
@@ -35,36 +42,67 @@ impl PushWorkerHandler {
                 response.batch_item_failures.push(failure(id));
                 continue;
             }
-            let task = message.body.as_deref().map(serde_json::from_str::<Task>);
-            let task = match task {
-                Some(Ok(task)) if PushWorker::accepts(&task) => task,
+            let parsed = message.body.as_deref().map(serde_json::from_str::<QueueMessage>);
+            let parsed = match parsed {
+                Some(Ok(m)) if PushWorker::accepts(&m) => m,
                 other => {
                     // Retrying cannot fix a body that is not a task; dropping it keeps the
                     // shard moving (the log names it).
                     let why = match other {
                         Some(Err(e)) => e.to_string(),
-                        Some(Ok(t)) => format!("task version {}", t.v),
+                        Some(Ok(m)) => format!("task version {}", m.version()),
                         None => "no body".into(),
                     };
                     error!(message_id = %id, problem = %why, "fan-out message is not a task; dropped");
                     continue;
                 }
             };
-            match self.worker.run(&task, deadline).await {
-                Ok(report) if report.requeued == 0 => {
-                    info!(message_id = %id, shard = task.shard, attempt = task.attempt, posted = report.delivery.posted, gone = report.delivery.gone, "task delivered");
-                }
-                Ok(report) => {
-                    warn!(message_id = %id, shard = task.shard, attempt = task.attempt, posted = report.delivery.posted, gone = report.delivery.gone, failed = report.delivery.failed, requeued = report.requeued, "task partly delivered; remainder re-enqueued");
-                }
-                Err(e) => {
-                    error!(message_id = %id, shard = task.shard, attempt = task.attempt, error = %e, "task failed; SQS will retry it");
-                    failing = true;
-                    response.batch_item_failures.push(failure(id));
-                }
+            let done = match &parsed {
+                QueueMessage::Deliver(task) => self.deliver(&id, task, deadline).await,
+                QueueMessage::Resume(task) => self.resume(&id, task, deadline).await,
+            };
+            if !done {
+                failing = true;
+                response.batch_item_failures.push(failure(id));
             }
         }
         response
+    }
+
+    /// Runs a delivery task; `false` when it failed (SQS retries it).
+    async fn deliver(&self, id: &str, task: &Task, deadline: Instant) -> bool {
+        match self.worker.run(task, deadline).await {
+            Ok(report) if report.requeued == 0 => {
+                info!(message_id = %id, shard = task.shard, attempt = task.attempt, posted = report.delivery.posted, gone = report.delivery.gone, "task delivered");
+                true
+            }
+            Ok(report) => {
+                warn!(message_id = %id, shard = task.shard, attempt = task.attempt, posted = report.delivery.posted, gone = report.delivery.gone, failed = report.delivery.failed, requeued = report.requeued, "task partly delivered; remainder re-enqueued");
+                true
+            }
+            Err(e) => {
+                error!(message_id = %id, shard = task.shard, attempt = task.attempt, error = %e, "task failed; SQS will retry it");
+                false
+            }
+        }
+    }
+
+    /// Runs a resume task; `false` when it failed (SQS retries it).
+    async fn resume(&self, id: &str, task: &ResumeTask, deadline: Instant) -> bool {
+        match self.worker.resume(task, deadline).await {
+            Ok(ResumeOutcome::CutShort { replayed, .. }) => {
+                warn!(message_id = %id, connection_id = %task.resume, attempt = task.attempt, replayed, "resume cut short by the deadline; continuation enqueued");
+                true
+            }
+            Ok(outcome) => {
+                info!(message_id = %id, connection_id = %task.resume, ?outcome, "resume finished");
+                true
+            }
+            Err(e) => {
+                error!(message_id = %id, connection_id = %task.resume, attempt = task.attempt, error = %e, "resume failed; SQS will retry it");
+                false
+            }
+        }
     }
 }
 
@@ -179,5 +217,49 @@ mod tests {
             .handle(SqsEvent { records: vec![junk] }, Instant::now() + Duration::from_secs(9))
             .await;
         assert!(response.batch_item_failures.is_empty());
+    }
+    #[tokio::test]
+    async fn a_resume_task_runs_the_resume_and_a_failed_one_is_a_batch_item_failure() {
+        use crate::{
+            feed::FeedSettings,
+            store::{Connection, ConnectionStore},
+            usecases::{push::shard::ResumeTask, resume::Resume},
+        };
+        tokio::time::pause();
+        let store = Arc::new(MemoryStore::new());
+        let poster = Arc::new(MemoryPoster::new());
+        let now = chrono::Utc::now() - chrono::Duration::seconds(30);
+        for id in ["ok", "broken"] {
+            let c = Connection {
+                id: id.into(),
+                connected_at: now,
+                expires_at: now + chrono::Duration::hours(3),
+            };
+            // An unknown position: the resume posts `resync`, then goes live.
+            store.add_resuming(&c, None, "ticket-9-created", None).await.unwrap();
+        }
+        poster.set_failing("broken", true);
+        let resume =
+            Resume::new(store.clone(), store.clone(), poster.clone(), FeedSettings::default());
+        let deliverer = Deliverer::new(store.clone(), poster.clone(), 4);
+        let handler: PushWorkerHandler =
+            PushWorker::new(deliverer, Arc::new(MemoryTaskQueue::new())).with_resume(resume).into();
+        let resume_message = |id: &str, connection: &str| SqsMessage {
+            message_id: Some(id.into()),
+            body: Some(serde_json::to_string(&ResumeTask::new(connection)).unwrap()),
+            ..SqsMessage::default()
+        };
+        let event =
+            SqsEvent { records: vec![resume_message("1", "ok"), resume_message("2", "broken")] };
+        let response = handler.handle(event, Instant::now() + Duration::from_secs(60)).await;
+        let failed: Vec<_> =
+            response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, ["2"], "the resume whose posts failed comes back");
+        assert_eq!(poster.received("ok").len(), 1, "ok got its resync");
+        let (recipients, _) = store.recipients(None, 10).await.unwrap();
+        let marks: std::collections::HashMap<_, _> =
+            recipients.into_iter().map(|r| (r.id, r.mark)).collect();
+        assert_eq!(marks["ok"], crate::store::FeedMark::Live);
+        assert_eq!(marks["broken"], crate::store::FeedMark::Replaying, "still held for");
     }
 }

@@ -401,4 +401,32 @@ mod tests {
         assert_eq!(text(&r)["type"], "subscribed");
         assert_eq!(filter_of(&store, "c").await, Some(Subscription::everything()));
     }
+    #[tokio::test]
+    async fn connect_with_since_enqueues_the_resume_and_undoes_the_record_when_it_cannot() {
+        use crate::{
+            fanout::MemoryTaskQueue, usecases::connections::ResumeSetup,
+            usecases::resume::EnqueueResume,
+        };
+        let store = Arc::new(MemoryStore::new());
+        let since = [("since", "ticket-1-created")];
+        // Without a resume wired, `since` is refused and nothing is recorded.
+        let plain = ConnectionRoutes::new(store.clone());
+        assert_eq!(plain.connect(with_query("c0", &since)).await.status_code, 400);
+        assert_eq!(store.connection_count(), 0);
+
+        let queue = Arc::new(MemoryTaskQueue::new());
+        let routes = ConnectionRoutes::new(store.clone()).with_resume(ResumeSetup {
+            notifications: store.clone(),
+            settings: FeedSettings::default(),
+            starter: Arc::new(EnqueueResume::new(queue.clone())),
+        });
+        assert_eq!(routes.connect(with_query("c1", &since)).await.status_code, 200);
+        assert_eq!(queue.pop_resume().map(|t| t.resume), Some("c1".to_owned()));
+        assert_eq!(store.connection_count(), 1);
+
+        queue.set_failing(true);
+        assert_eq!(routes.connect(with_query("c2", &since)).await.status_code, 500);
+        assert_eq!(store.connection_count(), 1, "c2 is not left recorded without its resume");
+        assert!(queue.pop_resume().is_none());
+    }
 }

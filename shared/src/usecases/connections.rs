@@ -14,11 +14,13 @@ use crate::{
 };
 
 /// Starts the resume of a connection that came with `since` (`usecases::resume::Resume`),
-/// without waiting for it: the local gateway spawns it; the resume's first post waits for
-/// the handshake to complete.
+/// without waiting for it to run: `usecases::resume::EnqueueResume` puts it on the fan-out
+/// queue for a push worker (on AWS and in the local gateway); the resume's first post waits
+/// for the handshake to complete.
+#[async_trait::async_trait]
 pub trait ResumeStarter: Send + Sync + std::fmt::Debug {
-    /// Starts resuming `connection_id`.
-    fn start(&self, connection_id: &str);
+    /// Starts resuming `connection_id`; an error means it will not run.
+    async fn start(&self, connection_id: &str) -> Result<(), Error>;
 }
 
 /// What `$connect` needs to accept `since`: the feed to resolve it in, and the starter.
@@ -123,7 +125,11 @@ impl ConnectionTracker {
                     .add_resuming(&connection, owner, since, replay_from.as_deref())
                     .await?;
                 self.store_filter(id, subscription).await?;
-                setup.starter.start(id);
+                if let Err(e) = setup.starter.start(id).await {
+                    // Not resumed, not recorded: the client retries the handshake.
+                    self.forget_after_failure(id).await;
+                    return Err(e);
+                }
             }
             (None, _) => {
                 match owner {
@@ -145,11 +151,16 @@ impl ConnectionTracker {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::Internal(format!("connection {id} vanished while connecting"))),
             Err(e) => {
-                if let Err(cleanup) = self.connections.remove(id).await {
-                    tracing::warn!(connection_id = %id, error = %cleanup, "could not remove a connection whose filter failed");
-                }
+                self.forget_after_failure(id).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Removes a connection whose `$connect` is failing after it was recorded.
+    async fn forget_after_failure(&self, id: &str) {
+        if let Err(cleanup) = self.connections.remove(id).await {
+            tracing::warn!(connection_id = %id, error = %cleanup, "could not remove a connection whose $connect failed");
         }
     }
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// DynamoDB did not do it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The fan-out queue did not take a task (a resume).
+    #[error(transparent)]
+    Queue(#[from] crate::fanout::QueueError),
     /// A value rt-relay itself produced could not be encoded (a bug, never the client's).
     #[error("internal: {0}")]
     Internal(String),

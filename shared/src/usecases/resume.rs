@@ -7,17 +7,25 @@
 //! when nothing more is held. Every notification after the position reaches the
 //! connection once: up to `B` by the replay, after `B` by the drain or by the live push.
 //! An expired position gets `resync` first, then the drain.
+//!
+//! `$connect` starts it through the fan-out queue ([`EnqueueResume`]) and a push worker runs
+//! it ([`Resume::run_until`]): the replay stops at the worker's deadline and the worker
+//! enqueues the rest as a continuation (replay after the last position posted).
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use async_trait::async_trait;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{
     clock::{Clock, SystemClock},
+    connections::ResumeStarter,
+    push::shard::ResumeTask,
     Error,
 };
 use crate::{
-    fanout::{ConnectionPoster, PostError},
+    fanout::{ConnectionPoster, PostError, TaskQueue},
     feed::{FeedSettings, Position, ServerMessage, Subscription},
     model::Notification,
     store::{ConnectionStore, FeedMark, PageRequest, Recipient, StoreError, TicketStore},
@@ -28,13 +36,21 @@ use crate::{
 const REPLAY_PAGE: u32 = 100;
 /// How long the first post may answer 410 while the client's handshake completes (API
 /// Gateway refuses posts to a connection until its `$connect` has returned).
-const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
+pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
 /// Drain rounds at most (each one empties what the push held meanwhile).
 const MAX_DRAINS: usize = 100;
 
 /// How a resume ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResumeOutcome {
+    /// The deadline came during the replay: posted up to `after` (a `seq`; the position it
+    /// started from when nothing was posted), to be continued from there.
+    CutShort {
+        /// The position of the last notification replayed (or passed over).
+        after: String,
+        /// Notifications posted by this run.
+        replayed: usize,
+    },
     /// Replayed, drained, live.
     Live {
         /// Notifications posted by the replay (after the position, up to `B`).
@@ -69,8 +85,20 @@ impl Resume {
         Self { connections, notifications, poster, settings, clock: Arc::new(SystemClock) }
     }
 
-    /// Resumes connection `id` (see the module docs).
+    /// Resumes connection `id` (see the module docs), with no deadline.
     pub async fn run(&self, id: &str) -> Result<ResumeOutcome, Error> {
+        self.run_until(id, None, None).await
+    }
+
+    /// Resumes connection `id`, replaying after position `after` (a continuation's `seq`)
+    /// instead of the connection's `replay_from` when given; the replay starts no post at
+    /// or after `deadline` and then ends [`ResumeOutcome::CutShort`]. The drain is not cut.
+    pub async fn run_until(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<ResumeOutcome, Error> {
         let Some(record) = self.connections.resume_record(id).await? else {
             return Ok(ResumeOutcome::NotResuming);
         };
@@ -80,7 +108,8 @@ impl Resume {
         let rights = rights_of(record.queues.as_deref());
         let subscription = Subscription::from_stored(record.filter.as_deref());
         let wanted = |n: &Notification| visible(&rights, n) && subscription.matches(n);
-        let mut post = Posting { poster: self.poster.as_ref(), id, first: true };
+        // A continuation follows posts that reached the client: no handshake to wait for.
+        let mut post = Posting { poster: self.poster.as_ref(), id, first: after.is_none() };
         let mut replayed = 0;
         // Everything at or before `bound` has been posted.
         let bound = match record.replay_from.as_deref().and_then(Position::parse_seq) {
@@ -94,17 +123,28 @@ impl Resume {
                 }
                 None
             }
-            Some(from) => {
+            Some(start) => {
+                let from = after.and_then(Position::parse_seq).filter(|a| *a > start);
+                let from = from.unwrap_or(start);
                 let until = self.settled_bound(record.connected_at.timestamp_millis()).await;
                 let mut page = PageRequest { limit: REPLAY_PAGE, cursor: None };
+                // The replay is in exact feed order (everything up to `until` is settled),
+                // so "up to `last`" is a position to continue from.
+                let mut last = from.clone();
                 loop {
                     let got =
                         self.notifications.list_notifications_after(&from, until, &page).await?;
-                    for n in got.items.iter().filter(|n| wanted(n)) {
-                        if !post.notification(n).await? {
-                            return self.gone(id).await;
+                    for n in &got.items {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Ok(ResumeOutcome::CutShort { after: last.seq(), replayed });
                         }
-                        replayed += 1;
+                        if wanted(n) {
+                            if !post.notification(n).await? {
+                                return self.gone(id).await;
+                            }
+                            replayed += 1;
+                        }
+                        last = Position::of(n);
                     }
                     match got.next_cursor {
                         Some(c) => page.cursor = Some(c),
@@ -196,6 +236,27 @@ impl Resume {
     async fn gone(&self, id: &str) -> Result<ResumeOutcome, Error> {
         self.connections.remove(id).await?;
         Ok(ResumeOutcome::Gone)
+    }
+}
+
+/// Starts resumes through the fan-out queue: `$connect` enqueues a [`ResumeTask`] and a
+/// push worker runs it (`usecases::push::worker::PushWorker::resume`).
+#[derive(Debug, Clone)]
+pub struct EnqueueResume {
+    queue: Arc<dyn TaskQueue>,
+}
+
+impl EnqueueResume {
+    /// Over the fan-out queue.
+    pub fn new(queue: Arc<dyn TaskQueue>) -> Self {
+        Self { queue }
+    }
+}
+
+#[async_trait]
+impl ResumeStarter for EnqueueResume {
+    async fn start(&self, connection_id: &str) -> Result<(), Error> {
+        Ok(self.queue.enqueue_resume(&ResumeTask::new(connection_id)).await?)
     }
 }
 
@@ -346,6 +407,14 @@ mod tests {
         Connection { id: id.into(), connected_at: at, expires_at: at + chrono::Duration::hours(3) }
     }
 
+    /// Records connection `c` (30 s old, any key) resuming from `since`.
+    async fn resuming_from(store: &MemoryStore, since: &Position) {
+        store
+            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn replays_the_key_s_queues_in_order_then_drains_what_the_push_held_then_goes_live() {
         let (store, poster, resume) = setup();
@@ -398,14 +467,76 @@ mod tests {
         let (store, poster, resume) = setup();
         let since = note(&store, 1, "A", 60_000).await;
         note(&store, 2, "A", 50_000).await;
-        store
-            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
-            .await
-            .unwrap();
+        resuming_from(&store, &since).await;
         poster.set_gone("c");
         tokio::time::pause();
         assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Gone);
         assert_eq!(store.connection_count(), 0);
+    }
+
+    /// Posts through a [`MemoryPoster`], each post taking a second of (paused) time.
+    #[derive(Debug)]
+    struct SlowPoster(Arc<MemoryPoster>);
+
+    #[async_trait]
+    impl ConnectionPoster for SlowPoster {
+        async fn post(&self, connection_id: &str, data: &[u8]) -> Result<(), PostError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.0.post(connection_id, data).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_cut_short_by_the_deadline_continues_from_its_last_post_exactly_once() {
+        tokio::time::pause();
+        let store = Arc::new(MemoryStore::new());
+        let poster = Arc::new(MemoryPoster::new());
+        let slow = Arc::new(SlowPoster(poster.clone()));
+        let resume = Resume::new(store.clone(), store.clone(), slow, FeedSettings::default());
+        let since = note(&store, 1, "A", 60_000).await;
+        for (id, age) in [(2, 50_000), (3, 49_000), (4, 48_000), (5, 47_000), (6, 46_000)] {
+            note(&store, id, "A", age).await;
+        }
+        resuming_from(&store, &since).await;
+        // GIVEN a deadline that passes after three posts (one second each)
+        let deadline = Instant::now() + Duration::from_millis(2_500);
+        let cut = resume.run_until("c", None, Some(deadline)).await.unwrap();
+        let ResumeOutcome::CutShort { after, replayed: 3 } = cut else { panic!("{cut:?}") };
+        assert_eq!(posted_tickets(&poster, "c"), ["2", "3", "4"]);
+        // AND the push holds a new one meanwhile (the connection is still replaying)
+        let held = note(&store, 7, "A", 0).await;
+        assert!(store.hold("c", &[held.seq()]).await.unwrap());
+        // WHEN the continuation runs from the position it was given
+        let rest = resume.run_until("c", Some(&after), None).await.unwrap();
+        // THEN it posts the rest of the replay and the held one, each once, in order
+        assert_eq!(rest, ResumeOutcome::Live { replayed: 2, drained: 1 });
+        assert_eq!(posted_tickets(&poster, "c"), ["2", "3", "4", "5", "6", "7"]);
+        // AND once live a duplicate of the task does nothing
+        assert_eq!(
+            resume.run_until("c", Some(&after), None).await.unwrap(),
+            ResumeOutcome::NotResuming
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_re_run_from_its_start_after_a_failure_still_reaches_everything() {
+        let (store, poster, resume) = setup();
+        let since = note(&store, 1, "A", 60_000).await;
+        note(&store, 2, "A", 50_000).await;
+        note(&store, 3, "A", 45_000).await;
+        resuming_from(&store, &since).await;
+        let held = note(&store, 4, "A", 0).await;
+        assert!(store.hold("c", &[held.seq()]).await.unwrap());
+        // GIVEN a run that stopped before its first post (as one the worker lost)
+        let cut = resume.run_until("c", None, Some(Instant::now())).await.unwrap();
+        assert!(matches!(cut, ResumeOutcome::CutShort { replayed: 0, .. }), "{cut:?}");
+        assert!(poster.received("c").is_empty());
+        // WHEN the task is handed out again and runs from the start
+        let outcome = resume.run("c").await.unwrap();
+        // THEN the connection gets everything in order and goes live (what the held set
+        // had was not lost by the first run)
+        assert_eq!(outcome, ResumeOutcome::Live { replayed: 2, drained: 1 });
+        assert_eq!(posted_tickets(&poster, "c"), ["2", "3", "4"]);
     }
 
     #[tokio::test]
@@ -415,10 +546,7 @@ mod tests {
         note(&store, 2, "A", 50_000).await;
         note(&store, 3, "B", 45_000).await;
         note(&store, 4, "B", 40_000).await;
-        store
-            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
-            .await
-            .unwrap();
+        resuming_from(&store, &since).await;
         assert!(store.subscribe("c", Some(r#"{"queue":["B"]}"#)).await.unwrap());
         let held_a = note(&store, 5, "A", 0).await;
         let held_b = note(&store, 6, "B", 0).await;

@@ -124,6 +124,66 @@ impl Task {
     }
 }
 
+/// A resume as one SQS message (docs/ARCHITECTURE.md, "Resume"): `$connect` enqueues it
+/// for a connection that came with `since`, and a worker runs the resume use case for it.
+/// `after` is absent on the first run; a continuation (the replay was cut short at the
+/// worker's deadline) carries the position (`seq`) of the last notification it replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeTask {
+    /// [`TASK_VERSION`].
+    pub v: u32,
+    /// The connection to resume.
+    pub resume: String,
+    /// Replay after this position instead of the connection's `replay_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Continuations so far that made no progress.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl ResumeTask {
+    /// The first run for `connection`.
+    pub fn new(connection: &str) -> Self {
+        Self { v: TASK_VERSION, resume: connection.to_owned(), after: None, attempt: 0 }
+    }
+
+    /// Its FIFO message group: one per connection, so resumes run in parallel and a
+    /// continuation runs after the run that enqueued it.
+    pub fn group(&self) -> String {
+        format!("resume-{}", self.resume)
+    }
+}
+
+/// A message of the fan-out queue: a delivery task or a resume. Told apart by shape (a
+/// resume names `resume`), so delivery tasks keep the format they always had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueMessage {
+    /// A connection's resume.
+    Resume(ResumeTask),
+    /// A slice of a shard's connections and what to post them.
+    Deliver(Task),
+}
+
+impl QueueMessage {
+    /// Its FIFO message group.
+    pub fn group(&self) -> String {
+        match self {
+            QueueMessage::Resume(r) => r.group(),
+            QueueMessage::Deliver(t) => t.group(),
+        }
+    }
+
+    /// Its format version.
+    pub fn version(&self) -> u32 {
+        match self {
+            QueueMessage::Resume(r) => r.v,
+            QueueMessage::Deliver(t) => t.v,
+        }
+    }
+}
+
 /// The FIFO message group of `shard`.
 pub fn group_of(shard: u32) -> String {
     format!("shard-{shard}")
@@ -264,6 +324,30 @@ mod tests {
     }
 
     const SQS_LIMIT_FOR_TEST: usize = 262_144;
+
+    #[test]
+    fn a_resume_and_a_delivery_task_are_told_apart_and_read_back_as_written() {
+        let resume = ResumeTask::new("L0SM9cOFvHcCIhw=");
+        let body = serde_json::to_string(&QueueMessage::Resume(resume.clone())).unwrap();
+        assert_eq!(body, r#"{"v":1,"resume":"L0SM9cOFvHcCIhw=","attempt":0}"#);
+        let read: QueueMessage = serde_json::from_str(&body).unwrap();
+        assert_eq!(read, QueueMessage::Resume(resume.clone()));
+        assert_eq!(read.group(), "resume-L0SM9cOFvHcCIhw=");
+        let later =
+            ResumeTask { after: Some("0001700000000000#ticket-7-created".into()), ..resume };
+        let body = serde_json::to_string(&later).unwrap();
+        assert_eq!(
+            serde_json::from_str::<QueueMessage>(&body).unwrap(),
+            QueueMessage::Resume(later)
+        );
+        // A delivery task's body (the format the push has always enqueued) is a delivery.
+        let task = tasks(&plan(2, &["{\"id\":\"a\"}"]), &Sharding::default()).remove(0);
+        let body = serde_json::to_string(&task).unwrap();
+        let read: QueueMessage = serde_json::from_str(&body).unwrap();
+        assert_eq!(read.group(), task.group());
+        assert_eq!(read, QueueMessage::Deliver(task));
+        assert!(serde_json::from_str::<QueueMessage>(r#"{"v":1}"#).is_err(), "neither");
+    }
 
     #[test]
     fn partial_deliveries_list_their_indices_and_unpack_to_the_plan() {

@@ -5,6 +5,10 @@
 //! failed posts (or after an invocation that posted nothing) is one attempt later; after
 //! [`MAX_ATTEMPTS`] such attempts the task is reported failed instead and SQS's redrive
 //! policy moves it to the dead-letter queue.
+//!
+//! A [`ResumeTask`] runs the resume use case ([`Resume::run_until`]) to the same deadline;
+//! a replay cut short there goes back on the queue as a continuation from the last
+//! position it replayed (a continuation that replayed nothing is one attempt later).
 
 use std::sync::Arc;
 
@@ -12,9 +16,12 @@ use tokio::time::Instant;
 
 use super::{
     deliver::{Deliverer, DeliveryReport},
-    shard::{Task, TASK_VERSION},
+    shard::{QueueMessage, ResumeTask, Task, TASK_VERSION},
 };
-use crate::fanout::{QueueError, TaskQueue};
+use crate::{
+    fanout::{QueueError, TaskQueue},
+    usecases::resume::{Resume, ResumeOutcome},
+};
 
 /// Remainders re-enqueued for one task before it is left to the dead-letter queue.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -28,6 +35,12 @@ pub enum TaskError {
     /// Posts kept failing through every attempt.
     #[error("{0} connections still unfinished after {MAX_ATTEMPTS} attempts")]
     GaveUp(usize),
+    /// The resume failed (store or post errors after its retries).
+    #[error("resume failed: {0}")]
+    Resume(#[from] crate::usecases::Error),
+    /// A resume task reached a worker built without the resume use case.
+    #[error("this worker does not run resumes")]
+    NoResume,
 }
 
 /// What one task came to.
@@ -44,17 +57,45 @@ pub struct TaskReport {
 pub struct PushWorker {
     deliverer: Deliverer,
     queue: Arc<dyn TaskQueue>,
+    resume: Option<Resume>,
 }
 
 impl PushWorker {
     /// Posts through `deliverer`; remainders go to `queue`.
     pub fn new(deliverer: Deliverer, queue: Arc<dyn TaskQueue>) -> Self {
-        Self { deliverer, queue }
+        Self { deliverer, queue, resume: None }
     }
 
-    /// Whether this worker understands `task`.
-    pub fn accepts(task: &Task) -> bool {
-        task.v == TASK_VERSION
+    /// Also runs resume tasks, with `resume`.
+    pub fn with_resume(mut self, resume: Resume) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
+    /// Whether this worker understands `message`.
+    pub fn accepts(message: &QueueMessage) -> bool {
+        message.version() == TASK_VERSION
+    }
+
+    /// Resumes `task`'s connection, starting no replay post at or after `deadline`; a
+    /// replay cut short goes back on the queue as a continuation.
+    pub async fn resume(
+        &self,
+        task: &ResumeTask,
+        deadline: Instant,
+    ) -> Result<ResumeOutcome, TaskError> {
+        let resume = self.resume.as_ref().ok_or(TaskError::NoResume)?;
+        let outcome = resume.run_until(&task.resume, task.after.as_deref(), Some(deadline)).await?;
+        if let ResumeOutcome::CutShort { after, replayed } = &outcome {
+            let progress = *replayed > 0 || task.after.as_deref() != Some(after.as_str());
+            let attempt = if progress { task.attempt } else { task.attempt + 1 };
+            if attempt >= MAX_ATTEMPTS {
+                return Err(TaskError::GaveUp(1));
+            }
+            let next = ResumeTask { after: Some(after.clone()), attempt, ..task.clone() };
+            self.queue.enqueue_resume(&next).await?;
+        }
+        Ok(outcome)
     }
 
     /// Delivers `task`, starting no post at or after `deadline`; re-enqueues what is left.
@@ -155,5 +196,89 @@ mod tests {
         last.attempt = MAX_ATTEMPTS - 1;
         assert!(matches!(w.run(&last, later()).await, Err(TaskError::GaveUp(1))));
         assert!(queue.is_empty());
+    }
+    /// A worker that also resumes, over `store`, with one connection `c` replaying from
+    /// ticket 1 and tickets 2 and 3 after it.
+    async fn resuming(
+        poster: Arc<MemoryPoster>,
+        queue: Arc<MemoryTaskQueue>,
+    ) -> (PushWorker, Arc<MemoryStore>) {
+        use crate::{
+            feed::{FeedSettings, Position},
+            model::{Notification, Ticket},
+            store::{Connection, ConnectionStore, TicketStore},
+        };
+        let store = Arc::new(MemoryStore::new());
+        let mut since = None;
+        for (id, age) in [(1u64, 60), (2, 50), (3, 40)] {
+            let at = chrono::Utc::now() - chrono::Duration::seconds(age);
+            let t = Ticket {
+                id,
+                title: "t".into(),
+                description: "d".into(),
+                status: "new".into(),
+                queue: "A".into(),
+                requestor: None,
+                created_at: at,
+                updated_at: at,
+                rt_url: "u".into(),
+            };
+            let n = Notification::ticket_created(&t, at);
+            store.record_created(&t, &n, None).await.unwrap();
+            since.get_or_insert(Position::of(&n));
+        }
+        let since = since.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::seconds(30);
+        let c = Connection {
+            id: "c".into(),
+            connected_at: at,
+            expires_at: at + chrono::Duration::hours(3),
+        };
+        store.add_resuming(&c, None, &since.id, Some(&since.seq())).await.unwrap();
+        let resume =
+            Resume::new(store.clone(), store.clone(), poster.clone(), FeedSettings::default());
+        let deliverer = Deliverer::new(store.clone(), poster, 4);
+        (PushWorker::new(deliverer, queue).with_resume(resume), store)
+    }
+
+    #[tokio::test]
+    async fn a_resume_cut_short_goes_back_as_a_continuation_that_finishes_it() {
+        let poster = Arc::new(MemoryPoster::new());
+        let queue = Arc::new(MemoryTaskQueue::new());
+        let (w, _store) = resuming(poster.clone(), queue.clone()).await;
+        // WHEN the deadline has passed before the first replay post
+        let first = ResumeTask::new("c");
+        let outcome = w.resume(&first, Instant::now()).await.unwrap();
+        assert!(matches!(outcome, ResumeOutcome::CutShort { replayed: 0, .. }), "{outcome:?}");
+        // THEN a continuation of the same connection is enqueued with the position to go on
+        // from, in the connection's own message group (a first run that stops gave the task
+        // its position: not counted as a failed attempt)
+        let next = queue.pop_resume().expect("a continuation");
+        assert_eq!((next.resume.as_str(), next.attempt), ("c", 0));
+        assert!(next.after.is_some());
+        assert_eq!(next.group(), first.group());
+        // AND run in time it replays the rest and the connection goes live
+        let outcome = w.resume(&next, later()).await.unwrap();
+        assert_eq!(outcome, ResumeOutcome::Live { replayed: 2, drained: 0 });
+        assert_eq!(poster.received("c").len(), 2);
+        assert!(queue.pop_resume().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_resume_that_makes_no_progress_gives_up_after_the_last_attempt() {
+        let queue = Arc::new(MemoryTaskQueue::new());
+        let (w, _store) = resuming(Arc::new(MemoryPoster::new()), queue.clone()).await;
+        let cut = w.resume(&ResumeTask::new("c"), Instant::now()).await.unwrap();
+        let ResumeOutcome::CutShort { after, .. } = cut else { panic!("{cut:?}") };
+        assert_eq!(queue.pop_resume().map(|t| t.attempt), Some(0));
+        let stuck = ResumeTask { after: Some(after), ..ResumeTask::new("c") };
+        w.resume(&stuck, Instant::now()).await.unwrap();
+        assert_eq!(queue.pop_resume().map(|t| t.attempt), Some(1), "no progress: one attempt");
+        let last = ResumeTask { attempt: MAX_ATTEMPTS - 1, ..stuck };
+        assert!(matches!(w.resume(&last, Instant::now()).await, Err(TaskError::GaveUp(1))));
+        assert!(queue.pop_resume().is_none());
+        // A worker built without the resume refuses the task (SQS retries it).
+        let plain = worker(Arc::new(MemoryPoster::new()), queue);
+        assert!(matches!(plain.resume(&last, later()).await, Err(TaskError::NoResume)));
     }
 }
