@@ -2,9 +2,15 @@
 //! delivered before a deadline (the invocation's remaining time less a margin). What it
 //! could not finish — posts that failed, connections not reached in time — goes back on
 //! the queue as the task's remainder (same shard), so nothing is dropped. A remainder after
-//! failed posts (or after an invocation that posted nothing) is one attempt later; after
-//! [`MAX_ATTEMPTS`] such attempts the task is reported failed instead and SQS's redrive
-//! policy moves it to the dead-letter queue.
+//! an invocation that posted nothing is one attempt later; after [`MAX_ATTEMPTS`] such
+//! attempts the task is reported failed instead and SQS's redrive policy moves it to the
+//! dead-letter queue. An invocation that posted something is no failed attempt, even if
+//! some of its posts failed: those connections ride along in the remainder. (Counting them
+//! against the whole slice let a few one-off failures spread over a slice use up its
+//! attempts while it was still progressing; the message it then gave up on came back whole
+//! from SQS, re-posting what that invocation had delivered, and went to the dead-letter
+//! queue with connections never tried.) A connection that keeps failing is given up on once
+//! nothing else is left with it, so the message reported failed holds no delivered post.
 //!
 //! A [`ResumeTask`] runs the resume use case ([`Resume::run_until`]) to the same deadline;
 //! a replay cut short there goes back on the queue as a continuation from the last
@@ -105,9 +111,8 @@ impl PushWorker {
         if delivery.unfinished.is_empty() {
             return Ok(TaskReport { delivery, requeued: 0 });
         }
-        // A cut-off that made progress is not a failed attempt: only failed posts, or an
-        // invocation that posted nothing, count toward MAX_ATTEMPTS.
-        let failed_attempt = delivery.failed > 0 || delivery.posted == 0;
+        // Only an invocation that posted nothing counts toward MAX_ATTEMPTS (module doc).
+        let failed_attempt = delivery.posted == 0;
         if failed_attempt && task.attempt + 1 >= MAX_ATTEMPTS {
             return Err(TaskError::GaveUp(delivery.unfinished.len()));
         }
@@ -122,7 +127,7 @@ impl PushWorker {
 mod tests {
     use super::*;
     use crate::{
-        fanout::{MemoryPoster, MemoryTaskQueue},
+        fanout::{ConnectionPoster, MemoryPoster, MemoryTaskQueue, PostError},
         store::memory::MemoryStore,
         usecases::push::{
             plan::{Delivery, Payload, Plan},
@@ -157,11 +162,12 @@ mod tests {
         let queue = Arc::new(MemoryTaskQueue::new());
         poster.set_failing("b", true);
         let w = worker(poster.clone(), queue.clone());
-        // WHEN b fails THEN a and c are done and only b's two go back, one attempt later
+        // WHEN b fails THEN a and c are done and only b's two go back; the invocation made
+        // progress, so that is no failed attempt
         let report = w.run(&task(&["a", "b", "c"]), later()).await.unwrap();
         assert_eq!((report.delivery.posted, report.requeued), (4, 1));
         let rest = queue.pop().expect("a remainder");
-        assert_eq!(rest.attempt, 1);
+        assert_eq!(rest.attempt, 0);
         assert_eq!(rest.deliveries.iter().map(|d| d.c.as_str()).collect::<Vec<_>>(), ["b"]);
         // AND the remainder, run when b works again, completes the slice
         poster.set_failing("b", false);
@@ -170,6 +176,62 @@ mod tests {
         assert!(queue.is_empty());
         for id in ["a", "b", "c"] {
             assert_eq!(poster.received(id), [b"n0".to_vec(), b"n1".to_vec()], "{id}");
+        }
+    }
+
+    /// Each post takes 10 ms; the first post to each connection in `flaky` fails.
+    #[derive(Debug)]
+    struct FailsOnce {
+        inner: MemoryPoster,
+        flaky: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ConnectionPoster for FailsOnce {
+        async fn post(&self, id: &str, data: &[u8]) -> Result<(), PostError> {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let failing = {
+                let mut flaky = self.flaky.lock().unwrap_or_else(|p| p.into_inner());
+                let k = flaky.iter().position(|f| f == id);
+                k.map(|k| flaky.remove(k)).is_some()
+            };
+            if failing {
+                return Err(PostError::Failed("injected".into()));
+            }
+            self.inner.post(id, data).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_off_failures_spread_over_a_slice_never_use_up_its_attempts() {
+        // GIVEN a slice of 20 connections, every other one failing its first post, and
+        // invocations with time for about three posts each
+        let ids: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+        let poster = Arc::new(FailsOnce {
+            inner: MemoryPoster::new(),
+            flaky: std::sync::Mutex::new(ids.iter().step_by(2).cloned().collect()),
+        });
+        let queue = Arc::new(MemoryTaskQueue::new());
+        let w = PushWorker::new(
+            Deliverer::new(Arc::new(MemoryStore::new()), poster.clone(), 1),
+            queue.clone(),
+        );
+        let mut current = task(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut with_failures = 0;
+        loop {
+            // WHEN each remainder runs in turn THEN none is given up on
+            let deadline = Instant::now() + Duration::from_millis(25);
+            let report = w.run(&current, deadline).await.expect("a progressing slice goes on");
+            with_failures += usize::from(report.delivery.failed > 0);
+            let Some(rest) = queue.pop() else { break };
+            assert_eq!(rest.attempt, 0, "an invocation that posted something is no failed attempt");
+            current = rest;
+        }
+        // AND more invocations saw failures than a task has attempts, yet every connection
+        // got both notifications, once each
+        assert!(with_failures > MAX_ATTEMPTS as usize, "{with_failures} invocations with failures");
+        for id in &ids {
+            assert_eq!(poster.inner.received(id), [b"n0".to_vec(), b"n1".to_vec()], "{id}");
         }
     }
 
