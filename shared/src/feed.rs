@@ -10,7 +10,10 @@ use serde_json::Value;
 
 use crate::{
     config::ConfigError,
-    model::{validate_queue_name, Notification, NOTIFICATION_TYPES},
+    model::{
+        validate_queue_name, validate_status_name, Notification, NOTIFICATION_TYPES,
+        TICKET_STATUS_CHANGED,
+    },
     store::{Page, PageRequest, StoreError, TicketStore},
 };
 
@@ -187,7 +190,7 @@ pub async fn answer_ping(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FilterError {
-    /// `queue`, `type` or `ticket`.
+    /// `queue`, `type`, `ticket` or `status`.
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
@@ -211,6 +214,11 @@ pub struct Subscription {
     /// Ticket ids.
     #[serde(default, rename = "ticket")]
     pub tickets: Vec<u64>,
+    /// Ticket statuses: a notification matches when the ticket's status before or after
+    /// it is one of them, so a client watching `open` also hears a ticket leave `open`.
+    /// Left out of the JSON when empty (the shape clients knew before statuses).
+    #[serde(default, rename = "status", skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<String>,
 }
 
 /// A key of the connections table's `by-channel` index.
@@ -254,7 +262,7 @@ impl Subscription {
         Self::default()
     }
 
-    /// Reads `queue`, `type`, `ticket` from query parameters (each may repeat; other
+    /// Reads `queue`, `type`, `ticket`, `status` from query parameters (each may repeat; other
     /// parameters are ignored).
     pub fn from_query<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -264,6 +272,7 @@ impl Subscription {
             match name {
                 "queue" => sub.queues.push(value.to_owned()),
                 "type" => sub.types.push(value.to_owned()),
+                "status" => sub.statuses.push(value.to_owned()),
                 "ticket" => sub.tickets.push(
                     value
                         .trim()
@@ -292,6 +301,9 @@ impl Subscription {
         if self.tickets.len() > MAX_FILTER_VALUES {
             return Err(too_many("ticket"));
         }
+        if self.statuses.len() > MAX_FILTER_VALUES {
+            return Err(too_many("status"));
+        }
         let mut queues = Vec::with_capacity(self.queues.len());
         for q in &self.queues {
             let q = validate_queue_name(q).map_err(|e| FilterError::new("queue", e.message))?;
@@ -309,14 +321,24 @@ impl Subscription {
         if self.tickets.contains(&0) {
             return Err(FilterError::new("ticket", "must be a ticket id"));
         }
+        let mut statuses = Vec::with_capacity(self.statuses.len());
+        for s in &self.statuses {
+            statuses
+                .push(validate_status_name(s).map_err(|e| FilterError::new("status", e.message))?);
+        }
+        self.statuses = statuses;
         dedup(&mut self.types);
         dedup(&mut self.tickets);
+        dedup(&mut self.statuses);
         Ok(self)
     }
 
     /// Whether it lets everything through.
     pub fn is_everything(&self) -> bool {
-        self.queues.is_empty() && self.types.is_empty() && self.tickets.is_empty()
+        self.queues.is_empty()
+            && self.types.is_empty()
+            && self.tickets.is_empty()
+            && self.statuses.is_empty()
     }
 
     /// As stored with the connection (JSON); `None` for everything, which is stored as no
@@ -336,11 +358,28 @@ impl Subscription {
         (self.queues.is_empty() || self.queues.contains(&n.ticket.queue))
             && (self.types.is_empty() || self.types.contains(&n.kind))
             && (self.tickets.is_empty() || self.tickets.contains(&n.ticket.id))
+            && (self.statuses.is_empty() || self.wants_status_of(n))
+    }
+
+    /// Whether the ticket's status after `n` (the summary it carries) or, for a status
+    /// change, before it is one the filter names: a ticket leaving a watched status is
+    /// still heard, so a client can update or drop its row.
+    fn wants_status_of(&self, n: &Notification) -> bool {
+        let changed = n
+            .change
+            .as_ref()
+            .filter(|c| n.kind == TICKET_STATUS_CHANGED && c.field == "status")
+            .map(|c| [c.old.as_str(), c.new.as_str()]);
+        std::iter::once(n.ticket.status.as_str())
+            .chain(changed.into_iter().flatten())
+            .any(|s| self.statuses.iter().any(|w| w == s))
     }
 
     /// The channels the connection is indexed under: every value of its most selective
     /// kind (ticket, then queue, then type), or `all`. Each matching notification is
-    /// relevant to at least one of them ([`Channel::relevant_to`]).
+    /// relevant to at least one of them ([`Channel::relevant_to`]). Statuses are not a
+    /// channel (a ticket's status before a change is not known from its summary): a
+    /// status filter narrows the candidates its other kinds, or `all`, find.
     pub fn channels(&self) -> Vec<Channel> {
         if !self.tickets.is_empty() {
             self.tickets.iter().copied().map(Channel::Ticket).collect()
@@ -371,7 +410,8 @@ fn dedup<T: PartialEq + Clone>(values: &mut Vec<T>) {
 pub enum ClientMessage {
     /// `{"action": "ping"}`.
     Ping,
-    /// `{"action": "subscribe", "queue": [...], "type": [...], "ticket": [...]}`.
+    /// `{"action": "subscribe", "queue": [...], "type": [...], "ticket": [...],
+    /// "status": [...]}`.
     Subscribe(Subscription),
 }
 
@@ -389,7 +429,9 @@ impl ClientMessage {
             Some("ping") => Ok(ClientMessage::Ping),
             Some("subscribe") => {
                 let sub: Subscription = serde_json::from_value(value).map_err(|_| {
-                    invalid("queue and type are lists of strings, ticket a list of ids".into())
+                    invalid(
+                        "queue, type and status are lists of strings, ticket a list of ids".into(),
+                    )
                 })?;
                 sub.validated().map(ClientMessage::Subscribe).map_err(|e| ServerMessage::Error {
                     code: "invalid_subscription".into(),
@@ -619,6 +661,13 @@ mod tests {
                 queues: vec!["A".into()],
                 types: vec!["ticket.created".into()],
                 tickets: vec![3],
+                ..Default::default()
+            },
+            Subscription { statuses: vec!["new".into()], ..Default::default() },
+            Subscription {
+                queues: vec!["B".into()],
+                statuses: vec!["new".into()],
+                ..Default::default()
             },
         ];
         let notes = [
@@ -637,6 +686,94 @@ mod tests {
         assert_eq!(subs[3].channels(), [Channel::Ticket(3)]);
         assert_eq!(subs[1].channels()[0].key(), "queue#A");
         assert_eq!(subs[0].channels()[0].key(), "all");
+        assert_eq!(subs[4].channels(), [Channel::All], "a status is not a channel");
+        assert_eq!(subs[5].channels(), [Channel::Queue("B".into())]);
+    }
+
+    /// A `ticket.status_changed` from `old` to `new`; the summary says `now` (what the
+    /// relay read after the change, which may be later still).
+    fn status_change(ticket: u64, old: &str, new: &str, now: &str) -> Notification {
+        let mut n = note(crate::model::TICKET_STATUS_CHANGED, "General", ticket);
+        n.ticket.status = now.into();
+        n.change = Some(crate::model::FieldChange {
+            field: "status".into(),
+            old: old.into(),
+            new: new.into(),
+        });
+        n
+    }
+
+    #[test]
+    fn status_filters_are_validated_like_the_list_s_status_parameter() {
+        let sub = Subscription::from_query([
+            ("status", " open "),
+            ("status", "stalled"),
+            ("status", "open"),
+            ("queue", "General"),
+        ])
+        .unwrap();
+        assert_eq!(sub.statuses, ["open", "stalled"], "trimmed, duplicates dropped");
+        assert!(!sub.is_everything());
+        let long = "s".repeat(65);
+        for bad in ["", "  ", "a\tb", long.as_str()] {
+            let err = Subscription::from_query([("status", bad)]).unwrap_err();
+            assert_eq!(err.field, "status", "{bad:?}");
+        }
+        assert!(Subscription::from_query([("status", "s".repeat(64).as_str())]).is_ok());
+        let many: Vec<(&str, &str)> = (0..21).map(|_| ("status", "open")).collect();
+        assert_eq!(Subscription::from_query(many).unwrap_err().field, "status");
+    }
+
+    #[test]
+    fn a_status_filter_hears_tickets_in_the_status_and_tickets_leaving_or_entering_it() {
+        let open = Subscription { statuses: vec!["open".into()], ..Default::default() };
+        // GIVEN a filter on `open` THEN events on tickets that are open match
+        let mut replied = note("ticket.replied", "General", 1);
+        replied.ticket.status = "open".into();
+        assert!(open.matches(&replied));
+        // and a ticket created `new` does not
+        assert!(!open.matches(&note("ticket.created", "General", 2)));
+        // a ticket entering `open`, and one leaving it (even when the relay read a later
+        // status than the change's), match
+        assert!(open.matches(&status_change(3, "new", "open", "open")));
+        assert!(open.matches(&status_change(3, "open", "resolved", "resolved")));
+        assert!(open.matches(&status_change(3, "new", "open", "stalled")));
+        // a change between two other statuses does not
+        assert!(!open.matches(&status_change(3, "stalled", "resolved", "resolved")));
+        // only a status change's `change` counts: an update's old value is not a status
+        let mut moved = note("ticket.updated", "General", 4);
+        moved.change = Some(crate::model::FieldChange {
+            field: "queue".into(),
+            old: "open".into(),
+            new: "General".into(),
+        });
+        assert!(!open.matches(&moved));
+        // kinds are AND: the queue must match too
+        let narrow = Subscription { queues: vec!["Support".into()], ..open.clone() };
+        assert!(!narrow.matches(&status_change(3, "new", "open", "open")));
+    }
+
+    #[test]
+    fn a_stored_status_filter_round_trips_and_older_records_read_as_before() {
+        let sub = Subscription {
+            queues: vec!["General".into()],
+            statuses: vec!["open".into()],
+            ..Default::default()
+        };
+        let stored = sub.to_stored().unwrap();
+        assert_eq!(stored, r#"{"queue":["General"],"type":[],"ticket":[],"status":["open"]}"#);
+        assert_eq!(Subscription::from_stored(Some(&stored)), sub);
+        let older =
+            Subscription::from_stored(Some(r#"{"queue":["General"],"type":[],"ticket":[]}"#));
+        assert!(older.statuses.is_empty());
+        assert_eq!(older.queues, ["General"]);
+        // Without statuses the JSON is the shape it always was.
+        assert_eq!(
+            Subscription { types: vec!["ticket.created".into()], ..Default::default() }
+                .to_stored()
+                .unwrap(),
+            r#"{"queue":[],"type":["ticket.created"],"ticket":[]}"#
+        );
     }
 
     #[test]
@@ -648,8 +785,21 @@ mod tests {
                 queues: vec!["General".into()],
                 types: vec![],
                 tickets: vec![4],
+                ..Default::default()
             }))
         );
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"subscribe","status":["open","new"]}"#),
+            Ok(ClientMessage::Subscribe(Subscription {
+                statuses: vec!["open".into(), "new".into()],
+                ..Default::default()
+            }))
+        );
+        let err =
+            ClientMessage::parse(r#"{"action":"subscribe","status":["\u0007"]}"#).unwrap_err();
+        assert!(err.to_json().contains(r#""field":"status""#), "{}", err.to_json());
+        let err = ClientMessage::parse(r#"{"action":"subscribe","status":"open"}"#).unwrap_err();
+        assert!(err.to_json().contains(r#""code":"invalid_message""#));
         for bad in ["ping", "{}", r#"{"action":"dance"}"#, r#"{"action":"subscribe","queue":"A"}"#]
         {
             let err = ClientMessage::parse(bad).unwrap_err();

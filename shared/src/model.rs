@@ -14,6 +14,8 @@ pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
 pub const MAX_QUEUE_BYTES: usize = 200;
 /// Longest requestor address accepted (RFC 5321 path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
+/// Longest status name a filter may give, in UTF-8 bytes (and in characters as sent).
+pub const MAX_STATUS_BYTES: usize = 64;
 /// A ticket was created (through `POST /tickets`, RT's web UI, REST or e-mail).
 pub const TICKET_CREATED: &str = "ticket.created";
 /// A ticket's status changed in RT.
@@ -164,6 +166,25 @@ fn validate_description(description: &str) -> Result<(), ValidationError> {
         ));
     }
     Ok(())
+}
+
+/// Checks a ticket status name as a filter (`GET /tickets?status=`, WebSocket `status=`):
+/// RT's statuses are free-form words, so any trimmed text of 1..=64 characters without
+/// control characters. Returns it trimmed.
+pub fn validate_status_name(raw: &str) -> Result<String, ValidationError> {
+    let status = raw.trim();
+    // The document's maxLength (64) counts the value as sent, surrounding white space too.
+    if status.is_empty()
+        || status.len() > MAX_STATUS_BYTES
+        || too_long_as_sent(raw, MAX_STATUS_BYTES)
+        || status.chars().any(char::is_control)
+    {
+        return Err(ValidationError::field(
+            "status",
+            "must be an RT status name such as new, open or resolved",
+        ));
+    }
+    Ok(status.to_owned())
 }
 
 /// Checks a queue name: trimmed, 1..=200 bytes, no control characters. Returns it trimmed.

@@ -1,7 +1,8 @@
 //! The live feed (issue 11) end to end, through the local gateway over the real RT and moto:
 //! catching up over HTTP with `since` (oldest first, exactly the notifications after the
 //! position the key's queues allow, 410 `position_expired` for a lost one), the WebSocket keep-alive (`ping` →
-//! `pong`), and subscriptions (by queue on connect, by type with `subscribe`). Every wait is bounded and waits for the event itself.
+//! `pong`), and subscriptions (by queue on connect, by type with `subscribe`, by status
+//! either way). Every wait is bounded and waits for the event itself.
 
 use std::time::{Duration, Instant};
 
@@ -304,6 +305,17 @@ async fn without_the_fanout_queue_the_gateway_refuses_since_it_has_no_other_resu
     stack.finish(gateway).await;
 }
 
+/// The sync's first run positions its cursor at RT's newest transaction: waits for it, so
+/// RT changes made after this come after it.
+async fn wait_for_first_sync(stack: &Stack) {
+    let events = DynamoEvents::new(stack.dynamodb.clone(), stack.tables().clone());
+    wait_for("the sync's first run", Duration::from_secs(60), || {
+        let events = &events;
+        async move { events.position().await.ok().flatten() }
+    })
+    .await;
+}
+
 /// `(type, ticket id)` of every notification `client` received about `ours`, in order.
 fn about(client: &WsClient, ours: &[u64]) -> Vec<(String, u64)> {
     client
@@ -325,14 +337,7 @@ async fn three_subscriptions_each_receive_exactly_what_they_match() {
     let base = gateway.http_url();
     let actor = rt_relay_tests::rt_actions::RtActor::new();
     actor.ensure_queue("Support").await;
-    // The sync's first run positions its cursor at RT's newest transaction: wait for it,
-    // so the changes below come after it.
-    let events = DynamoEvents::new(stack.dynamodb.clone(), stack.tables().clone());
-    wait_for("the sync's first run", Duration::from_secs(60), || {
-        let events = &events;
-        async move { events.position().await.ok().flatten() }
-    })
-    .await;
+    wait_for_first_sync(&stack).await;
 
     // Bad filters are refused at $connect with a clear 400.
     let ws = stack.ws_url(&gateway);
@@ -401,6 +406,90 @@ async fn three_subscriptions_each_receive_exactly_what_they_match() {
     );
 
     for client in [support, status, everything] {
+        client.close().await;
+    }
+    stack.finish(gateway).await;
+}
+
+/// Waits until a `ticket.status_changed` of ticket `id` to `new` is stored (so its ticket
+/// summary was read before any later change).
+async fn wait_until_stored(http: &reqwest::Client, base: &str, id: u64, new: &str) {
+    wait_for(&format!("ticket {id}'s change to {new} to be stored"), CATCH_UP_WAIT, || async {
+        let page: Value = http
+            .get(format!("{base}/notifications?limit=50"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"]
+            .as_array()?
+            .iter()
+            .any(|n| n["ticket"]["id"] == id && n["change"]["new"] == new)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_subscription_hears_tickets_entering_and_leaving_the_status() {
+    let stack =
+        Stack::with_vars("feed-status", &[("GATEWAY_SYNC_INTERVAL_MS", "500".into())]).await;
+    let gateway = stack.start().await;
+    let http = stack.http();
+    let base = gateway.http_url();
+    let actor = rt_relay_tests::rt_actions::RtActor::new();
+    wait_for_first_sync(&stack).await;
+
+    // A status that is no name (blank, a control character, over 64 characters) is refused.
+    let ws = stack.ws_url(&gateway);
+    for bad in ["%20", "a%07b", &"s".repeat(65)] {
+        assert_eq!(handshake_status(&format!("{ws}&status={bad}")).await, 400, "{bad}");
+    }
+
+    // GIVEN a client watching `open` (on connect) and one watching `resolved` (subscribe)
+    let mut open = WsClient::connect(&format!("{ws}&status=open")).await;
+    let mut resolved = WsClient::connect(&ws).await;
+    resolved.send_text(r#"{"action":"subscribe","status":[" resolved "]}"#).await;
+    assert_eq!(
+        control_message(&mut resolved).await,
+        json!({"type": "subscribed", "subscription": {
+            "queue": [], "type": [], "ticket": [], "status": ["resolved"]
+        }})
+    );
+
+    // WHEN two tickets are created (new), one is opened, the other stalled, and the first
+    // resolved (each change stored before the next, so each summary says its own status)
+    let a = post_ticket(&http, &base, "status subs: opened, then resolved").await;
+    let b = post_ticket(&http, &base, "status subs: stalled").await;
+    actor.update(a, json!({"Status": "open"})).await;
+    wait_until_stored(&http, &base, a, "open").await;
+    actor.update(b, json!({"Status": "stalled"})).await;
+    wait_until_stored(&http, &base, b, "stalled").await;
+    // The sentinel, which both match (it leaves `open`, it enters `resolved`): once it
+    // arrived, everything before it was pushed (one stream, in order).
+    actor.update(a, json!({"Status": "resolved"})).await;
+    let is_sentinel = |v: &Value| v["ticket"]["id"] == a && v["change"]["new"] == "resolved";
+    for (name, client) in [("open", &mut open), ("resolved", &mut resolved)] {
+        let got = client.wait_for_message(Duration::from_secs(90), is_sentinel).await;
+        assert!(got.is_some(), "{name} never got the sentinel; got {:?}", client.received);
+    }
+
+    // THEN `open` heard the first ticket enter and leave `open`, nothing of its creation
+    // (new) nor of the other (new, then stalled); `resolved` heard only it entering `resolved`
+    let changed = |id| ("ticket.status_changed".to_owned(), id);
+    assert_eq!(about(&open, &[a, b]), [changed(a), changed(a)]);
+    assert_eq!(about(&resolved, &[a, b]), [changed(a)]);
+    let touches = |n: &Value, status: &str| {
+        n["ticket"]["status"] == status
+            || n["change"]["old"] == status
+            || n["change"]["new"] == status
+    };
+    assert!(open.received.iter().all(|n| touches(n, "open")), "{:?}", open.received);
+    assert!(resolved.received.iter().all(|n| touches(n, "resolved")), "{:?}", resolved.received);
+
+    for client in [open, resolved] {
         client.close().await;
     }
     stack.finish(gateway).await;

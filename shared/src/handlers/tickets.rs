@@ -8,7 +8,7 @@ use lambda_http::{
 
 use crate::{
     http::{json_body, json_response, path_param, query_param, raw_json_response, ApiError},
-    model::{too_long_as_sent, validate_queue_name, NewTicket, Ticket, ValidationError},
+    model::{validate_queue_name, validate_status_name, NewTicket, Ticket, ValidationError},
     store::{PageRequest, StoreError, TicketFilter},
     tenant::{relay_default_queue, Caller},
     usecases::{
@@ -147,7 +147,7 @@ impl ListTickets {
 
     async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let page = page_request(&req)?;
-        let status = query_param(&req, "status").map(|s| validate_status(&s)).transpose()?;
+        let status = query_param(&req, "status").map(|s| validate_status_name(&s)).transpose()?;
         let mut queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
         if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
             queue = caller.list_queue(queue)?;
@@ -182,19 +182,6 @@ pub(crate) fn page_request(req: &Request) -> Result<PageRequest, ApiError> {
         query_param(req, "limit").as_deref(),
         query_param(req, "cursor").as_deref(),
     )?)
-}
-
-fn validate_status(raw: &str) -> Result<String, ValidationError> {
-    let s = raw.trim();
-    // The document's maxLength (64) counts the value as sent, surrounding white space too.
-    if s.is_empty() || s.len() > 64 || too_long_as_sent(raw, 64) || s.chars().any(char::is_control)
-    {
-        return Err(ValidationError::field(
-            "status",
-            "must be an RT status name such as new, open or resolved",
-        ));
-    }
-    Ok(s.to_owned())
 }
 
 #[cfg(test)]
