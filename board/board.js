@@ -31,6 +31,7 @@
     filterQueue: $("filter-queue"),
     filterStatus: $("filter-status"),
     listError: $("list-error"),
+    caption: $("list-caption"),
     rows: $("ticket-rows"),
     empty: $("list-empty"),
     more: $("load-more"),
@@ -109,7 +110,8 @@
   }
 
   function errorText(res) {
-    if (res.status === 401 || res.status === 403) {
+    const refused = res.body && res.body.error && res.body.error.code === "queue_forbidden";
+    if (res.status === 401 || (res.status === 403 && !refused)) {
       return "The API key was refused (" + res.status + "): it may be revoked or lack a scope.";
     }
     const e = res.body && res.body.error;
@@ -122,6 +124,35 @@
     if (state.filters.queue && ticket.queue !== state.filters.queue) return false;
     if (state.filters.status && ticket.status !== state.filters.status) return false;
     return true;
+  }
+
+  // Whether the live feed, narrowed by the filters, sends `n`: the relay's own rule (a
+  // status filter also hears a ticket entering or leaving the status, so its row can go).
+  function liveFeedSends(n) {
+    const f = state.filters;
+    if (f.queue && n.ticket.queue !== f.queue) return false;
+    if (!f.status || n.ticket.status === f.status) return true;
+    const c = n.change || {};
+    return n.type === "ticket.status_changed" && c.field === "status" &&
+      (c.old === f.status || c.new === f.status);
+  }
+
+  // The WebSocket subscription for the filters: `{queue: [...], status: [...]}`.
+  function subscription() {
+    const sub = {};
+    if (state.filters.queue) sub.queue = [state.filters.queue];
+    if (state.filters.status) sub.status = [state.filters.status];
+    return sub;
+  }
+
+  // Says, under the list, what the live feed is narrowed to (as the relay confirmed it).
+  function showLiveFilter(sub) {
+    const parts = [];
+    if (sub && sub.queue && sub.queue.length) parts.push("queue " + sub.queue.join(", "));
+    if (sub && sub.status && sub.status.length) parts.push("status " + sub.status.join(", "));
+    el.caption.textContent = "Newest first; rows update live" +
+      (parts.length ? " (live feed: " + parts.join(", ") + ")." : ".");
+    el.caption.dataset.liveFilter = parts.join("; ");
   }
 
   // ------------------------------------------------------------------ rows
@@ -227,7 +258,10 @@
       state.lastId = n.id;
       state.lastAt = n.created_at || state.lastAt;
     }
-    if (state.resume && (!n.created_at || Date.parse(n.created_at) < state.resume.openedAt)) {
+    // A catch-up over HTTP reads every notification of the key's queues: only those the
+    // filtered live feed would have sent count as missed.
+    if (state.resume && liveFeedSends(n) &&
+        (!n.created_at || Date.parse(n.created_at) < state.resume.openedAt)) {
       state.resume.missed += 1;
       showResumed();
     }
@@ -322,14 +356,18 @@
     const url = new URL(state.websocketUrl, window.location.href);
     url.searchParams.set("api_key", state.key);
     if (state.lastId) url.searchParams.set("since", state.lastId);
-    if (state.filters.queue) url.searchParams.set("queue", state.filters.queue);
+    const sub = subscription();
+    for (const [kind, values] of Object.entries(sub)) {
+      for (const v of values) url.searchParams.append(kind, v);
+    }
     return url.toString();
   }
 
+  // Narrows an open socket to the filters (answered `subscribed`, or `error`).
   function subscribe(socket) {
-    const message = { action: "subscribe" };
-    if (state.filters.queue) message.queue = [state.filters.queue];
-    socket.send(JSON.stringify(message));
+    const sub = subscription();
+    socket.filter = JSON.stringify(sub);
+    socket.send(JSON.stringify(Object.assign({ action: "subscribe" }, sub)));
   }
 
   function connect(resuming) {
@@ -350,13 +388,18 @@
       scheduleReconnect();
       return;
     }
+    // The handshake carries the filters: the socket is narrowed from its first message
+    // (and its `since` replay with it).
+    socket.filter = JSON.stringify(subscription());
     state.socket = socket;
     socket.onopen = () => {
       if (serial !== state.socketSerial) return;
       // A `reconnect` message leaves the old socket open until the new one is up.
       if (previous && previous !== socket) closeQuietly(previous);
       state.attempt = 0;
-      subscribe(socket);
+      // The filters changed while it was connecting.
+      if (socket.filter !== JSON.stringify(subscription())) subscribe(socket);
+      else showLiveFilter(JSON.parse(socket.filter));
       window.clearInterval(state.pingTimer);
       state.pingTimer = window.setInterval(ping, PING_EVERY_MS);
       if (resuming && since) {
@@ -379,7 +422,14 @@
       if (!msg || typeof msg !== "object") return;
       switch (msg.type) {
         case "pong":
+          return;
         case "subscribed":
+          showLiveFilter(msg.subscription);
+          el.listError.textContent = "";
+          return;
+        case "error":
+          // A refused `subscribe`: the socket keeps its previous filter.
+          el.listError.textContent = "The live feed refused the filter: " + (msg.message || msg.code);
           return;
         case "reconnect":
           // The API is about to cut this socket: open the next one first, with `since`.
@@ -452,8 +502,12 @@
     el.more.disabled = false;
     if (res.status !== 200 || !res.body) {
       el.listError.textContent = errorText(res);
+      const e = res.body && res.body.error;
+      // The API names the filter field at fault (e.g. a key with several queues must name one).
+      if (e && e.field === "queue") el.filterQueue.setAttribute("aria-invalid", "true");
       return res.status !== 401 && res.status !== 403;
     }
+    el.filterQueue.removeAttribute("aria-invalid");
     el.listError.textContent = "";
     if (reset) {
       el.rows.textContent = "";

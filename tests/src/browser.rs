@@ -1,7 +1,9 @@
 //! A real headless Chromium (Debian's `chromium`, installed by `scripts/chromium.sh`)
 //! driven over the Chrome DevTools Protocol: one page, JavaScript evaluated in it, real
 //! keyboard input (`Input.insertText`, `Input.dispatchKeyEvent`), viewport sizes and
-//! screenshots. Only the few commands the board test needs; no WebDriver server.
+//! screenshots, and the page's WebSockets as the browser's network layer saw them (their
+//! handshake URLs and every text message each way). Only the few commands the board test
+//! needs; no WebDriver server.
 //!
 //! Waits poll a JavaScript condition until it holds, bounded in time, and fail with what
 //! the page showed last: never sleep-then-assert.
@@ -149,7 +151,9 @@ impl Browser {
             .await;
         browser.session = attached["sessionId"].as_str().expect("a session id").to_owned();
         // The page is the visible, focused tab, as a person's would be.
-        for domain in ["Page.enable", "Runtime.enable", "Log.enable", "Page.bringToFront"] {
+        for domain in
+            ["Page.enable", "Runtime.enable", "Log.enable", "Network.enable", "Page.bringToFront"]
+        {
             browser.call(domain, json!({})).await;
         }
         browser.call("Emulation.setFocusEmulationEnabled", json!({"enabled": true})).await;
@@ -302,6 +306,46 @@ impl Browser {
         }
     }
 
+    /// The WebSockets the page opened, oldest first: `(id, handshake URL)`, the URL with its
+    /// `api_key` value masked (it is a secret).
+    pub fn websockets(&self) -> Vec<(String, String)> {
+        let events = self.events.lock().expect("events").clone();
+        events
+            .iter()
+            .filter(|e| e["method"] == "Network.webSocketCreated")
+            .map(|e| {
+                let id = e["params"]["requestId"].as_str().unwrap_or_default().to_owned();
+                (id, masked_url(e["params"]["url"].as_str().unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// Every JSON text message the page's WebSockets sent or received so far, in order.
+    pub fn websocket_messages(&self) -> Vec<WsMessage> {
+        let events = self.events.lock().expect("events").clone();
+        events
+            .iter()
+            .filter_map(|e| {
+                let sent = match e["method"].as_str()? {
+                    "Network.webSocketFrameSent" => true,
+                    "Network.webSocketFrameReceived" => false,
+                    _ => return None,
+                };
+                let params = &e["params"];
+                // Opcode 1: a text frame.
+                if params["response"]["opcode"].as_u64() != Some(1) {
+                    return None;
+                }
+                let message = serde_json::from_str(params["response"]["payloadData"].as_str()?);
+                Some(WsMessage {
+                    socket: params["requestId"].as_str()?.to_owned(),
+                    sent,
+                    message: message.ok()?,
+                })
+            })
+            .collect()
+    }
+
     /// Uncaught exceptions and Content-Security-Policy violations the page reported so
     /// far (failed requests, which the board expects while the API is down, are not).
     pub fn page_errors(&self) -> Vec<String> {
@@ -323,6 +367,31 @@ impl Browser {
             })
             .collect()
     }
+}
+
+/// One text message on one of the page's WebSockets.
+#[derive(Debug, Clone)]
+pub struct WsMessage {
+    /// The socket's id (as in [`Browser::websockets`]).
+    pub socket: String,
+    /// Sent by the page (else received).
+    pub sent: bool,
+    /// The message.
+    pub message: Value,
+}
+
+/// `url` with the value of its `api_key` parameter replaced by `***`.
+fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else { return "(not a URL)".into() };
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "api_key" { "***".into() } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.into()
 }
 
 impl Drop for Browser {

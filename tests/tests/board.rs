@@ -11,13 +11,22 @@
 //! applied; an invalid title gets the API's field error beside the field; the status filter
 //! narrows the list. Screenshots at desktop and phone widths go to `target/tmp/board/`
 //! (and to `docs/board-desktop.png`, `docs/board-phone.png` with
-//! `UPDATE_BOARD_SCREENSHOTS=1`). Every wait is on something the page shows, bounded.
+//! `UPDATE_BOARD_SCREENSHOTS=1`).
+//!
+//! A second session, with a key for two queues, filters by queue and by status and checks
+//! what the page's WebSocket itself carried (the browser's network events): a `subscribe`
+//! narrows the open socket, a handover's new socket is narrowed by its handshake URL, a
+//! ticket of the other queue never reaches it, and a ticket leaving the watched status
+//! still does (its row goes). Every wait is on something the page shows or the socket
+//! received, bounded; "never reached" is proved by a later message on the same ordered
+//! stream, never by waiting a while.
 
 use std::{path::PathBuf, time::Duration};
 
 use rt_relay_shared::{
     auth::{dynamodb::DynamoApiKeys, ApiKeyStore, Scope},
     config::Tables,
+    events::{dynamodb::DynamoEvents, store::SyncCursorStore},
     model::{Notification, Ticket},
     store::{
         dynamodb::{client_from_env, DynamoStore},
@@ -26,10 +35,10 @@ use rt_relay_shared::{
     },
 };
 use rt_relay_tests::{
-    browser::Browser,
+    browser::{Browser, WsMessage},
     gateway_process::{GatewayProcess, ProcessSettings},
     rt_actions::RtActor,
-    services::unique_prefix,
+    services::{delete_tables, unique_prefix},
     stack::{authorized_client, mint_key, wait_for},
 };
 use serde_json::{json, Value};
@@ -51,6 +60,13 @@ const EARLIER: [&str; 5] = [
 
 /// Bound on anything the page must show after an action (pushes, the sync, reconnects).
 const SHOWN: Duration = Duration::from_secs(60);
+
+/// The filtered session's queues (its own, so the first session's sync never lists them).
+const WATCHED: &str = "rt-relay-board-watched";
+const ELSEWHERE: &str = "rt-relay-board-elsewhere";
+
+/// One browser at a time: two headless Chromiums at once crowd a 2-core machine.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -89,19 +105,13 @@ async fn notifications(http: &reqwest::Client, base: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_uses_the_board_through_a_gateway_restart() {
+    let _one = ONE_BROWSER.lock().await;
     // GIVEN the gateway binary on fixed loopback ports over its own tables, and a key
-    let prefix = unique_prefix("board");
-    let dynamodb = client_from_env().await;
-    let tables = Tables::with_prefix(&prefix);
-    create_tables(&dynamodb, &tables).await.expect("create the board test's tables");
     // The key's one queue is the board test's own, so other tests' RT tickets (which the
     // sync also reads) are neither listed nor pushed to it.
     let rt = RtActor::new();
     rt.ensure_queue(QUEUE).await;
-    let key = mint_key(&dynamodb, &tables, "board", &Scope::ALL).await;
-    let key_id = key.split('_').nth(1).expect("a key rtr_<id>_<secret>");
-    let keys = DynamoApiKeys::new(dynamodb.clone(), tables.api_keys.clone().expect("keys table"));
-    assert!(keys.set_queues(key_id, &[QUEUE.into()]).await.expect("set the key's queue"));
+    let (dynamodb, tables, prefix, key) = session_tables("board", &[QUEUE]).await;
     // A history of more than one page, older than anything the test does, written as the
     // API would have recorded it.
     let store = DynamoStore::new(dynamodb.clone(), tables.clone());
@@ -132,12 +142,7 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     let api = authorized_client(&key);
 
     // WHEN a person opens the board and gives the key (typed, Tab, Enter)
-    let browser = Browser::launch().await;
-    browser.viewport(1280, 900, false).await;
-    browser.navigate(&format!("{base}/")).await;
-    browser.wait_for("the key form", SHOWN, "document.documentElement.dataset.ready === 'true' && !document.getElementById('key-section').hidden").await;
-    browser.focus("#api-key").await;
-    browser.type_text(&key).await;
+    let browser = key_typed_into_the_board(&base, &key).await;
     // Tab reaches the form's button, and Enter on it opens the board.
     browser.press("Tab").await;
     assert_eq!(
@@ -398,10 +403,301 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     assert!(errors.is_empty(), "the page reported errors: {errors:#?}");
     drop(browser);
     restored.stop().await;
-    for name in [&tables.tickets, &tables.notifications, &tables.connections, &tables.idempotency]
-        .into_iter()
-        .chain(tables.api_keys.as_ref())
-    {
-        let _ = dynamodb.delete_table().table_name(name).send().await;
-    }
+    delete_tables(&dynamodb, &tables).await;
+}
+
+/// A browser showing the board at `base` with `key` typed into its key form.
+async fn key_typed_into_the_board(base: &str, key: &str) -> Browser {
+    let browser = Browser::launch().await;
+    browser.viewport(1280, 900, false).await;
+    browser.navigate(&format!("{base}/")).await;
+    browser.wait_for("the key form", SHOWN, "document.documentElement.dataset.ready === 'true' && !document.getElementById('key-section').hidden").await;
+    browser.focus("#api-key").await;
+    browser.type_text(key).await;
+    browser
+}
+
+/// Tables for one session, and a key for `queues` with every scope.
+async fn session_tables(
+    name: &str,
+    queues: &[&str],
+) -> (aws_sdk_dynamodb::Client, Tables, String, String) {
+    let prefix = unique_prefix(name);
+    let dynamodb = client_from_env().await;
+    let tables = Tables::with_prefix(&prefix);
+    create_tables(&dynamodb, &tables).await.expect("create the board test's tables");
+    let key = mint_key(&dynamodb, &tables, name, &Scope::ALL).await;
+    let key_id = key.split('_').nth(1).expect("a key rtr_<id>_<secret>");
+    let keys = DynamoApiKeys::new(dynamodb.clone(), tables.api_keys.clone().expect("keys table"));
+    let queues: Vec<String> = queues.iter().map(|q| (*q).to_owned()).collect();
+    assert!(keys.set_queues(key_id, &queues).await.expect("set the key's queues"));
+    (dynamodb, tables, prefix, key)
+}
+
+async fn post_ticket_in(api: &reqwest::Client, base: &str, title: &str, queue: &str) -> u64 {
+    let resp = api
+        .post(format!("{base}/tickets"))
+        .json(&json!({"title": title, "queue": queue}))
+        .send()
+        .await
+        .expect("POST /tickets");
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "POST /tickets in {queue}");
+    let ticket: Value = resp.json().await.expect("ticket JSON");
+    ticket["id"].as_u64().expect("a ticket id")
+}
+
+/// The notifications the page's WebSockets received about ticket `id`, in order.
+fn received_about(messages: &[WsMessage], id: u64) -> Vec<Value> {
+    messages
+        .iter()
+        .filter(|m| !m.sent && m.message["ticket"]["id"] == id)
+        .map(|m| m.message.clone())
+        .collect()
+}
+
+/// Waits until a socket received a message `pred` accepts; all messages so far.
+async fn wait_for_received(
+    browser: &Browser,
+    what: &str,
+    pred: impl Fn(&WsMessage) -> bool,
+) -> Vec<WsMessage> {
+    wait_for(what, SHOWN, || {
+        let messages = browser.websocket_messages();
+        let seen = messages.iter().any(|m| !m.sent && pred(m));
+        std::future::ready(seen.then_some(messages))
+    })
+    .await
+}
+
+/// Applies the page's filter form (the status chosen, then Enter in the queue field) and
+/// waits until the relay confirmed the socket's new subscription, which the page shows.
+async fn apply_filters(browser: &Browser, status: &str, shown: &str, subscription: &Value) {
+    browser
+        .eval(&format!("document.getElementById('filter-status').value = {}", json!(status)))
+        .await;
+    browser.focus("#filter-queue").await;
+    browser.press("Enter").await;
+    browser
+        .wait_for(
+            &format!("the page to show the live feed narrowed to {shown:?}"),
+            SHOWN,
+            &format!(
+                "document.getElementById('list-caption').dataset.liveFilter === {}",
+                json!(shown)
+            ),
+        )
+        .await;
+    let want = json!({"type": "subscribed", "subscription": subscription});
+    wait_for_received(browser, &format!("the answer {want}"), |m| m.message == want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_board_narrows_its_websocket_by_queue_and_status() {
+    let _one = ONE_BROWSER.lock().await;
+    // GIVEN a key for two queues and the gateway (its sync brings RT's status changes; a
+    // socket older than 2 s is told to reconnect when it pings)
+    let rt = RtActor::new();
+    rt.ensure_queue(WATCHED).await;
+    rt.ensure_queue(ELSEWHERE).await;
+    let (dynamodb, tables, prefix, key) =
+        session_tables("board-filter", &[WATCHED, ELSEWHERE]).await;
+    let mut gateway_settings = settings(&prefix, free_port(), free_port());
+    gateway_settings.extra_env.push(("WS_RECONNECT_AFTER_SECS".into(), "2".into()));
+    let gateway = GatewayProcess::start(&gateway_settings).await;
+    let base = gateway.http_url.clone();
+    let api = authorized_client(&key);
+    // The sync's first run places its cursor at RT's newest transaction: the RT changes
+    // below must come after it.
+    let events = DynamoEvents::new(dynamodb.clone(), tables.clone());
+    wait_for("the sync's first run", SHOWN, || {
+        let events = &events;
+        async move { events.position().await.ok().flatten() }
+    })
+    .await;
+
+    // WHEN a person opens the board with it
+    let browser = key_typed_into_the_board(&base, &key).await;
+    browser.press("Enter").await;
+    // THEN the live feed connects unfiltered, and the list asks for a queue (the API lists
+    // one queue at a time for a key with several), marking the queue filter
+    browser
+        .wait_for(
+            "the connected indicator and the list's request for a queue",
+            SHOWN,
+            "document.getElementById('connection').dataset.state === 'connected' && document.getElementById('list-error').textContent.includes('several queues')",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("document.getElementById('filter-queue').getAttribute('aria-invalid')").await,
+        json!("true")
+    );
+    let sockets = browser.websockets();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    let first_socket = reqwest::Url::parse(&sockets[0].1).expect("a socket URL");
+    assert!(
+        !first_socket.query_pairs().any(|(k, _)| k == "queue" || k == "status"),
+        "no filter yet: {first_socket}"
+    );
+
+    // WHEN the person names the watched queue in the filter (typed, Enter)
+    browser.focus("#filter-queue").await;
+    browser.type_text(WATCHED).await;
+    // THEN the list loads and the open socket is narrowed to it by `subscribe`
+    apply_filters(
+        &browser,
+        "",
+        &format!("queue {WATCHED}"),
+        &json!({"queue": [WATCHED], "type": [], "ticket": []}),
+    )
+    .await;
+    assert_eq!(browser.eval("document.getElementById('list-error').textContent").await, json!(""));
+    assert_eq!(browser.websockets().len(), 1, "the same socket, narrowed");
+
+    // WHEN a ticket is created in the other queue, then one in the watched queue
+    let elsewhere = post_ticket_in(&api, &base, "Board filter: elsewhere", ELSEWHERE).await;
+    let watched = post_ticket_in(&api, &base, "Board filter: watched", WATCHED).await;
+    // THEN the watched one appears live; the other never reached the socket (the two were
+    // pushed in that order on one stream, so it would have arrived first)
+    browser.wait_for("the watched queue's new ticket", SHOWN, &row_js(watched)).await;
+    let messages = wait_for_received(&browser, "the watched ticket's notification", |m| {
+        m.message["id"] == format!("ticket-{watched}-created")
+    })
+    .await;
+    assert_eq!(received_about(&messages, elsewhere), Vec::<Value>::new());
+    assert_eq!(browser.eval(&row_js(elsewhere)).await, Value::Null);
+
+    // WHEN the status filter is set to open as well
+    apply_filters(
+        &browser,
+        "open",
+        &format!("queue {WATCHED}; status open"),
+        &json!({"queue": [WATCHED], "type": [], "ticket": [], "status": ["open"]}),
+    )
+    .await;
+    // THEN the new ticket (status new) leaves the list
+    assert_eq!(browser.eval(&row_js(watched)).await, Value::Null);
+
+    // WHEN a ticket is created (new) and then opened in RT
+    let ticket = post_ticket_in(&api, &base, "Board filter: opened later", WATCHED).await;
+    rt.update(ticket, json!({"Status": "open"})).await;
+    // THEN its row appears once it is open; its creation (status new) never reached the
+    // socket, though it came first on the stream
+    let row_status = |status: &str| {
+        format!(
+            "(() => {{ const r = {}; return r !== null && r.status === {}; }})()",
+            row_js(ticket),
+            json!(status)
+        )
+    };
+    browser.wait_for("the opened ticket's row", SHOWN, &row_status("open")).await;
+    let messages = wait_for_received(&browser, "the change to open", |m| {
+        m.message["ticket"]["id"] == ticket && m.message["change"]["new"] == "open"
+    })
+    .await;
+    let about: Vec<Value> =
+        received_about(&messages, ticket).iter().map(|n| n["type"].clone()).collect();
+    assert_eq!(about, [json!("ticket.status_changed")], "no ticket.created (status new)");
+
+    // WHEN it is resolved in RT: it leaves the watched status
+    rt.update(ticket, json!({"Status": "resolved"})).await;
+    // THEN the socket still hears it, and the row goes
+    browser
+        .wait_for("the resolved ticket's row to go", SHOWN, &format!("{} === null", row_js(ticket)))
+        .await;
+    wait_for_received(&browser, "the change to resolved", |m| {
+        m.message["ticket"]["id"] == ticket && m.message["change"]["new"] == "resolved"
+    })
+    .await;
+
+    // WHEN it moves between two unwatched statuses (resolved to stalled; stored before the
+    // next change, so its ticket reads stalled), then back to open
+    rt.update(ticket, json!({"Status": "stalled"})).await;
+    wait_for("the change to stalled to be stored", SHOWN, || {
+        let (api, base) = (api.clone(), base.clone());
+        async move {
+            notifications(&api, &base)
+                .await
+                .iter()
+                .any(|n| n["ticket"]["id"] == ticket && n["change"]["new"] == "stalled")
+                .then_some(())
+        }
+    })
+    .await;
+    rt.update(ticket, json!({"Status": "open"})).await;
+    // THEN only the change back to open reaches the socket, and the row is back
+    browser.wait_for("the reopened ticket's row", SHOWN, &row_status("open")).await;
+    let messages = wait_for_received(&browser, "the change back to open", |m| {
+        m.message["ticket"]["id"] == ticket && m.message["change"]["old"] == "stalled"
+    })
+    .await;
+    let changes: Vec<Value> =
+        received_about(&messages, ticket).iter().map(|n| n["change"]["new"].clone()).collect();
+    assert_eq!(
+        changes,
+        [json!("open"), json!("resolved"), json!("open")],
+        "not the change to stalled"
+    );
+
+    // WHEN the socket is handed over (the board pings when its tab is shown again; the
+    // socket is older than 2 s, so the relay answers `reconnect`)
+    browser
+        .wait_for(
+            "the reconnect handover",
+            SHOWN,
+            "(() => { document.dispatchEvent(new Event('visibilitychange')); return document.getElementById('connection').dataset.state === 'resumed'; })()",
+        )
+        .await;
+    // THEN the new socket's handshake carries both filters, and it is sent no `subscribe`
+    let sockets = browser.websockets();
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    let (new_socket, url) = sockets[1].clone();
+    let url = reqwest::Url::parse(&url).expect("a socket URL");
+    let filters: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k == "queue" || k == "status")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(
+        filters,
+        [("queue".to_owned(), WATCHED.to_owned()), ("status".to_owned(), "open".to_owned())],
+        "{url}"
+    );
+    assert!(url.query_pairs().any(|(k, _)| k == "since"), "it resumes: {url}");
+    // WHEN a ticket of the other queue is opened in RT (it matches the status, not the
+    // queue), then the watched ticket is resolved
+    let other = post_ticket_in(&api, &base, "Board filter: opened elsewhere", ELSEWHERE).await;
+    rt.update(other, json!({"Status": "open"})).await;
+    rt.update(ticket, json!({"Status": "resolved"})).await;
+    // THEN the new socket hears the watched ticket leave open (its row goes), and never the
+    // other queue's ticket
+    let messages = wait_for_received(&browser, "the second change to resolved", |m| {
+        m.socket == new_socket
+            && m.message["ticket"]["id"] == ticket
+            && m.message["change"]["new"] == "resolved"
+    })
+    .await;
+    browser
+        .wait_for(
+            "the resolved ticket's row to go again",
+            SHOWN,
+            &format!("{} === null", row_js(ticket)),
+        )
+        .await;
+    assert_eq!(received_about(&messages, other), Vec::<Value>::new());
+    let sent_on_new: Vec<Value> = messages
+        .iter()
+        .filter(|m| m.sent && m.socket == new_socket && m.message["action"] == "subscribe")
+        .map(|m| m.message.clone())
+        .collect();
+    assert_eq!(sent_on_new, Vec::<Value>::new(), "the handshake alone narrowed it");
+    assert_eq!(
+        browser.eval("document.getElementById('connection').textContent").await,
+        json!("Resumed, 0 missed events")
+    );
+
+    let errors = browser.page_errors();
+    assert!(errors.is_empty(), "the page reported errors: {errors:#?}");
+    drop(browser);
+    gateway.stop().await;
+    delete_tables(&dynamodb, &tables).await;
 }
