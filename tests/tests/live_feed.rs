@@ -448,8 +448,10 @@ async fn a_status_subscription_hears_tickets_entering_and_leaving_the_status() {
         assert_eq!(handshake_status(&format!("{ws}&status={bad}")).await, 400, "{bad}");
     }
 
-    // GIVEN a client watching `open` (on connect) and one watching `resolved` (subscribe)
-    let mut open = WsClient::connect(&format!("{ws}&status=open")).await;
+    // GIVEN a client watching `open` (on connect, with a second status that never occurs:
+    // repeated parameters all count, not only the last) and one watching `resolved`
+    // (subscribe)
+    let mut open = WsClient::connect(&format!("{ws}&status=open&status=never-used")).await;
     let mut resolved = WsClient::connect(&ws).await;
     resolved.send_text(r#"{"action":"subscribe","status":[" resolved "]}"#).await;
     assert_eq!(

@@ -87,7 +87,15 @@ impl ConnectionRoutes {
             queues: caller.queues.to_context(),
         });
         let since = event.query_string_parameters.first("since");
-        let subscription = match Subscription::from_query(event.query_string_parameters.iter()) {
+        // API Gateway (and the local gateway) keep one value per name, the last, in
+        // `queryStringParameters`, and every value in `multiValueQueryStringParameters`:
+        // filters repeat (`queue=A&queue=B`), so they are read from the latter.
+        let query = if event.multi_value_query_string_parameters.is_empty() {
+            &event.query_string_parameters
+        } else {
+            &event.multi_value_query_string_parameters
+        };
+        let subscription = match Subscription::from_query(query.iter()) {
             Ok(s) => s,
             Err(e) => {
                 let body = ServerMessage::Error {
@@ -364,6 +372,29 @@ mod tests {
             assert_eq!(text(&r)["field"], field);
         }
         assert_eq!(store.connection_count(), 2, "a refused connection is not recorded");
+    }
+
+    #[tokio::test]
+    async fn repeated_filters_are_read_from_the_multi_value_parameters() {
+        // GIVEN `?queue=A&queue=B&status=open&status=new` as API Gateway sends it: the last
+        // value of each name single-valued, all of them multi-valued
+        let store = Arc::new(MemoryStore::new());
+        let routes = ConnectionRoutes::new(store.clone());
+        let mut e = event("c");
+        let single: std::collections::HashMap<String, String> =
+            [("queue", "B"), ("status", "new")].map(|(k, v)| (k.into(), v.into())).into();
+        e.query_string_parameters = single.into();
+        let multi: std::collections::HashMap<String, Vec<String>> = [
+            ("queue".to_owned(), vec!["A".to_owned(), "B".to_owned()]),
+            ("status".to_owned(), vec!["open".to_owned(), "new".to_owned()]),
+        ]
+        .into();
+        e.multi_value_query_string_parameters = multi.into();
+        // WHEN it connects THEN every value is in its filter
+        assert_eq!(routes.connect(e).await.status_code, 200);
+        let filter = filter_of(&store, "c").await.expect("a stored connection");
+        assert_eq!(filter.queues, ["A", "B"]);
+        assert_eq!(filter.statuses, ["open", "new"]);
     }
 
     #[tokio::test]
