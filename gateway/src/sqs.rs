@@ -27,8 +27,16 @@ use tracing::{info, warn};
 
 /// Pause after a failed SQS call.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// Long-poll wait of one receive.
-const RECEIVE_WAIT_SECS: i32 = 1;
+/// Receives do not long-poll: moto's long poll spins (it wakes again at once, for the whole
+/// wait, while a visible message waits behind an in-flight one of its FIFO group, as every
+/// shard's next task does while its worker runs), which took moto's CPU from every other
+/// request. An empty receive is followed by a pause instead, doubling from the first to the
+/// longest below, back to none once a message comes.
+const RECEIVE_WAIT_SECS: i32 = 0;
+/// First pause after an empty receive.
+const IDLE_PAUSE_FIRST: Duration = Duration::from_millis(20);
+/// Longest pause after empty receives (how late an idle source notices new work).
+const IDLE_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 /// The fan-out queue and its event source, mirroring the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,21 +136,31 @@ impl SqsSource {
     }
 
     async fn receive_loop(self, mut stop: watch::Receiver<bool>) {
+        let mut idle = IDLE_PAUSE_FIRST;
         while !*stop.borrow() {
             let received = tokio::select! {
                 r = self.receive() => r,
                 _ = crate::stopped(&mut stop) => break,
             };
-            match received {
-                Ok(messages) if messages.is_empty() => {}
-                Ok(messages) => self.invoke(messages).await,
+            let pause = match received {
+                Ok(messages) if messages.is_empty() => {
+                    let pause = idle;
+                    idle = (idle * 2).min(IDLE_PAUSE_MAX);
+                    pause
+                }
+                Ok(messages) => {
+                    idle = IDLE_PAUSE_FIRST;
+                    self.invoke(messages).await;
+                    continue;
+                }
                 Err(e) => {
                     warn!(error = %e, "fan-out queue receive failed; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
-                        _ = crate::stopped(&mut stop) => {}
-                    }
+                    ERROR_PAUSE
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = crate::stopped(&mut stop) => {}
             }
         }
     }
