@@ -192,28 +192,6 @@ pub async fn at_init(services: &[Service]) {
     warm.run(calls).await;
 }
 
-/// Runs `call` once during init when warm-up is on, within `WARMUP_TIMEOUT_MS`: for a
-/// handler whose cheap path does no I/O (`ws-default`'s `ping`), one synthetic request
-/// touches the code, the log call sites and the event's deserializer before Lambda bills
-/// the first real one. Never fails.
-pub async fn prime(what: &'static str, call: impl Future<Output = ()> + Send) {
-    let warm = match WarmUp::from_env() {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(target: "warmup", error = %e, "no warm-up");
-            return;
-        }
-    };
-    let primed: Call<'_> = (
-        what,
-        Box::pin(async move {
-            call.await;
-            Ok("primed".to_owned())
-        }),
-    );
-    warm.run(vec![primed]).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,6 @@ async fn main() -> Result<(), Error> {
     let sdk = wiring::sdk_config()?;
     let route = Arc::new(wiring::default_route(&sdk, &tables, feed));
     warmup::at_init(&[Service::DynamoDb]).await;
-    warmup::prime("ws-default ping", route.prime()).await;
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let route = Arc::clone(&route);
         async move { Ok::<_, Error>(route.handle(event.payload).await) }

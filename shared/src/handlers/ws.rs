@@ -199,19 +199,6 @@ impl DefaultRoute {
         }
     }
 
-    /// Answers one synthetic `ping` from a connection opened now (no store read, no post:
-    /// see [`KeepAlive`]), decoded from JSON as the runtime decodes events, so the first
-    /// client message after a cold start does not pay first use (`warmup::prime`).
-    pub async fn prime(&self) {
-        match prime_event() {
-            Ok(event) => {
-                let answer = self.handle(event).await;
-                tracing::debug!(target: "warmup", status = answer.status_code, "ping primed");
-            }
-            Err(e) => tracing::warn!(target: "warmup", error = %e, "could not prime the ping"),
-        }
-    }
-
     /// Stores the connection's subscriptions through `connections`.
     pub fn with_subscriptions(mut self, connections: Arc<dyn ConnectionStore>) -> Self {
         self.subscriptions = Some(ConnectionTracker::new(connections));
@@ -236,20 +223,6 @@ impl DefaultRoute {
             }
         }
     }
-}
-
-/// The synthetic `ping` [`DefaultRoute::prime`] answers: a connection opened now.
-fn prime_event() -> Result<ApiGatewayWebsocketProxyRequest, serde_json::Error> {
-    let now = chrono::Utc::now().timestamp_millis();
-    serde_json::from_value(serde_json::json!({
-        "body": r#"{"action":"ping"}"#,
-        "isBase64Encoded": false,
-        "requestContext": {
-            "routeKey": "$default", "eventType": "MESSAGE", "connectionId": "warm-up",
-            "connectedAt": now, "requestTimeEpoch": now, "stage": "prime", "apiId": "prime",
-            "requestId": "warm-up"
-        }
-    }))
 }
 
 fn is_subscribe(body: Option<&str>) -> bool {
@@ -299,19 +272,6 @@ mod tests {
         e.request_context.connected_at = Utc::now().timestamp_millis();
         let r = route.handle(e).await;
         assert!(matches!(r.body, Some(Body::Text(ref t)) if t == r#"{"type":"pong"}"#));
-    }
-
-    #[tokio::test]
-    async fn the_init_prime_is_a_young_connections_ping_answered_pong() {
-        let route = DefaultRoute::from(KeepAlive::new(
-            Arc::new(MemoryStore::new()),
-            FeedSettings::default(),
-        ));
-        let event = prime_event().expect("the prime event decodes as the runtime's events do");
-        assert_eq!(event.request_context.connection_id.as_deref(), Some("warm-up"));
-        let r = route.handle(event).await;
-        assert!(matches!(r.body, Some(Body::Text(ref t)) if t == r#"{"type":"pong"}"#));
-        route.prime().await;
     }
 
     #[tokio::test]
