@@ -757,3 +757,15 @@ fn the_push_worker_s_timeout_leaves_a_resume_time_to_replay() {
         "Timeout {timeout} s leaves a resume too little time (needs {before_replay:?} before replaying)"
     );
 }
+
+/// Every `$connect` with `since` sends one resume task: the fan-out queue must take more
+/// sends per second than API Gateway admits new connections (500/s), which a plain FIFO
+/// queue (300/s) does not; high-throughput FIFO scopes deduplication and throughput to
+/// the message group.
+#[test]
+fn the_fanout_queue_is_a_high_throughput_fifo_queue() {
+    let queue = &resources()["FanoutQueue"]["Properties"];
+    assert_eq!(queue["FifoQueue"], true);
+    assert_eq!(queue["DeduplicationScope"], "messageGroup");
+    assert_eq!(queue["FifoThroughputLimit"], "perMessageGroupId");
+}
