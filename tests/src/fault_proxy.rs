@@ -23,6 +23,7 @@ use axum::{
     response::Response,
     Router,
 };
+use rt_relay_shared::{config::Tables, store::dynamodb::DynamoStore};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the proxy does with a request.
@@ -90,6 +91,11 @@ pub enum Match {
 }
 
 impl Match {
+    /// DynamoDB's `TransactWriteItems`: the write that records a ticket, its notification
+    /// and the stored answer together.
+    pub const TRANSACT_WRITE: Match =
+        Match::HeaderPrefix("x-amz-target", "DynamoDB_20120810.TransactWriteItems");
+
     fn matches(&self, method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> bool {
         match self {
             Match::Any => true,
@@ -195,6 +201,13 @@ impl FaultProxy {
     /// The proxy's base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A store over `tables` that is DynamoDB through this proxy (in front of moto), with
+    /// `base`'s configuration: the SDK's real error and retry path runs.
+    pub fn dynamodb_store(&self, base: &aws_sdk_dynamodb::Client, tables: &Tables) -> DynamoStore {
+        let conf = base.config().to_builder().endpoint_url(self.url()).build();
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), tables.clone())
     }
 
     /// From now on every request gets `fault` (replacing all rules); `PassThrough` heals.

@@ -18,6 +18,20 @@ pub fn require_env(name: &str) -> String {
     })
 }
 
+/// The variables that point a relay process (the gateway, a function) at the test RT over
+/// REST 2.0 with the test token, and at moto.
+pub fn service_vars() -> [(&'static str, String); 6] {
+    let rt_url = require_env("RT_URL");
+    [
+        ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
+        ("RT_TOKEN", require_env("RT_TOKEN")),
+        ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
+        ("AWS_REGION", require_env("AWS_REGION")),
+        ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", require_env("AWS_SECRET_ACCESS_KEY")),
+    ]
+}
+
 /// `tag` with a fresh UUID after it: a title or name no other run has used.
 pub fn unique(tag: &str) -> String {
     format!("{tag} {}", uuid::Uuid::new_v4().simple())

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
-use crate::services::{require_env, unique_prefix};
+use crate::services::{service_vars, unique_prefix};
 
 /// One test's stack: its table prefix and checkpoint file, which survive a gateway restart,
 /// and an API key with every scope and every queue that its clients send.
@@ -49,13 +49,7 @@ impl Stack {
         let prefix = unique_prefix(tag);
         let checkpoint =
             std::env::temp_dir().join("rt-relay-e2e").join(format!("{prefix}checkpoint.json"));
-        let rt_url = require_env("RT_URL");
         let mut vars: HashMap<&str, String> = HashMap::from([
-            ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
-            ("RT_TOKEN", require_env("RT_TOKEN")),
-            ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
-            ("AWS_REGION", require_env("AWS_REGION")),
-            ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
             ("GATEWAY_HTTP_ADDR", "127.0.0.1:0".into()),
             ("GATEWAY_WS_ADDR", "127.0.0.1:0".into()),
             ("GATEWAY_MANAGEMENT_ADDR", "127.0.0.1:0".into()),
@@ -64,8 +58,8 @@ impl Stack {
             ("GATEWAY_POLL_MS", "100".into()),
             ("GATEWAY_SYNC_INTERVAL_MS", "0".into()),
         ]);
+        vars.extend(service_vars());
         vars.extend(extra.iter().cloned());
-        require_env("AWS_SECRET_ACCESS_KEY");
         let config = GatewayConfig::from_lookup(&|k| vars.get(k).cloned())
             .unwrap_or_else(|e| panic!("gateway configuration for the tests: {e}"));
         let dynamodb = client_from_env().await;
@@ -125,6 +119,17 @@ impl Stack {
             .unwrap_or_else(|e| panic!("gateway did not start: {e:?}"))
     }
 
+    /// A fresh stack ([`Stack::new`]) with its gateway started.
+    pub async fn running(tag: &str) -> Running {
+        Self::new(tag).await.run().await
+    }
+
+    /// Starts a gateway over this stack (as configured by then) and hands both over.
+    pub async fn run(self) -> Running {
+        let gateway = self.start().await;
+        Running { http: self.http(), base: gateway.http_url(), stack: self, gateway }
+    }
+
     /// Connection ids currently in the connections table.
     pub async fn stored_connections(&self) -> Vec<String> {
         stored_connections(&self.dynamodb, self.tables()).await
@@ -148,6 +153,20 @@ impl Stack {
         }
         let _ = std::fs::remove_file(self.checkpoint_path());
     }
+}
+
+/// A stack with its gateway started, an HTTP client sending the stack's key and the HTTP
+/// API's base URL: what an end-to-end test begins with. [`Stack::finish`] ends it.
+#[derive(Debug)]
+pub struct Running {
+    /// The stack.
+    pub stack: Stack,
+    /// Its gateway.
+    pub gateway: RunningGateway,
+    /// [`Stack::http`].
+    pub http: reqwest::Client,
+    /// The gateway's HTTP API base URL.
+    pub base: String,
 }
 
 /// Connection ids currently in `tables`' connections table (a consistent scan).

@@ -2,34 +2,23 @@
 //! error paths, idempotency under concurrency, and failures that must leave nothing
 //! half-written.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use lambda_http::{Body, Request, RequestExt, Response};
 use rt_relay_shared::{
     config::RtConfig,
-    feed::Position,
     handlers::{
         notifications::ListNotifications,
         tickets::{GetTicket, ListTickets, PostTicket},
+        HttpHandler,
     },
-    model::{Notification, Ticket},
     rt::{client_from_config, RtClient, RtQuery},
-    store::{
-        dynamodb::DynamoStore, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter,
-        TicketStore,
-    },
+    store::{dynamodb::DynamoStore, PageRequest, TicketFilter, TicketStore},
     usecases::create_ticket::{CreateTicket, IdempotencyTiming},
     wiring,
 };
 use rt_relay_tests::{
+    fault_proxy::{Fault, FaultProxy, Match},
     rt::highest_rt_id,
     services::{fresh_tables, record_sample, require_env, unique},
 };
@@ -61,17 +50,16 @@ struct Api {
 }
 
 async fn api(tag: &str) -> Api {
-    api_with(tag, real_rt(), None).await
+    api_with(tag, real_rt()).await
 }
 
-async fn api_with(tag: &str, rt: Arc<dyn RtClient>, tickets: Option<Arc<dyn TicketStore>>) -> Api {
+async fn api_with(tag: &str, rt: Arc<dyn RtClient>) -> Api {
     let (client, tables) = fresh_tables(tag).await;
     let store = Arc::new(DynamoStore::new(client, tables));
-    let tickets = tickets.unwrap_or_else(|| store.clone());
     Api {
         post: PostTicket::new(CreateTicket::new(
             rt.clone(),
-            tickets,
+            store.clone(),
             store.clone(),
             "General".into(),
             IdempotencyTiming::for_rt_timeout(Duration::from_secs(2)),
@@ -417,85 +405,15 @@ async fn twenty_parallel_requests_with_one_key_create_one_rt_ticket() {
     assert_eq!(json_of(&again), bodies[0]);
 }
 
-/// Delegates to DynamoDB but fails `record_created` a set number of times, as if
-/// DynamoDB went away right after RT created the ticket.
-#[derive(Debug)]
-struct FlakyTickets {
-    inner: Arc<DynamoStore>,
-    failures: AtomicU32,
-}
-
-#[async_trait]
-impl TicketStore for FlakyTickets {
-    async fn record_created(
-        &self,
-        ticket: &Ticket,
-        notification: &Notification,
-        completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(StoreError::aws(
-                "TransactWriteItems",
-                std::io::Error::other("injected outage"),
-            ));
-        }
-        self.inner.record_created(ticket, notification, completion).await
-    }
-    async fn complete_recorded(
-        &self,
-        ticket: &Ticket,
-        completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
-        self.inner.complete_recorded(ticket, completion).await
-    }
-    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
-        self.inner.get_ticket(id).await
-    }
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        self.inner.put_ticket(ticket).await
-    }
-    async fn list_tickets(
-        &self,
-        f: &TicketFilter,
-        p: &PageRequest,
-    ) -> Result<Page<Ticket>, StoreError> {
-        self.inner.list_tickets(f, p).await
-    }
-    async fn list_notifications(&self, p: &PageRequest) -> Result<Page<Notification>, StoreError> {
-        self.inner.list_notifications(p).await
-    }
-    async fn list_notifications_of_type(
-        &self,
-        kind: &str,
-        p: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
-        self.inner.list_notifications_of_type(kind, p).await
-    }
-    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
-        self.inner.notification_position(id).await
-    }
-    async fn newest_position_until(&self, until: i64) -> Result<Option<Position>, StoreError> {
-        self.inner.newest_position_until(until).await
-    }
-    async fn list_notifications_after(
-        &self,
-        after: &Position,
-        until: i64,
-        p: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
-        self.inner.list_notifications_after(after, until, p).await
-    }
-}
-
 #[tokio::test]
 async fn a_store_failure_after_rt_created_is_completed_by_the_retry() {
     let (client, tables) = fresh_tables("flaky").await;
+    // The tickets port reaches moto through a fault proxy that refuses the transaction
+    // recording the ticket, as if DynamoDB went away right after RT created it.
+    let moto = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
+    let flaky = Arc::new(moto.dynamodb_store(&client, &tables));
     let store = Arc::new(DynamoStore::new(client, tables));
-    let flaky = Arc::new(FlakyTickets { inner: store.clone(), failures: AtomicU32::new(1) });
+    moto.add_rule(Match::TRANSACT_WRITE, Fault::dynamodb_500(), None);
     let rt = real_rt();
     // A short retry grace: the retry waits it out inside its own claim loop (it sees the
     // key in progress until then), so the test needs no sleep of its own.
@@ -522,6 +440,9 @@ async fn a_store_failure_after_rt_created_is_completed_by_the_retry() {
         "nothing half-written"
     );
 
+    assert!(moto.faulted() >= 1, "the transaction was refused");
+
+    moto.set(Fault::PassThrough);
     let retry = post.handle(post_req(&body, Some("retry-me-1"))).await;
     assert_eq!(retry.status(), 201, "{:?}", retry.body());
     let id = json_of(&retry)["id"].as_u64().unwrap();
@@ -554,7 +475,7 @@ async fn rt_failures_answer_502_or_504_and_write_nothing() {
         let mut cfg = rt_config(format!("http://127.0.0.1:{port}/REST/2.0/"));
         cfg.timeout = Duration::from_millis(500);
         let rt = client_from_config(&cfg).unwrap();
-        let api = api_with(&format!("rtfail{port}"), rt, None).await;
+        let api = api_with(&format!("rtfail{port}"), rt).await;
         let resp = tokio::time::timeout(
             Duration::from_secs(10),
             api.post.handle(post_req(r#"{"title":"never created"}"#, Some("k-fail"))),

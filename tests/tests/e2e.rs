@@ -19,7 +19,8 @@ use rt_relay_tests::{
     rt::{rt_client, rt_config, token_auth},
     services::{open_connection, read_notification_stream, record_sample, require_env},
     stack::{
-        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Stack, WsClient,
+        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Running, Stack,
+        WsClient,
     },
 };
 use serde_json::{json, Value};
@@ -62,10 +63,7 @@ fn ticket_id(ticket: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() {
-    let stack = Stack::new("e2e-fanout").await;
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = Stack::running("e2e-fanout").await;
 
     let ws_url = stack.ws_url(&gateway);
     let mut clients = join_all((0..24).map(|_| WsClient::connect(&ws_url))).await;
@@ -117,8 +115,7 @@ async fn every_connected_client_receives_the_new_ticket_and_everything_agrees() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_closes_is_removed_from_the_connections_table() {
-    let stack = Stack::new("e2e-close").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("e2e-close").await;
     let leaving = WsClient::connect(&stack.ws_url(&gateway)).await;
     let leaving_id = gateway.connections().ids().pop().expect("one live connection");
     let _staying = WsClient::connect(&stack.ws_url(&gateway)).await;
@@ -146,8 +143,7 @@ async fn a_client_that_closes_is_removed_from_the_connections_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_vanished_is_removed_on_the_next_push() {
-    let stack = Stack::new("e2e-gone").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, http, base } = Stack::running("e2e-gone").await;
     // A connection the table knows but no socket has (its client vanished while the
     // gateway was down, say): only the push's 410 Gone can clear it.
     let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
@@ -156,13 +152,9 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
     let mut live = WsClient::connect(&stack.ws_url(&gateway)).await;
     let live_id = gateway.connections().ids().pop().expect("one live connection");
 
-    let http = stack.http();
-    let ticket = post_ticket(
-        &http,
-        &gateway.http_url(),
-        &json!({"title": "vanished client", "description": "410 path"}),
-    )
-    .await;
+    let ticket =
+        post_ticket(&http, &base, &json!({"title": "vanished client", "description": "410 path"}))
+            .await;
     let id = ticket_id(&ticket);
     assert!(live.wait_for_ticket(id, PUSH_WAIT).await.is_some(), "the live client got ticket {id}");
     wait_for("the vanished connection to be deleted after its 410", PUSH_WAIT, || async {
@@ -175,8 +167,7 @@ async fn a_connection_that_vanished_is_removed_on_the_next_push() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_poster_gets_gone_for_unknown_ids_and_delivers_to_live_ones() {
-    let stack = Stack::new("e2e-poster").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("e2e-poster").await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     let id = gateway.connections().ids().pop().expect("one live connection");
 
@@ -316,8 +307,7 @@ async fn a_restart_keeps_the_data_and_resumes_the_stream_after_its_checkpoint() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_gets_the_default_route_help_text() {
-    let stack = Stack::new("e2e-default").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("e2e-default").await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     // An action $default does not know (`subscribe` and `ping` are answered otherwise).
     client.send_text(r#"{"action":"hello"}"#).await;
@@ -328,8 +318,7 @@ async fn a_message_gets_the_default_route_help_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_connect_refuses_the_handshake() {
-    let stack = Stack::new("e2e-refuse").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("e2e-refuse").await;
     stack
         .dynamodb
         .delete_table()
@@ -356,10 +345,7 @@ async fn a_failing_connect_refuses_the_handshake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_wrong_methods_get_json_errors() {
-    let stack = Stack::new("e2e-routes").await;
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = Stack::running("e2e-routes").await;
 
     let missing =
         http.get(format!("{base}/no/such/route")).send().await.expect("GET unknown route");
@@ -401,8 +387,7 @@ async fn unknown_routes_and_wrong_methods_get_json_errors() {
 /// table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_api_is_served_on_its_own_loopback_listener() {
-    let stack = Stack::new("e2e-endpoint").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("e2e-endpoint").await;
     let management = url::Url::parse(&gateway.management_endpoint()).expect("endpoint URL");
     assert_eq!(management.host_str(), Some("127.0.0.1"));
     assert_ne!(gateway.management_endpoint(), gateway.ws_url().replace("ws://", "http://"));
@@ -608,9 +593,7 @@ async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
 /// and a revoked key refused from its very next request (HTTP and WebSocket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
-    let stack = Stack::new("e2e-auth").await;
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = Stack::running("e2e-auth").await;
 
     // GIVEN no key at all: every route of both APIs answers 401 in API Gateway's shape
     let anonymous = reqwest::Client::new();
@@ -672,7 +655,7 @@ async fn api_keys_guard_both_apis_and_a_revoked_key_is_refused_at_once() {
         "revoked key, WebSocket API"
     );
     // AND the refused POSTs created nothing
-    let notes = get_json(&stack.http(), &format!("{base}/notifications?limit=100")).await;
+    let notes = get_json(&http, &format!("{base}/notifications?limit=100")).await;
     assert_eq!(notes["items"].as_array().map(Vec::len), Some(1), "{notes}");
 
     listener.close().await;

@@ -46,7 +46,8 @@ use rt_relay_tests::{
     rt::{highest_rt_id, rt_client, rt_config, token_auth},
     services::{open_connection, record_sample, require_env, unique, unique_prefix},
     stack::{
-        authorized_client, mint_key, stored_connections, wait_for, ws_url_with_key, Stack, WsClient,
+        authorized_client, mint_key, stored_connections, wait_for, ws_url_with_key, Running, Stack,
+        WsClient,
     },
 };
 use serde_json::{json, Value};
@@ -179,9 +180,8 @@ impl RtBehindProxy {
         stack.config.rt.base_url =
             url::Url::parse(&format!("{}/", proxy.url())).expect("proxy URL");
         stack.config.rt.timeout = RT_BOUND;
-        let gateway = stack.start().await;
+        let Running { stack, gateway, http, base } = stack.run().await;
         let store = DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone());
-        let (http, base) = (stack.http(), gateway.http_url());
         let rt = rt_client(&rt_config(RtApi::Rest2, token_auth()));
         let min_id = highest_rt_id(rt.as_ref()).await + 1;
         Self { proxy, stack, gateway, store, http, base, rt, min_id }
@@ -334,17 +334,6 @@ async fn rt_answering_after_the_timeout_gets_504_and_the_retry_adopts_rts_ticket
     stack.finish(gateway).await;
 }
 
-/// A store that is DynamoDB through a fault proxy in front of moto: the SDK's real error
-/// and retry path runs.
-async fn dynamodb_through(
-    proxy: &FaultProxy,
-    tables: &rt_relay_shared::config::Tables,
-    base: &aws_sdk_dynamodb::Client,
-) -> DynamoStore {
-    let conf = base.config().to_builder().endpoint_url(proxy.url()).build();
-    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), tables.clone())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_without_a_second_rt_ticket(
 ) {
@@ -353,7 +342,7 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     let stream_arn =
         notifications_stream_arn(&stack.dynamodb, stack.tables()).await.expect("stream ARN");
     let moto_proxy = FaultProxy::start(&require_env("AWS_ENDPOINT_URL")).await;
-    let store = Arc::new(dynamodb_through(&moto_proxy, stack.tables(), &stack.dynamodb).await);
+    let store = Arc::new(moto_proxy.dynamodb_store(&stack.dynamodb, stack.tables()));
     let mut rt_conf = stack.config.rt.clone();
     rt_conf.timeout = RT_BOUND;
     let rt = rt_client(&rt_conf);
@@ -373,11 +362,7 @@ async fn a_store_failure_after_rt_created_gets_503_and_the_retry_completes_witho
     // Every TransactWriteItems fails (the SDK retries, then gives up): the write that
     // records ticket + notification + stored answer, right after RT created the ticket.
     let title = unique("store fails");
-    moto_proxy.add_rule(
-        Match::HeaderPrefix("x-amz-target", "DynamoDB_20120810.TransactWriteItems"),
-        Fault::dynamodb_500(),
-        None,
-    );
+    moto_proxy.add_rule(Match::TRANSACT_WRITE, Fault::dynamodb_500(), None);
     let failed = post(&http, &base, &title, Some("store-retry-1")).await;
     assert_eq!((failed.status, failed.code()), (503, "storage_unavailable"), "{}", failed.body);
     assert!(moto_proxy.faulted() >= 1, "the transaction was refused");

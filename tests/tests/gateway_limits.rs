@@ -6,7 +6,10 @@
 
 use std::{process::Stdio, time::Duration};
 
-use rt_relay_tests::{gateway_process::gateway_binary, stack::Stack};
+use rt_relay_tests::{
+    gateway_process::gateway_binary,
+    stack::{Running, Stack},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -41,9 +44,7 @@ async fn status_without_sending_the_body(http_url: &str, key: Option<&str>, leng
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_is_checked_before_the_body_is_read() {
-    let stack = Stack::new("limits-body").await;
-    let gateway = stack.start().await;
-    let url = gateway.http_url();
+    let Running { stack, gateway, base: url, .. } = Stack::running("limits-body").await;
     let five_mb = 5 * 1024 * 1024;
     assert!(status_without_sending_the_body(&url, None, five_mb).await.contains(" 401 "));
     let wrong =
@@ -53,8 +54,7 @@ async fn the_key_is_checked_before_the_body_is_read() {
     let eleven_mb = 11 * 1024 * 1024;
     let status = status_without_sending_the_body(&url, Some(&stack.api_key), eleven_mb).await;
     assert!(status.contains(" 413 "), "{status}");
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// Runs the gateway binary with `args` and `env`, expecting it to refuse to start: its

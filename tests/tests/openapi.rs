@@ -16,7 +16,7 @@ use rt_relay_shared::{
 use rt_relay_tests::{
     openapi::{check_response, document, resolve, validate},
     services::{sample_notification, sample_ticket},
-    stack::{Stack, WsClient},
+    stack::{Running, Stack, WsClient},
 };
 use serde_json::{json, Value};
 
@@ -280,10 +280,7 @@ async fn checked(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_the_document_and_real_answers_match_it() {
     let doc = document();
-    let stack = Stack::new("openapi").await;
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
-    let http = stack.http();
+    let Running { stack, gateway, http, base } = Stack::running("openapi").await;
 
     let served = reqwest::Client::new()
         .get(format!("{base}/openapi.json"))
@@ -441,6 +438,5 @@ async fn the_gateway_serves_the_document_and_real_answers_match_it() {
     }
 
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }

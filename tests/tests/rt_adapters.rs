@@ -94,15 +94,6 @@ fn marker() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-fn ticket(queue: &str, subject: &str, content: &str) -> RtCreate {
-    RtCreate {
-        queue: queue.into(),
-        subject: subject.into(),
-        content: content.into(),
-        requestor: None,
-    }
-}
-
 /// Reads `id` through every adapter and checks they all report the same ticket.
 async fn read_everywhere(id: u64) -> RtTicket {
     let mut seen: Vec<(Adapter, RtTicket)> = Vec::new();
@@ -184,8 +175,11 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
         let mut created = Vec::new();
         for (n, adapter) in Adapter::ALL.iter().cycle().take(7).enumerate() {
             let subject = format!("paging {m} #{n}");
-            let id =
-                adapter.client().create(&ticket("Support", &subject, "page me\n")).await.unwrap();
+            let id = adapter
+                .client()
+                .create(&RtCreate::new("Support", &subject, "page me\n"))
+                .await
+                .unwrap();
             created.push((id, subject));
         }
         let min_id = created[0].0;
@@ -259,7 +253,7 @@ async fn list_pages_through_more_tickets_than_one_page_holds() {
 async fn wrong_credentials_are_unauthenticated(adapter: Adapter) {
     for auth in adapter.wrong_auth() {
         let rt = rt_client(&rt_config(adapter.api(), auth));
-        let created = rt.create(&ticket("General", "must not exist", "x")).await;
+        let created = rt.create(&RtCreate::new("General", "must not exist", "x")).await;
         assert!(
             matches!(created, Err(RtError::Unauthenticated)),
             "{adapter:?} create: {created:?}"
@@ -278,7 +272,7 @@ for_each_adapter!(wrong_credentials_are_unauthenticated);
 async fn unknown_queue_is_refused(adapter: Adapter) {
     let rt = adapter.client();
     let queue = format!("No Such Queue {}", marker());
-    match rt.create(&ticket(&queue, "nowhere", "x")).await {
+    match rt.create(&RtCreate::new(&queue, "nowhere", "x")).await {
         Err(RtError::Forbidden(msg)) | Err(RtError::Rejected(msg)) => {
             assert!(!msg.is_empty() && msg.chars().count() <= 301, "{adapter:?}: {msg:?}");
         }
@@ -304,7 +298,7 @@ async fn closed_port_is_unreachable_quickly(adapter: Adapter) {
     let started = Instant::now();
     let got = rt.get(1).await;
     assert!(matches!(got, Err(RtError::Unreachable(_))), "{adapter:?}: {got:?}");
-    let created = rt.create(&ticket("General", "t", "d")).await;
+    let created = rt.create(&RtCreate::new("General", "t", "d")).await;
     assert!(matches!(created, Err(RtError::Unreachable(_))), "{adapter:?}: {created:?}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -330,7 +324,7 @@ async fn silent_server_times_out_within_the_bound(adapter: Adapter) {
     for call in ["create", "get", "list"] {
         let started = Instant::now();
         let result = match call {
-            "create" => rt.create(&ticket("General", "t", "d")).await.map(|_| ()),
+            "create" => rt.create(&RtCreate::new("General", "t", "d")).await.map(|_| ()),
             "get" => rt.get(1).await.map(|_| ()),
             _ => rt.list(&RtQuery::default(), 1, 3).await.map(|_| ()),
         };
@@ -361,7 +355,7 @@ async fn behind_proxy(adapter: Adapter) -> (FaultProxy, Arc<dyn RtClient>) {
 
 /// Runs create, get and list; every one must fail.
 async fn every_call_fails(rt: &dyn RtClient) -> Vec<RtError> {
-    let created = rt.create(&ticket("General", "t", "d")).await.map(|_| ());
+    let created = rt.create(&RtCreate::new("General", "t", "d")).await.map(|_| ());
     let got = rt.get(7).await.map(|_| ());
     let listed = rt.list(&RtQuery::default(), 1, 3).await.map(|_| ());
     [created, got, listed].into_iter().map(|r| r.expect_err("RT refused")).collect()
@@ -526,7 +520,7 @@ async fn adversarial_text_round_trips(adapter: Adapter) {
     for (n, description) in adversarial_descriptions().into_iter().enumerate() {
         let title =
             if n < titles.len() { titles[n].clone() } else { format!("adversarial {m} #{n}") };
-        let result = rt.create(&ticket("General", &title, description)).await;
+        let result = rt.create(&RtCreate::new("General", &title, description)).await;
         if refused_by(adapter, description) {
             assert!(
                 matches!(result, Err(RtError::Rejected(_))),

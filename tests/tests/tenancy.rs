@@ -12,7 +12,8 @@ use rt_relay_shared::{
 use rt_relay_tests::{
     services::{delete_tables, fresh_tables, open_connection, unique},
     stack::{
-        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Stack, WsClient,
+        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Running, Stack,
+        WsClient,
     },
 };
 use rt_relay_tools::{
@@ -56,10 +57,7 @@ async fn create(
 /// key's retry replays its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_keys_with_the_same_idempotency_key_and_body_create_two_tickets() {
-    let stack = Stack::new("ten-idem").await;
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
-    let a = stack.http();
+    let Running { stack, gateway, http: a, base } = Stack::running("ten-idem").await;
     let b = authorized_client(&key_with(&stack, &[Scope::TicketsWrite], &[]).await);
     let body = json!({ "title": unique("same key"), "description": "same body" });
     let (sa, ta, _) = create(&a, &base, &body, Some("1")).await;
@@ -77,11 +75,8 @@ async fn two_keys_with_the_same_idempotency_key_and_body_create_two_tickets() {
 /// in lists, and its WebSocket never receives another queue's notifications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_limited_key_sees_and_touches_only_its_queue() {
-    let stack = Stack::new("ten-queue").await;
     // The stack's key may use every queue; the limited one only Support.
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
-    let admin = stack.http();
+    let Running { stack, gateway, http: admin, base } = Stack::running("ten-queue").await;
     let limited_key = key_with(
         &stack,
         &[Scope::TicketsWrite, Scope::TicketsRead, Scope::NotificationsRead],
@@ -143,9 +138,7 @@ async fn a_queue_limited_key_sees_and_touches_only_its_queue() {
 /// `requestor` makes RT mail an address: only a key with `tickets:requestor` may set it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_key_with_the_requestor_scope_can_set_requestor() {
-    let stack = Stack::new("ten-req").await;
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = Stack::running("ten-req").await;
     let writer =
         authorized_client(&key_with(&stack, &[Scope::TicketsWrite, Scope::TicketsRead], &[]).await);
     let body = json!({ "title": unique("requestor"), "requestor": "someone@example.com" });
@@ -153,7 +146,7 @@ async fn only_a_key_with_the_requestor_scope_can_set_requestor() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"]["code"], "requestor_forbidden");
     assert_eq!(refused["error"]["field"], "requestor");
-    let (s, created, _) = create(&stack.http(), &base, &body, None).await;
+    let (s, created, _) = create(&http, &base, &body, None).await;
     assert_eq!(
         (s, created["requestor"].as_str()),
         (StatusCode::CREATED, Some("someone@example.com"))
@@ -190,8 +183,7 @@ async fn a_key_over_its_connection_limit_is_refused_at_connect() {
 /// socket stays open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_closes_its_open_websockets() {
-    let stack = Stack::new("ten-revoke").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("ten-revoke").await;
     let key = key_with(&stack, &[Scope::NotificationsRead], &[]).await;
     let url = ws_url_with_key(&gateway.ws_url(), &key);
     let mut a = WsClient::connect(&url).await;
@@ -230,10 +222,7 @@ async fn revoking_a_key_closes_its_open_websockets() {
 /// far under Lambda's 6 MB (items carry a 1 KiB excerpt); GET /tickets/{id} has it whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pages_stay_under_lambdas_limit_with_large_descriptions() {
-    let stack = Stack::new("ten-pages").await;
-    let gateway = stack.start().await;
-    let base = gateway.http_url();
-    let http = stack.http();
+    let Running { stack, gateway, http, base } = Stack::running("ten-pages").await;
     // `"`, `\` and newline each become two bytes in JSON: 128 KiB escaped per ticket.
     let description = "\"\\\n".repeat(64 * 1024 / 3) + "x";
     assert!(description.len() <= 64 * 1024);

@@ -66,12 +66,11 @@ async fn dynamodb_and_rt_are_reached_over_tls_through_the_shared_stack() {
 
     // WHEN the RT client creates and reads a ticket THEN both work over TLS
     let id = rt_client
-        .create(&RtCreate {
-            queue: "General".into(),
-            subject: "tls stack test".into(),
-            content: "Created through the loopback TLS front.".into(),
-            requestor: None,
-        })
+        .create(&RtCreate::new(
+            "General",
+            "tls stack test",
+            "Created through the loopback TLS front.",
+        ))
         .await
         .expect("RT create over TLS");
     let read = rt_client.get(id).await.expect("RT read over TLS");

@@ -5,7 +5,7 @@ use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
 use rt_relay_shared::warmup::{self, Service};
-use rt_relay_shared::{config::FunctionTables, telemetry, wiring};
+use rt_relay_shared::{config::FunctionTables, handlers::HttpHandler, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

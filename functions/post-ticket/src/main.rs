@@ -5,7 +5,9 @@ use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
 use rt_relay_shared::warmup::{self, Service};
-use rt_relay_shared::{config::FunctionTables, secret_store, telemetry, wiring};
+use rt_relay_shared::{
+    config::FunctionTables, handlers::HttpHandler, secret_store, telemetry, wiring,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -292,12 +292,17 @@ mod tests {
             Sync::new(self.rt.clone(), ingest, self.store.clone(), settings)
         }
 
+        /// A sync whose first run has positioned the cursor at RT's newest transaction.
+        async fn started(&self, settings: SyncSettings) -> Sync {
+            let sync = self.sync(settings);
+            sync.run().await.unwrap();
+            sync
+        }
+
         async fn create(&self, subject: &str) -> u64 {
             let create = RtCreate {
-                queue: "General".into(),
-                subject: subject.into(),
-                content: format!("about {subject}"),
                 requestor: Some("someone@example.com".into()),
+                ..RtCreate::new("General", subject, format!("about {subject}"))
             };
             self.rt.create(&create).await.unwrap()
         }
@@ -351,8 +356,8 @@ mod tests {
     async fn a_bounded_run_reports_what_it_left_and_the_next_run_catches_up() {
         let f = Fixture::new();
         // Each create is two transactions (Create, EmailRecord), as in RT.
-        let sync = f.sync(SyncSettings { page_size: 4, max_pages: 2, ..SyncSettings::default() });
-        sync.run().await.unwrap();
+        let sync =
+            f.started(SyncSettings { page_size: 4, max_pages: 2, ..SyncSettings::default() }).await;
         for i in 0..7 {
             f.create(&format!("t{i}")).await;
         }
@@ -370,8 +375,7 @@ mod tests {
     #[tokio::test]
     async fn rt_unreachable_leaves_the_cursor_and_the_next_run_catches_up() {
         let f = Fixture::new();
-        let sync = f.sync(small(10));
-        sync.run().await.unwrap();
+        let sync = f.started(small(10)).await;
         let before = f.store.committed();
         f.create("during outage").await;
         f.rt.set_failure(Some(|| RtError::Timeout(Duration::from_secs(1))));
@@ -387,8 +391,9 @@ mod tests {
     async fn a_run_killed_mid_page_loses_and_doubles_nothing() {
         let f = Fixture::new();
         // Pages of two tickets (four transactions).
-        let sync = f.sync(SyncSettings { page_size: 4, max_pages: 10, ..SyncSettings::default() });
-        sync.run().await.unwrap();
+        let sync = f
+            .started(SyncSettings { page_size: 4, max_pages: 10, ..SyncSettings::default() })
+            .await;
         let mut ids = vec![];
         for i in 0..5 {
             ids.push(f.create(&format!("t{i}")).await);
@@ -409,8 +414,7 @@ mod tests {
     async fn a_run_that_dies_without_releasing_blocks_others_until_its_lease_ends() {
         let f = Fixture::new();
         let settings = SyncSettings { lease: Duration::from_secs(30), ..small(10) };
-        let sync = f.sync(settings);
-        sync.run().await.unwrap();
+        let sync = f.started(settings).await;
         f.create("x").await;
         // A run claimed the cursor and was killed (never released).
         let now = Utc::now();
@@ -427,8 +431,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_runs_never_double() {
         let f = Fixture::new();
-        let sync = f.sync(small(100));
-        sync.run().await.unwrap();
+        let sync = f.started(small(100)).await;
         for i in 0..20 {
             f.create(&format!("t{i}")).await;
         }
@@ -443,8 +446,7 @@ mod tests {
     #[tokio::test]
     async fn the_post_paths_ticket_created_is_not_doubled_by_the_sync() {
         let f = Fixture::new();
-        let sync = f.sync(small(10));
-        sync.run().await.unwrap();
+        let sync = f.started(small(10)).await;
         let id = f.create("via POST").await;
         // What POST /tickets stored: the same id.
         let t = f.rt.get(id).await.unwrap();

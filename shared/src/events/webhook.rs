@@ -212,23 +212,26 @@ mod tests {
         (ts.to_string(), signature::sign(&Secret::new(SECRET), ts, body.as_bytes()))
     }
 
-    async fn created(f: &Fixture) -> u64 {
-        let c = RtCreate {
-            queue: "General".into(),
-            subject: "hook".into(),
-            content: "text".into(),
-            requestor: None,
-        };
-        f.rt.create(&c).await.unwrap()
+    /// A fixture whose RT holds one ticket (its Create is transaction 1), and its id.
+    async fn with_ticket() -> (Fixture, u64) {
+        let f = fixture();
+        let id = f.rt.create(&RtCreate::new("General", "hook", "text")).await.unwrap();
+        (f, id)
+    }
+
+    /// The documented body for transaction `txn` of ticket `ticket`, with its timestamp
+    /// and signature at `now`.
+    fn call(ticket: u64, txn: u64, now: DateTime<Utc>) -> (String, String, String) {
+        let body = format!(r#"{{"ticket_id":{ticket},"transaction_id":{txn}}}"#);
+        let (ts, sig) = signed(now.timestamp(), &body);
+        (body, ts, sig)
     }
 
     #[tokio::test]
     async fn a_signed_call_ingests_the_transaction_read_from_rt() {
-        let f = fixture();
-        let id = created(&f).await;
-        let body = format!(r#"{{"ticket_id":{id},"transaction_id":1}}"#);
+        let (f, id) = with_ticket().await;
         let now = Utc::now();
-        let (ts, sig) = signed(now.timestamp(), &body);
+        let (body, ts, sig) = call(id, 1, now);
         let stats = f.hook.accept(Some(&ts), Some(&sig), body.as_bytes(), now).await.unwrap();
         assert_eq!(stats.stored, 1);
         assert_eq!(f.store.notification_ids(), vec![format!("ticket-{id}-created")]);
@@ -237,11 +240,9 @@ mod tests {
 
     #[tokio::test]
     async fn refused_calls_change_nothing() {
-        let f = fixture();
-        let id = created(&f).await;
-        let body = format!(r#"{{"ticket_id":{id},"transaction_id":1}}"#);
+        let (f, id) = with_ticket().await;
         let now = Utc::now();
-        let (ts, sig) = signed(now.timestamp(), &body);
+        let (body, ts, sig) = call(id, 1, now);
         let b = body.as_bytes();
         // unsigned
         assert!(matches!(
@@ -279,12 +280,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_valid_call_for_a_transaction_rt_does_not_have_changes_nothing() {
-        let f = fixture();
-        let id = created(&f).await;
+        let (f, id) = with_ticket().await;
         let now = Utc::now();
         for (ticket, txn) in [(id, 999), (id + 1, 1)] {
-            let body = format!(r#"{{"ticket_id":{ticket},"transaction_id":{txn}}}"#);
-            let (ts, sig) = signed(now.timestamp(), &body);
+            let (body, ts, sig) = call(ticket, txn, now);
             let out = f.hook.accept(Some(&ts), Some(&sig), body.as_bytes(), now).await;
             assert!(matches!(out, Err(WebhookError::UnknownTransaction { .. })), "{out:?}");
         }

@@ -14,12 +14,29 @@ pub mod ws;
 
 use lambda_http::{Body, Request, Response};
 
+use crate::http::ApiError;
+
 /// An HTTP API function's handler, as its Lambda `main` runs it and as the local gateway
 /// calls it: a request in, a response out (errors are already responses).
 #[async_trait::async_trait]
 pub trait HttpHandler: Send + Sync + std::fmt::Debug {
     /// Answers one request.
     async fn handle(&self, req: Request) -> Response<Body>;
+}
+
+/// An HTTP handler whose failures are [`ApiError`]s: it is an [`HttpHandler`] that answers
+/// them through the one error-to-status map.
+#[async_trait::async_trait]
+pub trait ApiHandler: Send + Sync + std::fmt::Debug {
+    /// Answers one request, or fails with the error to answer instead.
+    async fn answer(&self, req: Request) -> Result<Response<Body>, ApiError>;
+}
+
+#[async_trait::async_trait]
+impl<T: ApiHandler> HttpHandler for T {
+    async fn handle(&self, req: Request) -> Response<Body> {
+        self.answer(req).await.unwrap_or_else(ApiError::into_response)
+    }
 }
 
 /// [`HttpHandler`] for handlers whose inherent `handle` already has that shape.
@@ -34,11 +51,4 @@ macro_rules! http_handlers {
     )*};
 }
 
-http_handlers!(
-    board::Board,
-    tickets::PostTicket,
-    tickets::GetTicket,
-    tickets::ListTickets,
-    notifications::ListNotifications,
-    crate::events::webhook::RtWebhook,
-);
+http_handlers!(board::Board, crate::events::webhook::RtWebhook);

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use lambda_http::{http::StatusCode, Body, Request, Response};
 
-use super::tickets::page_request;
+use super::{tickets::page_request, ApiHandler};
 use crate::{
     http::{json_response, query_param, ApiError},
     model::{too_long_as_sent, ValidationError, NOTIFICATION_TYPES},
@@ -23,13 +23,11 @@ impl ListNotifications {
     pub fn new(feed: NotificationFeed) -> Self {
         Self { feed }
     }
+}
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.list(req).await.unwrap_or_else(ApiError::into_response)
-    }
-
-    async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
+#[async_trait::async_trait]
+impl ApiHandler for ListNotifications {
+    async fn answer(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let page = page_request(&req)?;
         let kind = match query_param(&req, "type") {
             None => None,

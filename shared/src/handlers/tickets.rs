@@ -6,6 +6,7 @@ use lambda_http::{
     Body, Request, Response,
 };
 
+use super::ApiHandler;
 use crate::{
     http::{json_body, json_response, path_param, query_param, raw_json_response, ApiError},
     model::{validate_queue_name, validate_status_name, NewTicket, Ticket, ValidationError},
@@ -35,13 +36,11 @@ impl PostTicket {
     pub fn new(create: CreateTicket) -> Self {
         Self { create }
     }
+}
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.post(req).await.unwrap_or_else(ApiError::into_response)
-    }
-
-    async fn post(&self, req: Request) -> Result<Response<Body>, ApiError> {
+#[async_trait::async_trait]
+impl ApiHandler for PostTicket {
+    async fn answer(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let caller = Caller::from_http(&req, relay_default_queue());
         let key = idempotency_key(&req, caller.as_ref())?;
         let mut new = NewTicket::from_json(json_body(&req)?)?;
@@ -105,13 +104,11 @@ impl GetTicket {
     pub fn new(refresh: RefreshTicket) -> Self {
         Self { refresh }
     }
+}
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.get(req).await.unwrap_or_else(ApiError::into_response)
-    }
-
-    async fn get(&self, req: Request) -> Result<Response<Body>, ApiError> {
+#[async_trait::async_trait]
+impl ApiHandler for GetTicket {
+    async fn answer(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let id = path_param(&req, "id")
             .and_then(|raw| raw.parse::<u64>().ok())
             .filter(|id| *id > 0)
@@ -139,13 +136,11 @@ impl ListTickets {
     pub fn new(feed: TicketFeed) -> Self {
         Self { feed }
     }
+}
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request) -> Response<Body> {
-        self.list(req).await.unwrap_or_else(ApiError::into_response)
-    }
-
-    async fn list(&self, req: Request) -> Result<Response<Body>, ApiError> {
+#[async_trait::async_trait]
+impl ApiHandler for ListTickets {
+    async fn answer(&self, req: Request) -> Result<Response<Body>, ApiError> {
         let page = page_request(&req)?;
         let status = query_param(&req, "status").map(|s| validate_status_name(&s)).transpose()?;
         let mut queue = query_param(&req, "queue").map(|q| validate_queue_name(&q)).transpose()?;
@@ -190,6 +185,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        handlers::HttpHandler,
         model::Notification,
         rt::memory::MemoryRt,
         store::{memory::MemoryStore, Claim, IdempotencyCompletion, IdempotencyStore, TicketStore},

@@ -161,6 +161,12 @@ impl MemoryRt {
         Ok(state)
     }
 
+    /// Reads from ticket `id` and its description, failing as [`MemoryRt::set_failure`] says.
+    fn read<T>(&self, id: u64, pick: impl FnOnce(&(RtTicket, String)) -> T) -> Result<T, RtError> {
+        self.check_failure()?;
+        self.state().tickets.iter().find(|(t, _)| t.id == id).map(pick).ok_or(RtError::NotFound)
+    }
+
     fn check_failure(&self) -> Result<(), RtError> {
         match self.state().failure {
             Some(err) => Err(err()),
@@ -205,23 +211,11 @@ impl RtClient for MemoryRt {
     }
 
     async fn get(&self, id: u64) -> Result<RtTicket, RtError> {
-        self.check_failure()?;
-        self.state()
-            .tickets
-            .iter()
-            .find(|(t, _)| t.id == id)
-            .map(|(t, _)| t.clone())
-            .ok_or(RtError::NotFound)
+        self.read(id, |(t, _)| t.clone())
     }
 
     async fn description(&self, id: u64) -> Result<String, RtError> {
-        self.check_failure()?;
-        self.state()
-            .tickets
-            .iter()
-            .find(|(t, _)| t.id == id)
-            .map(|(_, d)| d.clone())
-            .ok_or(RtError::NotFound)
+        self.read(id, |(_, d)| d.clone())
     }
 
     async fn list(&self, query: &RtQuery, page: u32, per_page: u32) -> Result<RtPage, RtError> {
@@ -300,12 +294,7 @@ mod tests {
     use super::*;
 
     fn new_ticket(queue: &str, subject: &str) -> RtCreate {
-        RtCreate {
-            queue: queue.into(),
-            subject: subject.into(),
-            content: "body\n".into(),
-            requestor: None,
-        }
+        RtCreate::new(queue, subject, "body\n")
     }
 
     #[tokio::test]

@@ -82,6 +82,22 @@ pub struct RtCreate {
     pub requestor: Option<String>,
 }
 
+impl RtCreate {
+    /// A ticket in `queue` with `subject` and first message `content`, without a requestor.
+    pub fn new(
+        queue: impl Into<String>,
+        subject: impl Into<String>,
+        content: impl Into<String>,
+    ) -> Self {
+        Self {
+            queue: queue.into(),
+            subject: subject.into(),
+            content: content.into(),
+            requestor: None,
+        }
+    }
+}
+
 /// A ticket as RT reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtTicket {

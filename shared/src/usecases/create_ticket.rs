@@ -520,14 +520,7 @@ mod tests {
             panic!("claim")
         };
         let id =
-            f.rt.create(&RtCreate {
-                queue: "General".into(),
-                subject: new.title.clone(),
-                content: new.description.clone(),
-                requestor: None,
-            })
-            .await
-            .unwrap();
+            f.rt.create(&RtCreate::new("General", &new.title, &new.description)).await.unwrap();
         f.store.note_rt_ticket(&lease, id).await.unwrap();
         // WHEN the lease runs out and the client retries
         tokio::time::advance(LEASE).await;

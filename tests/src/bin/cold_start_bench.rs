@@ -35,7 +35,7 @@ use rt_relay_shared::{auth::Scope, events::signature};
 use rt_relay_tests::{
     bench::{arg, median, ms, row, Target},
     connections_server::ConnectionsServer,
-    services::{delete_tables, fresh_tables, require_env},
+    services::{delete_tables, fresh_tables, require_env, service_vars},
     stack::mint_key,
     tls_proxy::TlsCa,
 };
@@ -567,18 +567,12 @@ async fn main() {
         ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[$LATEST]bench".into()),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
-        ("AWS_REGION", require_env("AWS_REGION")),
         ("AWS_DEFAULT_REGION", require_env("AWS_REGION")),
-        ("AWS_ACCESS_KEY_ID", require_env("AWS_ACCESS_KEY_ID")),
-        ("AWS_SECRET_ACCESS_KEY", require_env("AWS_SECRET_ACCESS_KEY")),
-        ("AWS_ENDPOINT_URL", require_env("AWS_ENDPOINT_URL")),
         ("RUST_LOG", "info".into()),
         // Start-up rows measure the process's own work: no warm-up calls (see the TLS rows).
         ("WARMUP_TIMEOUT_MS", "0".into()),
         ("LANG", "C.UTF-8".into()),
         ("TZ", ":UTC".into()),
-        ("RT_API_URL", format!("{}/REST/2.0/", rt_url.trim_end_matches('/'))),
-        ("RT_TOKEN", require_env("RT_TOKEN")),
         ("TICKETS_TABLE", tables.tickets.clone()),
         ("NOTIFICATIONS_TABLE", tables.notifications.clone()),
         ("CONNECTIONS_TABLE", tables.connections.clone()),
@@ -588,6 +582,7 @@ async fn main() {
         ("WS_MANAGEMENT_ENDPOINT", connections.url.to_string()),
     ]
     .into_iter()
+    .chain(service_vars())
     .map(|(k, v)| (k.to_owned(), v))
     .chain(extra_env())
     .collect();

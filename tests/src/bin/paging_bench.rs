@@ -29,7 +29,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use rt_relay_shared::{
     config::Tables,
     feed::FeedSettings,
-    handlers::{notifications::ListNotifications, tickets::ListTickets},
+    handlers::{notifications::ListNotifications, tickets::ListTickets, HttpHandler},
     store::dynamodb::{notification_item, ticket_item, DynamoStore, Item},
     wiring,
 };

@@ -43,12 +43,7 @@ impl fmt::Display for Method {
 }
 
 fn new_ticket(subject: String) -> RtCreate {
-    RtCreate {
-        queue: "General".into(),
-        subject,
-        content: "Benchmark ticket.\n  Second line, indented.\n".into(),
-        requestor: None,
-    }
+    RtCreate::new("General", subject, "Benchmark ticket.\n  Second line, indented.\n")
 }
 
 fn direct_body(t: &RtCreate) -> serde_json::Value {

@@ -277,12 +277,7 @@ mod tests {
     #[tokio::test]
     async fn given_input_rest1_cannot_carry_when_creating_then_it_is_rejected_before_any_request() {
         let rt = offline_client();
-        let base = RtCreate {
-            queue: "General".into(),
-            subject: "s".into(),
-            content: "c".into(),
-            requestor: None,
-        };
+        let base = RtCreate::new("General", "s", "c");
         let cases = [
             RtCreate { subject: "x\nOwner: root".into(), ..base.clone() },
             RtCreate { subject: " leading space".into(), ..base.clone() },

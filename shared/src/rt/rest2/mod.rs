@@ -186,12 +186,7 @@ mod tests {
     async fn crlf_is_refused_before_any_request() {
         let rt = Rest2Client::new(offline_config(RtApi::Rest2, RtAuth::Token(Secret::new("t"))))
             .unwrap();
-        let ticket = RtCreate {
-            queue: "General".into(),
-            subject: "s".into(),
-            content: "a\r\nb".into(),
-            requestor: None,
-        };
+        let ticket = RtCreate::new("General", "s", "a\r\nb");
         assert!(matches!(rt.create(&ticket).await, Err(RtError::Rejected(_))));
     }
 
