@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use aws_sdk_dynamodb::{
+    operation::query::builders::QueryFluentBuilder,
     operation::update_item::UpdateItemError,
-    types::{AttributeValue, ReturnValue},
+    types::{AttributeValue, ReturnValue, Select},
 };
 
 use super::item::{condition_failed, from_item, rfc3339, s, to_item};
@@ -199,18 +200,36 @@ impl ConnectionStore for DynamoStore {
         conditional(update.send().await.map(|_| ()))
     }
 
+    async fn count_for_key(&self, key_id: &str) -> Result<usize, StoreError> {
+        // `$connect` asks on every handshake: only the count comes back, no item. (Reading
+        // every id made each handshake cost the key's whole list, so a key's handshakes got
+        // slower as it filled; on moto under load past ~700 connections of one key, answers
+        // took over the SDK's 5 s stall limit and `$connect` answered 500.)
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .by_key(key_id)
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Query", e))?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(count),
+            }
+        }
+    }
+
     async fn ids_for_key(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
         // One key's connections are bounded by its limit, so a few pages at most.
         let mut ids = Vec::new();
         let mut start = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.tables.connections)
-                .index_name(CONNECTIONS_BY_KEY)
-                .key_condition_expression("key_id = :k")
-                .expression_attribute_values(":k", s(key_id))
+                .by_key(key_id)
                 .projection_expression("connection_id")
                 .set_exclusive_start_key(start)
                 .send()
@@ -338,6 +357,16 @@ fn connection_item(c: &Connection, owner: Option<&ConnectionOwner>) -> Connectio
 }
 
 impl DynamoStore {
+    /// A Query of the `by-key` index for `key_id`'s connections.
+    fn by_key(&self, key_id: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.tables.connections)
+            .index_name(CONNECTIONS_BY_KEY)
+            .key_condition_expression("key_id = :k")
+            .expression_attribute_values(":k", s(key_id))
+    }
+
     async fn put_connection(
         &self,
         c: &Connection,
