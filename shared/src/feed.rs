@@ -1,6 +1,7 @@
 //! The live feed's pure rules (issue 11; design in docs/ARCHITECTURE.md, "The live feed"):
-//! feed positions, retention and the settle horizon, subscriptions and the channels the
-//! fan-out index is keyed by, and the WebSocket messages both ways. No I/O here.
+//! feed positions, retention and the settle horizon, subscriptions (the fan-out index's
+//! channels are derived from them in `store::channels_of`), and the WebSocket messages
+//! both ways. No I/O here.
 
 use std::time::Duration;
 
@@ -221,41 +222,6 @@ pub struct Subscription {
     pub statuses: Vec<String>,
 }
 
-/// A key of the connections table's `by-channel` index.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Channel {
-    /// Connections without a filter.
-    All,
-    /// Connections whose most selective filter is this queue.
-    Queue(String),
-    /// Connections whose most selective filter is this type.
-    Type(String),
-    /// Connections filtering by this ticket.
-    Ticket(u64),
-}
-
-impl Channel {
-    /// The index partition value: `all`, `queue#Q`, `type#T`, `ticket#N`.
-    pub fn key(&self) -> String {
-        match self {
-            Channel::All => "all".into(),
-            Channel::Queue(q) => format!("queue#{q}"),
-            Channel::Type(t) => format!("type#{t}"),
-            Channel::Ticket(id) => format!("ticket#{id}"),
-        }
-    }
-
-    /// The channels under which a connection that may want `n` can be indexed.
-    pub fn relevant_to(n: &Notification) -> [Channel; 4] {
-        [
-            Channel::All,
-            Channel::Queue(n.ticket.queue.clone()),
-            Channel::Type(n.kind.clone()),
-            Channel::Ticket(n.ticket.id),
-        ]
-    }
-}
-
 impl Subscription {
     /// Everything.
     pub fn everything() -> Self {
@@ -373,23 +339,6 @@ impl Subscription {
         std::iter::once(n.ticket.status.as_str())
             .chain(changed.into_iter().flatten())
             .any(|s| self.statuses.iter().any(|w| w == s))
-    }
-
-    /// The channels the connection is indexed under: every value of its most selective
-    /// kind (ticket, then queue, then type), or `all`. Each matching notification is
-    /// relevant to at least one of them ([`Channel::relevant_to`]). Statuses are not a
-    /// channel (a ticket's status before a change is not known from its summary): a
-    /// status filter narrows the candidates its other kinds, or `all`, find.
-    pub fn channels(&self) -> Vec<Channel> {
-        if !self.tickets.is_empty() {
-            self.tickets.iter().copied().map(Channel::Ticket).collect()
-        } else if !self.queues.is_empty() {
-            self.queues.iter().cloned().map(Channel::Queue).collect()
-        } else if !self.types.is_empty() {
-            self.types.iter().cloned().map(Channel::Type).collect()
-        } else {
-            vec![Channel::All]
-        }
     }
 }
 
@@ -649,45 +598,6 @@ mod tests {
         assert_eq!(Subscription::from_query([("queue", " ")]).unwrap_err().field, "queue");
         let many: Vec<(&str, &str)> = (0..21).map(|_| ("type", "ticket.created")).collect();
         assert!(Subscription::from_query(many).is_err());
-    }
-
-    #[test]
-    fn every_matching_notification_is_relevant_to_one_of_the_connections_channels() {
-        let subs = [
-            Subscription::everything(),
-            Subscription { queues: vec!["A".into()], ..Default::default() },
-            Subscription { types: vec!["ticket.replied".into()], ..Default::default() },
-            Subscription {
-                queues: vec!["A".into()],
-                types: vec!["ticket.created".into()],
-                tickets: vec![3],
-                ..Default::default()
-            },
-            Subscription { statuses: vec!["new".into()], ..Default::default() },
-            Subscription {
-                queues: vec!["B".into()],
-                statuses: vec!["new".into()],
-                ..Default::default()
-            },
-        ];
-        let notes = [
-            note("ticket.created", "A", 3),
-            note("ticket.replied", "A", 4),
-            note("ticket.replied", "B", 3),
-            note("ticket.updated", "B", 5),
-        ];
-        for sub in &subs {
-            for n in &notes {
-                let relevant = Channel::relevant_to(n);
-                let indexed = sub.channels().iter().any(|c| relevant.contains(c));
-                assert!(!sub.matches(n) || indexed, "{sub:?} {n:?}");
-            }
-        }
-        assert_eq!(subs[3].channels(), [Channel::Ticket(3)]);
-        assert_eq!(subs[1].channels()[0].key(), "queue#A");
-        assert_eq!(subs[0].channels()[0].key(), "all");
-        assert_eq!(subs[4].channels(), [Channel::All], "a status is not a channel");
-        assert_eq!(subs[5].channels(), [Channel::Queue("B".into())]);
     }
 
     /// A `ticket.status_changed` from `old` to `new`; the summary says `now` (what the

@@ -169,7 +169,8 @@ pub struct Running {
     pub base: String,
 }
 
-/// Connection ids currently in `tables`' connections table (a consistent scan).
+/// Connection ids currently in `tables`' connections table (a consistent scan of the base
+/// items, not the channel items the push's index reads).
 pub async fn stored_connections(
     dynamodb: &aws_sdk_dynamodb::Client,
     tables: &Tables,
@@ -177,6 +178,8 @@ pub async fn stored_connections(
     let out = dynamodb
         .scan()
         .table_name(&tables.connections)
+        .filter_expression("attribute_not_exists(#channel)")
+        .expression_attribute_names("#channel", "channel")
         .consistent_read(true)
         .send()
         .await

@@ -1,14 +1,18 @@
 //! The DynamoDB adapter against moto: transactions, paging with filters, idempotency
-//! claims and connection paging.
+//! claims, connection paging and the connections' `by-channel` index.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, Claim, Connection, ConnectionOwner,
     ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
-    StoreError, TicketFilter, TicketStore,
+    StoreError, TicketFilter, TicketStore, EVERY_QUEUE,
+};
+use rt_relay_shared::{
+    fanout::MemoryPoster,
+    usecases::push::{Fanout, Payload},
 };
 use rt_relay_tests::{
     bench::DynamoMeter,
@@ -378,4 +382,166 @@ async fn subscriptions_in_dynamodb_and_the_fake() {
 async fn resume_marks_in_dynamodb_and_the_fake() {
     resume_marks(&store("resume").await).await;
     resume_marks(&MemoryStore::new()).await;
+}
+
+/// The connections on `channel`, read through the index in pages of 2, sorted.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
+async fn on(store: &dyn ConnectionStore, channel: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..20 {
+        let (page, next) = store.audience(channel, after.as_deref(), 2).await.unwrap();
+        ids.extend(page.into_iter().map(|r| r.id));
+        match next {
+            Some(n) => after = Some(n),
+            None => {
+                ids.sort();
+                return ids;
+            }
+        }
+    }
+    panic!("the {channel} channel did not end in 20 pages")
+}
+
+/// Connection `id`'s resume mark as the index shows it on `channel`.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
+async fn mark_on(store: &dyn ConnectionStore, channel: &str, id: &str) -> Option<FeedMark> {
+    let (page, _) = store.audience(channel, None, 10).await.unwrap();
+    page.into_iter().find(|r| r.id == id).map(|r| r.mark)
+}
+
+/// The `by-channel` index, the same in DynamoDB and the fake: a connection is found on
+/// exactly the channels it may see (its key's queues narrowed by its filter, or the
+/// every-queue channel), a subscription moves it, going live changes what the index
+/// shows, and removing it leaves it on none.
+#[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
+async fn channel_index(store: &dyn ConnectionStore) {
+    let owner = |queues: &str| ConnectionOwner { key_id: "k".into(), queues: queues.into() };
+    store.add_owned(&open_connection("a"), &owner(r#"["A"]"#)).await.unwrap();
+    store.add_owned(&open_connection("ab"), &owner(r#"["A","B"]"#)).await.unwrap();
+    store.add_owned(&open_connection("all"), &owner(r#"["*"]"#)).await.unwrap();
+    store.add(&open_connection("legacy")).await.unwrap();
+    let resuming = open_connection("r");
+    store.add_resuming(&resuming, Some(&owner(r#"["B"]"#)), "n-1", None).await.unwrap();
+
+    assert_eq!(on(store, "A").await, ["a", "ab"]);
+    assert_eq!(on(store, "B").await, ["ab", "r"]);
+    assert_eq!(on(store, EVERY_QUEUE).await, ["all", "legacy"]);
+    assert!(on(store, "C").await.is_empty());
+    assert_eq!(mark_on(store, "B", "r").await, Some(FeedMark::Replaying));
+    assert!(store.go_live("r", Some("1700000000003#~")).await.unwrap());
+    let live = FeedMark::LiveAfter("1700000000003#~".into());
+    assert_eq!(mark_on(store, "B", "r").await, Some(live));
+
+    // A queue filter moves a connection: onto the queues asked for that its key may read.
+    assert!(store.subscribe("all", Some(r#"{"queue":["C"]}"#)).await.unwrap());
+    assert!(store
+        .subscribe("ab", Some(r#"{"queue":["B","Z"],"type":["ticket.created"]}"#))
+        .await
+        .unwrap());
+    assert_eq!(on(store, EVERY_QUEUE).await, ["legacy"]);
+    assert_eq!(on(store, "C").await, ["all"]);
+    assert_eq!(on(store, "A").await, ["a"]);
+    assert_eq!(on(store, "B").await, ["ab", "r"]);
+    assert!(on(store, "Z").await.is_empty(), "its key may not read Z");
+    let (page, _) = store.audience("B", None, 10).await.unwrap();
+    let ab = page.iter().find(|r| r.id == "ab").expect("ab on B");
+    assert_eq!(ab.filter.as_deref(), Some(r#"{"queue":["B","Z"],"type":["ticket.created"]}"#));
+    assert_eq!(ab.queues.as_deref(), Some(r#"["A","B"]"#));
+    // A filter without queues puts it back on every queue it may read.
+    assert!(store.subscribe("all", Some(r#"{"type":["ticket.replied"]}"#)).await.unwrap());
+    assert!(store.subscribe("ab", None).await.unwrap());
+    assert_eq!(on(store, EVERY_QUEUE).await, ["all", "legacy"]);
+    assert!(on(store, "C").await.is_empty());
+    assert_eq!(on(store, "A").await, ["a", "ab"]);
+
+    for id in ["a", "ab", "all", "legacy", "r"] {
+        store.remove(id).await.unwrap();
+    }
+    for channel in [EVERY_QUEUE, "A", "B", "C", "Z"] {
+        assert!(on(store, channel).await.is_empty(), "{channel} is empty");
+    }
+    assert!(store.page(None, 10).await.unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn the_channel_index_in_dynamodb_and_the_fake() {
+    let (client, tables) = fresh_tables("channels").await;
+    channel_index(&DynamoStore::new(client.clone(), tables.clone())).await;
+    channel_index(&MemoryStore::new()).await;
+    // Nothing is left behind in the table: no base item, no channel item.
+    let out =
+        client.scan().table_name(&tables.connections).consistent_read(true).send().await.unwrap();
+    assert_eq!(out.count, 0, "{:?}", out.items);
+}
+
+#[tokio::test]
+async fn a_connection_s_items_are_written_and_removed_together() {
+    let (client, tables) = fresh_tables("channel-items").await;
+    let store = DynamoStore::new(client.clone(), tables.clone());
+    let owner = ConnectionOwner { key_id: "k".into(), queues: r#"["A","B","C"]"#.into() };
+    store.add_owned(&open_connection("c1"), &owner).await.unwrap();
+    let keys = || async {
+        let out = client
+            .scan()
+            .table_name(&tables.connections)
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = out
+            .items()
+            .iter()
+            .filter_map(|i| i.get("connection_id").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys().await, ["c1", "c1#q#A", "c1#q#B", "c1#q#C"]);
+    // Every item carries the TTL.
+    let out = client.scan().table_name(&tables.connections).send().await.unwrap();
+    assert!(out.items().iter().all(|i| i.contains_key("expires_at")));
+    assert!(store.subscribe("c1", Some(r#"{"queue":["C","D"]}"#)).await.unwrap());
+    assert_eq!(keys().await, ["c1", "c1#q#C"]);
+    // The whole-table read and the per-key index see the connection once.
+    assert_eq!(store.page(None, 10).await.unwrap().0, ["c1"]);
+    assert_eq!(store.ids_for_key("k").await.unwrap(), ["c1"]);
+    store.remove("c1").await.unwrap();
+    assert!(keys().await.is_empty());
+}
+
+fn note_in(queue: &str, id: u64) -> Payload {
+    let n = sample_notification(&sample_ticket(id, "new", queue));
+    serde_json::to_vec(&n).expect("a notification is JSON").into()
+}
+
+#[tokio::test]
+async fn a_batch_for_a_queue_nobody_watches_reads_no_connection_and_posts_nothing() {
+    let (client, tables) = fresh_tables("unwatched").await;
+    let meter = DynamoMeter::default();
+    let store = Arc::new(DynamoStore::new(meter.meter(&client), tables));
+    for id in ["w1", "w2", "w3"] {
+        let owner = ConnectionOwner { key_id: "k".into(), queues: r#"["A"]"#.into() };
+        store.add_owned(&open_connection(id), &owner).await.unwrap();
+    }
+    let poster = Arc::new(MemoryPoster::new());
+    let fanout = Fanout::new(store.clone(), poster.clone());
+
+    // GIVEN three connections that may see queue A only WHEN a batch for queue B is pushed
+    let before = meter.metrics();
+    let outcome = fanout.push_batch(vec![note_in("B", 1), note_in("B", 2)]).await.unwrap();
+    let cost = meter.metrics().since(&before);
+    // THEN two Queries (B and the every-queue channel) read no item and nothing is posted
+    assert_eq!((cost.queries, cost.items_scanned), (2, 0), "{cost:?}");
+    assert_eq!(outcome.stats.delivered, 0);
+    assert!(["w1", "w2", "w3"].iter().all(|id| poster.received(id).is_empty()));
+
+    // WHEN a batch for queue A is pushed THEN the same two Queries read the three watchers,
+    // and each gets both notifications
+    let before = meter.metrics();
+    let outcome = fanout.push_batch(vec![note_in("A", 3), note_in("A", 4)]).await.unwrap();
+    let cost = meter.metrics().since(&before);
+    assert_eq!((cost.queries, cost.items_scanned), (2, 3), "{cost:?}");
+    assert_eq!(outcome.stats.delivered, 6);
+    assert!(["w1", "w2", "w3"].iter().all(|id| poster.received(id).len() == 2));
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
+    channels_of,
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
     Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
     IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, StoreError, TicketFilter,
@@ -45,6 +46,8 @@ struct State {
     connection_filters: BTreeMap<String, String>,
     /// Resuming connections: the record and the held positions.
     resumes: BTreeMap<String, (ResumeRecord, BTreeSet<String>)>,
+    /// The `by-channel` index: each channel's connection ids.
+    channels: BTreeMap<String, BTreeSet<String>>,
     idempotency: BTreeMap<String, IdemRecord>,
     next_lease: u64,
 }
@@ -54,6 +57,8 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     fail_record_created: AtomicU32,
+    /// Each [`ConnectionStore::audience`] read: the channel and how many it returned.
+    audience_reads: Mutex<Vec<(String, usize)>>,
 }
 
 impl MemoryStore {
@@ -75,6 +80,12 @@ impl MemoryStore {
     /// Number of stored connections.
     pub fn connection_count(&self) -> usize {
         self.lock().connections.len()
+    }
+
+    /// Takes the record of the [`ConnectionStore::audience`] reads since the last call: the
+    /// channel of each and how many connections it returned.
+    pub fn take_audience_reads(&self) -> Vec<(String, usize)> {
+        std::mem::take(&mut *self.audience_reads.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -362,7 +373,9 @@ impl IdempotencyStore for MemoryStore {
 #[async_trait]
 impl ConnectionStore for MemoryStore {
     async fn add(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.lock().connections.insert(connection.id.clone(), connection.clone());
+        let mut st = self.lock();
+        st.connections.insert(connection.id.clone(), connection.clone());
+        st.reindex(&connection.id);
         Ok(())
     }
 
@@ -372,6 +385,7 @@ impl ConnectionStore for MemoryStore {
         st.connection_owners.remove(connection_id);
         st.connection_filters.remove(connection_id);
         st.resumes.remove(connection_id);
+        st.reindex(connection_id);
         Ok(())
     }
 
@@ -388,6 +402,7 @@ impl ConnectionStore for MemoryStore {
             Some(f) => st.connection_filters.insert(connection_id.to_owned(), f.to_owned()),
             None => st.connection_filters.remove(connection_id),
         };
+        st.reindex(connection_id);
         Ok(true)
     }
 
@@ -412,6 +427,7 @@ impl ConnectionStore for MemoryStore {
             filter: None,
         };
         st.resumes.insert(connection.id.clone(), (record, BTreeSet::new()));
+        st.reindex(&connection.id);
         Ok(())
     }
 
@@ -467,6 +483,7 @@ impl ConnectionStore for MemoryStore {
         let mut st = self.lock();
         st.connections.insert(connection.id.clone(), connection.clone());
         st.connection_owners.insert(connection.id.clone(), owner.clone());
+        st.reindex(&connection.id);
         Ok(())
     }
 
@@ -480,6 +497,29 @@ impl ConnectionStore for MemoryStore {
             .collect())
     }
 
+    async fn audience(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+        let st = self.lock();
+        let limit = limit.max(1) as usize;
+        let ids: Vec<String> = st
+            .channels
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = if ids.len() == limit { ids.last().cloned() } else { None };
+        let mut reads = self.audience_reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.push((channel.to_owned(), ids.len()));
+        Ok((ids.into_iter().map(|id| st.recipient(id)).collect(), next))
+    }
+
     async fn recipients(
         &self,
         after: Option<&str>,
@@ -487,19 +527,7 @@ impl ConnectionStore for MemoryStore {
     ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
         let (ids, next) = self.page(after, limit).await?;
         let st = self.lock();
-        Ok((
-            Recipient::list(ids, |id| st.connection_owners.get(id).map(|o| o.queues.clone()))
-                .into_iter()
-                .map(|mut r| {
-                    if let Some((record, _)) = st.resumes.get(&r.id) {
-                        r.mark = record.mark.clone();
-                    }
-                    r.filter = st.connection_filters.get(&r.id).cloned();
-                    r
-                })
-                .collect(),
-            next,
-        ))
+        Ok((ids.into_iter().map(|id| st.recipient(id)).collect(), next))
     }
 
     async fn page(
@@ -517,6 +545,35 @@ impl ConnectionStore for MemoryStore {
             .collect();
         let next = if ids.len() == limit.max(1) as usize { ids.last().cloned() } else { None };
         Ok((ids, next))
+    }
+}
+
+impl State {
+    /// Puts connection `id` on the channels its rights and filter give it (none when it is
+    /// not recorded), off every other.
+    fn reindex(&mut self, id: &str) {
+        for members in self.channels.values_mut() {
+            members.remove(id);
+        }
+        self.channels.retain(|_, members| !members.is_empty());
+        if !self.connections.contains_key(id) {
+            return;
+        }
+        let queues = self.connection_owners.get(id).map(|o| o.queues.as_str());
+        let filter = self.connection_filters.get(id).map(String::as_str);
+        for channel in channels_of(queues, filter) {
+            self.channels.entry(channel).or_default().insert(id.to_owned());
+        }
+    }
+
+    /// What the push reads of connection `id`.
+    fn recipient(&self, id: String) -> Recipient {
+        Recipient {
+            queues: self.connection_owners.get(&id).map(|o| o.queues.clone()),
+            mark: self.resumes.get(&id).map(|(r, _)| r.mark.clone()).unwrap_or_default(),
+            filter: self.connection_filters.get(&id).cloned(),
+            id,
+        }
     }
 }
 

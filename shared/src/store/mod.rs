@@ -2,14 +2,15 @@
 //! adapter ([`dynamodb::DynamoStore`], which implements all four) and an in-memory fake
 //! ([`memory::MemoryStore`]). Paging is by opaque cursor ([`cursor`]), never Scan for lists.
 
-use std::fmt;
+use std::{collections::BTreeSet, fmt};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    feed::Position,
+    feed::{Position, Subscription},
     model::{Notification, Ticket},
+    tenant::{relay_default_queue, QueueRights},
 };
 
 pub mod cursor;
@@ -252,6 +253,41 @@ impl Recipient {
     }
 }
 
+/// The channel of the connections that may receive every queue (keys with `*` and no
+/// queue filter, and connections recorded without an owner): the push reads it for every
+/// batch, besides one channel per queue in the batch.
+pub const EVERY_QUEUE: &str = "*";
+/// The most channels a connection is indexed under; one with more (a key limited to many
+/// queues, without a queue filter) is on [`EVERY_QUEUE`] instead, and the push filters it
+/// by its rights. Keeps a subscription change (base item, old channels out, new ones in)
+/// inside one TransactWriteItems (100 items).
+pub const MAX_CHANNELS: usize = 40;
+
+/// The channels (docs/ARCHITECTURE.md, "Connections") a connection with these queue rights
+/// (a JSON array; `None`: no owner, every queue) and this stored filter is indexed under:
+/// the queues it may receive (its rights, narrowed by its filter's queues), or
+/// [`EVERY_QUEUE`] when that is every queue (or more than [`MAX_CHANNELS`]). Empty when
+/// it may receive nothing (it asked only for queues its key may not read).
+pub fn channels_of(queues: Option<&str>, filter: Option<&str>) -> BTreeSet<String> {
+    let rights = match queues {
+        None => QueueRights::All,
+        Some(q) => {
+            let list: Vec<String> = serde_json::from_str(q).unwrap_or_default();
+            QueueRights::from_list(&list, relay_default_queue())
+        }
+    };
+    let wanted = Subscription::from_stored(filter).queues;
+    let channels: BTreeSet<String> = match (&rights, wanted.is_empty()) {
+        (QueueRights::All, true) => return BTreeSet::from([EVERY_QUEUE.to_owned()]),
+        (QueueRights::Only(allowed), true) => allowed.clone(),
+        (rights, false) => wanted.into_iter().filter(|q| rights.allows(q)).collect(),
+    };
+    if channels.len() > MAX_CHANNELS {
+        return BTreeSet::from([EVERY_QUEUE.to_owned()]);
+    }
+    channels
+}
+
 /// Where a connection is in the resume protocol (docs/ARCHITECTURE.md, "Resume").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum FeedMark {
@@ -305,7 +341,25 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     async fn ids_for_key(&self, _key_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }
-    /// [`ConnectionStore::page`] with each connection's queue rights, for the push.
+    /// One page of the connections on `channel` (a queue, or [`EVERY_QUEUE`]; see
+    /// [`channels_of`]), `limit` at most, after the opaque `after` token: the push's
+    /// audience. The default (stores without the index: test wrappers, whose connections
+    /// have no owner) has every connection on [`EVERY_QUEUE`] and none on a queue.
+    async fn audience(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+        if channel == EVERY_QUEUE {
+            self.recipients(after, limit).await
+        } else {
+            Ok((Vec::new(), None))
+        }
+    }
+    /// [`ConnectionStore::page`] with each connection's queue rights (every connection,
+    /// whatever its channels: for tests and tools; the push reads
+    /// [`ConnectionStore::audience`]).
     async fn recipients(
         &self,
         after: Option<&str>,

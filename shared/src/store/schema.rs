@@ -87,6 +87,10 @@ pub const NOTIFICATIONS_BY_FEED: &str = "by-feed";
 /// Connections index: one API key's connections (for its connection limit and for closing
 /// them when it is revoked).
 pub const CONNECTIONS_BY_KEY: &str = "by-key";
+/// Connections index: the connections on one channel (a queue, or
+/// [`super::EVERY_QUEUE`]): the push's audience for a batch's queues. Only the channel items
+/// (`connection_id` = `<id>#q#<channel>`) carry `channel`, so base items are not in it.
+pub const CONNECTIONS_BY_CHANNEL: &str = "by-channel";
 /// Notifications index: one type (`GET /notifications?type=`), newest first.
 pub const NOTIFICATIONS_BY_TYPE: &str = "by-type";
 
@@ -105,7 +109,10 @@ pub const TABLES: [TableDef; 5] = [
         ])
         .streamed("NEW_IMAGE"),
     TableDef::new(TableKind::Connections, "ConnectionsTable", s("connection_id"))
-        .indexed(&[gsi(CONNECTIONS_BY_KEY, s("key_id"), s("connection_id"))])
+        .indexed(&[
+            gsi(CONNECTIONS_BY_KEY, s("key_id"), s("connection_id")),
+            gsi(CONNECTIONS_BY_CHANNEL, s("channel"), s("connection_id")),
+        ])
         .expiring("expires_at"),
     TableDef::new(TableKind::Idempotency, "IdempotencyTable", s("key")).expiring("expires_at"),
     // Revoked keys stay, for the audit trail (`rt-relay-keys list`): no TTL.

@@ -39,6 +39,12 @@ const REPLAY_PAGE: u32 = 100;
 pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
 /// Drain rounds at most (each one empties what the push held meanwhile).
 const MAX_DRAINS: usize = 100;
+/// How long after `connected_at` the push is assumed to find the connection: its
+/// `$connect` writes (after taking `connected_at`) plus the `by-channel` index's
+/// propagation (eventually consistent; docs/ARCHITECTURE.md, "Connections"). The replay
+/// reaches at least this far, so a notification the push planned before the index showed
+/// the connection is replayed rather than missed.
+const INDEX_LAG_MILLIS: i64 = 1_000;
 
 /// How a resume ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +132,8 @@ impl Resume {
             Some(start) => {
                 let from = after.and_then(Position::parse_seq).filter(|a| *a > start);
                 let from = from.unwrap_or(start);
-                let until = self.settled_bound(record.connected_at.timestamp_millis()).await;
+                let connected = record.connected_at.timestamp_millis();
+                let until = self.settled_bound(connected + INDEX_LAG_MILLIS).await;
                 let mut page = PageRequest { limit: REPLAY_PAGE, cursor: None };
                 // The replay is in exact feed order (everything up to `until` is settled),
                 // so "up to `last`" is a position to continue from.
@@ -187,15 +194,15 @@ impl Resume {
         Err(Error::Internal(format!("connection {id} kept receiving held notifications")))
     }
 
-    /// The newest settled time that is not before `connected_at_millis`, waiting (at most
-    /// the settle horizon) until there is one.
-    async fn settled_bound(&self, connected_at_millis: i64) -> i64 {
+    /// The newest settled time that is not before `at_least_millis`, waiting (at most
+    /// the settle horizon and the index lag) until there is one.
+    async fn settled_bound(&self, at_least_millis: i64) -> i64 {
         loop {
             let bound = self.settings.settled_until(self.clock.now());
-            if bound >= connected_at_millis {
+            if bound >= at_least_millis {
                 return bound;
             }
-            let wait = u64::try_from(connected_at_millis - bound).unwrap_or(0).min(1_000);
+            let wait = u64::try_from(at_least_millis - bound).unwrap_or(0).min(1_000);
             tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
         }
     }

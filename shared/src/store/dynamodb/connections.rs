@@ -1,5 +1,11 @@
-//! Live WebSocket connections: one item per connection, paged by Scan for the fan-out; the
-//! `by-key` index finds one API key's connections (its limit, and closing them on revocation).
+//! Live WebSocket connections: one base item per connection (its owner, subscription and
+//! resume state), plus one channel item per channel it is on (`<id>#q#<channel>`, see
+//! [`crate::store::channels_of`]) that the push reads through the `by-channel` index. The
+//! base item lists its channels and carries a revision (`rev`); every write that changes
+//! which channel items exist or what they project reads the base item, then writes base and
+//! channel items in ONE transaction conditional on that revision, so they never disagree.
+//! The `by-key` index finds one API key's connections (its limit, and closing them on
+//! revocation).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,21 +14,28 @@ use serde::{Deserialize, Serialize};
 use aws_sdk_dynamodb::{
     operation::query::builders::QueryFluentBuilder,
     operation::update_item::UpdateItemError,
-    types::{AttributeValue, ReturnValue, Select},
+    types::{AttributeValue, Delete, Put, ReturnValue, Select, TransactWriteItem, Update},
 };
 
-use super::item::{condition_failed, from_item, rfc3339, s, to_item};
-use super::DynamoStore;
+use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, transact, Read};
+use super::{DynamoStore, Item};
 use crate::store::{
-    schema::CONNECTIONS_BY_KEY, Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient,
-    ResumeRecord, StoreError,
+    channels_of,
+    schema::{CONNECTIONS_BY_CHANNEL, CONNECTIONS_BY_KEY},
+    Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient, ResumeRecord, StoreError,
 };
 
 /// `feed_state` of a connection being replayed to (absent or `live`: live).
 const REPLAYING: &str = "replaying";
 
-/// A connection as stored.
-#[derive(Serialize, Deserialize)]
+/// Separates a connection id from a channel in a channel item's key (connection ids have
+/// no `#`, so the first one ends the id).
+const CHANNEL_SEP: &str = "#q#";
+/// Attempts of a revision-checked write before it gives up (each lost one re-reads).
+const WRITE_ATTEMPTS: usize = 5;
+
+/// A connection's base item as stored.
+#[derive(Clone, Serialize, Deserialize)]
 struct ConnectionItem {
     connection_id: String,
     #[serde(with = "rfc3339")]
@@ -50,11 +63,79 @@ struct ConnectionItem {
     /// The subscription (a JSON `feed::Subscription`); absent: everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     feed_filter: Option<String>,
+    /// The channels it has a channel item on (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<String>,
+    /// Bumped by every write that changes its channel items; those writes are conditional
+    /// on it (absent on items written before the index: read as 0).
+    #[serde(default)]
+    rev: u64,
 }
 
 impl ConnectionItem {
     fn mark(&self) -> FeedMark {
         mark_of(self.feed_state.as_deref(), self.live_after.as_deref())
+    }
+
+    /// Its channels as [`channels_of`] derives them from its rights and filter.
+    fn with_channels(mut self) -> Self {
+        self.channels =
+            channels_of(self.queues.as_deref(), self.feed_filter.as_deref()).into_iter().collect();
+        self
+    }
+
+    /// Its channel items: what the push needs of it, once per channel.
+    fn channel_items(&self) -> Vec<ChannelItem> {
+        self.channels
+            .iter()
+            .map(|channel| ChannelItem {
+                connection_id: channel_key(&self.connection_id, channel),
+                channel: channel.clone(),
+                member: self.connection_id.clone(),
+                expires_at: self.expires_at,
+                queues: self.queues.clone(),
+                feed_state: self.feed_state.clone(),
+                live_after: self.live_after.clone(),
+                feed_filter: self.feed_filter.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The key of connection `id`'s item on `channel`.
+fn channel_key(id: &str, channel: &str) -> String {
+    format!("{id}{CHANNEL_SEP}{channel}")
+}
+
+/// A connection's item on one channel (partition of `by-channel`): a copy of what the push
+/// reads of the base item, written with it.
+#[derive(Serialize, Deserialize)]
+struct ChannelItem {
+    /// `<id>#q#<channel>`.
+    connection_id: String,
+    channel: String,
+    /// The connection id.
+    member: String,
+    /// The base item's TTL.
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queues: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_filter: Option<String>,
+}
+
+impl From<ChannelItem> for Recipient {
+    fn from(c: ChannelItem) -> Self {
+        Recipient {
+            mark: mark_of(c.feed_state.as_deref(), c.live_after.as_deref()),
+            id: c.member,
+            queues: c.queues,
+            filter: c.feed_filter,
+        }
     }
 }
 
@@ -66,7 +147,7 @@ fn mark_of(state: Option<&str>, live_after: Option<&str>) -> FeedMark {
     }
 }
 
-/// What the push reads of a connection.
+/// What the whole-table read ([`ConnectionStore::recipients`]) reads of a base item.
 #[derive(Deserialize)]
 struct RecipientItem {
     connection_id: String,
@@ -80,20 +161,61 @@ struct RecipientItem {
     feed_filter: Option<String>,
 }
 
+impl From<RecipientItem> for Recipient {
+    fn from(r: RecipientItem) -> Self {
+        Recipient {
+            mark: mark_of(r.feed_state.as_deref(), r.live_after.as_deref()),
+            id: r.connection_id,
+            queues: r.queues,
+            filter: r.feed_filter,
+        }
+    }
+}
+
+/// The recipients a page of `T` items (`what` names them in errors) stands for.
+fn recipients_of<T: serde::de::DeserializeOwned + Into<Recipient>>(
+    items: Option<Vec<Item>>,
+    what: &str,
+) -> Result<Vec<Recipient>, StoreError> {
+    items.unwrap_or_default().into_iter().map(|i| from_item::<T>(i, what).map(Into::into)).collect()
+}
+
 /// The table's key: what a Scan projects and pages by.
 #[derive(Serialize, Deserialize)]
 struct ConnectionKey {
     connection_id: String,
 }
 
+/// A change to a base item's own attributes, made with its channel items by
+/// [`DynamoStore::rewrite`].
+#[derive(Default)]
+struct BaseChange {
+    set: Vec<(&'static str, AttributeValue)>,
+    remove: Vec<&'static str>,
+    /// A further condition (over `:`-values given in `values`).
+    condition: Option<&'static str>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl BaseChange {
+    /// Sets `name` to `value` when `Some`, removes it when `None`.
+    fn set_or_remove(mut self, name: &'static str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.set.push((name, s(v))),
+            None => self.remove.push(name),
+        }
+        self
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoStore {
     async fn add(&self, c: &Connection) -> Result<(), StoreError> {
-        self.put_connection(c, None).await
+        self.put_connection(connection_item(c, None)).await
     }
 
     async fn add_owned(&self, c: &Connection, owner: &ConnectionOwner) -> Result<(), StoreError> {
-        self.put_connection(c, Some(owner)).await
+        self.put_connection(connection_item(c, Some(owner))).await
     }
 
     async fn add_resuming(
@@ -107,21 +229,11 @@ impl ConnectionStore for DynamoStore {
         item.feed_state = Some(REPLAYING.into());
         item.since = Some(since.to_owned());
         item.replay_from = replay_from.map(str::to_owned);
-        self.put_item(&item).await
+        self.put_connection(item).await
     }
 
     async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let item: ConnectionItem = from_item(item, "connection item")?;
+        let Some((item, _)) = self.connection_item(connection_id).await? else { return Ok(None) };
         let mark = item.mark();
         Ok(item.since.map(|since| ResumeRecord {
             connected_at: item.connected_at,
@@ -137,6 +249,7 @@ impl ConnectionStore for DynamoStore {
         if seqs.is_empty() {
             return Ok(true);
         }
+        // Only the base item: holding changes nothing the channel items project.
         let out = self
             .client
             .update_item()
@@ -183,21 +296,29 @@ impl ConnectionStore for DynamoStore {
         connection_id: &str,
         live_after: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .condition_expression("feed_state = :replaying AND attribute_not_exists(held_seqs)")
-            .expression_attribute_values(":replaying", s(REPLAYING))
-            .expression_attribute_values(":live", s("live"));
-        update = match live_after {
-            Some(after) => update
-                .update_expression("SET feed_state = :live, live_after = :after")
-                .expression_attribute_values(":after", s(after)),
-            None => update.update_expression("SET feed_state = :live"),
-        };
-        conditional(update.send().await.map(|_| ()))
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some((before, holding)) = self.connection_item(connection_id).await? else {
+                return Ok(false);
+            };
+            if before.feed_state.as_deref() != Some(REPLAYING) || holding {
+                return Ok(false);
+            }
+            let mut after = before.clone();
+            after.feed_state = Some("live".into());
+            after.live_after = live_after.map(str::to_owned);
+            let change = BaseChange {
+                set: vec![("feed_state", s("live"))],
+                condition: Some("feed_state = :replaying AND attribute_not_exists(held_seqs)"),
+                values: vec![(":replaying", s(REPLAYING))],
+                ..BaseChange::default()
+            }
+            .set_or_remove("live_after", live_after);
+            // Lost: the push held more, or the item changed; the next read tells which.
+            if self.rewrite(&before, &after, change).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
     async fn count_for_key(&self, key_id: &str) -> Result<usize, StoreError> {
@@ -245,6 +366,45 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
+    async fn audience(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+        let start = after.map(|a| {
+            Item::from([
+                ("connection_id".to_owned(), s(channel_key(a, channel))),
+                ("channel".to_owned(), s(channel)),
+            ])
+        });
+        // The index is eventually consistent (docs/ARCHITECTURE.md, "Connections").
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.connections)
+            .index_name(CONNECTIONS_BY_CHANNEL)
+            .key_condition_expression("#channel = :c")
+            .expression_attribute_names("#channel", "channel")
+            .expression_attribute_values(":c", s(channel))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("Query", e))?;
+        let recipients = recipients_of::<ChannelItem>(out.items, "channel item")?;
+        let next = out
+            .last_evaluated_key
+            .map(|k| {
+                let key = from_item::<ConnectionKey>(k, "channel item")?.connection_id;
+                key.split_once(CHANNEL_SEP)
+                    .map(|(id, _)| id.to_owned())
+                    .ok_or_else(|| StoreError::Corrupt(format!("channel item key {key}")))
+            })
+            .transpose()?;
+        Ok((recipients, next))
+    }
+
     async fn recipients(
         &self,
         after: Option<&str>,
@@ -252,31 +412,22 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
         let start =
             after.map(|a| to_item(&ConnectionKey { connection_id: a.to_owned() })).transpose()?;
-        // The whole table is the fan-out set, so a paged Scan is the right read here.
+        // Every base item (not the channel items): for tests and tools; the push reads
+        // `audience`. A page may come back short (the filter runs after the limit).
         let out = self
             .client
             .scan()
             .table_name(&self.tables.connections)
             .projection_expression("connection_id, queues, feed_state, live_after, feed_filter")
+            .filter_expression("attribute_not_exists(#channel)")
+            .expression_attribute_names("#channel", "channel")
             .consistent_read(true)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| StoreError::aws("Scan", e))?;
-        let recipients = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| {
-                from_item::<RecipientItem>(item, "connection item").map(|r| Recipient {
-                    mark: mark_of(r.feed_state.as_deref(), r.live_after.as_deref()),
-                    id: r.connection_id,
-                    queues: r.queues,
-                    filter: r.feed_filter,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let recipients = recipients_of::<RecipientItem>(out.items, "connection item")?;
         let next = out
             .last_evaluated_key
             .map(|k| from_item::<ConnectionKey>(k, "connection item").map(|k| k.connection_id))
@@ -289,30 +440,50 @@ impl ConnectionStore for DynamoStore {
         connection_id: &str,
         filter: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .condition_expression("attribute_exists(connection_id)");
-        let update = match filter {
-            Some(f) => update
-                .update_expression("SET feed_filter = :f")
-                .expression_attribute_values(":f", s(f)),
-            None => update.update_expression("REMOVE feed_filter"),
-        };
-        conditional(update.send().await.map(|_| ()))
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some((before, _)) = self.connection_item(connection_id).await? else {
+                return Ok(false);
+            };
+            let mut after = before.clone();
+            after.feed_filter = filter.map(str::to_owned);
+            let after = after.with_channels();
+            let change = BaseChange::default().set_or_remove("feed_filter", filter);
+            if self.rewrite(&before, &after, change).await? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
     async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("DeleteItem", e))?;
-        Ok(())
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some((before, _)) = self.connection_item(connection_id).await? else {
+                return Ok(());
+            };
+            let table = &self.tables.connections;
+            let base = Delete::builder()
+                .table_name(table)
+                .key("connection_id", s(connection_id))
+                .condition_expression(rev_unchanged(before.rev))
+                .expression_attribute_names("#rev", "rev")
+                .expression_attribute_values(":rev", n(before.rev))
+                .build()
+                .map_err(build_err)?;
+            let mut req = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(base).build());
+            for channel in &before.channels {
+                req = req.transact_items(delete(table, &channel_key(connection_id, channel))?);
+            }
+            match transact(req).await {
+                Ok(()) => return Ok(()),
+                // Changed since the read (a subscription): read it again.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
     async fn page(
@@ -322,6 +493,16 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<(Vec<String>, Option<String>), StoreError> {
         let (recipients, next) = self.recipients(after, limit).await?;
         Ok((recipients.into_iter().map(|r| r.id).collect(), next))
+    }
+}
+
+/// The condition of a revision-checked write: the base item is still at revision `rev`
+/// (`:rev`; an item from before revisions has none and reads as 0).
+fn rev_unchanged(rev: u64) -> &'static str {
+    if rev == 0 {
+        "(attribute_not_exists(#rev) OR #rev = :rev)"
+    } else {
+        "#rev = :rev"
     }
 }
 
@@ -353,7 +534,28 @@ fn connection_item(c: &Connection, owner: Option<&ConnectionOwner>) -> Connectio
         replay_from: None,
         live_after: None,
         feed_filter: None,
+        channels: Vec::new(),
+        rev: 0,
     }
+    .with_channels()
+}
+
+fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::aws("build request", e)
+}
+
+fn put(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder().table_name(table).set_item(Some(item)).build().map_err(build_err)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn delete(table: &str, key: &str) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .key("connection_id", s(key))
+        .build()
+        .map_err(build_err)?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
 impl DynamoStore {
@@ -367,22 +569,100 @@ impl DynamoStore {
             .expression_attribute_values(":k", s(key_id))
     }
 
-    async fn put_connection(
-        &self,
-        c: &Connection,
-        owner: Option<&ConnectionOwner>,
-    ) -> Result<(), StoreError> {
-        self.put_item(&connection_item(c, owner)).await
+    /// Writes a new connection: its base item and its channel items, in one transaction.
+    async fn put_connection(&self, item: ConnectionItem) -> Result<(), StoreError> {
+        let table = &self.tables.connections;
+        let mut req =
+            self.client.transact_write_items().transact_items(put(table, to_item(&item)?)?);
+        for channel_item in item.channel_items() {
+            req = req.transact_items(put(table, to_item(&channel_item)?)?);
+        }
+        transact(req).await
     }
 
-    async fn put_item(&self, item: &ConnectionItem) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.connections)
-            .set_item(Some(to_item(item)?))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("PutItem", e))?;
-        Ok(())
+    /// The base item (strongly consistent) and whether it holds positions for a resume.
+    async fn connection_item(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<(ConnectionItem, bool)>, StoreError> {
+        let key = ("connection_id", s(connection_id));
+        let Some(item) =
+            get_item(&self.client, &self.tables.connections, key, Read::Consistent).await?
+        else {
+            return Ok(None);
+        };
+        let holding = item.contains_key("held_seqs");
+        Ok(Some((from_item(item, "connection item")?, holding)))
+    }
+
+    /// Applies `change` to the base item read as `before` and replaces its channel items by
+    /// `after`'s (which is `before` with the change applied), in one transaction that holds
+    /// only while the base item is still at `before`'s revision (and `change`'s condition
+    /// holds); `false` when it was not.
+    async fn rewrite(
+        &self,
+        before: &ConnectionItem,
+        after: &ConnectionItem,
+        change: BaseChange,
+    ) -> Result<bool, StoreError> {
+        let table = &self.tables.connections;
+        let mut sets = vec!["#rev = :next".to_owned()];
+        let mut removes = Vec::new();
+        let mut update = Update::builder()
+            .table_name(table)
+            .key("connection_id", s(&before.connection_id))
+            .expression_attribute_names("#rev", "rev")
+            .expression_attribute_names("#channels", "channels")
+            .expression_attribute_values(":rev", n(before.rev))
+            .expression_attribute_values(":next", n(before.rev + 1));
+        for (i, (name, value)) in change.set.into_iter().enumerate() {
+            sets.push(format!("#s{i} = :s{i}"));
+            update = update
+                .expression_attribute_names(format!("#s{i}"), name)
+                .expression_attribute_values(format!(":s{i}"), value);
+        }
+        for (i, name) in change.remove.into_iter().enumerate() {
+            removes.push(format!("#r{i}"));
+            update = update.expression_attribute_names(format!("#r{i}"), name);
+        }
+        if after.channels.is_empty() {
+            removes.push("#channels".to_owned());
+        } else {
+            sets.push("#channels = :channels".to_owned());
+            let channels = after.channels.iter().map(|c| s(c.as_str())).collect();
+            update = update.expression_attribute_values(":channels", AttributeValue::L(channels));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let rev = rev_unchanged(before.rev);
+        let condition = match change.condition {
+            Some(c) => format!("attribute_exists(connection_id) AND {rev} AND {c}"),
+            None => format!("attribute_exists(connection_id) AND {rev}"),
+        };
+        for (placeholder, value) in change.values {
+            update = update.expression_attribute_values(placeholder, value);
+        }
+        let update = update
+            .update_expression(expression)
+            .condition_expression(condition)
+            .build()
+            .map_err(build_err)?;
+        let mut req = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        for gone in before.channels.iter().filter(|c| !after.channels.contains(c)) {
+            req = req.transact_items(delete(table, &channel_key(&before.connection_id, gone))?);
+        }
+        for channel_item in after.channel_items() {
+            req = req.transact_items(put(table, to_item(&channel_item)?)?);
+        }
+        match transact(req).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -5,7 +5,12 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::{
     error::SdkError,
-    operation::update_item::UpdateItemError,
+    operation::{
+        transact_write_items::{
+            builders::TransactWriteItemsFluentBuilder, TransactWriteItemsError,
+        },
+        update_item::UpdateItemError,
+    },
     types::{AttributeValue, ReturnValue},
     Client,
 };
@@ -113,6 +118,29 @@ impl UpdateIf<'_> {
                 Ok(None)
             }
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+}
+
+/// Sends a transaction; a failed condition on any item is `Conflict`.
+pub(crate) async fn transact(req: TransactWriteItemsFluentBuilder) -> Result<(), StoreError> {
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Typed: a cancelled transaction lists one reason per item, in order.
+            if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+                e.as_service_error()
+            {
+                let reasons: Vec<&str> =
+                    tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                if reasons.contains(&"ConditionalCheckFailed") {
+                    return Err(StoreError::Conflict(format!(
+                        "transaction cancelled: {}",
+                        reasons.join(",")
+                    )));
+                }
+            }
+            Err(StoreError::aws("TransactWriteItems", e))
         }
     }
 }

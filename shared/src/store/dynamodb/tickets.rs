@@ -3,13 +3,13 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    operation::{put_item::PutItemError, transact_write_items::TransactWriteItemsError},
+    operation::put_item::PutItemError,
     types::{Put, TransactWriteItem, Update},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, Read};
+use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, transact, Read};
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
@@ -119,31 +119,6 @@ impl DynamoStore {
             .build()
             .map_err(|e| StoreError::aws("build request", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-}
-
-/// Sends a transaction; a failed condition on any item is `Conflict`.
-async fn transact(
-    req: aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder,
-) -> Result<(), StoreError> {
-    match req.send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            // Typed: a cancelled transaction lists one reason per item, in order.
-            if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
-                e.as_service_error()
-            {
-                let reasons: Vec<&str> =
-                    tc.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-                if reasons.contains(&"ConditionalCheckFailed") {
-                    return Err(StoreError::Conflict(format!(
-                        "transaction cancelled: {}",
-                        reasons.join(",")
-                    )));
-                }
-            }
-            Err(StoreError::aws("TransactWriteItems", e))
-        }
     }
 }
 

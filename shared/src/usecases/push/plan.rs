@@ -1,13 +1,19 @@
 //! The PLAN step of the push: for one stream batch, which connections get which of its
-//! notifications, in feed order. It reads the connections ONCE per batch (page by page),
-//! never once per record, and does no posting: [`super::deliver`] does that.
+//! notifications, in feed order. It reads the connections that may see the batch ONCE per
+//! batch, never once per record: the `by-channel` index, page by page, once per distinct
+//! queue in the batch plus once for the connections that may see every queue
+//! ([`EVERY_QUEUE`]); a queue nobody watches costs one empty read and no posts. It does no
+//! posting: [`super::deliver`] does that.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use crate::{
     feed::{Position, Subscription},
     model::Notification,
-    store::{ConnectionStore, FeedMark, Recipient, StoreError},
+    store::{ConnectionStore, FeedMark, Recipient, StoreError, EVERY_QUEUE},
     tenant::{relay_default_queue, QueueRights},
     usecases::resume,
 };
@@ -56,9 +62,10 @@ impl Planner {
         Self { connections, page_size: page_size.max(1) }
     }
 
-    /// Plans `notifications` (one batch, in feed order): reads every connection once and
-    /// gives each the notifications its key may read; a resuming connection's are held for
-    /// its resume or cut at its bound ([`resume::post_now`]).
+    /// Plans `notifications` (one batch, in feed order): reads the connections on the
+    /// batch's channels, each once, and gives each the notifications its key may read and
+    /// its filter wants (the index narrows the read; these checks decide); a resuming
+    /// connection's are held for its resume or cut at its bound ([`resume::post_now`]).
     pub async fn plan(&self, notifications: Vec<Payload>) -> Result<Plan, StoreError> {
         let queues: Vec<Option<String>> =
             notifications.iter().map(|n| notification_queue(n)).collect();
@@ -66,26 +73,37 @@ impl Planner {
             notifications.iter().map(|n| serde_json::from_slice(n).ok()).collect();
         let seqs: Vec<Option<String>> =
             parsed.iter().map(|n| n.as_ref().map(|n| Position::of(n).seq())).collect();
+        let mut channels: BTreeSet<&str> = queues.iter().flatten().map(String::as_str).collect();
+        if !notifications.is_empty() {
+            channels.insert(EVERY_QUEUE);
+        }
         let mut deliveries = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) =
-                self.connections.recipients(cursor.as_deref(), self.page_size).await?;
-            for r in page {
-                let mark = r.mark.clone();
-                let id = r.id.clone();
-                let Some(mut delivery) = delivery_for(r, &queues, &parsed) else { continue };
-                if mark != FeedMark::Live {
-                    delivery.notifications = self.resuming(id, mark, &delivery, &seqs).await?;
-                    if delivery.notifications.is_empty() {
+        // A connection is on one channel per queue it may see: plan it once.
+        let mut planned: HashSet<String> = HashSet::new();
+        for channel in channels {
+            let mut cursor: Option<String> = None;
+            loop {
+                let (page, next) =
+                    self.connections.audience(channel, cursor.as_deref(), self.page_size).await?;
+                for r in page {
+                    if !planned.insert(r.id.clone()) {
                         continue;
                     }
+                    let mark = r.mark.clone();
+                    let id = r.id.clone();
+                    let Some(mut delivery) = delivery_for(r, &queues, &parsed) else { continue };
+                    if mark != FeedMark::Live {
+                        delivery.notifications = self.resuming(id, mark, &delivery, &seqs).await?;
+                        if delivery.notifications.is_empty() {
+                            continue;
+                        }
+                    }
+                    deliveries.push(delivery);
                 }
-                deliveries.push(delivery);
-            }
-            match next {
-                Some(c) => cursor = Some(c),
-                None => break,
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
             }
         }
         Ok(Plan { notifications, deliveries })
@@ -155,7 +173,9 @@ fn delivery_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{memory::MemoryStore, Connection, ConnectionOwner};
+    use crate::store::{
+        channels_of, memory::MemoryStore, Connection, ConnectionOwner, EVERY_QUEUE, MAX_CHANNELS,
+    };
 
     fn payload(kind: &str, queue: &str, ticket: u64) -> Payload {
         let n = serde_json::json!({
@@ -164,6 +184,17 @@ mod tests {
             "ticket": {"id": ticket, "title": "t", "status": "new", "queue": queue, "rt_url": "u"},
         });
         serde_json::to_vec(&n).unwrap_or_default().into()
+    }
+
+    /// The plan's deliveries as (connection, notification indices), sorted by connection.
+    fn by_connection(plan: &Plan) -> Vec<(&str, &[u32])> {
+        let mut got: Vec<(&str, &[u32])> = plan
+            .deliveries
+            .iter()
+            .map(|d| (d.connection.as_str(), d.notifications.as_slice()))
+            .collect();
+        got.sort();
+        got
     }
 
     #[tokio::test]
@@ -190,12 +221,7 @@ mod tests {
             payload("ticket.status_changed", "B", 2),
         ];
         let plan = Planner::new(store, 2).plan(batch).await.unwrap_or_default();
-        let mut got: Vec<(&str, &[u32])> = plan
-            .deliveries
-            .iter()
-            .map(|d| (d.connection.as_str(), d.notifications.as_slice()))
-            .collect();
-        got.sort();
+        let got = by_connection(&plan);
         let want: Vec<(&str, &[u32])> = vec![
             ("all", &[0, 1, 2, 3]),
             ("queue-b", &[1, 3]),
@@ -203,5 +229,111 @@ mod tests {
             ("ticket-1-in-a", &[0, 2]),
         ];
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reads_each_of_its_queues_once_and_an_unwatched_queue_costs_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        let now = chrono::Utc::now();
+        for (id, queues, filter) in [
+            ("a", r#"["A"]"#, None),
+            ("a-and-c", r#"["A","C"]"#, None),
+            ("all-asks-a", r#"["*"]"#, Some(r#"{"queue":["A"]}"#)),
+        ] {
+            let c = Connection { id: id.into(), connected_at: now, expires_at: now };
+            let owner = ConnectionOwner { key_id: "k".into(), queues: queues.into() };
+            store.add_owned(&c, &owner).await.unwrap_or_default();
+            assert!(store.subscribe(id, filter).await.unwrap_or_default());
+        }
+        let planner = Planner::new(store.clone(), 10);
+
+        // GIVEN a batch whose only queue nobody may see or asked for
+        let batch = vec![payload("ticket.created", "B", 1), payload("ticket.replied", "B", 1)];
+        let plan = planner.plan(batch).await.unwrap_or_default();
+        // THEN no connection is read and nothing is posted
+        assert_eq!(plan.posts(), 0);
+        let reads = store.take_audience_reads();
+        assert_eq!(reads, [("*".to_owned(), 0), ("B".to_owned(), 0)], "one empty read each");
+
+        // GIVEN a batch over three queues, one of them twice
+        let batch = vec![
+            payload("ticket.created", "A", 2),
+            payload("ticket.created", "C", 3),
+            payload("ticket.created", "B", 4),
+            payload("ticket.replied", "A", 2),
+        ];
+        let plan = planner.plan(batch).await.unwrap_or_default();
+        // THEN each queue (and the every-queue channel) is read once for the whole batch
+        let mut channels: Vec<String> =
+            store.take_audience_reads().into_iter().map(|(c, _)| c).collect();
+        channels.sort();
+        assert_eq!(channels, ["*", "A", "B", "C"]);
+        // AND a connection on two of them is planned once, with both queues' notifications
+        let got = by_connection(&plan);
+        let want: Vec<(&str, &[u32])> =
+            vec![("a", &[0, 3]), ("a-and-c", &[0, 1, 3]), ("all-asks-a", &[0, 3])];
+        assert_eq!(got, want);
+        assert_eq!(plan.posts(), 7);
+    }
+
+    fn set(channels: &[&str]) -> BTreeSet<String> {
+        channels.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_connection_is_on_the_queues_it_may_see_or_on_every_queue() {
+        let all = Some(r#"["*"]"#);
+        let a_b = Some(r#"["A","B"]"#);
+        assert_eq!(channels_of(None, None), set(&[EVERY_QUEUE]));
+        assert_eq!(channels_of(all, None), set(&[EVERY_QUEUE]));
+        assert_eq!(channels_of(all, Some(r#"{"type":["ticket.replied"]}"#)), set(&[EVERY_QUEUE]));
+        assert_eq!(channels_of(all, Some(r#"{"queue":["C"]}"#)), set(&["C"]));
+        assert_eq!(channels_of(a_b, None), set(&["A", "B"]));
+        assert_eq!(channels_of(a_b, Some(r#"{"queue":["B","C"]}"#)), set(&["B"]));
+        assert!(channels_of(a_b, Some(r#"{"queue":["C"]}"#)).is_empty(), "asks only for C");
+        let many: Vec<String> = (0..=MAX_CHANNELS).map(|i| format!("Q{i}")).collect();
+        let many = serde_json::to_string(&many).unwrap_or_default();
+        assert_eq!(channels_of(Some(&many), None), set(&[EVERY_QUEUE]));
+    }
+
+    #[test]
+    fn every_notification_a_connection_may_get_is_on_one_of_its_channels() {
+        let rights = [None, Some(r#"["*"]"#), Some(r#"["A"]"#), Some(r#"["A","B"]"#)];
+        let filters = [
+            None,
+            Some(r#"{"queue":["A"]}"#),
+            Some(r#"{"queue":["B"],"type":["ticket.replied"]}"#),
+            Some(r#"{"type":["ticket.created"],"ticket":[3]}"#),
+        ];
+        let batch = [
+            payload("ticket.created", "A", 3),
+            payload("ticket.replied", "B", 4),
+            payload("ticket.created", "C", 3),
+        ];
+        let queues: Vec<Option<String>> = batch.iter().map(|n| notification_queue(n)).collect();
+        let parsed: Vec<Option<Notification>> =
+            batch.iter().map(|n| serde_json::from_slice(n).ok()).collect();
+        let mut gets = 0;
+        for queues_right in rights {
+            for filter in filters {
+                let channels = channels_of(queues_right, filter);
+                let recipient = Recipient {
+                    id: "c".into(),
+                    queues: queues_right.map(str::to_owned),
+                    mark: FeedMark::Live,
+                    filter: filter.map(str::to_owned),
+                };
+                let got = delivery_for(recipient, &queues, &parsed).map(|d| d.notifications);
+                for i in got.unwrap_or_default() {
+                    gets += 1;
+                    let queue = queues[i as usize].clone().unwrap_or_default();
+                    assert!(
+                        channels.contains(&queue) || channels.contains(EVERY_QUEUE),
+                        "{queues_right:?} {filter:?} gets {queue}: {channels:?}"
+                    );
+                }
+            }
+        }
+        assert!(gets > 10, "the cases cover notifications a connection gets: {gets}");
     }
 }
