@@ -505,15 +505,12 @@ impl ConnectionStore for MemoryStore {
     ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
         let st = self.lock();
         let limit = limit.max(1) as usize;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
         let ids: Vec<String> = st
             .channels
             .get(channel)
-            .into_iter()
-            .flatten()
-            .filter(|id| after.is_none_or(|a| id.as_str() > a))
-            .take(limit)
-            .cloned()
-            .collect();
+            .map(|members| members.range((from, Bound::Unbounded)).take(limit).cloned().collect())
+            .unwrap_or_default();
         let next = if ids.len() == limit { ids.last().cloned() } else { None };
         let mut reads = self.audience_reads.lock().unwrap_or_else(|p| p.into_inner());
         reads.push((channel.to_owned(), ids.len()));
