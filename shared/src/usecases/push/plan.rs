@@ -304,6 +304,7 @@ mod tests {
             Some(r#"{"queue":["A"]}"#),
             Some(r#"{"queue":["B"],"type":["ticket.replied"]}"#),
             Some(r#"{"type":["ticket.created"],"ticket":[3]}"#),
+            Some(r#"{"queue":["A","C"],"status":["new"]}"#),
         ];
         let batch = [
             payload("ticket.created", "A", 3),
