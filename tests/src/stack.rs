@@ -197,6 +197,13 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     resp.json().await.unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
+/// Sends `req`; the answer's status and body text.
+pub async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
 /// Mints a key named `name` with `scopes` into `tables`' API keys table (which must exist).
 pub async fn mint_key(
     dynamodb: &aws_sdk_dynamodb::Client,

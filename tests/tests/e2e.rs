@@ -19,8 +19,8 @@ use rt_relay_tests::{
     rt::{rt_client, rt_config, token_auth},
     services::{open_connection, read_notification_stream, record_sample, require_env},
     stack::{
-        authorized_client, get_json, handshake_status, wait_for, ws_url_with_key, Running, Stack,
-        WsClient,
+        authorized_client, get_json, handshake_status, status_of, wait_for, ws_url_with_key,
+        Running, Stack, WsClient,
     },
 };
 use serde_json::{json, Value};
@@ -582,12 +582,6 @@ async fn a_batch_that_keeps_failing_is_skipped_after_the_retries() {
 }
 
 // ---------------------------------------------------------------- API keys
-
-async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
 
 /// Both APIs, against the real keys table: no key 401, a key without the route's scope 403,
 /// and a revoked key refused from its very next request (HTTP and WebSocket).

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use rt_relay_shared::auth::{ApiKeyStore, Scope};
 use rt_relay_shared::events::{dynamodb::DynamoEvents, store::SyncCursorStore};
-use rt_relay_tests::stack::{authorized_client, handshake_status, wait_for, Stack, WsClient};
+use rt_relay_tests::stack::{
+    authorized_client, handshake_status, status_of, wait_for, Running, Stack, WsClient,
+};
 use serde_json::{json, Value};
 
 /// Bound on a notification becoming readable through `since` (the 5 s settle horizon plus
@@ -56,10 +58,7 @@ async fn read_since(http: &reqwest::Client, base: &str, since: &str) -> Vec<Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_are_410() {
-    let stack = Stack::new("feed-since").await;
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = Stack::running("feed-since").await;
 
     let first = post_ticket(&http, &base, "since: the last one seen").await;
     let mut missed = Vec::new();
@@ -92,25 +91,17 @@ async fn http_clients_catch_up_after_a_position_oldest_first_and_lost_positions_
     assert_eq!(ids, missed[4..], "only the queue the key may read");
 
     // A position nobody has (or beyond retention) is a clear 410, not an empty page.
-    let resp = http
-        .get(format!("{base}/notifications?since=ticket-999999999-created"))
-        .send()
-        .await
-        .expect("GET with a lost position");
-    assert_eq!(resp.status(), StatusCode::GONE);
-    let body: Value = resp.json().await.expect("error JSON");
+    let lost = http.get(format!("{base}/notifications?since=ticket-999999999-created"));
+    let (status, body) = status_of(lost).await;
+    assert_eq!(status, StatusCode::GONE.as_u16());
+    let body: Value = serde_json::from_str(&body).expect("error JSON");
     assert_eq!(body["error"]["code"], "position_expired", "{body}");
 
     // `since` cannot be mixed with `type`.
-    let resp = http
-        .get(format!("{base}/notifications?since={since}&type=ticket.created"))
-        .send()
-        .await
-        .expect("GET since+type");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let mixed = http.get(format!("{base}/notifications?since={since}&type=ticket.created"));
+    assert_eq!(status_of(mixed).await.0, StatusCode::BAD_REQUEST.as_u16());
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// The next message that is not a pushed notification (the answer to a client message).
@@ -126,15 +117,13 @@ async fn control_message(client: &mut WsClient) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_answered_pong() {
-    let stack = Stack::new("feed-ping").await;
-    let gateway = stack.start().await;
+    let Running { stack, gateway, .. } = Stack::running("feed-ping").await;
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
     client.send_text(r#"{"action":"ping"}"#).await;
     let answer = client.next_text(Duration::from_secs(10)).await.expect("an answer to ping");
     assert_eq!(serde_json::from_str::<Value>(&answer).ok(), Some(json!({ "type": "pong" })));
     client.close().await;
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,9 +132,7 @@ async fn an_old_connection_is_told_to_reconnect_and_its_position_misses_nothing(
     // Ages and horizons scaled down so the test does not wait two hours.
     stack.config.feed.reconnect_after = Duration::from_secs(2);
     stack.config.feed.settle = Duration::from_millis(200);
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = stack.run().await;
 
     let before = post_ticket(&http, &base, "reconnect: before the connection").await;
     let before_note = format!("ticket-{before}-created");
@@ -207,8 +194,7 @@ async fn an_old_connection_is_told_to_reconnect_and_its_position_misses_nothing(
     assert_eq!(got, [during, away, live], "nothing missed, nothing twice, in order");
     again.close().await;
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// The ticket ids of every notification received until `last`'s (bounded), in order; any
@@ -232,9 +218,7 @@ async fn notifications_until(client: &mut WsClient, last: u64) -> Vec<u64> {
 async fn a_client_resuming_with_since_gets_exactly_what_it_missed_in_order_then_live() {
     let mut stack = Stack::new("feed-resume").await;
     stack.config.feed.settle = Duration::from_millis(1_000);
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = stack.run().await;
 
     // GIVEN a client that received ticket `seen` and went away
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
@@ -272,8 +256,7 @@ async fn a_client_resuming_with_since_gets_exactly_what_it_missed_in_order_then_
     assert_eq!(notifications_until(&mut lost, after).await, [after]);
     lost.close().await;
 
-    gateway.shutdown().await;
-    stack.clean_up().await;
+    stack.finish(gateway).await;
 }
 
 /// The resume runs only through the fan-out queue (a task for the push worker, as on AWS):
@@ -332,9 +315,7 @@ fn about(client: &WsClient, ours: &[u64]) -> Vec<(String, u64)> {
 async fn three_subscriptions_each_receive_exactly_what_they_match() {
     // The sync turns RT's status changes into ticket.status_changed.
     let stack = Stack::with_vars("feed-subs", &[("GATEWAY_SYNC_INTERVAL_MS", "500".into())]).await;
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = stack.run().await;
     let actor = rt_relay_tests::rt_actions::RtActor::new();
     actor.ensure_queue("Support").await;
     wait_for_first_sync(&stack).await;
@@ -436,9 +417,7 @@ async fn wait_until_stored(http: &reqwest::Client, base: &str, id: u64, new: &st
 async fn a_status_subscription_hears_tickets_entering_and_leaving_the_status() {
     let stack =
         Stack::with_vars("feed-status", &[("GATEWAY_SYNC_INTERVAL_MS", "500".into())]).await;
-    let gateway = stack.start().await;
-    let http = stack.http();
-    let base = gateway.http_url();
+    let Running { stack, gateway, http, base } = stack.run().await;
     let actor = rt_relay_tests::rt_actions::RtActor::new();
     wait_for_first_sync(&stack).await;
 

@@ -139,17 +139,14 @@ impl ConnectionRoutes {
 
 /// Reads `MAX_CONNECTIONS_PER_KEY` (1 to 10,000; default 100).
 pub fn max_connections_per_key(
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: crate::config::Lookup<'_>,
 ) -> Result<usize, crate::config::ConfigError> {
-    match lookup("MAX_CONNECTIONS_PER_KEY").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-        None => Ok(DEFAULT_MAX_CONNECTIONS_PER_KEY),
-        Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or(
-            crate::config::ConfigError {
-                var: "MAX_CONNECTIONS_PER_KEY",
-                problem: format!("must be a number from 1 to 10000, got {raw:?}"),
-            },
-        ),
-    }
+    crate::config::integer(
+        lookup,
+        "MAX_CONNECTIONS_PER_KEY",
+        1..=10_000,
+        DEFAULT_MAX_CONNECTIONS_PER_KEY,
+    )
 }
 
 /// `$default`: the integration response is the reply (the template declares a route response).
