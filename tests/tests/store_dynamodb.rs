@@ -6,7 +6,7 @@ use std::{collections::HashSet, sync::Arc};
 use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
-    dynamodb::DynamoStore, memory::MemoryStore, Claim, Connection, ConnectionOwner,
+    dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
     ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
     StoreError, TicketFilter, TicketStore, EVERY_QUEUE,
 };
@@ -544,4 +544,42 @@ async fn a_batch_for_a_queue_nobody_watches_reads_no_connection_and_posts_nothin
     assert_eq!((cost.queries, cost.items_scanned), (2, 3), "{cost:?}");
     assert_eq!(outcome.stats.delivered, 6);
     assert!(["w1", "w2", "w3"].iter().all(|id| poster.received(id).len() == 2));
+}
+
+#[tokio::test]
+async fn a_connections_table_from_before_the_index_gets_it() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let (client, tables) = fresh_tables("index-upgrade").await;
+    // GIVEN the connections table as it was before `by-channel` (no index at all)
+    client.delete_table().table_name(&tables.connections).send().await.unwrap();
+    client
+        .create_table()
+        .table_name(&tables.connections)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("connection_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("connection_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let store = DynamoStore::new(client.clone(), tables.clone());
+    assert!(store.audience(EVERY_QUEUE, None, 10).await.is_err(), "no index to query yet");
+    // WHEN the tables are created again THEN the missing indexes are added
+    schema::create_tables(&client, &tables).await.unwrap();
+    store.add(&open_connection("u1")).await.unwrap();
+    assert_eq!(on(&store, EVERY_QUEUE).await, ["u1"]);
+    assert_eq!(store.count_for_key("k").await.unwrap(), 0, "by-key is there too");
 }

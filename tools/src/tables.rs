@@ -1,7 +1,8 @@
 //! `rt-relay-tables`: creates rt-relay's DynamoDB tables against any endpoint (moto for
 //! `cargo lambda watch` and the tests, or an AWS account) from the definitions the template
 //! declares: [`TABLES`], which `tests/tests/template.rs` keeps equal to `template.yaml`.
-//! Idempotent: existing tables are left as they are, and the command says which it made.
+//! Idempotent: an existing table only gets the indexes it lacks, and the command says which
+//! tables it made.
 
 use std::{io::Write, time::Duration};
 
@@ -41,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Create each table that does not exist yet (indexes, stream, TTL), wait until it is
-    /// active, and print what was done; existing tables are left as they are
+    /// active, and print what was done; an existing table only gets the indexes it lacks
     Create(TableNames),
 }
 

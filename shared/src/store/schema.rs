@@ -4,8 +4,9 @@
 
 use aws_sdk_dynamodb::{
     types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-        Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+        AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+        GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
         TimeToLiveSpecification,
     },
     Client,
@@ -180,7 +181,9 @@ fn key(attr: KeyAttr, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
 }
 
 /// Creates each configured table that does not exist yet (with its indexes, stream and TTL) and
-/// waits until all are active. Existing tables are left as they are.
+/// waits until all are active. An existing table gets the indexes it lacks (one
+/// `UpdateTable` each, e.g. the connections table's `by-channel` on a table made before
+/// it); nothing else of it is changed.
 pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
     let existing = client
         .list_tables()
@@ -192,6 +195,7 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
     for def in TABLES {
         let Some(name) = def.name(tables) else { continue };
         if existing.iter().any(|t| t == name) {
+            add_missing_indexes(client, name, &def).await?;
             continue;
         }
         let mut req = client
@@ -199,26 +203,9 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
             .key_schema(key(def.hash, KeyType::Hash)?);
-        for a in def.key_attributes() {
-            let t = if a.numeric { ScalarAttributeType::N } else { ScalarAttributeType::S };
-            req = req.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(a.name)
-                    .attribute_type(t)
-                    .build()
-                    .map_err(build_err)?,
-            );
-        }
+        req = req.set_attribute_definitions(Some(attribute_definitions(&def)?));
         for index in def.indexes {
-            req = req.global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index.name)
-                    .key_schema(key(index.hash, KeyType::Hash)?)
-                    .key_schema(key(index.range, KeyType::Range)?)
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                    .build()
-                    .map_err(build_err)?,
-            );
+            req = req.global_secondary_indexes(global_index(index)?);
         }
         if let Some(view) = def.stream {
             req = req.stream_specification(
@@ -231,9 +218,11 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         }
         match req.send().await {
             Ok(_) => {}
-            // Created concurrently by another process since we looked: that is fine.
+            // Created concurrently by another process since we looked, or not on the first
+            // page of ListTables (100 names): it exists, so it only gets missing indexes.
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {
-                continue
+                add_missing_indexes(client, name, &def).await?;
+                continue;
             }
             Err(e) => return Err(StoreError::aws("CreateTable", e)),
         }
@@ -254,6 +243,91 @@ pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// The definitions of every key attribute of `def`.
+fn attribute_definitions(def: &TableDef) -> Result<Vec<AttributeDefinition>, StoreError> {
+    def.key_attributes()
+        .into_iter()
+        .map(|a| {
+            let t = if a.numeric { ScalarAttributeType::N } else { ScalarAttributeType::S };
+            AttributeDefinition::builder()
+                .attribute_name(a.name)
+                .attribute_type(t)
+                .build()
+                .map_err(build_err)
+        })
+        .collect()
+}
+
+fn global_index(index: &IndexDef) -> Result<GlobalSecondaryIndex, StoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(index.name)
+        .key_schema(key(index.hash, KeyType::Hash)?)
+        .key_schema(key(index.range, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(build_err)
+}
+
+/// Adds to the existing table `name` each index of `def` it does not have, one at a time
+/// (DynamoDB creates one index per `UpdateTable`), waiting for each to be active.
+async fn add_missing_indexes(
+    client: &Client,
+    name: &str,
+    def: &TableDef,
+) -> Result<(), StoreError> {
+    for index in def.indexes {
+        if index_status(client, name, index.name).await?.is_some() {
+            continue;
+        }
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index.name)
+            .key_schema(key(index.hash, KeyType::Hash)?)
+            .key_schema(key(index.range, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(build_err)?;
+        client
+            .update_table()
+            .table_name(name)
+            .set_attribute_definitions(Some(attribute_definitions(def)?))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("UpdateTable", e))?;
+        // Backfilling takes a while on AWS; moto answers at once. Bounded: 10 minutes.
+        for _ in 0..600 {
+            if index_status(client, name, index.name).await? == Some(IndexStatus::Active) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The status of index `index` of table `name`; `None` when it has no such index.
+async fn index_status(
+    client: &Client,
+    name: &str,
+    index: &str,
+) -> Result<Option<IndexStatus>, StoreError> {
+    let table = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| StoreError::aws("DescribeTable", e))?
+        .table;
+    Ok(table
+        .and_then(|t| t.global_secondary_indexes)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| i.index_name.as_deref() == Some(index))
+        .map(|i| i.index_status.unwrap_or(IndexStatus::Active)))
 }
 
 /// The ARN of the notifications table's latest stream, for the local stream poller.
