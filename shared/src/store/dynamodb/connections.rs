@@ -602,7 +602,11 @@ impl DynamoStore {
                 })
                 .collect::<Result<_, _>>()
                 .map_err(build_err)?;
-            for _ in 0..WRITE_ATTEMPTS {
+            for attempt in 0..WRITE_ATTEMPTS {
+                if attempt > 0 {
+                    // DynamoDB leaves items unprocessed when throttled: back off a little.
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
                 let out = self
                     .client
                     .batch_write_item()
