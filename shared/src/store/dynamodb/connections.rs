@@ -472,14 +472,8 @@ impl ConnectionStore for DynamoStore {
                 .expression_attribute_values(":rev", n(before.rev))
                 .build()
                 .map_err(build_err)?;
-            let mut req = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().delete(base).build());
-            for channel in &before.channels {
-                req = req.transact_items(delete(table, &channel_key(connection_id, channel))?);
-            }
-            match transact(req).await {
+            let base = TransactWriteItem::builder().delete(base).build();
+            match self.delete_with_channels(base, connection_id, &before.channels).await {
                 Ok(()) => return Ok(()),
                 // Changed since the read (a subscription): read it again.
                 Err(StoreError::Conflict(_)) => continue,
@@ -585,7 +579,10 @@ impl DynamoStore {
         }
         let written = self.put_all(table, items).await;
         if written.is_err() {
-            if let Err(cleanup) = self.remove_items(&item).await {
+            let id = &item.connection_id;
+            let cleanup =
+                async { self.delete_with_channels(delete(table, id)?, id, &item.channels).await };
+            if let Err(cleanup) = cleanup.await {
                 tracing::warn!(connection_id = %item.connection_id, error = %cleanup, "could not remove a half-written connection");
             }
         }
@@ -623,22 +620,26 @@ impl DynamoStore {
                 }
             }
             if !requests.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "{} items left unwritten",
-                    requests.len()
-                )));
+                // Throttled to the end: an AWS failure, not a lost condition.
+                let why = format!("{} items left unprocessed", requests.len());
+                return Err(StoreError::Aws { op: "BatchWriteItem", source: why.into() });
             }
         }
         Ok(())
     }
 
-    /// Deletes a connection's base and channel items without a condition.
-    async fn remove_items(&self, item: &ConnectionItem) -> Result<(), StoreError> {
+    /// Deletes connection `id`'s base item (`base`, with whatever condition it carries) and
+    /// its items on `channels`, in one transaction.
+    async fn delete_with_channels(
+        &self,
+        base: TransactWriteItem,
+        id: &str,
+        channels: &[String],
+    ) -> Result<(), StoreError> {
         let table = &self.tables.connections;
-        let mut req =
-            self.client.transact_write_items().transact_items(delete(table, &item.connection_id)?);
-        for channel in &item.channels {
-            req = req.transact_items(delete(table, &channel_key(&item.connection_id, channel))?);
+        let mut req = self.client.transact_write_items().transact_items(base);
+        for channel in channels {
+            req = req.transact_items(delete(table, &channel_key(id, channel))?);
         }
         transact(req).await
     }
