@@ -8,7 +8,7 @@ use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
     ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
-    StoreError, TicketFilter, TicketStore, EVERY_QUEUE,
+    Resuming, StoreError, TicketFilter, TicketStore, EVERY_QUEUE,
 };
 use rt_relay_shared::{
     fanout::MemoryPoster,
@@ -322,7 +322,13 @@ async fn resume_marks(store: &dyn ConnectionStore) {
     let now = Utc::now();
     let c = Connection { id: "r1".into(), connected_at: now, expires_at: now };
     let owner = ConnectionOwner { key_id: "k1".into(), queues: r#"["A"]"#.into() };
-    store.add_resuming(&c, Some(&owner), "n-1", Some("1700000000000#n-1")).await.unwrap();
+    store
+        .add_resuming(
+            &c,
+            Resuming { owner: Some(&owner), since: "n-1", replay_from: Some("1700000000000#n-1") },
+        )
+        .await
+        .unwrap();
     let record = store.resume_record("r1").await.unwrap().expect("a resume record");
     assert_eq!(
         (record.since.as_str(), record.replay_from.as_deref(), &record.mark),
@@ -354,7 +360,10 @@ async fn resume_marks(store: &dyn ConnectionStore) {
 async fn subscriptions(store: &dyn ConnectionStore) {
     let now = Utc::now();
     let c = Connection { id: "s1".into(), connected_at: now, expires_at: now };
-    store.add_resuming(&c, None, "n-1", None).await.unwrap();
+    store
+        .add_resuming(&c, Resuming { owner: None, since: "n-1", replay_from: None })
+        .await
+        .unwrap();
     let filter = r#"{"queue":["A"],"type":[],"ticket":[]}"#;
     assert!(store.subscribe("s1", Some(filter)).await.unwrap());
     let (recipients, _) = store.recipients(None, 10).await.unwrap();
@@ -422,7 +431,13 @@ async fn channel_index(store: &dyn ConnectionStore) {
     store.add_owned(&open_connection("all"), &owner(r#"["*"]"#)).await.unwrap();
     store.add(&open_connection("legacy")).await.unwrap();
     let resuming = open_connection("r");
-    store.add_resuming(&resuming, Some(&owner(r#"["B"]"#)), "n-1", None).await.unwrap();
+    store
+        .add_resuming(
+            &resuming,
+            Resuming { owner: Some(&owner(r#"["B"]"#)), since: "n-1", replay_from: None },
+        )
+        .await
+        .unwrap();
 
     assert_eq!(on(store, "A").await, ["a", "ab"]);
     assert_eq!(on(store, "B").await, ["ab", "r"]);

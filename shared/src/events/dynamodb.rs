@@ -24,7 +24,7 @@ use crate::{
             item::{condition_failed, get_item, n, s, Read, UpdateIf},
             notification_item, ticket_item, DynamoStore, Item,
         },
-        StoreError, TicketStore,
+        StoreError, StoreResult, TicketStore,
     },
 };
 
@@ -55,7 +55,7 @@ impl DynamoEvents {
         update: &str,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Option<Item>, StoreError> {
+    ) -> StoreResult<Option<Item>> {
         let table = &self.tables.idempotency;
         let key = ("key", s(CURSOR_KEY));
         UpdateIf { table, key, update, condition, names: &[], values }.run(&self.client).await
@@ -69,7 +69,7 @@ fn applied<O, E, R>(
     op: &'static str,
     out: Result<O, SdkError<E, R>>,
     check: fn(&E) -> bool,
-) -> Result<Option<O>, StoreError>
+) -> StoreResult<Option<O>>
 where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -81,7 +81,7 @@ where
     }
 }
 
-fn position_of(item: &Item) -> Result<Option<TxnPosition>, StoreError> {
+fn position_of(item: &Item) -> StoreResult<Option<TxnPosition>> {
     let Some(AttributeValue::N(id)) = item.get("position_id") else { return Ok(None) };
     let id = id.parse().map_err(|_| StoreError::Corrupt("position_id is not a number".into()))?;
     let created = match item.get("position_created") {
@@ -95,11 +95,11 @@ fn position_of(item: &Item) -> Result<Option<TxnPosition>, StoreError> {
 
 #[async_trait]
 impl EventStore for DynamoEvents {
-    async fn stored_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+    async fn stored_ticket(&self, id: u64) -> StoreResult<Option<Ticket>> {
         self.tickets.get_ticket(id).await
     }
 
-    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> Result<bool, StoreError> {
+    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> StoreResult<bool> {
         let mut item = ticket_item(ticket)?;
         item.insert("rt_txn".into(), n(as_of));
         let out = self
@@ -119,7 +119,7 @@ impl EventStore for DynamoEvents {
         }
     }
 
-    async fn add_notification(&self, notification: &Notification) -> Result<bool, StoreError> {
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
         let out = self
             .client
             .put_item()
@@ -141,7 +141,7 @@ impl SyncCursorStore for DynamoEvents {
         &self,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<CursorClaim, StoreError> {
+    ) -> StoreResult<CursorClaim> {
         let lease = uuid::Uuid::new_v4().to_string();
         let claimed = self
             .cursor_update(
@@ -160,7 +160,7 @@ impl SyncCursorStore for DynamoEvents {
         }
     }
 
-    async fn commit(&self, lease: &str, position: TxnPosition) -> Result<(), StoreError> {
+    async fn commit(&self, lease: &str, position: TxnPosition) -> StoreResult<()> {
         let committed = self
             .cursor_update(
                 "SET position_id = :p, position_created = :c, updated_at = :now",
@@ -179,7 +179,7 @@ impl SyncCursorStore for DynamoEvents {
         }
     }
 
-    async fn release(&self, lease: &str) -> Result<(), StoreError> {
+    async fn release(&self, lease: &str) -> StoreResult<()> {
         // Not holding it any more (taken over after the lease ended) is fine too.
         self.cursor_update(
             "REMOVE lease_id, lease_until",
@@ -190,7 +190,7 @@ impl SyncCursorStore for DynamoEvents {
         Ok(())
     }
 
-    async fn position(&self) -> Result<Option<TxnPosition>, StoreError> {
+    async fn position(&self) -> StoreResult<Option<TxnPosition>> {
         let table = &self.tables.idempotency;
         let item = get_item(&self.client, table, ("key", s(CURSOR_KEY)), Read::Consistent).await?;
         match &item {
@@ -207,7 +207,7 @@ impl ReplayGuard for DynamoEvents {
         signature: &str,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> StoreResult<bool> {
         let out = self
             .client
             .put_item()

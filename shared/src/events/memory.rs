@@ -13,7 +13,7 @@ use super::store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore};
 use crate::{
     model::{Notification, Ticket},
     rt::transactions::TxnPosition,
-    store::StoreError,
+    store::{StoreError, StoreResult},
 };
 
 #[derive(Debug, Default)]
@@ -107,11 +107,11 @@ fn down() -> StoreError {
 
 #[async_trait]
 impl EventStore for MemoryEvents {
-    async fn stored_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+    async fn stored_ticket(&self, id: u64) -> StoreResult<Option<Ticket>> {
         Ok(self.ticket(id))
     }
 
-    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> Result<bool, StoreError> {
+    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> StoreResult<bool> {
         let mut st = self.lock();
         if matches!(st.tickets.get(&ticket.id), Some((_, Some(seen))) if *seen > as_of) {
             return Ok(false);
@@ -120,7 +120,7 @@ impl EventStore for MemoryEvents {
         Ok(true)
     }
 
-    async fn add_notification(&self, notification: &Notification) -> Result<bool, StoreError> {
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
         let mut st = self.lock();
         if st.notifications.iter().any(|n| n.id == notification.id) {
             return Ok(false);
@@ -141,7 +141,7 @@ impl SyncCursorStore for MemoryEvents {
         &self,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<CursorClaim, StoreError> {
+    ) -> StoreResult<CursorClaim> {
         let mut st = self.lock();
         if matches!(&st.lease, Some((_, until)) if *until > now) {
             return Ok(CursorClaim::Busy);
@@ -152,7 +152,7 @@ impl SyncCursorStore for MemoryEvents {
         Ok(CursorClaim::Acquired { lease, position: st.position })
     }
 
-    async fn commit(&self, lease: &str, position: TxnPosition) -> Result<(), StoreError> {
+    async fn commit(&self, lease: &str, position: TxnPosition) -> StoreResult<()> {
         let mut st = self.lock();
         if !matches!(&st.lease, Some((id, _)) if id == lease) {
             return Err(StoreError::Conflict("sync lease lost".into()));
@@ -163,7 +163,7 @@ impl SyncCursorStore for MemoryEvents {
         Ok(())
     }
 
-    async fn release(&self, lease: &str) -> Result<(), StoreError> {
+    async fn release(&self, lease: &str) -> StoreResult<()> {
         let mut st = self.lock();
         if matches!(&st.lease, Some((id, _)) if id == lease) {
             st.lease = None;
@@ -171,7 +171,7 @@ impl SyncCursorStore for MemoryEvents {
         Ok(())
     }
 
-    async fn position(&self) -> Result<Option<TxnPosition>, StoreError> {
+    async fn position(&self) -> StoreResult<Option<TxnPosition>> {
         Ok(self.lock().position)
     }
 }
@@ -183,7 +183,7 @@ impl ReplayGuard for MemoryEvents {
         signature: &str,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> StoreResult<bool> {
         let mut st = self.lock();
         if matches!(st.signatures.get(signature), Some(kept) if *kept >= now) {
             return Ok(false);

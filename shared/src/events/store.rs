@@ -9,20 +9,20 @@ use chrono::{DateTime, Utc};
 use crate::{
     model::{Notification, Ticket},
     rt::transactions::TxnPosition,
-    store::StoreError,
+    store::StoreResult,
 };
 
 /// The ticket mirror and the notifications, written idempotently.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// The stored ticket, if any.
-    async fn stored_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError>;
+    async fn stored_ticket(&self, id: u64) -> StoreResult<Option<Ticket>>;
     /// Writes `ticket` as read from RT after transaction `as_of`, unless the stored record
     /// was written after a later transaction (two paths may race; the later read wins).
     /// Returns whether it was written.
-    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> Result<bool, StoreError>;
+    async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> StoreResult<bool>;
     /// Stores `notification` unless one with its id exists; returns whether it was stored.
-    async fn add_notification(&self, notification: &Notification) -> Result<bool, StoreError>;
+    async fn add_notification(&self, notification: &Notification) -> StoreResult<bool>;
 }
 
 /// The outcome of claiming the sync cursor.
@@ -48,14 +48,14 @@ pub trait SyncCursorStore: Send + Sync + std::fmt::Debug {
         &self,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<CursorClaim, StoreError>;
+    ) -> StoreResult<CursorClaim>;
     /// Moves the cursor to `position`, only while `lease` still holds it (else `Conflict`)
     /// and only forward.
-    async fn commit(&self, lease: &str, position: TxnPosition) -> Result<(), StoreError>;
+    async fn commit(&self, lease: &str, position: TxnPosition) -> StoreResult<()>;
     /// Ends the lease (absent or taken over is fine).
-    async fn release(&self, lease: &str) -> Result<(), StoreError>;
+    async fn release(&self, lease: &str) -> StoreResult<()>;
     /// The committed position, for monitoring.
-    async fn position(&self) -> Result<Option<TxnPosition>, StoreError>;
+    async fn position(&self) -> StoreResult<Option<TxnPosition>>;
 }
 
 /// The webhook's replay protection.
@@ -68,5 +68,5 @@ pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
         signature: &str,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> StoreResult<bool>;
 }

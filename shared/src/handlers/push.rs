@@ -13,7 +13,7 @@ pub use crate::usecases::push::{FanoutStats, CONNECTIONS_PAGE, DEFAULT_CONCURREN
 use crate::{
     fanout::ConnectionPoster,
     http::error_chain,
-    store::{ConnectionStore, StoreError},
+    store::{ConnectionStore, StoreResult},
     usecases::push::{BatchOutcome, Fanout, Payload},
 };
 use std::sync::Arc;
@@ -46,7 +46,7 @@ impl PushNotifications {
     }
 
     /// Posts `data` to every connection ([`Fanout::fan_out`]).
-    pub async fn fan_out(&self, data: &[u8]) -> Result<FanoutStats, StoreError> {
+    pub async fn fan_out(&self, data: &[u8]) -> StoreResult<FanoutStats> {
         self.fanout.fan_out(data).await
     }
 
@@ -189,35 +189,9 @@ mod tests {
         assert_eq!(poster.received("c").len(), 1);
     }
 
-    /// Counts page reads.
-    #[derive(Debug)]
-    struct CountingStore {
-        inner: MemoryStore,
-        pages: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl ConnectionStore for CountingStore {
-        async fn add(&self, c: &Connection) -> Result<(), StoreError> {
-            self.inner.add(c).await
-        }
-        async fn remove(&self, id: &str) -> Result<(), StoreError> {
-            self.inner.remove(id).await
-        }
-        async fn page(
-            &self,
-            after: Option<&str>,
-            limit: u32,
-        ) -> Result<(Vec<String>, Option<String>), StoreError> {
-            self.pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.inner.page(after, limit).await
-        }
-    }
-
     #[tokio::test]
     async fn a_batch_reads_the_connections_once_not_once_per_record() {
-        let store =
-            Arc::new(CountingStore { inner: MemoryStore::new(), pages: Default::default() });
+        let store = Arc::new(MemoryStore::new());
         let now = Utc::now();
         for id in ["a", "b", "c", "d", "e"] {
             store
@@ -232,11 +206,8 @@ mod tests {
             push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;
         // THEN the three pages are read once for the whole batch, and everyone has all three
         assert!(resp.batch_item_failures.is_empty());
-        assert_eq!(
-            store.pages.load(std::sync::atomic::Ordering::SeqCst),
-            3,
-            "three pages of 2, 2 and 1, once"
-        );
+        let pages: Vec<usize> = store.take_audience_reads().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(pages, [2, 2, 1], "three pages of 2, 2 and 1, once");
         for id in ["a", "b", "c", "d", "e"] {
             assert_eq!(poster.received(id).len(), 3, "{id}");
         }

@@ -162,7 +162,7 @@ mod tests {
     use super::*;
     use crate::{
         fanout::{MemoryPoster, MemoryTaskQueue},
-        store::memory::MemoryStore,
+        store::{memory::MemoryStore, Resuming},
         usecases::push::{
             shard::{tasks, Sharding},
             Deliverer, Delivery, Payload, Plan,
@@ -236,7 +236,13 @@ mod tests {
                 expires_at: now + chrono::Duration::hours(3),
             };
             // An unknown position: the resume posts `resync`, then goes live.
-            store.add_resuming(&c, None, "ticket-9-created", None).await.unwrap();
+            store
+                .add_resuming(
+                    &c,
+                    Resuming { owner: None, since: "ticket-9-created", replay_from: None },
+                )
+                .await
+                .unwrap();
         }
         poster.set_failing("broken", true);
         let resume =

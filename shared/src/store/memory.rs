@@ -17,8 +17,8 @@ use super::{
     channels_of,
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
     Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
-    IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, StoreError, TicketFilter,
-    TicketStore,
+    IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, Resuming, StoreError,
+    StoreResult, TicketFilter, TicketStore, TokenPage,
 };
 use crate::{
     feed::Position,
@@ -105,7 +105,7 @@ impl TicketStore for MemoryStore {
         ticket: &Ticket,
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         if self
             .fail_record_created
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -132,7 +132,7 @@ impl TicketStore for MemoryStore {
         &self,
         ticket: &Ticket,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         let mut st = self.lock();
         if let Some(done) = completion {
             store_completion(&mut st, done, ticket.id)?;
@@ -141,11 +141,11 @@ impl TicketStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+    async fn get_ticket(&self, id: u64) -> StoreResult<Option<Ticket>> {
         Ok(self.lock().tickets.get(&id).cloned())
     }
 
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
+    async fn put_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
         self.lock().tickets.insert(ticket.id, ticket.clone());
         Ok(())
     }
@@ -154,7 +154,7 @@ impl TicketStore for MemoryStore {
         &self,
         filter: &TicketFilter,
         page: &PageRequest,
-    ) -> Result<Page<Ticket>, StoreError> {
+    ) -> StoreResult<Page<Ticket>> {
         let scope = format!("memory-tickets|{:?}|{:?}", filter.queue, filter.status);
         let before = page
             .cursor
@@ -181,10 +181,7 @@ impl TicketStore for MemoryStore {
         Ok(Page { items: matching, next_cursor })
     }
 
-    async fn list_notifications(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(&self, page: &PageRequest) -> StoreResult<Page<Notification>> {
         self.notifications_page(None, page)
     }
 
@@ -192,11 +189,11 @@ impl TicketStore for MemoryStore {
         &self,
         kind: &str,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         self.notifications_page(Some(kind), page)
     }
 
-    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
+    async fn notification_position(&self, id: &str) -> StoreResult<Option<Position>> {
         let st = self.lock();
         Ok(st
             .notifications
@@ -205,10 +202,7 @@ impl TicketStore for MemoryStore {
             .map(|(millis, id)| Position { millis: *millis, id: id.clone() }))
     }
 
-    async fn newest_position_until(
-        &self,
-        until_millis: i64,
-    ) -> Result<Option<Position>, StoreError> {
+    async fn newest_position_until(&self, until_millis: i64) -> StoreResult<Option<Position>> {
         let st = self.lock();
         Ok(st
             .notifications
@@ -223,7 +217,7 @@ impl TicketStore for MemoryStore {
         after: &Position,
         until_millis: i64,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         let scope = "memory-notifications-since";
         let from = match page.cursor.as_deref() {
             None => after.clone(),
@@ -255,7 +249,7 @@ impl MemoryStore {
         &self,
         kind: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         let scope = match kind {
             None => "memory-notifications".to_owned(),
             Some(kind) => format!("memory-notifications|{kind}"),
@@ -300,7 +294,7 @@ impl IdempotencyStore for MemoryStore {
         body_hash: &str,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<Claim, StoreError> {
+    ) -> StoreResult<Claim> {
         let mut st = self.lock();
         st.next_lease += 1;
         let lease = Lease { key: key.to_owned(), id: format!("lease-{}", st.next_lease) };
@@ -334,7 +328,7 @@ impl IdempotencyStore for MemoryStore {
         })
     }
 
-    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
+    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> StoreResult<()> {
         let mut st = self.lock();
         match st.idempotency.get_mut(&lease.key).filter(|r| r.lease_id == lease.id) {
             Some(rec) => {
@@ -345,7 +339,7 @@ impl IdempotencyStore for MemoryStore {
         }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Lease) -> StoreResult<()> {
         let mut st = self.lock();
         if st
             .idempotency
@@ -357,7 +351,7 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
-    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> StoreResult<()> {
         let mut st = self.lock();
         if let Some(rec) = st
             .idempotency
@@ -372,14 +366,14 @@ impl IdempotencyStore for MemoryStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryStore {
-    async fn add(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn add(&self, connection: &Connection) -> StoreResult<()> {
         let mut st = self.lock();
         st.connections.insert(connection.id.clone(), connection.clone());
         st.reindex(&connection.id);
         Ok(())
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, connection_id: &str) -> StoreResult<()> {
         let mut st = self.lock();
         st.connections.remove(connection_id);
         st.connection_owners.remove(connection_id);
@@ -389,11 +383,7 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn subscribe(
-        &self,
-        connection_id: &str,
-        filter: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn subscribe(&self, connection_id: &str, filter: Option<&str>) -> StoreResult<bool> {
         let mut st = self.lock();
         if !st.connections.contains_key(connection_id) {
             return Ok(false);
@@ -406,13 +396,8 @@ impl ConnectionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn add_resuming(
-        &self,
-        connection: &Connection,
-        owner: Option<&ConnectionOwner>,
-        since: &str,
-        replay_from: Option<&str>,
-    ) -> Result<(), StoreError> {
+    async fn add_resuming(&self, connection: &Connection, resume: Resuming<'_>) -> StoreResult<()> {
+        let Resuming { owner, since, replay_from } = resume;
         let mut st = self.lock();
         st.connections.insert(connection.id.clone(), connection.clone());
         if let Some(owner) = owner {
@@ -431,7 +416,7 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
+    async fn resume_record(&self, connection_id: &str) -> StoreResult<Option<ResumeRecord>> {
         let st = self.lock();
         Ok(st.resumes.get(connection_id).map(|(r, _)| ResumeRecord {
             filter: st.connection_filters.get(connection_id).cloned(),
@@ -439,7 +424,7 @@ impl ConnectionStore for MemoryStore {
         }))
     }
 
-    async fn hold(&self, connection_id: &str, seqs: &[String]) -> Result<bool, StoreError> {
+    async fn hold(&self, connection_id: &str, seqs: &[String]) -> StoreResult<bool> {
         let mut st = self.lock();
         match st.resumes.get_mut(connection_id) {
             Some((r, held)) if r.mark == FeedMark::Replaying => {
@@ -450,7 +435,7 @@ impl ConnectionStore for MemoryStore {
         }
     }
 
-    async fn take_held(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn take_held(&self, connection_id: &str) -> StoreResult<Vec<String>> {
         let mut st = self.lock();
         Ok(match st.resumes.get_mut(connection_id) {
             Some((r, held)) if r.mark == FeedMark::Replaying => {
@@ -460,11 +445,7 @@ impl ConnectionStore for MemoryStore {
         })
     }
 
-    async fn go_live(
-        &self,
-        connection_id: &str,
-        live_after: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn go_live(&self, connection_id: &str, live_after: Option<&str>) -> StoreResult<bool> {
         let mut st = self.lock();
         match st.resumes.get_mut(connection_id) {
             Some((r, held)) if r.mark == FeedMark::Replaying && held.is_empty() => {
@@ -475,11 +456,7 @@ impl ConnectionStore for MemoryStore {
         }
     }
 
-    async fn add_owned(
-        &self,
-        connection: &Connection,
-        owner: &ConnectionOwner,
-    ) -> Result<(), StoreError> {
+    async fn add_owned(&self, connection: &Connection, owner: &ConnectionOwner) -> StoreResult<()> {
         let mut st = self.lock();
         st.connections.insert(connection.id.clone(), connection.clone());
         st.connection_owners.insert(connection.id.clone(), owner.clone());
@@ -487,7 +464,7 @@ impl ConnectionStore for MemoryStore {
         Ok(())
     }
 
-    async fn ids_for_key(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn ids_for_key(&self, key_id: &str) -> StoreResult<Vec<String>> {
         let st = self.lock();
         Ok(st
             .connection_owners
@@ -502,7 +479,7 @@ impl ConnectionStore for MemoryStore {
         channel: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         let st = self.lock();
         let limit = limit.max(1) as usize;
         let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
@@ -521,17 +498,13 @@ impl ConnectionStore for MemoryStore {
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         let (ids, next) = self.page(after, limit).await?;
         let st = self.lock();
         Ok((ids.into_iter().map(|id| st.recipient(id)).collect(), next))
     }
 
-    async fn page(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>> {
         let st = self.lock();
         let ids: Vec<String> = st
             .connections
@@ -580,7 +553,7 @@ fn store_completion(
     st: &mut State,
     done: &IdempotencyCompletion,
     ticket_id: u64,
-) -> Result<(), StoreError> {
+) -> StoreResult<()> {
     let rec = st.idempotency.get_mut(&done.lease.key).filter(|r| r.lease_id == done.lease.id);
     let Some(rec) = rec else {
         return Err(StoreError::Conflict("idempotency lease lost".into()));

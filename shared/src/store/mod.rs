@@ -52,6 +52,13 @@ impl StoreError {
     }
 }
 
+/// What every store call returns.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One page of a token-paged read (the connections): the items and the opaque token to
+/// read on from (`None` at the end).
+pub type TokenPage<T> = (Vec<T>, Option<String>);
+
 /// One page of a list, newest first. Serialises as the API's list body
 /// `{"items": [...], "next_cursor": "..." | null}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -136,7 +143,7 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
         ticket: &Ticket,
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError>;
+    ) -> StoreResult<()>;
     /// Finishes a create whose [`TicketStore::record_created`] found the ticket or its
     /// `ticket.created` already recorded by RT's event log (the webhook or the sync saw RT's
     /// `Create` first): stores the idempotency completion (when given; `Conflict` if the
@@ -147,36 +154,30 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
         &self,
         ticket: &Ticket,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError>;
+    ) -> StoreResult<()>;
     /// Reads one ticket record.
-    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError>;
+    async fn get_ticket(&self, id: u64) -> StoreResult<Option<Ticket>>;
     /// Creates or replaces a ticket record (used to refresh it from RT).
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError>;
+    async fn put_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     /// Lists tickets, newest first.
     async fn list_tickets(
         &self,
         filter: &TicketFilter,
         page: &PageRequest,
-    ) -> Result<Page<Ticket>, StoreError>;
+    ) -> StoreResult<Page<Ticket>>;
     /// Lists notifications, newest first.
-    async fn list_notifications(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError>;
+    async fn list_notifications(&self, page: &PageRequest) -> StoreResult<Page<Notification>>;
     /// Lists the notifications of one type (`ticket.replied`, ...), newest first.
     async fn list_notifications_of_type(
         &self,
         kind: &str,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError>;
+    ) -> StoreResult<Page<Notification>>;
     /// Where notification `id` sits in the feed (strongly consistent read); `None` when no
     /// such notification is stored (never was, or deleted by retention).
-    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError>;
+    async fn notification_position(&self, id: &str) -> StoreResult<Option<Position>>;
     /// The newest notification created at or before `until_millis`, if any.
-    async fn newest_position_until(
-        &self,
-        until_millis: i64,
-    ) -> Result<Option<Position>, StoreError>;
+    async fn newest_position_until(&self, until_millis: i64) -> StoreResult<Option<Position>>;
     /// Lists the notifications after `after`, oldest first, none created after
     /// `until_millis`. The page's cursor continues the same ascending read.
     async fn list_notifications_after(
@@ -184,7 +185,7 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
         after: &Position,
         until_millis: i64,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError>;
+    ) -> StoreResult<Page<Notification>>;
 }
 
 /// Idempotency records for `POST /tickets`.
@@ -198,15 +199,15 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         body_hash: &str,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<Claim, StoreError>;
+    ) -> StoreResult<Claim>;
     /// Records that RT created `rt_ticket_id` under this lease, so a retry after a failed
     /// store write completes the record instead of creating a second RT ticket.
-    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError>;
+    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> StoreResult<()>;
     /// Gives the key up (RT refused the request), so a retry starts afresh.
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+    async fn release(&self, lease: &Lease) -> StoreResult<()>;
     /// Keeps the record but ends the lease at `retry_from`: the outcome is unknown (RT
     /// timed out, or recording failed), so a retry takes over from there and finishes it.
-    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> StoreResult<()>;
 }
 
 /// A live WebSocket connection.
@@ -288,6 +289,17 @@ pub fn channels_of(queues: Option<&str>, filter: Option<&str>) -> BTreeSet<Strin
     channels
 }
 
+/// A connection that resumes ([`ConnectionStore::add_resuming`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Resuming<'a> {
+    /// The key it was admitted with, if any.
+    pub owner: Option<&'a ConnectionOwner>,
+    /// The notification id the client gave.
+    pub since: &'a str,
+    /// Its position (`seq`); `None` when it was expired: the client gets `resync`.
+    pub replay_from: Option<&'a str>,
+}
+
 /// Where a connection is in the resume protocol (docs/ARCHITECTURE.md, "Resume").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum FeedMark {
@@ -321,7 +333,7 @@ pub struct ResumeRecord {
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// Records a connection.
-    async fn add(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn add(&self, connection: &Connection) -> StoreResult<()>;
     /// Records a connection with the key it was admitted with. The defaults below are for
     /// stores that record no owners (test wrappers): they forget the owner, count nothing
     /// and give every connection no queue rights to filter by; the DynamoDB store and the
@@ -330,15 +342,15 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         &self,
         connection: &Connection,
         _owner: &ConnectionOwner,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         self.add(connection).await
     }
     /// How many connections `key_id` has open (as recorded).
-    async fn count_for_key(&self, key_id: &str) -> Result<usize, StoreError> {
+    async fn count_for_key(&self, key_id: &str) -> StoreResult<usize> {
         Ok(self.ids_for_key(key_id).await?.len())
     }
     /// The ids of `key_id`'s open connections.
-    async fn ids_for_key(&self, _key_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn ids_for_key(&self, _key_id: &str) -> StoreResult<Vec<String>> {
         Ok(Vec::new())
     }
     /// One page of the connections on `channel` (a queue, or [`EVERY_QUEUE`]; see
@@ -350,7 +362,7 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         channel: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         if channel == EVERY_QUEUE {
             self.recipients(after, limit).await
         } else {
@@ -364,63 +376,42 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         let (ids, next) = self.page(after, limit).await?;
         Ok((Recipient::list(ids, |_| None), next))
     }
-    /// Records a connection that resumes from `since` (resolved to `replay_from`, `None`
-    /// when expired) in the replaying state, so the push holds what it would post to it.
-    /// The default (test wrappers) cannot.
-    async fn add_resuming(
-        &self,
-        connection: &Connection,
-        _owner: Option<&ConnectionOwner>,
-        _since: &str,
-        _replay_from: Option<&str>,
-    ) -> Result<(), StoreError> {
+    /// Records a connection that resumes from `resume.since` (resolved to
+    /// `resume.replay_from`, `None` when expired) in the replaying state, so the push holds
+    /// what it would post to it. The default (test wrappers) cannot.
+    async fn add_resuming(&self, connection: &Connection, _: Resuming<'_>) -> StoreResult<()> {
         Err(StoreError::Corrupt(format!("this store cannot resume connection {}", connection.id)))
     }
     /// A resuming connection's record (`None`: gone, or not resuming).
-    async fn resume_record(
-        &self,
-        _connection_id: &str,
-    ) -> Result<Option<ResumeRecord>, StoreError> {
+    async fn resume_record(&self, _connection_id: &str) -> StoreResult<Option<ResumeRecord>> {
         Ok(None)
     }
     /// Holds `seqs` for a replaying connection; `false` when it is not replaying (any more).
-    async fn hold(&self, _connection_id: &str, _seqs: &[String]) -> Result<bool, StoreError> {
+    async fn hold(&self, _connection_id: &str, _seqs: &[String]) -> StoreResult<bool> {
         Ok(false)
     }
     /// Takes (removes and returns) a replaying connection's held positions.
-    async fn take_held(&self, _connection_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn take_held(&self, _connection_id: &str) -> StoreResult<Vec<String>> {
         Ok(Vec::new())
     }
     /// Makes a replaying connection live after `live_after` (`None`: everything), only if
     /// it holds nothing; `false` when the push held more meanwhile (or it is gone).
-    async fn go_live(
-        &self,
-        _connection_id: &str,
-        _live_after: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn go_live(&self, _connection_id: &str, _live_after: Option<&str>) -> StoreResult<bool> {
         Ok(false)
     }
     /// Stores connection `connection_id`'s subscription (a JSON
     /// [`crate::feed::Subscription`]; `None`: everything), replacing the one it had;
     /// `false` when the connection is not recorded. The default (test wrappers) cannot.
-    async fn subscribe(
-        &self,
-        connection_id: &str,
-        _filter: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn subscribe(&self, connection_id: &str, _filter: Option<&str>) -> StoreResult<bool> {
         Err(StoreError::Corrupt(format!("this store cannot filter connection {connection_id}")))
     }
     /// Forgets a connection (absent is fine).
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+    async fn remove(&self, connection_id: &str) -> StoreResult<()>;
     /// One page of connection ids, `limit` at most, after the opaque `after` token;
     /// returns the ids and the token for the next page (`None` at the end).
-    async fn page(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<String>, Option<String>), StoreError>;
+    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>>;
 }

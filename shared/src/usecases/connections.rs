@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     feed::{self, FeedSettings, SinceError, Subscription},
-    store::{Connection, ConnectionOwner, ConnectionStore, TicketStore},
+    store::{Connection, ConnectionOwner, ConnectionStore, Resuming, TicketStore},
 };
 
 /// Starts the resume of a connection that came with `since` (`usecases::resume::Resume`),
@@ -121,9 +121,9 @@ impl ConnectionTracker {
                     Err(SinceError::Expired(_)) => None,
                     Err(SinceError::Store(e)) => return Err(e.into()),
                 };
-                self.connections
-                    .add_resuming(&connection, owner, since, replay_from.as_deref())
-                    .await?;
+                let replay_from = replay_from.as_deref();
+                let resume = Resuming { owner, since, replay_from };
+                self.connections.add_resuming(&connection, resume).await?;
                 self.store_filter(id, subscription).await?;
                 if let Err(e) = setup.starter.start(id).await {
                     // Not resumed, not recorded: the client retries the handshake.

@@ -363,7 +363,7 @@ mod tests {
     use crate::{
         fanout::MemoryPoster,
         model::Ticket,
-        store::{memory::MemoryStore, Connection, ConnectionOwner},
+        store::{memory::MemoryStore, Connection, ConnectionOwner, Resuming},
     };
     use chrono::{DateTime, Utc};
 
@@ -416,10 +416,14 @@ mod tests {
 
     /// Records connection `c` (30 s old, any key) resuming from `since`.
     async fn resuming_from(store: &MemoryStore, since: &Position) {
-        store
-            .add_resuming(&connection("c", 30_000), None, &since.id, Some(&since.seq()))
-            .await
-            .unwrap();
+        resuming_as(store, None, since).await;
+    }
+
+    /// Records connection `c` (30 s old) of `owner` resuming from `since`.
+    async fn resuming_as(store: &MemoryStore, owner: Option<&ConnectionOwner>, since: &Position) {
+        let replay_from = Some(since.seq());
+        let resume = Resuming { owner, since: &since.id, replay_from: replay_from.as_deref() };
+        store.add_resuming(&connection("c", 30_000), resume).await.unwrap();
     }
 
     #[tokio::test]
@@ -430,10 +434,7 @@ mod tests {
         note(&store, 3, "B", 45_000).await;
         note(&store, 4, "A", 40_000).await;
         let owner = ConnectionOwner { key_id: "k".into(), queues: r#"["A"]"#.into() };
-        store
-            .add_resuming(&connection("c", 30_000), Some(&owner), &since.id, Some(&since.seq()))
-            .await
-            .unwrap();
+        resuming_as(&store, Some(&owner), &since).await;
         // The push sees two new ones while the connection replays: it holds them.
         let new5 = note(&store, 5, "A", 0).await;
         let new6 = note(&store, 6, "B", 0).await;
@@ -459,7 +460,13 @@ mod tests {
     #[tokio::test]
     async fn an_expired_position_gets_resync_first_then_the_held_ones() {
         let (store, poster, resume) = setup();
-        store.add_resuming(&connection("c", 1_000), None, "ticket-9-created", None).await.unwrap();
+        store
+            .add_resuming(
+                &connection("c", 1_000),
+                Resuming { owner: None, since: "ticket-9-created", replay_from: None },
+            )
+            .await
+            .unwrap();
         let held = note(&store, 8, "A", 0).await;
         assert!(store.hold("c", &[held.seq()]).await.unwrap());
         assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Live { replayed: 0, drained: 1 });

@@ -25,7 +25,8 @@ use super::{DynamoStore, Item};
 use crate::store::{
     channels_of,
     schema::{CONNECTIONS_BY_CHANNEL, CONNECTIONS_BY_KEY},
-    Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient, ResumeRecord, StoreError,
+    Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient, ResumeRecord, Resuming,
+    StoreError, StoreResult, TokenPage,
 };
 
 /// `feed_state` of a connection being replayed to (absent or `live`: live).
@@ -179,7 +180,7 @@ impl From<RecipientItem> for Recipient {
 fn recipients_of<T: serde::de::DeserializeOwned + Into<Recipient>>(
     items: Option<Vec<Item>>,
     what: &str,
-) -> Result<Vec<Recipient>, StoreError> {
+) -> StoreResult<Vec<Recipient>> {
     items.unwrap_or_default().into_iter().map(|i| from_item::<T>(i, what).map(Into::into)).collect()
 }
 
@@ -213,29 +214,23 @@ impl BaseChange {
 
 #[async_trait]
 impl ConnectionStore for DynamoStore {
-    async fn add(&self, c: &Connection) -> Result<(), StoreError> {
+    async fn add(&self, c: &Connection) -> StoreResult<()> {
         self.put_connection(connection_item(c, None)).await
     }
 
-    async fn add_owned(&self, c: &Connection, owner: &ConnectionOwner) -> Result<(), StoreError> {
+    async fn add_owned(&self, c: &Connection, owner: &ConnectionOwner) -> StoreResult<()> {
         self.put_connection(connection_item(c, Some(owner))).await
     }
 
-    async fn add_resuming(
-        &self,
-        c: &Connection,
-        owner: Option<&ConnectionOwner>,
-        since: &str,
-        replay_from: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut item = connection_item(c, owner);
+    async fn add_resuming(&self, c: &Connection, resume: Resuming<'_>) -> StoreResult<()> {
+        let mut item = connection_item(c, resume.owner);
         item.feed_state = Some(REPLAYING.into());
-        item.since = Some(since.to_owned());
-        item.replay_from = replay_from.map(str::to_owned);
+        item.since = Some(resume.since.to_owned());
+        item.replay_from = resume.replay_from.map(str::to_owned);
         self.put_connection(item).await
     }
 
-    async fn resume_record(&self, connection_id: &str) -> Result<Option<ResumeRecord>, StoreError> {
+    async fn resume_record(&self, connection_id: &str) -> StoreResult<Option<ResumeRecord>> {
         let Some((item, _)) = self.connection_item(connection_id).await? else { return Ok(None) };
         let mark = item.mark();
         Ok(item.since.map(|since| ResumeRecord {
@@ -248,7 +243,7 @@ impl ConnectionStore for DynamoStore {
         }))
     }
 
-    async fn hold(&self, connection_id: &str, seqs: &[String]) -> Result<bool, StoreError> {
+    async fn hold(&self, connection_id: &str, seqs: &[String]) -> StoreResult<bool> {
         if seqs.is_empty() {
             return Ok(true);
         }
@@ -267,7 +262,7 @@ impl ConnectionStore for DynamoStore {
         conditional(out.map(|_| ()))
     }
 
-    async fn take_held(&self, connection_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn take_held(&self, connection_id: &str) -> StoreResult<Vec<String>> {
         let out = self
             .client
             .update_item()
@@ -294,11 +289,7 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn go_live(
-        &self,
-        connection_id: &str,
-        live_after: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn go_live(&self, connection_id: &str, live_after: Option<&str>) -> StoreResult<bool> {
         for _ in 0..WRITE_ATTEMPTS {
             let Some((before, holding)) = self.connection_item(connection_id).await? else {
                 return Ok(false);
@@ -324,7 +315,7 @@ impl ConnectionStore for DynamoStore {
         Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
-    async fn count_for_key(&self, key_id: &str) -> Result<usize, StoreError> {
+    async fn count_for_key(&self, key_id: &str) -> StoreResult<usize> {
         // `$connect` asks on every handshake: only the count comes back, no item. (Reading
         // every id made each handshake cost the key's whole list, so a key's handshakes got
         // slower as it filled; on moto under load past ~700 connections of one key, answers
@@ -347,7 +338,7 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn ids_for_key(&self, key_id: &str) -> Result<Vec<String>, StoreError> {
+    async fn ids_for_key(&self, key_id: &str) -> StoreResult<Vec<String>> {
         // One key's connections are bounded by its limit, so a few pages at most.
         let mut ids = Vec::new();
         let mut start = None;
@@ -374,7 +365,7 @@ impl ConnectionStore for DynamoStore {
         channel: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         let start = after.map(|a| {
             Item::from([
                 ("connection_id".to_owned(), s(channel_key(a, channel))),
@@ -412,7 +403,7 @@ impl ConnectionStore for DynamoStore {
         &self,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Recipient>, Option<String>), StoreError> {
+    ) -> StoreResult<TokenPage<Recipient>> {
         let start =
             after.map(|a| to_item(&ConnectionKey { connection_id: a.to_owned() })).transpose()?;
         // Every base item (not the channel items): for tests and tools; the push reads
@@ -438,11 +429,7 @@ impl ConnectionStore for DynamoStore {
         Ok((recipients, next))
     }
 
-    async fn subscribe(
-        &self,
-        connection_id: &str,
-        filter: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    async fn subscribe(&self, connection_id: &str, filter: Option<&str>) -> StoreResult<bool> {
         for _ in 0..WRITE_ATTEMPTS {
             let Some((before, _)) = self.connection_item(connection_id).await? else {
                 return Ok(false);
@@ -458,7 +445,7 @@ impl ConnectionStore for DynamoStore {
         Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, connection_id: &str) -> StoreResult<()> {
         for _ in 0..WRITE_ATTEMPTS {
             let Some((before, _)) = self.connection_item(connection_id).await? else {
                 return Ok(());
@@ -483,11 +470,7 @@ impl ConnectionStore for DynamoStore {
         Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
-    async fn page(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>> {
         let (recipients, next) = self.recipients(after, limit).await?;
         Ok((recipients.into_iter().map(|r| r.id).collect(), next))
     }
@@ -506,7 +489,7 @@ fn rev_unchanged(rev: u64) -> &'static str {
 /// A conditional update's outcome: `false` when the condition failed.
 fn conditional<R>(
     out: Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>>,
-) -> Result<bool, StoreError>
+) -> StoreResult<bool>
 where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
@@ -541,12 +524,12 @@ fn build_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::aws("build request", e)
 }
 
-fn put(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+fn put(table: &str, item: Item) -> StoreResult<TransactWriteItem> {
     let put = Put::builder().table_name(table).set_item(Some(item)).build().map_err(build_err)?;
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-fn delete(table: &str, key: &str) -> Result<TransactWriteItem, StoreError> {
+fn delete(table: &str, key: &str) -> StoreResult<TransactWriteItem> {
     let delete = Delete::builder()
         .table_name(table)
         .key("connection_id", s(key))
@@ -571,7 +554,7 @@ impl DynamoStore {
     /// revision to keep, and moto copies the whole table per transaction item, which made
     /// 2,000 `$connect`s quadratic. Items a batch leaves unprocessed are sent again; when
     /// that fails, what was written is deleted (TTL takes what that cannot).
-    async fn put_connection(&self, item: ConnectionItem) -> Result<(), StoreError> {
+    async fn put_connection(&self, item: ConnectionItem) -> StoreResult<()> {
         let table = &self.tables.connections;
         let mut items = vec![to_item(&item)?];
         for channel_item in item.channel_items() {
@@ -589,7 +572,7 @@ impl DynamoStore {
         written
     }
 
-    async fn put_all(&self, table: &str, items: Vec<Item>) -> Result<(), StoreError> {
+    async fn put_all(&self, table: &str, items: Vec<Item>) -> StoreResult<()> {
         for chunk in items.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -635,7 +618,7 @@ impl DynamoStore {
         base: TransactWriteItem,
         id: &str,
         channels: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         let table = &self.tables.connections;
         let mut req = self.client.transact_write_items().transact_items(base);
         for channel in channels {
@@ -648,7 +631,7 @@ impl DynamoStore {
     async fn connection_item(
         &self,
         connection_id: &str,
-    ) -> Result<Option<(ConnectionItem, bool)>, StoreError> {
+    ) -> StoreResult<Option<(ConnectionItem, bool)>> {
         let key = ("connection_id", s(connection_id));
         let Some(item) =
             get_item(&self.client, &self.tables.connections, key, Read::Consistent).await?
@@ -668,7 +651,7 @@ impl DynamoStore {
         before: &ConnectionItem,
         after: &ConnectionItem,
         change: BaseChange,
-    ) -> Result<bool, StoreError> {
+    ) -> StoreResult<bool> {
         let table = &self.tables.connections;
         let mut sets = vec!["#rev = :next".to_owned()];
         let mut removes = Vec::new();

@@ -14,7 +14,7 @@ use super::item::{
     condition_failed, from_item, get_item, n, rfc3339, s, to_item, Item, Read, UpdateIf,
 };
 use super::DynamoStore;
-use crate::store::{Claim, IdempotencyStore, Lease, StoreError};
+use crate::store::{Claim, IdempotencyStore, Lease, StoreError, StoreResult};
 
 /// An idempotency record as stored. A claim writes the first seven attributes; the RT
 /// ticket id and the answer are added under the lease.
@@ -51,7 +51,7 @@ fn gone_is_fine<O, E, R>(
     out: Result<O, SdkError<E, R>>,
     op: &'static str,
     check: fn(&E) -> bool,
-) -> Result<(), StoreError>
+) -> StoreResult<()>
 where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -72,7 +72,7 @@ impl DynamoStore {
         update: &str,
         condition: &str,
         mut values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Option<Item>, StoreError> {
+    ) -> StoreResult<Option<Item>> {
         values.push((":pending", s("pending")));
         let condition = format!("{condition} AND #state = :pending");
         UpdateIf {
@@ -99,7 +99,7 @@ impl IdempotencyStore for DynamoStore {
         body_hash: &str,
         now: DateTime<Utc>,
         lease_for: chrono::Duration,
-    ) -> Result<Claim, StoreError> {
+    ) -> StoreResult<Claim> {
         let lease_until = (now + lease_for).timestamp_millis();
         // Bounded: each round either wins, reads a definite state, or saw the record vanish.
         for _ in 0..3 {
@@ -183,7 +183,7 @@ impl IdempotencyStore for DynamoStore {
         Ok(Claim::InProgress)
     }
 
-    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> Result<(), StoreError> {
+    async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> StoreResult<()> {
         let noted = UpdateIf {
             table: &self.tables.idempotency,
             key: ("key", s(&lease.key)),
@@ -198,7 +198,7 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
-    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release(&self, lease: &Lease) -> StoreResult<()> {
         let out = self
             .client
             .delete_item()
@@ -213,7 +213,7 @@ impl IdempotencyStore for DynamoStore {
         gone_is_fine(out, "DeleteItem", DeleteItemError::is_conditional_check_failed_exception)
     }
 
-    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn abandon(&self, lease: &Lease, retry_from: DateTime<Utc>) -> StoreResult<()> {
         // Gone (completed, released or taken over meanwhile) is fine.
         let values = vec![(":until", n(retry_from.timestamp_millis())), (":lease", s(&lease.id))];
         self.pending_update(&lease.key, "SET lease_until = :until", "lease_id = :lease", values)

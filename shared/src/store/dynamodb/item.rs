@@ -16,18 +16,18 @@ use aws_sdk_dynamodb::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreResult};
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
 
 /// The item `value` is stored as.
-pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+pub(crate) fn to_item<T: Serialize>(value: &T) -> StoreResult<Item> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(format!("cannot map item: {e}")))
 }
 
 /// Reads an item back; `what` names it in the error.
-pub(crate) fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> StoreResult<T> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -58,7 +58,7 @@ pub(crate) async fn get_item(
     table: &str,
     key: (&str, AttributeValue),
     read: Read,
-) -> Result<Option<Item>, StoreError> {
+) -> StoreResult<Option<Item>> {
     let (consistent, projection) = match read {
         Read::Eventual => (false, None),
         Read::Consistent => (true, None),
@@ -96,7 +96,7 @@ pub(crate) struct UpdateIf<'a> {
 impl UpdateIf<'_> {
     /// Runs the update: the item as it is afterwards when the condition held, `None` when
     /// it did not (a lost lease, a newer position: the caller says what that means).
-    pub(crate) async fn run(self, client: &Client) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn run(self, client: &Client) -> StoreResult<Option<Item>> {
         let mut req = client
             .update_item()
             .table_name(self.table)
@@ -123,7 +123,7 @@ impl UpdateIf<'_> {
 }
 
 /// Sends a transaction; a failed condition on any item is `Conflict`.
-pub(crate) async fn transact(req: TransactWriteItemsFluentBuilder) -> Result<(), StoreError> {
+pub(crate) async fn transact(req: TransactWriteItemsFluentBuilder) -> StoreResult<()> {
     match req.send().await {
         Ok(_) => Ok(()),
         Err(e) => {

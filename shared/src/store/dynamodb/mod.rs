@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::Client;
 
-use super::StoreError;
+use super::{StoreError, StoreResult};
 use crate::config::Tables;
 
 mod connections;
@@ -57,7 +57,7 @@ impl DynamoStore {
         hash_value: &str,
         start: Option<Item>,
         limit: u32,
-    ) -> Result<(Vec<Item>, bool), StoreError> {
+    ) -> StoreResult<(Vec<Item>, bool)> {
         let partition = Partition { table, index, hash_attr, hash_value };
         self.query_range_page(&partition, None, false, start, limit).await
     }
@@ -71,7 +71,7 @@ impl DynamoStore {
         forward: bool,
         start: Option<Item>,
         limit: u32,
-    ) -> Result<(Vec<Item>, bool), StoreError> {
+    ) -> StoreResult<(Vec<Item>, bool)> {
         let Partition { table, index, hash_attr, hash_value } = *partition;
         let condition = match range {
             None => "#h = :h".to_owned(),

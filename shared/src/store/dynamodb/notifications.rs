@@ -8,7 +8,7 @@ use super::item::{from_item, get_item, rfc3339, s, to_item, Read};
 use super::{DynamoStore, Item, Partition};
 use crate::store::{
     cursor::{self, NotificationCursor},
-    schema, CursorError, Page, PageRequest, StoreError,
+    schema, CursorError, Page, PageRequest, StoreError, StoreResult,
 };
 use crate::{feed::Position, model::Notification};
 
@@ -43,7 +43,7 @@ struct FeedKey {
 /// The item a notification is stored as (public so benchmarks can seed tables in bulk).
 /// The JSON pushed to clients is stored verbatim in `payload`, so the stream handler
 /// sends exactly what `GET /notifications` returns.
-pub fn notification_item(note: &Notification) -> Result<Item, StoreError> {
+pub fn notification_item(note: &Notification) -> StoreResult<Item> {
     let payload = serde_json::to_string(note)
         .map_err(|e| StoreError::Corrupt(format!("cannot serialise notification: {e}")))?;
     to_item(&NotificationItem {
@@ -59,7 +59,7 @@ pub fn notification_item(note: &Notification) -> Result<Item, StoreError> {
 }
 
 /// Reads a notification back from its `payload` attribute.
-pub fn notification_from_payload(payload: &str) -> Result<Notification, StoreError> {
+pub fn notification_from_payload(payload: &str) -> StoreResult<Notification> {
     serde_json::from_str(payload)
         .map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))
 }
@@ -70,7 +70,7 @@ impl DynamoStore {
         &self,
         kind: Option<&str>,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         // The cursor's scope names the partition, so a cursor of one feed cannot page another.
         let (scope, index, hash_attr, hash_value) = match kind {
             None => (
@@ -101,7 +101,7 @@ impl DynamoStore {
     }
 
     /// The stored `seq` of notification `id`, read consistently.
-    pub(super) async fn notification_seq(&self, id: &str) -> Result<Option<Position>, StoreError> {
+    pub(super) async fn notification_seq(&self, id: &str) -> StoreResult<Option<Position>> {
         let table = &self.tables.notifications;
         let read = get_item(&self.client, table, ("id", s(id)), Read::ConsistentOnly("seq"));
         let Some(item) = read.await? else { return Ok(None) };
@@ -115,7 +115,7 @@ impl DynamoStore {
     pub(super) async fn newest_notification_until(
         &self,
         until_millis: i64,
-    ) -> Result<Option<Position>, StoreError> {
+    ) -> StoreResult<Option<Position>> {
         let bound = seq_bound(until_millis);
         let (items, _) = self
             .query_range_page(&self.feed_partition(), Some(("seq", "<", &bound)), false, None, 1)
@@ -143,7 +143,7 @@ impl DynamoStore {
         after: &Position,
         until_millis: i64,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         let scope = "notifications-since";
         let from = match &page.cursor {
             None => after.clone(),
@@ -182,7 +182,7 @@ struct SeqOnly {
 }
 
 /// Notification items as a page whose cursor (in `scope`) continues after the last one.
-fn feed_page(scope: &str, items: Vec<Item>, more: bool) -> Result<Page<Notification>, StoreError> {
+fn feed_page(scope: &str, items: Vec<Item>, more: bool) -> StoreResult<Page<Notification>> {
     let mut notes = Vec::with_capacity(items.len());
     let mut last_key = None;
     for item in items {

@@ -13,7 +13,8 @@ use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item,
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
-    schema, IdempotencyCompletion, Page, PageRequest, StoreError, TicketFilter, TicketStore,
+    schema, IdempotencyCompletion, Page, PageRequest, StoreError, StoreResult, TicketFilter,
+    TicketStore,
 };
 use crate::{
     feed::Position,
@@ -53,7 +54,7 @@ struct TicketItem {
 }
 
 /// The item a ticket is stored as (public so benchmarks can seed tables in bulk).
-pub fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
+pub fn ticket_item(t: &Ticket) -> StoreResult<Item> {
     to_item(&TicketItem {
         id: t.id,
         title: t.title.clone(),
@@ -69,7 +70,7 @@ pub fn ticket_item(t: &Ticket) -> Result<Item, StoreError> {
     })
 }
 
-fn ticket_from_item(item: Item) -> Result<Ticket, StoreError> {
+fn ticket_from_item(item: Item) -> StoreResult<Ticket> {
     let t: TicketItem = from_item(item, "ticket item")?;
     Ok(Ticket {
         id: t.id,
@@ -102,7 +103,7 @@ impl DynamoStore {
         &self,
         done: &IdempotencyCompletion,
         ticket_id: u64,
-    ) -> Result<TransactWriteItem, StoreError> {
+    ) -> StoreResult<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&self.tables.idempotency)
             .key("key", s(&done.lease.key))
@@ -129,10 +130,10 @@ impl TicketStore for DynamoStore {
         ticket: &Ticket,
         notification: &Notification,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         let build = |e| StoreError::aws("build request", e);
         // A put that fails the whole transaction if an item with this `id` exists.
-        let insert = |table: &str, item: Item| -> Result<TransactWriteItem, StoreError> {
+        let insert = |table: &str, item: Item| -> StoreResult<TransactWriteItem> {
             let put = Put::builder()
                 .table_name(table)
                 .set_item(Some(item))
@@ -156,7 +157,7 @@ impl TicketStore for DynamoStore {
         &self,
         ticket: &Ticket,
         completion: Option<&IdempotencyCompletion>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreResult<()> {
         if let Some(done) = completion {
             let req = self
                 .client
@@ -182,12 +183,12 @@ impl TicketStore for DynamoStore {
         }
     }
 
-    async fn get_ticket(&self, id: u64) -> Result<Option<Ticket>, StoreError> {
+    async fn get_ticket(&self, id: u64) -> StoreResult<Option<Ticket>> {
         let item = get_item(&self.client, &self.tables.tickets, ("id", n(id)), Read::Eventual);
         item.await?.map(ticket_from_item).transpose()
     }
 
-    async fn put_ticket(&self, ticket: &Ticket) -> Result<(), StoreError> {
+    async fn put_ticket(&self, ticket: &Ticket) -> StoreResult<()> {
         self.client
             .put_item()
             .table_name(&self.tables.tickets)
@@ -202,7 +203,7 @@ impl TicketStore for DynamoStore {
         &self,
         filter: &TicketFilter,
         page: &PageRequest,
-    ) -> Result<Page<Ticket>, StoreError> {
+    ) -> StoreResult<Page<Ticket>> {
         let (index, hash_attr, hash_value) = ticket_index(filter);
         let scope = format!("tickets|{index}|{hash_value}");
         let start = match &page.cursor {
@@ -223,10 +224,7 @@ impl TicketStore for DynamoStore {
         Ok(Page { items: tickets, next_cursor })
     }
 
-    async fn list_notifications(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    async fn list_notifications(&self, page: &PageRequest) -> StoreResult<Page<Notification>> {
         self.notifications_page(None, page).await
     }
 
@@ -234,18 +232,15 @@ impl TicketStore for DynamoStore {
         &self,
         kind: &str,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         self.notifications_page(Some(kind), page).await
     }
 
-    async fn notification_position(&self, id: &str) -> Result<Option<Position>, StoreError> {
+    async fn notification_position(&self, id: &str) -> StoreResult<Option<Position>> {
         self.notification_seq(id).await
     }
 
-    async fn newest_position_until(
-        &self,
-        until_millis: i64,
-    ) -> Result<Option<Position>, StoreError> {
+    async fn newest_position_until(&self, until_millis: i64) -> StoreResult<Option<Position>> {
         self.newest_notification_until(until_millis).await
     }
 
@@ -254,7 +249,7 @@ impl TicketStore for DynamoStore {
         after: &Position,
         until_millis: i64,
         page: &PageRequest,
-    ) -> Result<Page<Notification>, StoreError> {
+    ) -> StoreResult<Page<Notification>> {
         self.notifications_after(after, until_millis, page).await
     }
 }

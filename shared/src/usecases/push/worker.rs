@@ -128,7 +128,7 @@ mod tests {
     use super::*;
     use crate::{
         fanout::{ConnectionPoster, MemoryPoster, MemoryTaskQueue, PostError},
-        store::memory::MemoryStore,
+        store::{memory::MemoryStore, Resuming},
         usecases::push::{
             plan::{Delivery, Payload, Plan},
             shard::{tasks, Sharding},
@@ -296,7 +296,13 @@ mod tests {
             connected_at: at,
             expires_at: at + chrono::Duration::hours(3),
         };
-        store.add_resuming(&c, None, &since.id, Some(&since.seq())).await.unwrap();
+        store
+            .add_resuming(
+                &c,
+                Resuming { owner: None, since: &since.id, replay_from: Some(&since.seq()) },
+            )
+            .await
+            .unwrap();
         let resume =
             Resume::new(store.clone(), store.clone(), poster.clone(), FeedSettings::default());
         let deliverer = Deliverer::new(store.clone(), poster, 4);
