@@ -5,17 +5,14 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{
-    operation::{put_item::PutItemError, update_item::UpdateItemError},
-    Client,
-};
+use aws_sdk_dynamodb::{operation::update_item::UpdateItemError, Client};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{ApiKeyRecord, ApiKeyStore, RevokeOutcome, Scope};
 use crate::store::dynamodb::item::{
-    condition_failed, from_item, get_item, rfc3339, s, to_item, Item, Read,
+    condition_failed, from_item, get_item, rfc3339, s, to_item, Item, PutIf, Read,
 };
 use crate::store::StoreError;
 
@@ -102,20 +99,11 @@ impl ApiKeyStore for DynamoApiKeys {
     }
 
     async fn insert(&self, r: &ApiKeyRecord) -> Result<(), StoreError> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item(r)?))
-            .condition_expression("attribute_not_exists(key_id)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e, PutItemError::is_conditional_check_failed_exception) => {
-                Err(StoreError::Conflict(format!("API key {} exists", r.key_id)))
-            }
-            Err(e) => Err(StoreError::aws("PutItem", e)),
+        let put = PutIf::new(&self.table, item(r)?, "attribute_not_exists(key_id)");
+        if put.run(&self.client).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("API key {} exists", r.key_id)))
         }
     }
 

@@ -9,9 +9,7 @@
 //! | `rt-webhook#{signature hex}` | `expires_at` (N, epoch s: the table's TTL) |
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{
-    error::SdkError, operation::put_item::PutItemError, types::AttributeValue, Client,
-};
+use aws_sdk_dynamodb::{types::AttributeValue, Client};
 use chrono::{DateTime, Utc};
 
 use super::store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore};
@@ -21,7 +19,7 @@ use crate::{
     rt::transactions::TxnPosition,
     store::{
         dynamodb::{
-            item::{condition_failed, get_item, n, s, Read, UpdateIf},
+            item::{get_item, n, s, PutIf, Read, UpdateIf},
             notification_item, ticket_item, DynamoStore, Item,
         },
         StoreError, StoreResult, TicketStore,
@@ -62,25 +60,6 @@ impl DynamoEvents {
     }
 }
 
-/// A conditional write's outcome: `Some(output)` when it was applied, `None` when its
-/// condition failed (asked through the operation's typed error); any other failure is an
-/// error.
-fn applied<O, E, R>(
-    op: &'static str,
-    out: Result<O, SdkError<E, R>>,
-    check: fn(&E) -> bool,
-) -> StoreResult<Option<O>>
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match out {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if condition_failed(&e, check) => Ok(None),
-        Err(e) => Err(StoreError::aws(op, e)),
-    }
-}
-
 fn position_of(item: &Item) -> StoreResult<Option<TxnPosition>> {
     let Some(AttributeValue::N(id)) = item.get("position_id") else { return Ok(None) };
     let id = id.parse().map_err(|_| StoreError::Corrupt("position_id is not a number".into()))?;
@@ -102,36 +81,17 @@ impl EventStore for DynamoEvents {
     async fn mirror_ticket(&self, ticket: &Ticket, as_of: u64) -> StoreResult<bool> {
         let mut item = ticket_item(ticket)?;
         item.insert("rt_txn".into(), n(as_of));
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.tables.tickets)
-            .set_item(Some(item))
-            // A record written by POST /tickets or GET /tickets/{id} has no `rt_txn`; the
-            // state read after a later transaction is never overwritten by an older read.
-            .condition_expression("attribute_not_exists(rt_txn) OR rt_txn <= :t")
-            .expression_attribute_values(":t", n(as_of))
-            .send()
-            .await;
-        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
+        // A record written by POST /tickets or GET /tickets/{id} has no `rt_txn`; the state
+        // read after a later transaction is never overwritten by an older read.
+        let newer = "attribute_not_exists(rt_txn) OR rt_txn <= :t";
+        let put = PutIf::new(&self.tables.tickets, item, newer);
+        PutIf { values: vec![(":t", n(as_of))], ..put }.run(&self.client).await
     }
 
     async fn add_notification(&self, notification: &Notification) -> StoreResult<bool> {
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.tables.notifications)
-            .set_item(Some(notification_item(notification)?))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
+        let item = notification_item(notification)?;
+        let put = PutIf::new(&self.tables.notifications, item, "attribute_not_exists(id)");
+        put.run(&self.client).await
     }
 }
 
@@ -208,21 +168,14 @@ impl ReplayGuard for DynamoEvents {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.tables.idempotency)
-            .item("key", s(format!("{REPLAY_PREFIX}{signature}")))
-            .item("expires_at", n(until.timestamp()))
-            // DynamoDB's TTL deletes late; an expired memory counts as gone.
-            .condition_expression("attribute_not_exists(#k) OR expires_at < :now")
-            .expression_attribute_names("#k", "key")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .send()
-            .await;
-        match applied("PutItem", out, PutItemError::is_conditional_check_failed_exception)? {
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
+        let item = Item::from([
+            ("key".to_owned(), s(format!("{REPLAY_PREFIX}{signature}"))),
+            ("expires_at".to_owned(), n(until.timestamp())),
+        ]);
+        // DynamoDB's TTL deletes late; an expired memory counts as gone.
+        let unseen = "attribute_not_exists(#k) OR expires_at < :now";
+        let put = PutIf::new(&self.tables.idempotency, item, unseen);
+        let values = vec![(":now", n(now.timestamp()))];
+        PutIf { names: &[("#k", "key")], values, ..put }.run(&self.client).await
     }
 }

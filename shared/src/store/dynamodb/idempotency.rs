@@ -3,15 +3,13 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{
-    error::SdkError,
-    operation::{delete_item::DeleteItemError, put_item::PutItemError},
-    types::AttributeValue,
+    error::SdkError, operation::delete_item::DeleteItemError, types::AttributeValue,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::item::{
-    condition_failed, from_item, get_item, n, rfc3339, s, to_item, Item, Read, UpdateIf,
+    condition_failed, from_item, get_item, n, rfc3339, s, to_item, Item, PutIf, Read, UpdateIf,
 };
 use super::DynamoStore;
 use crate::store::{Claim, IdempotencyStore, Lease, StoreError, StoreResult};
@@ -116,29 +114,11 @@ impl IdempotencyStore for DynamoStore {
                 response_status: None,
                 response_body: None,
             };
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.tables.idempotency)
-                .set_item(Some(to_item(&claim)?))
-                .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", "key")
-                .send()
-                .await;
-            match put {
-                Ok(_) => {
-                    return Ok(Claim::Acquired {
-                        lease,
-                        rt_ticket_id: None,
-                        previous_attempt: None,
-                    })
-                }
-                Err(e)
-                    if condition_failed(
-                        &e,
-                        PutItemError::is_conditional_check_failed_exception,
-                    ) => {}
-                Err(e) => return Err(StoreError::aws("PutItem", e)),
+            let item = to_item(&claim)?;
+            let put = PutIf::new(&self.tables.idempotency, item, "attribute_not_exists(#k)");
+            let put = PutIf { names: &[("#k", "key")], ..put };
+            if put.run(&self.client).await? {
+                return Ok(Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None });
             }
             let table = &self.tables.idempotency;
             let existing = get_item(&self.client, table, ("key", s(key)), Read::Consistent).await?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::{
     error::SdkError,
     operation::{
+        put_item::PutItemError,
         transact_write_items::{
             builders::TransactWriteItemsFluentBuilder, TransactWriteItemsError,
         },
@@ -118,6 +119,52 @@ impl UpdateIf<'_> {
                 Ok(None)
             }
             Err(e) => Err(StoreError::aws("UpdateItem", e)),
+        }
+    }
+}
+
+/// A conditional `PutItem`: `item` is written only where `condition` holds.
+#[derive(Debug)]
+pub(crate) struct PutIf<'a> {
+    /// The table.
+    pub table: &'a str,
+    /// The whole item.
+    pub item: Item,
+    /// The condition expression.
+    pub condition: &'a str,
+    /// Placeholders for attribute names that are reserved words (`#k`).
+    pub names: &'a [(&'a str, &'a str)],
+    /// The expression values.
+    pub values: Vec<(&'a str, AttributeValue)>,
+}
+
+impl<'a> PutIf<'a> {
+    /// Writes `item` to `table` where `condition` holds (it names no placeholders; set
+    /// `names` and `values` over this for one that does).
+    pub(crate) fn new(table: &'a str, item: Item, condition: &'a str) -> Self {
+        Self { table, item, condition, names: &[], values: Vec::new() }
+    }
+
+    /// Writes the item: `true` when the condition held, `false` when it did not (an item
+    /// already there, a newer record: the caller says what that means).
+    pub(crate) async fn run(self, client: &Client) -> StoreResult<bool> {
+        let mut req = client
+            .put_item()
+            .table_name(self.table)
+            .set_item(Some(self.item))
+            .condition_expression(self.condition);
+        for (placeholder, name) in self.names {
+            req = req.expression_attribute_names(*placeholder, *name);
+        }
+        for (placeholder, value) in self.values {
+            req = req.expression_attribute_values(placeholder, value);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e, PutItemError::is_conditional_check_failed_exception) => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::aws("PutItem", e)),
         }
     }
 }

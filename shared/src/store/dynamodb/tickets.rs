@@ -2,14 +2,11 @@
 //! reads, refreshes and filtered listing through the tickets table's indexes.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::{
-    operation::put_item::PutItemError,
-    types::{Put, TransactWriteItem, Update},
-};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, transact, Read};
+use super::item::{from_item, get_item, n, rfc3339, s, to_item, transact, PutIf, Read};
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
@@ -165,22 +162,12 @@ impl TicketStore for DynamoStore {
                 .transact_items(self.completion_update(done, ticket.id)?);
             transact(req).await?;
         }
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.tables.tickets)
-            .set_item(Some(ticket_item(ticket)?))
-            .condition_expression("attribute_not_exists(rt_txn)")
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            // The event mirror read RT after this request did: keep its record.
-            Err(e) if condition_failed(&e, PutItemError::is_conditional_check_failed_exception) => {
-                Ok(())
-            }
-            Err(e) => Err(StoreError::aws("PutItem", e)),
-        }
+        // Not written when the event mirror read RT after this request did: keep its record.
+        let item = ticket_item(ticket)?;
+        PutIf::new(&self.tables.tickets, item, "attribute_not_exists(rt_txn)")
+            .run(&self.client)
+            .await?;
+        Ok(())
     }
 
     async fn get_ticket(&self, id: u64) -> StoreResult<Option<Ticket>> {
