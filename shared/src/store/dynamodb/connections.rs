@@ -13,14 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use aws_sdk_dynamodb::{
     operation::query::builders::QueryFluentBuilder,
-    operation::update_item::UpdateItemError,
     types::{
-        AttributeValue, Delete, Put, PutRequest, ReturnValue, Select, TransactWriteItem, Update,
-        WriteRequest,
+        AttributeValue, Delete, Put, PutRequest, Select, TransactWriteItem, Update, WriteRequest,
     },
 };
 
-use super::item::{condition_failed, from_item, get_item, n, rfc3339, s, to_item, transact, Read};
+use super::item::{from_item, get_item, n, rfc3339, s, to_item, transact, Read, UpdateIf};
 use super::{DynamoStore, Item};
 use crate::store::{
     channels_of,
@@ -49,24 +47,15 @@ struct ConnectionItem {
     /// The API key's public id (partition of `by-key`); absent for unowned connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_id: Option<String>,
-    /// The key's queue rights, as the authorizer's context carries them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    queues: Option<String>,
-    /// The resume protocol: `replaying` or `live` (absent: live from the start).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    feed_state: Option<String>,
+    /// What the push reads of it (copied to its channel items).
+    #[serde(flatten)]
+    feed: FeedView,
     /// The id the client resumes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since: Option<String>,
     /// Its position (absent with `since`: expired, the client gets `resync`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     replay_from: Option<String>,
-    /// Live after a resume: only positions after this one are posted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    live_after: Option<String>,
-    /// The subscription (a JSON `feed::Subscription`); absent: everything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    feed_filter: Option<String>,
     /// The channels it has a channel item on (absent: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     channels: Vec<String>,
@@ -77,14 +66,11 @@ struct ConnectionItem {
 }
 
 impl ConnectionItem {
-    fn mark(&self) -> FeedMark {
-        mark_of(self.feed_state.as_deref(), self.live_after.as_deref())
-    }
-
     /// Its channels as [`channels_of`] derives them from its rights and filter.
     fn with_channels(mut self) -> Self {
-        self.channels =
-            channels_of(self.queues.as_deref(), self.feed_filter.as_deref()).into_iter().collect();
+        self.channels = channels_of(self.feed.queues.as_deref(), self.feed.feed_filter.as_deref())
+            .into_iter()
+            .collect();
         self
     }
 
@@ -97,10 +83,7 @@ impl ConnectionItem {
                 channel: channel.clone(),
                 member: self.connection_id.clone(),
                 expires_at: self.expires_at,
-                queues: self.queues.clone(),
-                feed_state: self.feed_state.clone(),
-                live_after: self.live_after.clone(),
-                feed_filter: self.feed_filter.clone(),
+                feed: self.feed.clone(),
             })
             .collect()
     }
@@ -109,6 +92,39 @@ impl ConnectionItem {
 /// The key of connection `id`'s item on `channel`.
 fn channel_key(id: &str, channel: &str) -> String {
     format!("{id}{CHANNEL_SEP}{channel}")
+}
+
+/// What the push reads of a connection: the same attributes on its base item and on its
+/// channel items.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct FeedView {
+    /// The key's queue rights, as the authorizer's context carries them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queues: Option<String>,
+    /// The resume protocol: `replaying` or `live` (absent: live from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_state: Option<String>,
+    /// Live after a resume: only positions after this one are posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    live_after: Option<String>,
+    /// The subscription (a JSON `feed::Subscription`); absent: everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_filter: Option<String>,
+}
+
+impl FeedView {
+    fn mark(&self) -> FeedMark {
+        match (self.feed_state.as_deref(), self.live_after.as_deref()) {
+            (Some(REPLAYING), _) => FeedMark::Replaying,
+            (_, Some(after)) => FeedMark::LiveAfter(after.to_owned()),
+            _ => FeedMark::Live,
+        }
+    }
+
+    /// Connection `id` as the push sees it.
+    fn recipient(self, id: String) -> Recipient {
+        Recipient { mark: self.mark(), id, queues: self.queues, filter: self.feed_filter }
+    }
 }
 
 /// A connection's item on one channel (partition of `by-channel`): a copy of what the push
@@ -122,66 +138,26 @@ struct ChannelItem {
     member: String,
     /// The base item's TTL.
     expires_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    queues: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    feed_state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    live_after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    feed_filter: Option<String>,
-}
-
-impl From<ChannelItem> for Recipient {
-    fn from(c: ChannelItem) -> Self {
-        Recipient {
-            mark: mark_of(c.feed_state.as_deref(), c.live_after.as_deref()),
-            id: c.member,
-            queues: c.queues,
-            filter: c.feed_filter,
-        }
-    }
-}
-
-fn mark_of(state: Option<&str>, live_after: Option<&str>) -> FeedMark {
-    match (state, live_after) {
-        (Some(REPLAYING), _) => FeedMark::Replaying,
-        (_, Some(after)) => FeedMark::LiveAfter(after.to_owned()),
-        _ => FeedMark::Live,
-    }
+    #[serde(flatten)]
+    feed: FeedView,
 }
 
 /// What the whole-table read ([`ConnectionStore::recipients`]) reads of a base item.
 #[derive(Deserialize)]
 struct RecipientItem {
     connection_id: String,
-    #[serde(default)]
-    queues: Option<String>,
-    #[serde(default)]
-    feed_state: Option<String>,
-    #[serde(default)]
-    live_after: Option<String>,
-    #[serde(default)]
-    feed_filter: Option<String>,
+    #[serde(flatten)]
+    feed: FeedView,
 }
 
-impl From<RecipientItem> for Recipient {
-    fn from(r: RecipientItem) -> Self {
-        Recipient {
-            mark: mark_of(r.feed_state.as_deref(), r.live_after.as_deref()),
-            id: r.connection_id,
-            queues: r.queues,
-            filter: r.feed_filter,
-        }
-    }
-}
-
-/// The recipients a page of `T` items (`what` names them in errors) stands for.
-fn recipients_of<T: serde::de::DeserializeOwned + Into<Recipient>>(
+/// The recipients a page of `T` items (`what` names them in errors) stands for, each
+/// read by `recipient`.
+fn recipients_of<T: serde::de::DeserializeOwned>(
     items: Option<Vec<Item>>,
     what: &str,
+    recipient: fn(T) -> Recipient,
 ) -> StoreResult<Vec<Recipient>> {
-    items.unwrap_or_default().into_iter().map(|i| from_item::<T>(i, what).map(Into::into)).collect()
+    items.unwrap_or_default().into_iter().map(|i| from_item(i, what).map(recipient)).collect()
 }
 
 /// The table's key: what a Scan projects and pages by.
@@ -224,7 +200,7 @@ impl ConnectionStore for DynamoStore {
 
     async fn add_resuming(&self, c: &Connection, resume: Resuming<'_>) -> StoreResult<()> {
         let mut item = connection_item(c, resume.owner);
-        item.feed_state = Some(REPLAYING.into());
+        item.feed.feed_state = Some(REPLAYING.into());
         item.since = Some(resume.since.to_owned());
         item.replay_from = resume.replay_from.map(str::to_owned);
         self.put_connection(item).await
@@ -232,14 +208,14 @@ impl ConnectionStore for DynamoStore {
 
     async fn resume_record(&self, connection_id: &str) -> StoreResult<Option<ResumeRecord>> {
         let Some((item, _)) = self.connection_item(connection_id).await? else { return Ok(None) };
-        let mark = item.mark();
+        let mark = item.feed.mark();
         Ok(item.since.map(|since| ResumeRecord {
             connected_at: item.connected_at,
-            queues: item.queues,
+            queues: item.feed.queues,
             since,
             replay_from: item.replay_from,
             mark,
-            filter: item.feed_filter,
+            filter: item.feed.feed_filter,
         }))
     }
 
@@ -248,45 +224,17 @@ impl ConnectionStore for DynamoStore {
             return Ok(true);
         }
         // Only the base item: holding changes nothing the channel items project.
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .update_expression("ADD held_seqs :seq")
-            .condition_expression("feed_state = :replaying")
-            .expression_attribute_values(":seq", AttributeValue::Ss(seqs.to_vec()))
-            .expression_attribute_values(":replaying", s(REPLAYING))
-            .send()
-            .await;
-        conditional(out.map(|_| ()))
+        let values = vec![(":seq", AttributeValue::Ss(seqs.to_vec()))];
+        let held = self.while_replaying(connection_id, "ADD held_seqs :seq", values);
+        Ok(held.run(&self.client).await?.is_some())
     }
 
     async fn take_held(&self, connection_id: &str) -> StoreResult<Vec<String>> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.connections)
-            .key("connection_id", s(connection_id))
-            .update_expression("REMOVE held_seqs")
-            .condition_expression("feed_state = :replaying")
-            .expression_attribute_values(":replaying", s(REPLAYING))
-            .return_values(ReturnValue::UpdatedOld)
-            .send()
-            .await;
-        let held = out.map(|out| match out.attributes.and_then(|mut a| a.remove("held_seqs")) {
+        let take = self.while_replaying(connection_id, "REMOVE held_seqs", Vec::new());
+        Ok(match take.run_for_old(&self.client).await?.and_then(|mut a| a.remove("held_seqs")) {
             Some(AttributeValue::Ss(seqs)) => seqs,
             _ => Vec::new(),
-        });
-        match held {
-            Ok(seqs) => Ok(seqs),
-            Err(e)
-                if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(StoreError::aws("UpdateItem", e)),
-        }
+        })
     }
 
     async fn go_live(&self, connection_id: &str, live_after: Option<&str>) -> StoreResult<bool> {
@@ -294,12 +242,12 @@ impl ConnectionStore for DynamoStore {
             let Some((before, holding)) = self.connection_item(connection_id).await? else {
                 return Ok(false);
             };
-            if before.feed_state.as_deref() != Some(REPLAYING) || holding {
+            if before.feed.feed_state.as_deref() != Some(REPLAYING) || holding {
                 return Ok(false);
             }
             let mut after = before.clone();
-            after.feed_state = Some("live".into());
-            after.live_after = live_after.map(str::to_owned);
+            after.feed.feed_state = Some("live".into());
+            after.feed.live_after = live_after.map(str::to_owned);
             let change = BaseChange {
                 set: vec![("feed_state", s("live"))],
                 condition: Some("feed_state = :replaying AND attribute_not_exists(held_seqs)"),
@@ -386,7 +334,8 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(|e| StoreError::aws("Query", e))?;
-        let recipients = recipients_of::<ChannelItem>(out.items, "channel item")?;
+        let recipients =
+            recipients_of(out.items, "channel item", |c: ChannelItem| c.feed.recipient(c.member))?;
         let next = out
             .last_evaluated_key
             .map(|k| {
@@ -421,7 +370,9 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(|e| StoreError::aws("Scan", e))?;
-        let recipients = recipients_of::<RecipientItem>(out.items, "connection item")?;
+        let recipients = recipients_of(out.items, "connection item", |r: RecipientItem| {
+            r.feed.recipient(r.connection_id)
+        })?;
         let next = out
             .last_evaluated_key
             .map(|k| from_item::<ConnectionKey>(k, "connection item").map(|k| k.connection_id))
@@ -435,7 +386,7 @@ impl ConnectionStore for DynamoStore {
                 return Ok(false);
             };
             let mut after = before.clone();
-            after.feed_filter = filter.map(str::to_owned);
+            after.feed.feed_filter = filter.map(str::to_owned);
             let after = after.with_channels();
             let change = BaseChange::default().set_or_remove("feed_filter", filter);
             if self.rewrite(&before, &after, change).await? {
@@ -487,33 +438,15 @@ fn rev_unchanged(rev: u64) -> &'static str {
 }
 
 /// A conditional update's outcome: `false` when the condition failed.
-fn conditional<R>(
-    out: Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>>,
-) -> StoreResult<bool>
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match out {
-        Ok(()) => Ok(true),
-        Err(e) if condition_failed(&e, UpdateItemError::is_conditional_check_failed_exception) => {
-            Ok(false)
-        }
-        Err(e) => Err(StoreError::aws("UpdateItem", e)),
-    }
-}
-
 fn connection_item(c: &Connection, owner: Option<&ConnectionOwner>) -> ConnectionItem {
     ConnectionItem {
         connection_id: c.id.clone(),
         connected_at: c.connected_at,
         expires_at: c.expires_at.timestamp(),
         key_id: owner.map(|o| o.key_id.clone()),
-        queues: owner.map(|o| o.queues.clone()),
-        feed_state: None,
+        feed: FeedView { queues: owner.map(|o| o.queues.clone()), ..FeedView::default() },
         since: None,
         replay_from: None,
-        live_after: None,
-        feed_filter: None,
         channels: Vec::new(),
         rev: 0,
     }
@@ -539,6 +472,19 @@ fn delete(table: &str, key: &str) -> StoreResult<TransactWriteItem> {
 }
 
 impl DynamoStore {
+    /// An update of connection `id`'s base item (over `values` and `:replaying`) that
+    /// applies only while it is replaying.
+    fn while_replaying<'a>(
+        &'a self,
+        id: &str,
+        update: &'a str,
+        mut values: Vec<(&'a str, AttributeValue)>,
+    ) -> UpdateIf<'a> {
+        values.push((":replaying", s(REPLAYING)));
+        let (table, key) = (&self.tables.connections, ("connection_id", s(id)));
+        UpdateIf { table, key, update, condition: "feed_state = :replaying", names: &[], values }
+    }
+
     /// A Query of the `by-key` index for `key_id`'s connections.
     fn by_key(&self, key_id: &str) -> QueryFluentBuilder {
         self.client

@@ -98,13 +98,23 @@ impl UpdateIf<'_> {
     /// Runs the update: the item as it is afterwards when the condition held, `None` when
     /// it did not (a lost lease, a newer position: the caller says what that means).
     pub(crate) async fn run(self, client: &Client) -> StoreResult<Option<Item>> {
+        self.send(client, ReturnValue::AllNew).await
+    }
+
+    /// Runs the update: the item's updated attributes as they were before when the
+    /// condition held, `None` when it did not.
+    pub(crate) async fn run_for_old(self, client: &Client) -> StoreResult<Option<Item>> {
+        self.send(client, ReturnValue::UpdatedOld).await
+    }
+
+    async fn send(self, client: &Client, returns: ReturnValue) -> StoreResult<Option<Item>> {
         let mut req = client
             .update_item()
             .table_name(self.table)
             .key(self.key.0, self.key.1)
             .update_expression(self.update)
             .condition_expression(self.condition)
-            .return_values(ReturnValue::AllNew);
+            .return_values(returns);
         for (placeholder, name) in self.names {
             req = req.expression_attribute_names(*placeholder, *name);
         }
