@@ -168,42 +168,26 @@ mod tests {
         FieldChange { field: field.into(), old: old.into(), new: new.into() }
     }
 
+    fn status(old: &str, new: &str) -> Option<TicketEvent> {
+        Some(TicketEvent::StatusChanged(change("status", old, new)))
+    }
+
+    fn updated(field: &str, old: &str, new: &str) -> Option<TicketEvent> {
+        Some(TicketEvent::Updated(change(field, old, new)))
+    }
+
     #[test]
     fn every_catalogue_entry_maps_from_its_rt_transaction() {
         let cases = [
             (txn("Create", "", "", ""), Some(TicketEvent::Created)),
-            (
-                txn("Status", "Status", "new", "open"),
-                Some(TicketEvent::StatusChanged(change("status", "new", "open"))),
-            ),
-            (
-                txn("Set", "Status", "open", "resolved"),
-                Some(TicketEvent::StatusChanged(change("status", "open", "resolved"))),
-            ),
-            (
-                txn("Set", "Owner", "Nobody", "root"),
-                Some(TicketEvent::Updated(change("owner", "Nobody", "root"))),
-            ),
-            (
-                txn("Take", "Owner", "Nobody", "bob"),
-                Some(TicketEvent::Updated(change("owner", "Nobody", "bob"))),
-            ),
-            (
-                txn("Give", "Owner", "bob", "carol"),
-                Some(TicketEvent::Updated(change("owner", "bob", "carol"))),
-            ),
-            (
-                txn("Set", "Queue", "General", "Support"),
-                Some(TicketEvent::Updated(change("queue", "General", "Support"))),
-            ),
-            (
-                txn("Set", "Subject", "a", "b"),
-                Some(TicketEvent::Updated(change("subject", "a", "b"))),
-            ),
-            (
-                txn("Set", "Priority", "0", "5"),
-                Some(TicketEvent::Updated(change("priority", "0", "5"))),
-            ),
+            (txn("Status", "Status", "new", "open"), status("new", "open")),
+            (txn("Set", "Status", "open", "resolved"), status("open", "resolved")),
+            (txn("Set", "Owner", "Nobody", "root"), updated("owner", "Nobody", "root")),
+            (txn("Take", "Owner", "Nobody", "bob"), updated("owner", "Nobody", "bob")),
+            (txn("Give", "Owner", "bob", "carol"), updated("owner", "bob", "carol")),
+            (txn("Set", "Queue", "General", "Support"), updated("queue", "General", "Support")),
+            (txn("Set", "Subject", "a", "b"), updated("subject", "a", "b")),
+            (txn("Set", "Priority", "0", "5"), updated("priority", "0", "5")),
             (txn("Correspond", "", "", ""), Some(TicketEvent::Replied)),
             (txn("Comment", "", "", ""), Some(TicketEvent::Commented)),
         ];
