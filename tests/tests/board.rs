@@ -255,16 +255,8 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     // a ticket is created through the API (a gateway on the same HTTP port records both)
     let offline = GatewayProcess::start(&settings(&prefix, http_port, free_port())).await;
     rt.update(first_id, json!({"Status": "stalled"})).await;
-    let second: Value = api
-        .post(format!("{base}/tickets"))
-        .json(&json!({"title": format!("{title} (while away)")}))
-        .send()
-        .await
-        .expect("create while the board is away")
-        .json()
-        .await
-        .expect("create JSON");
-    let second_id = second["id"].as_u64().expect("the second ticket's id");
+    let away = json!({"title": format!("{title} (while away)")});
+    let second_id = post_ticket(&api, &base, &away, "create while the board is away").await;
     wait_for("both missed notifications to be stored", SHOWN, || {
         let (api, base) = (api.clone(), base.clone());
         async move {
@@ -363,16 +355,8 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
         )
         .await;
     // THEN the next socket carries the live feed: a new ticket appears once
-    let third: Value = api
-        .post(format!("{base}/tickets"))
-        .json(&json!({"title": format!("{title} (after the handover)")}))
-        .send()
-        .await
-        .expect("create after the handover")
-        .json()
-        .await
-        .expect("create JSON");
-    let third_id = third["id"].as_u64().expect("the third ticket's id");
+    let after = json!({"title": format!("{title} (after the handover)")});
+    let third_id = post_ticket(&api, &base, &after, "create after the handover").await;
     browser.wait_for("the ticket created after the handover", SHOWN, &row_js(third_id)).await;
     assert_eq!(
         browser
@@ -435,13 +419,14 @@ async fn session_tables(
 }
 
 async fn post_ticket_in(api: &reqwest::Client, base: &str, title: &str, queue: &str) -> u64 {
-    let resp = api
-        .post(format!("{base}/tickets"))
-        .json(&json!({"title": title, "queue": queue}))
-        .send()
-        .await
-        .expect("POST /tickets");
-    assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "POST /tickets in {queue}");
+    let body = json!({"title": title, "queue": queue});
+    post_ticket(api, base, &body, &format!("POST /tickets in {queue}")).await
+}
+
+/// Creates a ticket from `body` through the API (`what` says which, for failures); its id.
+async fn post_ticket(api: &reqwest::Client, base: &str, body: &Value, what: &str) -> u64 {
+    let resp = api.post(format!("{base}/tickets")).json(body).send().await.expect(what);
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "{what}");
     let ticket: Value = resp.json().await.expect("ticket JSON");
     ticket["id"].as_u64().expect("a ticket id")
 }
