@@ -2,20 +2,25 @@
 //! opens its connections to the services it uses (DynamoDB, RT, the API Gateway Management
 //! API), so the first request after a cold start does not pay the TCP and TLS handshakes:
 //! a published aws-sdk-dynamodb Lambda measurement put 745 of a first call's 912 ms in the
-//! TLS handshake, and 21 ms once a warm-up call ran during init.
+//! TLS handshake, and 21 ms once a warm-up call ran during init. The DynamoDB call is a
+//! signed read of a key no item has ([`Probe`]), so the SDK's first signed request (its
+//! credentials, SigV4, endpoint and operation code) is paid during init too: an unsigned
+//! `GET /` left `ws-disconnect`'s first request at 1.8x a warm one (docs/PERFORMANCE.md).
 //!
 //! The calls run concurrently, each bounded by `WARMUP_TIMEOUT_MS` (default 1000; `0`
 //! turns warm-up off), and never fail the init: a call that fails or times out is logged
 //! and the first request opens its connection itself.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use aws_sdk_dynamodb::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_sdk_dynamodb::{error::DisplayErrorContext, types::AttributeValue};
 use aws_types::SdkConfig;
 
 use crate::{
     aws,
-    config::{millis, ConfigError, Lookup, RtApi, RtConfig},
+    config::{millis, table_variable, ConfigError, FunctionTables, Lookup, RtApi, RtConfig},
+    rt::RtClient,
+    store::schema::{KeyAttr, TableKind, TABLES, TICKETS_BY_FEED},
 };
 
 /// Default bound on each warm-up call.
@@ -74,34 +79,119 @@ impl WarmUp {
     }
 }
 
-/// Opens the SDK's connection to DynamoDB (`AWS_ENDPOINT_URL`, or the regional endpoint
-/// the SDK resolves) with an unsigned `GET /` ([`aws::open_connection`]).
-pub fn dynamodb(conf: &SdkConfig) -> Call<'static> {
-    let conf = conf.clone();
+/// The key a DynamoDB warm-up reads: no item has it (ticket ids are positive numbers, the
+/// other tables' ids never hold a space).
+pub const PROBE_KEY: &str = "rt-relay warm-up probe";
+
+/// The signed DynamoDB call a function makes during init: a read its role is already
+/// granted (`template.yaml`; `tests/tests/template.rs` checks each), of a key no item has.
+/// Signed, so the first request finds the credentials, SigV4 signing, the endpoint and the
+/// SDK's request and response code paths warm, not only the connection; it costs half a
+/// read capacity unit per cold start and finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `GetItem` of [`PROBE_KEY`] in the table.
+    Get(TableKind),
+    /// `Query` of the table's index (named) for [`PROBE_KEY`], at most one item.
+    Query(TableKind, &'static str),
+}
+
+impl Probe {
+    /// The table the probe reads.
+    pub fn table(self) -> TableKind {
+        match self {
+            Probe::Get(kind) | Probe::Query(kind, _) => kind,
+        }
+    }
+}
+
+/// Each function's warm-up read: the same operation as its first store call where its role
+/// allows it (`list-tickets` may only `Query` the tickets indexes).
+pub const PROBES: [(&str, Probe); 12] = [
+    ("post-ticket", Probe::Get(TableKind::Idempotency)),
+    ("get-ticket", Probe::Get(TableKind::Tickets)),
+    ("list-tickets", Probe::Query(TableKind::Tickets, TICKETS_BY_FEED)),
+    ("list-notifications", Probe::Get(TableKind::Notifications)),
+    ("ws-connect", Probe::Get(TableKind::Connections)),
+    ("ws-disconnect", Probe::Get(TableKind::Connections)),
+    ("ws-default", Probe::Get(TableKind::Connections)),
+    ("push-notifications", Probe::Get(TableKind::Connections)),
+    ("push-worker", Probe::Get(TableKind::Connections)),
+    ("authorizer", Probe::Get(TableKind::ApiKeys)),
+    ("rt-sync", Probe::Get(TableKind::Idempotency)),
+    ("rt-webhook", Probe::Get(TableKind::Tickets)),
+];
+
+/// The warm-up read of `function` (its crate's name), if it has one.
+pub fn probe_of(function: &str) -> Option<Probe> {
+    PROBES.iter().find(|(f, _)| *f == function).map(|(_, p)| *p)
+}
+
+/// [`PROBE_KEY`] as a value of `attr`'s type (`-1` for a number).
+fn probe_value(attr: KeyAttr) -> AttributeValue {
+    if attr.numeric {
+        AttributeValue::N("-1".into())
+    } else {
+        AttributeValue::S(PROBE_KEY.into())
+    }
+}
+
+/// Makes `probe` on `table` through the SDK (signed, over the SDK's connection pool, which
+/// it opens).
+pub fn dynamodb(conf: &SdkConfig, probe: Probe, table: &str) -> Call<'static> {
+    let client = aws_sdk_dynamodb::Client::new(conf);
+    let table = table.to_owned();
     (
         "dynamodb",
         Box::pin(async move {
-            let url = match conf.endpoint_url() {
-                Some(url) => url.to_owned(),
-                None => {
-                    let region = conf.region().map(|r| r.as_ref().to_owned());
-                    let params = Params::builder()
-                        .set_region(region)
-                        .use_fips(false)
-                        .use_dual_stack(false)
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    let endpoint = DefaultResolver::new()
-                        .resolve_endpoint(&params)
+            let def = TABLES
+                .iter()
+                .find(|d| d.kind == probe.table())
+                .ok_or_else(|| format!("no schema for {:?}", probe.table()))?;
+            match probe {
+                Probe::Get(_) => {
+                    let out = client
+                        .get_item()
+                        .table_name(&table)
+                        .key(def.hash.name, probe_value(def.hash))
+                        .send()
                         .await
-                        .map_err(|e| e.to_string())?;
-                    endpoint.url().to_owned()
+                        .map_err(|e| DisplayErrorContext(e).to_string())?;
+                    Ok(format!("GetItem {table}: {} item", u8::from(out.item.is_some())))
                 }
-            };
-            let status = aws::open_connection(&url).await?;
-            Ok(format!("HTTP {status}"))
+                Probe::Query(_, index) => {
+                    let hash = def
+                        .indexes
+                        .iter()
+                        .find(|i| i.name == index)
+                        .ok_or_else(|| format!("{table} has no index {index}"))?
+                        .hash;
+                    let out = client
+                        .query()
+                        .table_name(&table)
+                        .index_name(index)
+                        .key_condition_expression("#k = :v")
+                        .expression_attribute_names("#k", hash.name)
+                        .expression_attribute_values(":v", probe_value(hash))
+                        .limit(1)
+                        .send()
+                        .await
+                        .map_err(|e| DisplayErrorContext(e).to_string())?;
+                    Ok(format!("Query {table}/{index}: {} items", out.count))
+                }
+            }
         }),
     )
+}
+
+/// The signed warm-up read of `function`, on the table its variable names.
+fn dynamodb_of(function: FunctionTables) -> Result<Call<'static>, String> {
+    let probe = probe_of(function.function)
+        .ok_or_else(|| format!("no warm-up read for {}", function.function))?;
+    let var = table_variable(probe.table());
+    let table = std::env::var(var).map_err(|e| format!("{var}: {e}"))?;
+    let conf = aws::sdk_config().map_err(|e| e.to_string())?;
+    Ok(dynamodb(&conf, probe, &table))
 }
 
 /// Opens the SDK's connection to the API Gateway Management API at `endpoint`.
@@ -141,21 +231,41 @@ pub fn rt(config: &RtConfig) -> Call<'static> {
     )
 }
 
+/// `rt`'s connection ([`rt`]), then the adapter's own authenticated warm-up call
+/// ([`RtClient::warm_up`]) on it: the first request finds RT's per-connection work done and
+/// the adapter's caches filled (REST 2.0: queue names, without which a ticket read is two
+/// requests to RT).
+pub fn rt_adapter(config: &RtConfig, adapter: Arc<dyn RtClient>) -> Call<'static> {
+    let (_, connect) = rt(config);
+    (
+        "rt",
+        Box::pin(async move {
+            let connected = connect.await?;
+            let warmed = adapter.warm_up().await.map_err(|e| e.to_string())?;
+            Ok(format!("{connected}; {warmed}"))
+        }),
+    )
+}
+
 /// The services a function warms at init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Service {
-    /// DynamoDB (every function with a table).
+    /// DynamoDB (every function with a table): its [`Probe`], signed.
     DynamoDb,
-    /// RT (`RT_API_URL`; credentials from the secret or the environment).
+    /// RT (`RT_API_URL`; credentials from the secret or the environment): the connection.
     Rt,
+    /// RT through the function's own adapter, with its configuration: the connection, then
+    /// the adapter's authenticated warm-up ([`rt_adapter`]).
+    RtAdapter(RtConfig, Arc<dyn RtClient>),
     /// The API Gateway Management API (`WS_MANAGEMENT_ENDPOINT`).
     ManagementApi,
 }
 
 /// The one call a function's `main` makes after building its handler: opens the
-/// connections to `services`, bounded by `WARMUP_TIMEOUT_MS`. Never fails: a configuration
-/// the handler did not need, or a call that fails, is logged.
-pub async fn at_init(services: &[Service]) {
+/// connections of `function` to `services` (DynamoDB with its signed [`Probe`]), bounded by
+/// `WARMUP_TIMEOUT_MS`. Never fails: a configuration the handler did not need, or a call
+/// that fails, is logged.
+pub async fn at_init(function: FunctionTables, services: &[Service]) {
     let warm = match WarmUp::from_env() {
         Ok(w) => w,
         Err(e) => {
@@ -169,7 +279,7 @@ pub async fn at_init(services: &[Service]) {
     let mut calls = Vec::new();
     for service in services {
         let call = match service {
-            Service::DynamoDb => aws::sdk_config().map(|c| dynamodb(&c)).map_err(|e| e.to_string()),
+            Service::DynamoDb => dynamodb_of(function),
             Service::Rt => match aws::sdk_config() {
                 Ok(sdk) => crate::secret_store::rt_config_from_env(&sdk)
                     .await
@@ -177,6 +287,7 @@ pub async fn at_init(services: &[Service]) {
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             },
+            Service::RtAdapter(config, adapter) => Ok(rt_adapter(config, adapter.clone())),
             Service::ManagementApi => std::env::var("WS_MANAGEMENT_ENDPOINT")
                 .map_err(|e| e.to_string())
                 .and_then(|u| url::Url::parse(&u).map_err(|e| e.to_string()))
@@ -226,6 +337,38 @@ mod tests {
         let hangs: Call<'_> = ("hangs", Box::pin(std::future::pending()));
         warm.run(vec![ok, hangs]).await;
         assert_eq!(started.elapsed(), Duration::from_millis(1000), "bounded, concurrently");
+    }
+
+    #[test]
+    fn every_function_with_a_table_reads_one_of_its_own_tables_at_init() {
+        for function in FunctionTables::ALL {
+            let probe = probe_of(function.function);
+            if function.tables.is_empty() {
+                assert_eq!(probe, None, "{} has no table to read", function.function);
+                continue;
+            }
+            let probe = probe.unwrap_or_else(|| panic!("{} has no probe", function.function));
+            assert!(
+                function.tables.contains(&probe.table()),
+                "{}: {probe:?} reads a table it is not given",
+                function.function
+            );
+            let def = TABLES.iter().find(|d| d.kind == probe.table()).expect("schema");
+            if let Probe::Query(_, index) = probe {
+                assert!(def.indexes.iter().any(|i| i.name == index), "{index} exists");
+            }
+        }
+        assert_eq!(probe_of("ws-disconnect"), Some(Probe::Get(TableKind::Connections)));
+        assert_eq!(probe_of("rt-sync"), Some(Probe::Get(TableKind::Idempotency)));
+    }
+
+    #[test]
+    fn the_probe_key_is_no_item_s_key() {
+        assert_eq!(
+            probe_value(KeyAttr { name: "id", numeric: true }),
+            AttributeValue::N("-1".into())
+        );
+        assert!(PROBE_KEY.contains(' '), "connection, notification and key ids hold no space");
     }
 
     #[tokio::test(start_paused = true)]

@@ -136,17 +136,19 @@ pub fn http_handler(function: Function, ports: &HttpPorts) -> Option<Arc<dyn Htt
     Some(handler)
 }
 
-/// `POST /tickets`: RT, and the tickets, notifications and idempotency tables.
+/// `POST /tickets`: RT (the adapter built from `rt` with [`rt_client`], which the
+/// function's warm-up uses too), and the tickets, notifications and idempotency tables.
 pub fn post_ticket(
     sdk: &SdkConfig,
     rt: &RtConfig,
+    rt_client: Arc<dyn RtClient>,
     tables: &Tables,
-) -> Result<PostTicket, ConfigError> {
+) -> PostTicket {
     let store = store(sdk, tables);
     let timing = IdempotencyTiming::for_rt_timeout(rt.timeout);
     let create =
-        CreateTicket::new(rt_client(rt)?, store.clone(), store, rt.default_queue.clone(), timing);
-    Ok(PostTicket::new(create))
+        CreateTicket::new(rt_client, store.clone(), store, rt.default_queue.clone(), timing);
+    PostTicket::new(create)
 }
 
 /// `GET /tickets/{id}` over its ports.
@@ -154,13 +156,9 @@ pub fn get_ticket_over(rt: Arc<dyn RtClient>, tickets: Arc<dyn TicketStore>) -> 
     GetTicket::new(RefreshTicket::new(rt, tickets))
 }
 
-/// `GET /tickets/{id}`: RT and the tickets table.
-pub fn get_ticket(
-    sdk: &SdkConfig,
-    rt: &RtConfig,
-    tables: &Tables,
-) -> Result<GetTicket, ConfigError> {
-    Ok(get_ticket_over(rt_client(rt)?, store(sdk, tables)))
+/// `GET /tickets/{id}`: RT (an adapter from [`rt_client`]) and the tickets table.
+pub fn get_ticket(sdk: &SdkConfig, rt: Arc<dyn RtClient>, tables: &Tables) -> GetTicket {
+    get_ticket_over(rt, store(sdk, tables))
 }
 
 /// `GET /tickets` over the tickets store.

@@ -17,7 +17,7 @@ use rt_relay_shared::{
     rt::{rest1::form::Form, RtClient, RtCreate, RtError, RtQuery, RtTicket},
 };
 use rt_relay_tests::{
-    fault_proxy::{Fault, FaultProxy},
+    fault_proxy::{Fault, FaultProxy, Match},
     rt::{
         config_at, password_auth, rt_base_url, rt_client, rt_config, token_auth,
         wrong_password_auth, wrong_token_auth,
@@ -164,6 +164,41 @@ async fn missing_ticket_is_not_found(adapter: Adapter) {
     assert!(matches!(rt.description(id).await, Err(RtError::NotFound)), "{adapter:?} description");
 }
 for_each_adapter!(missing_ticket_is_not_found);
+
+// --- init warm-up -------------------------------------------------------------------------
+
+/// The warm-up call every adapter makes at init answers; REST 2.0's fills the queue names, so
+/// the first ticket read after it is one request to RT, not two (a fresh adapter asks for
+/// the queue: the count below is not vacuous).
+async fn warm_up_fills_the_queue_names(adapter: Adapter) {
+    let id = adapter
+        .client()
+        .create(&RtCreate::new("General", format!("warm-up {}", marker()), "d"))
+        .await
+        .unwrap_or_else(|e| panic!("{adapter:?} create: {e}"));
+    let queue_reads =
+        |proxy: &FaultProxy| proxy.count(Match::MethodPath("GET", "/REST/2.0/queue/"));
+    // A cold adapter: the read asks RT for the queue's name (REST 2.0).
+    let (proxy, cold) = behind_proxy(adapter).await;
+    let reads = queue_reads(&proxy);
+    assert_eq!(cold.get(id).await.unwrap().queue, "General");
+    let rest2 = adapter.api() == RtApi::Rest2;
+    assert_eq!(reads.get(), usize::from(rest2), "{adapter:?}: a cold read of the queue");
+    // A warmed adapter: the warm-up answers, and the read is the ticket alone.
+    let (proxy, warmed) = behind_proxy(adapter).await;
+    let said = warmed.warm_up().await.unwrap_or_else(|e| panic!("{adapter:?} warm-up: {e}"));
+    if rest2 {
+        assert!(said.ends_with("queue names") && !said.starts_with("0 "), "{adapter:?}: {said}");
+    }
+    let reads = queue_reads(&proxy);
+    let forwarded = proxy.forwarded();
+    assert_eq!(warmed.get(id).await.unwrap().queue, "General");
+    assert_eq!(reads.get(), 0, "{adapter:?}: the queue name came from the warm-up");
+    if rest2 {
+        assert_eq!(proxy.forwarded() - forwarded, 1, "{adapter:?}: one request to RT");
+    }
+}
+for_each_adapter!(warm_up_fills_the_queue_names);
 
 // --- paging -------------------------------------------------------------------------------
 

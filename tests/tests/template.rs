@@ -20,6 +20,7 @@ use rt_relay_shared::{
     config::{table_variable, FunctionTables},
     routes::{self, Access, Api},
     store::schema::{KeyAttr, TableDef, TableKind, TABLES},
+    warmup,
 };
 use serde_json::{json, Value};
 
@@ -768,4 +769,42 @@ fn the_fanout_queue_is_a_high_throughput_fifo_queue() {
     assert_eq!(queue["FifoQueue"], true);
     assert_eq!(queue["DeduplicationScope"], "messageGroup");
     assert_eq!(queue["FifoThroughputLimit"], "perMessageGroupId");
+}
+
+#[test]
+fn every_function_s_warm_up_read_is_granted_by_its_role() {
+    // The Resource a grant names, as the loader gives it: the table's ARN, or an index's.
+    let table_arn = |logical: &str| json!({"Fn::GetAtt": [logical, "Arn"]});
+    let index_arns = |logical: &str, index: &str| {
+        [format!("${{{logical}.Arn}}/index/*"), format!("${{{logical}.Arn}}/index/{index}")]
+            .map(|s| json!({"Fn::Sub": s}))
+    };
+    let statements = iam_statements();
+    let mut checked = 0;
+    for (id, function) in resources_of_type("AWS::Serverless::Function") {
+        let binary = function["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or("");
+        let Some(probe) = warmup::probe_of(binary) else { continue };
+        let def = TABLES.iter().find(|d| d.kind == probe.table()).expect("schema");
+        let (action, resources) = match probe {
+            warmup::Probe::Get(_) => ("dynamodb:GetItem", vec![table_arn(def.logical_id)]),
+            warmup::Probe::Query(_, index) => {
+                ("dynamodb:Query", index_arns(def.logical_id, index).to_vec())
+            }
+        };
+        let granted = statements.iter().any(|(owner, s)| {
+            owner == id
+                && s["Effect"] == "Allow"
+                && strings(&s["Action"]).contains(&action)
+                && match &s["Resource"] {
+                    Value::Array(list) => list.iter().any(|r| resources.contains(r)),
+                    one => resources.contains(one),
+                }
+        });
+        assert!(
+            granted,
+            "{id}: its warm-up makes {probe:?}, which needs {action} on {resources:?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, warmup::PROBES.len(), "every probe belongs to a deployed function");
 }

@@ -14,6 +14,7 @@ use rt_relay_shared::{
     config::RtApi,
     net::{self, EXTRA_CA_FILE},
     rt::RtCreate,
+    store::schema::TableKind,
     warmup::{self, WarmUp},
 };
 use rt_relay_tests::{
@@ -46,7 +47,8 @@ async fn dynamodb_and_rt_are_reached_over_tls_through_the_shared_stack() {
     let rt_client = rt_client(&rt_config);
     // WHEN the warm-up runs THEN it opened one connection to each
     let warm = WarmUp { timeout: Some(Duration::from_secs(10)) };
-    warm.run(vec![warmup::dynamodb(&conf), warmup::rt(&rt_config)]).await;
+    let probe = warmup::Probe::Get(TableKind::Tickets);
+    warm.run(vec![warmup::dynamodb(&conf, probe, &tables.tickets), warmup::rt(&rt_config)]).await;
     assert_eq!((moto.handshakes(), rt.handshakes()), (1, 1), "one connection each");
 
     // WHEN the SDK calls DynamoDB THEN the calls succeed over TLS, on pooled connections

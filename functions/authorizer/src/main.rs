@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let tables = FunctionTables::AUTHORIZER.from_env()?;
     let sdk = wiring::sdk_config()?;
     let authorizer = Arc::new(wiring::authorizer(&sdk, &tables)?);
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::AUTHORIZER, &[Service::DynamoDb]).await;
     run(service_fn(move |event: LambdaEvent<Value>| {
         let authorizer = Arc::clone(&authorizer);
         // An `Unauthorized` error must reach API Gateway as the invocation's error message.

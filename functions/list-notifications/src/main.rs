@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let sdk = wiring::sdk_config()?;
     let feed = wiring::feed_settings()?;
     let handler = Arc::new(wiring::list_notifications(&sdk, &tables, feed));
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::LIST_NOTIFICATIONS, &[Service::DynamoDb]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(handler.handle(req).await) }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let tables = FunctionTables::LIST_TICKETS.from_env()?;
     let sdk = wiring::sdk_config()?;
     let handler = Arc::new(wiring::list_tickets(&sdk, &tables));
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::LIST_TICKETS, &[Service::DynamoDb]).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(handler.handle(req).await) }

@@ -16,8 +16,10 @@ async fn main() -> Result<(), Error> {
     // RT's credentials from the Secrets Manager secret (RELAY_SECRET_ARN) on AWS.
     let rt = secret_store::rt_config_from_env(&sdk).await?;
     let tables = FunctionTables::POST_TICKET.from_env()?;
-    let handler = Arc::new(wiring::post_ticket(&sdk, &rt, &tables)?);
-    warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
+    let rt_client = wiring::rt_client(&rt)?;
+    let handler = Arc::new(wiring::post_ticket(&sdk, &rt, rt_client.clone(), &tables));
+    let warm = [Service::DynamoDb, Service::RtAdapter(rt, rt_client)];
+    warmup::at_init(FunctionTables::POST_TICKET, &warm).await;
     run(service_fn(move |req: Request| {
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(handler.handle(req).await) }

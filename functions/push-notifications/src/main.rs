@@ -18,7 +18,11 @@ async fn main() -> Result<(), Error> {
     let tables = FunctionTables::PUSH_NOTIFICATIONS.from_env()?;
     let sdk = wiring::sdk_config()?;
     let push = Arc::new(wiring::push_notifications(&sdk, &config, &tables));
-    warmup::at_init(&[Service::DynamoDb, Service::ManagementApi]).await;
+    warmup::at_init(
+        FunctionTables::PUSH_NOTIFICATIONS,
+        &[Service::DynamoDb, Service::ManagementApi],
+    )
+    .await;
     run(service_fn(move |event: LambdaEvent<Event>| {
         let push = Arc::clone(&push);
         async move { Ok::<_, Error>(push.handle(event.payload).await) }

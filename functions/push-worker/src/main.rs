@@ -24,7 +24,8 @@ async fn main() -> Result<(), Error> {
     let tables = FunctionTables::PUSH_WORKER.from_env()?;
     let sdk = wiring::sdk_config()?;
     let worker = Arc::new(wiring::push_worker(&sdk, &config, &tables, wiring::feed_settings()?)?);
-    warmup::at_init(&[Service::DynamoDb, Service::ManagementApi]).await;
+    warmup::at_init(FunctionTables::PUSH_WORKER, &[Service::DynamoDb, Service::ManagementApi])
+        .await;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);
         async move {

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use rt_relay_shared::warmup::{self, Service};
-use rt_relay_shared::{events::wiring::sync_from_env, telemetry};
+use rt_relay_shared::{config::FunctionTables, events::wiring::sync_from_env, telemetry};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let sync = Arc::new(sync_from_env().await?);
-    warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
+    warmup::at_init(FunctionTables::RT_SYNC, &[Service::DynamoDb, Service::Rt]).await;
     run(service_fn(move |_: LambdaEvent<Value>| {
         let sync = Arc::clone(&sync);
         async move {

@@ -5,13 +5,13 @@ use std::{convert::Infallible, sync::Arc};
 
 use lambda_http::{run, service_fn, Error, Request};
 use rt_relay_shared::warmup::{self, Service};
-use rt_relay_shared::{events::wiring::webhook_from_env, telemetry};
+use rt_relay_shared::{config::FunctionTables, events::wiring::webhook_from_env, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_lambda();
     let webhook = Arc::new(webhook_from_env().await?);
-    warmup::at_init(&[Service::DynamoDb, Service::Rt]).await;
+    warmup::at_init(FunctionTables::RT_WEBHOOK, &[Service::DynamoDb, Service::Rt]).await;
     run(service_fn(move |req: Request| {
         let webhook = Arc::clone(&webhook);
         async move { Ok::<_, Infallible>(webhook.handle(req).await) }

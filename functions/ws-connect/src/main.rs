@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         None => wiring::connection_routes(&sdk, &tables)?,
     };
     let routes = Arc::new(routes);
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::WS_CONNECT, &[Service::DynamoDb]).await;
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let routes = Arc::clone(&routes);
         async move { Ok::<_, Error>(routes.connect(event.payload).await) }

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let feed = wiring::feed_settings()?;
     let sdk = wiring::sdk_config()?;
     let route = Arc::new(wiring::default_route(&sdk, &tables, feed));
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::WS_DEFAULT, &[Service::DynamoDb]).await;
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let route = Arc::clone(&route);
         async move { Ok::<_, Error>(route.handle(event.payload).await) }

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let tables = FunctionTables::WS_DISCONNECT.from_env()?;
     let sdk = wiring::sdk_config()?;
     let routes = Arc::new(wiring::connection_routes(&sdk, &tables)?);
-    warmup::at_init(&[Service::DynamoDb]).await;
+    warmup::at_init(FunctionTables::WS_DISCONNECT, &[Service::DynamoDb]).await;
     run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let routes = Arc::clone(&routes);
         async move { Ok::<_, Error>(routes.disconnect(event.payload).await) }

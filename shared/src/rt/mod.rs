@@ -162,6 +162,13 @@ pub trait RtClient: Send + Sync + std::fmt::Debug {
     async fn list(&self, query: &RtQuery, page: u32, per_page: u32) -> Result<RtPage, RtError>;
     /// The ticket's page in RT's web interface.
     fn ticket_url(&self, id: u64) -> String;
+    /// One cheap authenticated call made during init ([`crate::warmup`]): RT's first
+    /// authenticated request on a connection is slower than the next ones, and the adapter
+    /// fills what it caches (REST 2.0: the queue names every ticket read needs). Reads no
+    /// ticket. Answers a short outcome for the log; by default nothing is called.
+    async fn warm_up(&self) -> Result<String, RtError> {
+        Ok("nothing to warm".into())
+    }
 }
 
 /// Builds the adapter `config.api` names, with one pooled HTTP client.

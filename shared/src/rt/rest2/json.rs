@@ -170,6 +170,14 @@ pub(super) struct QueueJson {
     pub(super) name: String,
 }
 
+/// A queue of `GET /queues/all?fields=Name`.
+#[derive(Debug, Deserialize)]
+pub(super) struct QueueItem {
+    pub(super) id: Number,
+    #[serde(rename = "Name")]
+    pub(super) name: String,
+}
+
 /// The answer to `POST /ticket`.
 #[derive(Debug, Deserialize)]
 pub(super) struct CreatedJson {

@@ -20,15 +20,15 @@ use tracing::{debug, instrument};
 
 use self::{
     json::{
-        create_body, create_transaction_id, Collection, CreatedJson, QueueJson, TicketJson,
-        TransactionItem,
+        create_body, create_transaction_id, Collection, CreatedJson, QueueItem, QueueJson,
+        TicketJson, TransactionItem,
     },
     names::NameCache,
     transport::authorization,
 };
 use super::{
     endpoint::RtEndpoint, paging::PageWindow, ticket_sql::ticket_sql, RtClient, RtCreate, RtError,
-    RtPage, RtQuery, RtTicket,
+    RtPage, RtQuery, RtTicket, MAX_PER_PAGE,
 };
 use crate::config::RtConfig;
 
@@ -142,6 +142,22 @@ impl RtClient for Rest2Client {
 
     fn ticket_url(&self, id: u64) -> String {
         self.endpoint.ticket_url(id)
+    }
+
+    /// `GET /queues/all` (names only): the queue-name cache filled in one authenticated call,
+    /// so the first `get` after a cold start makes one request to RT instead of two.
+    async fn warm_up(&self) -> Result<String, RtError> {
+        let page = MAX_PER_PAGE.to_string();
+        let queues: Collection<QueueItem> =
+            self.get_json("queues/all", &[("fields", "Name"), ("per_page", &page)]).await?;
+        let mut named = 0;
+        for queue in &queues.items {
+            if let Some(id) = queue.id.as_id() {
+                self.queue_names.put(id, &queue.name);
+                named += 1;
+            }
+        }
+        Ok(format!("{named} queue names"))
     }
 }
 
