@@ -24,6 +24,17 @@ async fn store(tag: &str) -> DynamoStore {
     DynamoStore::new(client, tables)
 }
 
+/// Test `$test` runs `$check` on DynamoDB (tables tagged `$tag`), then on the fake.
+macro_rules! in_dynamodb_and_the_fake {
+    ($test:ident, $tag:literal, $check:ident) => {
+        #[tokio::test]
+        async fn $test() {
+            $check(&store($tag).await).await;
+            $check(&MemoryStore::new()).await;
+        }
+    };
+}
+
 #[tokio::test]
 async fn record_created_writes_ticket_and_notification_once() {
     let store = store("record").await;
@@ -192,11 +203,11 @@ async fn reading_after_a_position(store: &dyn TicketStore) {
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn notifications_after_a_position_oldest_first_in_dynamodb_and_the_fake() {
-    reading_after_a_position(&store("since").await).await;
-    reading_after_a_position(&MemoryStore::new()).await;
-}
+in_dynamodb_and_the_fake!(
+    notifications_after_a_position_oldest_first_in_dynamodb_and_the_fake,
+    "since",
+    reading_after_a_position
+);
 
 #[tokio::test]
 async fn a_page_reads_its_size_plus_one_look_ahead_and_is_counted() {
@@ -381,17 +392,8 @@ async fn subscriptions(store: &dyn ConnectionStore) {
     assert_eq!(ids, ["s1"], "subscribing to a missing connection records nothing");
 }
 
-#[tokio::test]
-async fn subscriptions_in_dynamodb_and_the_fake() {
-    subscriptions(&store("subs").await).await;
-    subscriptions(&MemoryStore::new()).await;
-}
-
-#[tokio::test]
-async fn resume_marks_in_dynamodb_and_the_fake() {
-    resume_marks(&store("resume").await).await;
-    resume_marks(&MemoryStore::new()).await;
-}
+in_dynamodb_and_the_fake!(subscriptions_in_dynamodb_and_the_fake, "subs", subscriptions);
+in_dynamodb_and_the_fake!(resume_marks_in_dynamodb_and_the_fake, "resume", resume_marks);
 
 /// The connections on `channel`, read through the index in pages of 2, sorted.
 #[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
