@@ -11,7 +11,7 @@ use rt_relay_shared::{
         store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore},
     },
     rt::transactions::TxnPosition,
-    store::{dynamodb::DynamoStore, PageRequest, StoreError, TicketFilter, TicketStore},
+    store::{dynamodb::DynamoStore, PageRequest, StoreError, Term, TicketFilter, TicketStore},
 };
 use rt_relay_tests::services::{fresh_tables, sample_notification, sample_ticket};
 
@@ -51,11 +51,14 @@ async fn the_cursor_is_claimed_by_one_run_and_moves_only_forward_under_its_lease
     let now = Utc::now();
     assert_eq!(events.position().await.unwrap(), None);
     let CursorClaim::Acquired { lease, position: None } =
-        events.claim(now, Duration::seconds(30)).await.unwrap()
+        events.claim(Term::of(now, Duration::seconds(30))).await.unwrap()
     else {
         panic!("first claim must succeed with no position");
     };
-    assert_eq!(events.claim(now, Duration::seconds(30)).await.unwrap(), CursorClaim::Busy);
+    assert_eq!(
+        events.claim(Term::of(now, Duration::seconds(30))).await.unwrap(),
+        CursorClaim::Busy
+    );
     let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
     let p10 = TxnPosition { id: 10, created: at };
     events.commit(&lease, p10).await.unwrap();
@@ -67,14 +70,15 @@ async fn the_cursor_is_claimed_by_one_run_and_moves_only_forward_under_its_lease
     events.release(&lease).await.unwrap();
     // Released: the next run claims and sees the committed position.
     let CursorClaim::Acquired { lease: next, position } =
-        events.claim(now, Duration::seconds(30)).await.unwrap()
+        events.claim(Term::of(now, Duration::seconds(30))).await.unwrap()
     else {
         panic!("claim after release must succeed");
     };
     assert_eq!(position, Some(p10));
     // An expired lease is taken over by a later run; the old holder can no longer commit.
     let later = now + Duration::seconds(31);
-    let CursorClaim::Acquired { .. } = events.claim(later, Duration::seconds(30)).await.unwrap()
+    let CursorClaim::Acquired { .. } =
+        events.claim(Term::of(later, Duration::seconds(30))).await.unwrap()
     else {
         panic!("an expired lease must be taken over");
     };
@@ -87,13 +91,13 @@ async fn the_cursor_is_claimed_by_one_run_and_moves_only_forward_under_its_lease
 async fn a_signature_is_accepted_once_within_its_window() {
     let (events, _) = stores("ev-replay").await;
     let now = Utc::now();
-    let until = now + Duration::seconds(300);
-    assert!(events.first_use("abc123", until, now).await.unwrap());
-    assert!(!events.first_use("abc123", until, now).await.unwrap());
-    assert!(events.first_use("def456", until, now).await.unwrap());
+    let window = Term::of(now, Duration::seconds(300));
+    assert!(events.first_use("abc123", window).await.unwrap());
+    assert!(!events.first_use("abc123", window).await.unwrap());
+    assert!(events.first_use("def456", window).await.unwrap());
     // After the window the memory no longer counts (the call would be stale anyway).
-    let after = until + Duration::seconds(1);
-    assert!(events.first_use("abc123", after + Duration::seconds(300), after).await.unwrap());
+    let after = window.until + Duration::seconds(1);
+    assert!(events.first_use("abc123", Term::of(after, Duration::seconds(300))).await.unwrap());
 }
 
 #[tokio::test]
@@ -140,7 +144,7 @@ async fn a_create_the_event_log_recorded_first_completes_without_a_second_notifi
     assert!(events.add_notification(&created).await.unwrap());
     // Then POST /tickets, holding an Idempotency-Key, records the same ticket.
     let Claim::Acquired { lease, .. } =
-        store.claim("race-key", "h", Utc::now(), Duration::seconds(30)).await.unwrap()
+        store.claim("race-key", "h", Term::of(Utc::now(), Duration::seconds(30))).await.unwrap()
     else {
         panic!("claim");
     };
@@ -151,7 +155,8 @@ async fn a_create_the_event_log_recorded_first_completes_without_a_second_notifi
     // One notification; the newer mirror kept; the key replays the answer.
     assert_eq!(store.list_notifications(&PageRequest::first(10)).await.unwrap().items.len(), 1);
     assert_eq!(store.get_ticket(9).await.unwrap().map(|t| t.status), Some("open".into()));
-    let replay = store.claim("race-key", "h", Utc::now(), Duration::seconds(30)).await.unwrap();
+    let replay =
+        store.claim("race-key", "h", Term::of(Utc::now(), Duration::seconds(30))).await.unwrap();
     assert_eq!(replay, Claim::Completed { status: 201, body: "{}".into() });
     // A lost lease is still a conflict.
     let lost = IdempotencyCompletion {

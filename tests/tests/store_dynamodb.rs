@@ -8,7 +8,7 @@ use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
     ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
-    Resuming, StoreError, TicketFilter, TicketStore, EVERY_QUEUE,
+    Resuming, StoreError, Term, TicketFilter, TicketStore, EVERY_QUEUE,
 };
 use rt_relay_shared::{
     fanout::MemoryPoster,
@@ -56,7 +56,7 @@ async fn record_created_writes_ticket_and_notification_once() {
 async fn a_lost_lease_writes_nothing() {
     let store = store("lease").await;
     let Claim::Acquired { lease, .. } =
-        store.claim("k1", "h1", Utc::now(), chrono::Duration::seconds(30)).await.unwrap()
+        store.claim("k1", "h1", Term::of(Utc::now(), chrono::Duration::seconds(30))).await.unwrap()
     else {
         panic!("fresh key must be acquired")
     };
@@ -242,19 +242,19 @@ async fn idempotency_claims() {
     let now = Utc::now();
     let lease_for = chrono::Duration::seconds(30);
     let Claim::Acquired { lease, rt_ticket_id: None, previous_attempt: None } =
-        store.claim("k", "h", now, lease_for).await.unwrap()
+        store.claim("k", "h", Term::of(now, lease_for)).await.unwrap()
     else {
         panic!("first claim acquires")
     };
-    assert_eq!(store.claim("k", "h", now, lease_for).await.unwrap(), Claim::InProgress);
-    assert_eq!(store.claim("k", "other", now, lease_for).await.unwrap(), Claim::Mismatch);
+    assert_eq!(store.claim("k", "h", Term::of(now, lease_for)).await.unwrap(), Claim::InProgress);
+    assert_eq!(store.claim("k", "other", Term::of(now, lease_for)).await.unwrap(), Claim::Mismatch);
 
     // WHEN the holder noted an RT ticket and its lease ran out THEN a later claim takes
     // over and learns the RT ticket id instead of creating another.
     store.note_rt_ticket(&lease, 77).await.unwrap();
     let later = now + chrono::Duration::seconds(31);
     let Claim::Acquired { lease: taken, rt_ticket_id, previous_attempt } =
-        store.claim("k", "h", later, lease_for).await.unwrap()
+        store.claim("k", "h", Term::of(later, lease_for)).await.unwrap()
     else {
         panic!("expired lease is taken over")
     };
@@ -269,31 +269,33 @@ async fn idempotency_claims() {
     let done = IdempotencyCompletion { lease: taken, status: 201, body: r#"{"id":77}"#.into() };
     store.record_created(&t, &sample_notification(&t), Some(&done)).await.unwrap();
     assert_eq!(
-        store.claim("k", "h", later, lease_for).await.unwrap(),
+        store.claim("k", "h", Term::of(later, lease_for)).await.unwrap(),
         Claim::Completed { status: 201, body: r#"{"id":77}"#.into() }
     );
 
     // An abandoned attempt (outcome unknown) is taken over at once, and says when it began.
-    let Claim::Acquired { lease: l3, .. } = store.claim("k3", "h", now, lease_for).await.unwrap()
+    let Claim::Acquired { lease: l3, .. } =
+        store.claim("k3", "h", Term::of(now, lease_for)).await.unwrap()
     else {
         panic!()
     };
     store.abandon(&l3, now).await.unwrap();
     let Claim::Acquired { rt_ticket_id: None, previous_attempt: Some(began), .. } =
-        store.claim("k3", "h", now, lease_for).await.unwrap()
+        store.claim("k3", "h", Term::of(now, lease_for)).await.unwrap()
     else {
         panic!("an abandoned key is taken over")
     };
     assert_eq!(began.timestamp(), now.timestamp());
 
     // A released key starts afresh.
-    let Claim::Acquired { lease: l2, .. } = store.claim("k2", "h", now, lease_for).await.unwrap()
+    let Claim::Acquired { lease: l2, .. } =
+        store.claim("k2", "h", Term::of(now, lease_for)).await.unwrap()
     else {
         panic!()
     };
     store.release(&l2).await.unwrap();
     assert!(matches!(
-        store.claim("k2", "h", now, lease_for).await.unwrap(),
+        store.claim("k2", "h", Term::of(now, lease_for)).await.unwrap(),
         Claim::Acquired { rt_ticket_id: None, .. }
     ));
 }

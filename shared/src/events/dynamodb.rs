@@ -22,7 +22,7 @@ use crate::{
             item::{get_item, n, s, PutIf, Read, UpdateIf},
             notification_item, ticket_item, DynamoStore, Item,
         },
-        StoreError, StoreResult, TicketStore,
+        StoreError, StoreResult, Term, TicketStore,
     },
 };
 
@@ -97,11 +97,7 @@ impl EventStore for DynamoEvents {
 
 #[async_trait]
 impl SyncCursorStore for DynamoEvents {
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<CursorClaim> {
+    async fn claim(&self, term: Term) -> StoreResult<CursorClaim> {
         let lease = uuid::Uuid::new_v4().to_string();
         let claimed = self
             .cursor_update(
@@ -109,8 +105,8 @@ impl SyncCursorStore for DynamoEvents {
                 "attribute_not_exists(lease_until) OR lease_until < :now",
                 vec![
                     (":lease", s(&lease)),
-                    (":until", n((now + lease_for).timestamp_millis())),
-                    (":now", n(now.timestamp_millis())),
+                    (":until", n(term.until.timestamp_millis())),
+                    (":now", n(term.now.timestamp_millis())),
                 ],
             )
             .await?;
@@ -162,12 +158,8 @@ impl SyncCursorStore for DynamoEvents {
 
 #[async_trait]
 impl ReplayGuard for DynamoEvents {
-    async fn first_use(
-        &self,
-        signature: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn first_use(&self, signature: &str, term: Term) -> StoreResult<bool> {
+        let Term { now, until } = term;
         let item = Item::from([
             ("key".to_owned(), s(format!("{REPLAY_PREFIX}{signature}"))),
             ("expires_at".to_owned(), n(until.timestamp())),

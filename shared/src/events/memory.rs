@@ -13,7 +13,7 @@ use super::store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore};
 use crate::{
     model::{Notification, Ticket},
     rt::transactions::TxnPosition,
-    store::{StoreError, StoreResult},
+    store::{StoreError, StoreResult, Term},
 };
 
 #[derive(Debug, Default)]
@@ -137,18 +137,15 @@ impl EventStore for MemoryEvents {
 
 #[async_trait]
 impl SyncCursorStore for MemoryEvents {
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<CursorClaim> {
+    async fn claim(&self, term: Term) -> StoreResult<CursorClaim> {
+        let Term { now, until } = term;
         let mut st = self.lock();
         if matches!(&st.lease, Some((_, until)) if *until > now) {
             return Ok(CursorClaim::Busy);
         }
         st.next_lease += 1;
         let lease = format!("lease-{}", st.next_lease);
-        st.lease = Some((lease.clone(), now + lease_for));
+        st.lease = Some((lease.clone(), until));
         Ok(CursorClaim::Acquired { lease, position: st.position })
     }
 
@@ -178,12 +175,8 @@ impl SyncCursorStore for MemoryEvents {
 
 #[async_trait]
 impl ReplayGuard for MemoryEvents {
-    async fn first_use(
-        &self,
-        signature: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn first_use(&self, signature: &str, term: Term) -> StoreResult<bool> {
+        let Term { now, until } = term;
         let mut st = self.lock();
         if matches!(st.signatures.get(signature), Some(kept) if *kept >= now) {
             return Ok(false);

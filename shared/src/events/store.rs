@@ -4,12 +4,11 @@
 //! [`super::dynamodb::DynamoEvents`] and the fake [`super::memory::MemoryEvents`].
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::{
     model::{Notification, Ticket},
     rt::transactions::TxnPosition,
-    store::StoreResult,
+    store::{StoreResult, Term},
 };
 
 /// The ticket mirror and the notifications, written idempotently.
@@ -43,12 +42,8 @@ pub enum CursorClaim {
 /// The sync's cursor: one item, claimed by one run at a time, committed conditionally.
 #[async_trait]
 pub trait SyncCursorStore: Send + Sync + std::fmt::Debug {
-    /// Claims the cursor for `lease_for` unless another run's lease is live.
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<CursorClaim>;
+    /// Claims the cursor, its lease for `term`, unless another run's lease is live.
+    async fn claim(&self, term: Term) -> StoreResult<CursorClaim>;
     /// Moves the cursor to `position`, only while `lease` still holds it (else `Conflict`)
     /// and only forward.
     async fn commit(&self, lease: &str, position: TxnPosition) -> StoreResult<()>;
@@ -61,12 +56,7 @@ pub trait SyncCursorStore: Send + Sync + std::fmt::Debug {
 /// The webhook's replay protection.
 #[async_trait]
 pub trait ReplayGuard: Send + Sync + std::fmt::Debug {
-    /// Remembers `signature` until `until`. `false` when it is already remembered: the
-    /// call is a replay.
-    async fn first_use(
-        &self,
-        signature: &str,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    /// Remembers `signature` for `term` (until `term.until`). `false` when it is already
+    /// remembered: the call is a replay.
+    async fn first_use(&self, signature: &str, term: Term) -> StoreResult<bool>;
 }

@@ -30,7 +30,7 @@ use crate::{
         transactions::{RtTransactions, TxnPosition},
         RtError,
     },
-    store::StoreError,
+    store::{StoreError, Term},
 };
 
 /// Bounds of one run.
@@ -216,7 +216,7 @@ impl Sync {
     pub async fn run(&self) -> Result<SyncReport, SyncError> {
         let lease_for = chrono::Duration::from_std(self.settings.lease)
             .unwrap_or_else(|_| chrono::Duration::seconds(60));
-        let (lease, position) = match self.cursor.claim(Utc::now(), lease_for).await? {
+        let (lease, position) = match self.cursor.claim(Term::of(Utc::now(), lease_for)).await? {
             CursorClaim::Busy => {
                 info!("another sync run holds the cursor; nothing to do");
                 return Ok(SyncReport::idle(SyncOutcome::Busy, None));
@@ -418,7 +418,7 @@ mod tests {
         f.create("x").await;
         // A run claimed the cursor and was killed (never released).
         let now = Utc::now();
-        let claim = f.store.claim(now, chrono::Duration::seconds(30)).await.unwrap();
+        let claim = f.store.claim(Term::of(now, chrono::Duration::seconds(30))).await.unwrap();
         assert!(matches!(claim, CursorClaim::Acquired { .. }));
         let busy = sync.run().await.unwrap();
         assert_eq!(busy.outcome, SyncOutcome::Busy);

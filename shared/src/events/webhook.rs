@@ -22,7 +22,7 @@ use crate::{
     model::ValidationError,
     rt::{transactions::RtTransactions, RtError},
     secret::Secret,
-    store::StoreError,
+    store::{StoreError, Term},
 };
 
 /// Largest body accepted: the scrip sends two ids.
@@ -151,7 +151,11 @@ impl RtWebhook {
             return Err(WebhookError::BadBody);
         }
         let call: WebhookCall = serde_json::from_slice(body).map_err(|_| WebhookError::BadBody)?;
-        if !self.guard.first_use(&verified.signature, verified.remember_until(), now).await? {
+        if !self
+            .guard
+            .first_use(&verified.signature, Term { now, until: verified.remember_until() })
+            .await?
+        {
             return Err(WebhookError::Replayed);
         }
         let deadline = tokio::time::Instant::now() + self.visibility_wait;

@@ -188,7 +188,9 @@ mod tests {
         handlers::HttpHandler,
         model::Notification,
         rt::memory::MemoryRt,
-        store::{memory::MemoryStore, Claim, IdempotencyCompletion, IdempotencyStore, TicketStore},
+        store::{
+            memory::MemoryStore, Claim, IdempotencyCompletion, IdempotencyStore, Term, TicketStore,
+        },
         usecases::create_ticket::IdempotencyTiming,
     };
 
@@ -236,7 +238,7 @@ mod tests {
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&new).unwrap()));
         let key = IdempotencyKey::parse("bad").unwrap();
         let claim = store
-            .claim(key.hashed(), &hash, chrono::Utc::now(), chrono::Duration::seconds(60))
+            .claim(key.hashed(), &hash, Term::of(chrono::Utc::now(), chrono::Duration::seconds(60)))
             .await
             .unwrap();
         let Claim::Acquired { lease, .. } = claim else { panic!("{claim:?}") };

@@ -18,7 +18,7 @@ use super::{
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
     Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
     IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, Resuming, StoreError,
-    StoreResult, TicketFilter, TicketStore, TokenPage,
+    StoreResult, Term, TicketFilter, TicketStore, TokenPage,
 };
 use crate::{
     feed::Position,
@@ -288,20 +288,15 @@ impl MemoryStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
-    async fn claim(
-        &self,
-        key: &str,
-        body_hash: &str,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<Claim> {
+    async fn claim(&self, key: &str, body_hash: &str, term: Term) -> StoreResult<Claim> {
+        let Term { now, until: lease_until } = term;
         let mut st = self.lock();
         st.next_lease += 1;
         let lease = Lease { key: key.to_owned(), id: format!("lease-{}", st.next_lease) };
         let fresh = IdemRecord {
             body_hash: body_hash.to_owned(),
             lease_id: lease.id.clone(),
-            lease_until: now + lease_for,
+            lease_until,
             rt_ticket_id: None,
             done: None,
             created: now,
@@ -320,7 +315,7 @@ impl IdempotencyStore for MemoryStore {
             return Ok(Claim::InProgress);
         }
         rec.lease_id = lease.id.clone();
-        rec.lease_until = now + lease_for;
+        rec.lease_until = lease_until;
         Ok(Claim::Acquired {
             lease,
             rt_ticket_id: rec.rt_ticket_id,

@@ -59,6 +59,23 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// read on from (`None` at the end).
 pub type TokenPage<T> = (Vec<T>, Option<String>);
 
+/// A span of time from `now` until `until`: how long a claim's lease holds, or how long a
+/// memory lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Term {
+    /// When the call is made.
+    pub now: DateTime<Utc>,
+    /// When it ends.
+    pub until: DateTime<Utc>,
+}
+
+impl Term {
+    /// From `now` for `length`.
+    pub fn of(now: DateTime<Utc>, length: chrono::Duration) -> Self {
+        Term { now, until: now + length }
+    }
+}
+
 /// One page of a list, newest first. Serialises as the API's list body
 /// `{"items": [...], "next_cursor": "..." | null}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -191,15 +208,10 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
 /// Idempotency records for `POST /tickets`.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
-    /// Claims `key` for a request whose body hashes to `body_hash`. A pending claim whose
-    /// lease has run out is taken over (keeping the RT ticket id it may have noted).
-    async fn claim(
-        &self,
-        key: &str,
-        body_hash: &str,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<Claim>;
+    /// Claims `key` for a request whose body hashes to `body_hash`, its lease for `term`. A
+    /// pending claim whose lease has run out is taken over (keeping the RT ticket id it may
+    /// have noted).
+    async fn claim(&self, key: &str, body_hash: &str, term: Term) -> StoreResult<Claim>;
     /// Records that RT created `rt_ticket_id` under this lease, so a retry after a failed
     /// store write completes the record instead of creating a second RT ticket.
     async fn note_rt_ticket(&self, lease: &Lease, rt_ticket_id: u64) -> StoreResult<()>;

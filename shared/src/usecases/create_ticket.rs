@@ -22,7 +22,7 @@ use crate::{
     http::error_chain,
     model::{NewTicket, Notification, Ticket},
     rt::{RtClient, RtCreate, RtError, RtQuery},
-    store::{Claim, IdempotencyCompletion, IdempotencyStore, Lease, StoreError, TicketStore},
+    store::{Claim, IdempotencyCompletion, IdempotencyStore, Lease, StoreError, Term, TicketStore},
 };
 
 /// A client's idempotency key, already checked; only its SHA-256 is kept.
@@ -177,7 +177,7 @@ impl CreateTicket {
         loop {
             match self
                 .idempotency
-                .claim(key.hashed(), body_hash, self.clock.now(), lease_for)
+                .claim(key.hashed(), body_hash, Term::of(self.clock.now(), lease_for))
                 .await?
             {
                 Claim::Acquired { lease, rt_ticket_id, previous_attempt } => {
@@ -489,7 +489,8 @@ mod tests {
         let f = fixture(ScriptedRt::default());
         let hash = request_hash(&ticket("busy")).unwrap();
         let lease_for = chrono::Duration::from_std(LEASE).unwrap();
-        let peer = f.store.claim(key("busy").hashed(), &hash, f.clock.now(), lease_for).await;
+        let peer =
+            f.store.claim(key("busy").hashed(), &hash, Term::of(f.clock.now(), lease_for)).await;
         assert!(matches!(peer, Ok(Claim::Acquired { .. })));
         let started = tokio::time::Instant::now();
         let err = f.create.create(&ticket("busy"), Some(&key("busy"))).await.unwrap_err();
@@ -515,7 +516,7 @@ mod tests {
         let hash = request_hash(&new).unwrap();
         let lease_for = chrono::Duration::from_std(LEASE).unwrap();
         let Ok(Claim::Acquired { lease, .. }) =
-            f.store.claim(key("c").hashed(), &hash, f.clock.now(), lease_for).await
+            f.store.claim(key("c").hashed(), &hash, Term::of(f.clock.now(), lease_for)).await
         else {
             panic!("claim")
         };

@@ -12,7 +12,7 @@ use super::item::{
     condition_failed, from_item, get_item, n, rfc3339, s, to_item, Item, PutIf, Read, UpdateIf,
 };
 use super::DynamoStore;
-use crate::store::{Claim, IdempotencyStore, Lease, StoreError, StoreResult};
+use crate::store::{Claim, IdempotencyStore, Lease, StoreError, StoreResult, Term};
 
 /// An idempotency record as stored. A claim writes the first seven attributes; the RT
 /// ticket id and the answer are added under the lease.
@@ -91,14 +91,8 @@ const IDEMPOTENCY_RETENTION_SECS: i64 = 24 * 3600;
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
-    async fn claim(
-        &self,
-        key: &str,
-        body_hash: &str,
-        now: DateTime<Utc>,
-        lease_for: chrono::Duration,
-    ) -> StoreResult<Claim> {
-        let lease_until = (now + lease_for).timestamp_millis();
+    async fn claim(&self, key: &str, body_hash: &str, term: Term) -> StoreResult<Claim> {
+        let (now, lease_until) = (term.now, term.until.timestamp_millis());
         // Bounded: each round either wins, reads a definite state, or saw the record vanish.
         for _ in 0..3 {
             let lease = Lease { key: key.to_owned(), id: new_lease_id() };
