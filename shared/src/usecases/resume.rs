@@ -390,6 +390,19 @@ mod tests {
         Position::of(&n)
     }
 
+    /// Records notifications 1, 2, ... of tickets in `queues` (60, 50, 45 and 40 s ago,
+    /// oldest first); the position of the first, the one the client resumes after.
+    async fn history(store: &MemoryStore, queues: &[&str]) -> Position {
+        const AGES: [i64; 4] = [60_000, 50_000, 45_000, 40_000];
+        assert!(!queues.is_empty() && queues.len() <= AGES.len(), "1 to 4 notifications");
+        let mut first = None;
+        for (id, (queue, age)) in (1..).zip(queues.iter().zip(AGES)) {
+            let at = note(store, id, queue, age).await;
+            first.get_or_insert(at);
+        }
+        first.unwrap()
+    }
+
     fn posted_tickets(poster: &MemoryPoster, id: &str) -> Vec<String> {
         poster
             .received(id)
@@ -429,10 +442,7 @@ mod tests {
     #[tokio::test]
     async fn replays_the_key_s_queues_in_order_then_drains_what_the_push_held_then_goes_live() {
         let (store, poster, resume) = setup();
-        let since = note(&store, 1, "A", 60_000).await;
-        note(&store, 2, "A", 50_000).await;
-        note(&store, 3, "B", 45_000).await;
-        note(&store, 4, "A", 40_000).await;
+        let since = history(&store, &["A", "A", "B", "A"]).await;
         let owner = ConnectionOwner { key_id: "k".into(), queues: r#"["A"]"#.into() };
         resuming_as(&store, Some(&owner), &since).await;
         // The push sees two new ones while the connection replays: it holds them.
@@ -479,8 +489,7 @@ mod tests {
     #[tokio::test]
     async fn a_gone_connection_is_forgotten() {
         let (store, poster, resume) = setup();
-        let since = note(&store, 1, "A", 60_000).await;
-        note(&store, 2, "A", 50_000).await;
+        let since = history(&store, &["A", "A"]).await;
         resuming_from(&store, &since).await;
         poster.set_gone("c");
         tokio::time::pause();
@@ -535,9 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_resume_re_run_from_its_start_after_a_failure_still_reaches_everything() {
         let (store, poster, resume) = setup();
-        let since = note(&store, 1, "A", 60_000).await;
-        note(&store, 2, "A", 50_000).await;
-        note(&store, 3, "A", 45_000).await;
+        let since = history(&store, &["A", "A", "A"]).await;
         resuming_from(&store, &since).await;
         let held = note(&store, 4, "A", 0).await;
         assert!(store.hold("c", &[held.seq()]).await.unwrap());
@@ -556,10 +563,7 @@ mod tests {
     #[tokio::test]
     async fn the_replay_and_the_drain_honour_the_connection_s_subscription() {
         let (store, poster, resume) = setup();
-        let since = note(&store, 1, "A", 60_000).await;
-        note(&store, 2, "A", 50_000).await;
-        note(&store, 3, "B", 45_000).await;
-        note(&store, 4, "B", 40_000).await;
+        let since = history(&store, &["A", "A", "B", "B"]).await;
         resuming_from(&store, &since).await;
         assert!(store.subscribe("c", Some(r#"{"queue":["B"]}"#)).await.unwrap());
         let held_a = note(&store, 5, "A", 0).await;
