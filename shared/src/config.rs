@@ -452,14 +452,14 @@ mod tests {
         RtConfig::from_lookup(&lookup_in(pairs))
     }
 
+    /// [`rt`] with `pairs` plus a username and password.
+    fn rt_with_login(pairs: &[(&str, &str)]) -> Result<RtConfig, ConfigError> {
+        rt(&[pairs, &[("RT_USERNAME", "u"), ("RT_PASSWORD", "p")]].concat())
+    }
+
     #[test]
     fn seed_rest1_url_selects_rest1_and_strips_the_path() {
-        let c = rt(&[
-            ("RT_API_URL", "https://rt.example.com/REST/1.0/"),
-            ("RT_USERNAME", "u"),
-            ("RT_PASSWORD", "p"),
-        ])
-        .unwrap();
+        let c = rt_with_login(&[("RT_API_URL", "https://rt.example.com/REST/1.0/")]).unwrap();
         assert_eq!(c.api, RtApi::Rest1);
         assert_eq!(c.base_url.as_str(), "https://rt.example.com/");
         assert_eq!(c.default_queue, "General");
@@ -476,13 +476,7 @@ mod tests {
 
     #[test]
     fn bare_base_url_uses_rt_api_version() {
-        let c = rt(&[
-            ("RT_API_URL", "https://h"),
-            ("RT_API_VERSION", "1"),
-            ("RT_USERNAME", "u"),
-            ("RT_PASSWORD", "p"),
-        ])
-        .unwrap();
+        let c = rt_with_login(&[("RT_API_URL", "https://h"), ("RT_API_VERSION", "1")]).unwrap();
         assert_eq!(c.api, RtApi::Rest1);
         assert_eq!(c.base_url.as_str(), "https://h/");
     }
