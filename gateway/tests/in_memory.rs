@@ -16,7 +16,7 @@ use rt_relay_shared::{
     auth::{memory::MemoryApiKeys, mint, ApiKeyStore, MintedKey, Scope},
     handlers::ws::{ConnectionRoutes, HELP},
     rt::memory::MemoryRt,
-    store::{memory::MemoryStore, Connection, ConnectionStore, StoreError},
+    store::{memory::MemoryStore, Connection, ConnectionStore, PageAfter, StoreError},
 };
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -231,11 +231,7 @@ impl ConnectionStore for BrokenConnections {
     async fn remove(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn page(
-        &self,
-        _: Option<&str>,
-        _: u32,
-    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+    async fn page(&self, _: &PageAfter) -> Result<(Vec<String>, Option<String>), StoreError> {
         Ok((Vec::new(), None))
     }
 }

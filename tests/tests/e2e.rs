@@ -12,7 +12,7 @@ use rt_relay_shared::{
     config::RtApi,
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::ws::HELP,
-    store::{dynamodb::DynamoStore, ConnectionStore},
+    store::{dynamodb::DynamoStore, ConnectionStore, PageAfter},
 };
 use rt_relay_tests::{
     fault_proxy::{FaultProxy, Match},
@@ -410,7 +410,12 @@ async fn the_management_api_is_served_on_its_own_loopback_listener() {
     assert_eq!(on_ws_port.status(), StatusCode::UPGRADE_REQUIRED, "no @connections there");
     let store: Arc<dyn ConnectionStore> =
         Arc::new(DynamoStore::new(stack.dynamodb.clone(), stack.tables().clone()));
-    assert!(store.page(None, 10).await.expect("connections table exists").0.is_empty());
+    assert!(store
+        .page(&PageAfter::first(10))
+        .await
+        .expect("connections table exists")
+        .0
+        .is_empty());
     stack.finish(gateway).await;
 }
 

@@ -7,7 +7,7 @@ use rt_relay_shared::{
     fanout::ApiGatewayPoster,
     handlers::push::PushNotifications,
     model::Notification,
-    store::{dynamodb::DynamoStore, ConnectionStore, TicketStore},
+    store::{dynamodb::DynamoStore, ConnectionStore, PageAfter, TicketStore},
 };
 use rt_relay_tests::{
     connections_server::ConnectionsServer,
@@ -56,7 +56,7 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
             .collect();
         assert_eq!(got, notes, "{live} receives every notification, in order, with its id");
     }
-    let (left, _) = store.page(None, 100).await.unwrap();
+    let (left, _) = store.page(&PageAfter::first(100)).await.unwrap();
     let mut left = left;
     left.sort();
     assert_eq!(
@@ -75,7 +75,7 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
     let seqs: Vec<String> =
         event.records.iter().filter_map(|r| r.change.sequence_number.clone()).collect();
     assert_eq!(failed, seqs);
-    assert_eq!(store.page(None, 100).await.unwrap().0.len(), 6);
+    assert_eq!(store.page(&PageAfter::first(100)).await.unwrap().0.len(), 6);
 
     // WHEN the connection recovers THEN the retried batch succeeds.
     server.set_failing("flaky", false);

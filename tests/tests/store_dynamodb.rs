@@ -7,8 +7,8 @@ use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
-    ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageRequest,
-    Resuming, StoreError, Term, TicketFilter, TicketStore, EVERY_QUEUE,
+    ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageAfter,
+    PageRequest, Resuming, StoreError, Term, TicketFilter, TicketStore, EVERY_QUEUE,
 };
 use rt_relay_shared::{
     fanout::MemoryPoster,
@@ -307,15 +307,15 @@ async fn connections_are_read_page_by_page() {
         store.add(&open_connection(&format!("c{i}"))).await.unwrap();
     }
     let mut seen = HashSet::new();
-    let mut after: Option<String> = None;
+    let mut page = PageAfter::first(3);
     let mut pages = 0;
     loop {
-        let (ids, next) = store.page(after.as_deref(), 3).await.unwrap();
+        let (ids, next) = store.page(&page).await.unwrap();
         assert!(ids.len() <= 3);
         pages += 1;
         seen.extend(ids);
         match next {
-            Some(n) => after = Some(n),
+            Some(n) => page.after = Some(n),
             None => break,
         }
         assert!(pages < 10);
@@ -324,7 +324,7 @@ async fn connections_are_read_page_by_page() {
     assert!(pages >= 3);
     store.remove("c3").await.unwrap();
     store.remove("never-existed").await.unwrap();
-    let (ids, _) = store.page(None, 100).await.unwrap();
+    let (ids, _) = store.page(&PageAfter::first(100)).await.unwrap();
     assert_eq!(ids.len(), 6);
 }
 
@@ -348,7 +348,7 @@ async fn resume_marks(store: &dyn ConnectionStore) {
         ("n-1", Some("1700000000000#n-1"), &FeedMark::Replaying)
     );
     assert_eq!(record.queues.as_deref(), Some(r#"["A"]"#));
-    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
     assert_eq!(recipients[0].mark, FeedMark::Replaying);
     assert!(store.hold("r1", &["1700000000005#n-5".into()]).await.unwrap());
     assert!(store.hold("r1", &["1700000000006#n-6".into()]).await.unwrap());
@@ -361,7 +361,7 @@ async fn resume_marks(store: &dyn ConnectionStore) {
     assert!(store.go_live("r1", Some("1700000000003#~")).await.unwrap());
     // Live now: nothing more is held, and the push sees the bound.
     assert!(!store.hold("r1", &["1700000000007#n-7".into()]).await.unwrap());
-    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
     assert_eq!(recipients[0].mark, FeedMark::LiveAfter("1700000000003#~".into()));
     assert!(!store.hold("nobody", &["1700000000007#n-7".into()]).await.unwrap());
     assert!(store.resume_record("nobody").await.unwrap().is_none());
@@ -379,18 +379,18 @@ async fn subscriptions(store: &dyn ConnectionStore) {
         .unwrap();
     let filter = r#"{"queue":["A"],"type":[],"ticket":[]}"#;
     assert!(store.subscribe("s1", Some(filter)).await.unwrap());
-    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
     assert_eq!(recipients[0].filter.as_deref(), Some(filter));
     let record = store.resume_record("s1").await.unwrap().expect("a resume record");
     assert_eq!(record.filter.as_deref(), Some(filter));
     assert!(store.subscribe("s1", Some(r#"{"ticket":[7]}"#)).await.unwrap());
-    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
     assert_eq!(recipients[0].filter.as_deref(), Some(r#"{"ticket":[7]}"#));
     assert!(store.subscribe("s1", None).await.unwrap());
-    let (recipients, _) = store.recipients(None, 10).await.unwrap();
+    let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
     assert_eq!(recipients[0].filter, None);
     assert!(!store.subscribe("nobody", Some(filter)).await.unwrap());
-    let (ids, _) = store.page(None, 10).await.unwrap();
+    let (ids, _) = store.page(&PageAfter::first(10)).await.unwrap();
     assert_eq!(ids, ["s1"], "subscribing to a missing connection records nothing");
 }
 
@@ -401,12 +401,12 @@ in_dynamodb_and_the_fake!(resume_marks_in_dynamodb_and_the_fake, "resume", resum
 #[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
 async fn on(store: &dyn ConnectionStore, channel: &str) -> Vec<String> {
     let mut ids = Vec::new();
-    let mut after: Option<String> = None;
+    let mut page = PageAfter::first(2);
     for _ in 0..20 {
-        let (page, next) = store.audience(channel, after.as_deref(), 2).await.unwrap();
-        ids.extend(page.into_iter().map(|r| r.id));
+        let (recipients, next) = store.audience(channel, &page).await.unwrap();
+        ids.extend(recipients.into_iter().map(|r| r.id));
         match next {
-            Some(n) => after = Some(n),
+            Some(n) => page.after = Some(n),
             None => {
                 ids.sort();
                 return ids;
@@ -419,7 +419,7 @@ async fn on(store: &dyn ConnectionStore, channel: &str) -> Vec<String> {
 /// Connection `id`'s resume mark as the index shows it on `channel`.
 #[allow(clippy::unwrap_used)] // a helper of tests: a failure is the test failing
 async fn mark_on(store: &dyn ConnectionStore, channel: &str, id: &str) -> Option<FeedMark> {
-    let (page, _) = store.audience(channel, None, 10).await.unwrap();
+    let (page, _) = store.audience(channel, &PageAfter::first(10)).await.unwrap();
     page.into_iter().find(|r| r.id == id).map(|r| r.mark)
 }
 
@@ -463,7 +463,7 @@ async fn channel_index(store: &dyn ConnectionStore) {
     assert_eq!(on(store, "A").await, ["a"]);
     assert_eq!(on(store, "B").await, ["ab", "r"]);
     assert!(on(store, "Z").await.is_empty(), "its key may not read Z");
-    let (page, _) = store.audience("B", None, 10).await.unwrap();
+    let (page, _) = store.audience("B", &PageAfter::first(10)).await.unwrap();
     let ab = page.iter().find(|r| r.id == "ab").expect("ab on B");
     assert_eq!(ab.filter.as_deref(), Some(r#"{"queue":["B","Z"],"type":["ticket.created"]}"#));
     assert_eq!(ab.queues.as_deref(), Some(r#"["A","B"]"#));
@@ -480,7 +480,7 @@ async fn channel_index(store: &dyn ConnectionStore) {
     for channel in [EVERY_QUEUE, "A", "B", "C", "Z"] {
         assert!(on(store, channel).await.is_empty(), "{channel} is empty");
     }
-    assert!(store.page(None, 10).await.unwrap().0.is_empty());
+    assert!(store.page(&PageAfter::first(10)).await.unwrap().0.is_empty());
 }
 
 #[tokio::test]
@@ -523,7 +523,7 @@ async fn a_connection_s_items_are_written_and_removed_together() {
     assert!(store.subscribe("c1", Some(r#"{"queue":["C","D"]}"#)).await.unwrap());
     assert_eq!(keys().await, ["c1", "c1#q#C"]);
     // The whole-table read and the per-key index see the connection once.
-    assert_eq!(store.page(None, 10).await.unwrap().0, ["c1"]);
+    assert_eq!(store.page(&PageAfter::first(10)).await.unwrap().0, ["c1"]);
     assert_eq!(store.ids_for_key("k").await.unwrap(), ["c1"]);
     store.remove("c1").await.unwrap();
     assert!(keys().await.is_empty());
@@ -595,7 +595,10 @@ async fn a_connections_table_from_before_the_index_gets_it() {
         .await
         .unwrap();
     let store = DynamoStore::new(client.clone(), tables.clone());
-    assert!(store.audience(EVERY_QUEUE, None, 10).await.is_err(), "no index to query yet");
+    assert!(
+        store.audience(EVERY_QUEUE, &PageAfter::first(10)).await.is_err(),
+        "no index to query yet"
+    );
     // WHEN the tables are created again THEN the missing indexes are added
     schema::create_tables(&client, &tables).await.unwrap();
     store.add(&open_connection("u1")).await.unwrap();

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use rt_relay_gateway::Gateway;
 use rt_relay_shared::{
     auth::{ApiKeyStore, Scope},
-    store::{dynamodb::DynamoStore, ConnectionOwner, ConnectionStore, Recipient},
+    store::{dynamodb::DynamoStore, ConnectionOwner, ConnectionStore, PageAfter, Recipient},
 };
 use rt_relay_tests::{
     services::{delete_tables, fresh_tables, open_connection, unique},
@@ -282,12 +282,12 @@ async fn connections_record_their_api_key_and_are_found_by_it() {
     assert_eq!(store.count_for_key("cccc").await.unwrap(), 0);
 
     let mut all = Vec::new();
-    let mut after = None;
+    let mut page = PageAfter::first(2);
     loop {
-        let (page, next) = store.recipients(after.as_deref(), 2).await.unwrap();
-        all.extend(page);
+        let (recipients, next) = store.recipients(&page).await.unwrap();
+        all.extend(recipients);
         match next {
-            Some(n) => after = Some(n),
+            Some(n) => page.after = Some(n),
             None => break,
         }
     }

@@ -162,7 +162,7 @@ mod tests {
     use super::*;
     use crate::{
         fanout::{MemoryPoster, MemoryTaskQueue},
-        store::{memory::MemoryStore, Resuming},
+        store::{memory::MemoryStore, PageAfter, Resuming},
         usecases::push::{
             shard::{tasks, Sharding},
             Deliverer, Delivery, Payload, Plan,
@@ -262,7 +262,7 @@ mod tests {
             response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         assert_eq!(failed, ["2"], "the resume whose posts failed comes back");
         assert_eq!(poster.received("ok").len(), 1, "ok got its resync");
-        let (recipients, _) = store.recipients(None, 10).await.unwrap();
+        let (recipients, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
         let marks: std::collections::HashMap<_, _> =
             recipients.into_iter().map(|r| (r.id, r.mark)).collect();
         assert_eq!(marks["ok"], crate::store::FeedMark::Live);

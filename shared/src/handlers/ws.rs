@@ -230,7 +230,10 @@ fn is_subscribe(body: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{feed::FeedSettings, store::memory::MemoryStore};
+    use crate::{
+        feed::FeedSettings,
+        store::{memory::MemoryStore, PageAfter},
+    };
     use chrono::Utc;
 
     fn event(id: &str) -> ApiGatewayWebsocketProxyRequest {
@@ -300,7 +303,7 @@ mod tests {
     }
 
     async fn filter_of(store: &MemoryStore, id: &str) -> Option<Subscription> {
-        let (all, _) = store.recipients(None, 100).await.unwrap_or_default();
+        let (all, _) = store.recipients(&PageAfter::first(100)).await.unwrap_or_default();
         let r = all.into_iter().find(|r| r.id == id)?;
         Some(Subscription::from_stored(r.filter.as_deref()))
     }

@@ -17,8 +17,8 @@ use super::{
     channels_of,
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
     Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
-    IdempotencyStore, Lease, Page, PageRequest, Recipient, ResumeRecord, Resuming, StoreError,
-    StoreResult, Term, TicketFilter, TicketStore, TokenPage,
+    IdempotencyStore, Lease, Page, PageAfter, PageRequest, Recipient, ResumeRecord, Resuming,
+    StoreError, StoreResult, Term, TicketFilter, TicketStore, TokenPage,
 };
 use crate::{
     feed::Position,
@@ -469,15 +469,10 @@ impl ConnectionStore for MemoryStore {
             .collect())
     }
 
-    async fn audience(
-        &self,
-        channel: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
+    async fn audience(&self, channel: &str, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
         let st = self.lock();
-        let limit = limit.max(1) as usize;
-        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        let limit = page.limit.max(1) as usize;
+        let from = page.after.clone().map_or(Bound::Unbounded, Bound::Excluded);
         let ids: Vec<String> = st
             .channels
             .get(channel)
@@ -489,26 +484,23 @@ impl ConnectionStore for MemoryStore {
         Ok((ids.into_iter().map(|id| st.recipient(id)).collect(), next))
     }
 
-    async fn recipients(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
-        let (ids, next) = self.page(after, limit).await?;
+    async fn recipients(&self, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
+        let (ids, next) = self.page(page).await?;
         let st = self.lock();
         Ok((ids.into_iter().map(|id| st.recipient(id)).collect(), next))
     }
 
-    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>> {
+    async fn page(&self, page: &PageAfter) -> StoreResult<TokenPage<String>> {
         let st = self.lock();
+        let limit = page.limit.max(1) as usize;
         let ids: Vec<String> = st
             .connections
             .keys()
-            .filter(|k| after.is_none_or(|a| k.as_str() > a))
-            .take(limit.max(1) as usize)
+            .filter(|k| page.after.as_ref().is_none_or(|a| *k > a))
+            .take(limit)
             .cloned()
             .collect();
-        let next = if ids.len() == limit.max(1) as usize { ids.last().cloned() } else { None };
+        let next = if ids.len() == limit { ids.last().cloned() } else { None };
         Ok((ids, next))
     }
 }

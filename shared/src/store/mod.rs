@@ -59,6 +59,24 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// read on from (`None` at the end).
 pub type TokenPage<T> = (Vec<T>, Option<String>);
 
+/// Which page of a token-paged read to return: `limit` items at most, after the opaque
+/// token the page before ended with. Not a [`PageRequest`]: these tokens are not the API's
+/// cursors, and the push reads pages larger than the API's [`cursor::MAX_LIMIT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageAfter {
+    /// The token the page before gave; `None` for the first page.
+    pub after: Option<String>,
+    /// The most items to return (a limit of 0 reads one).
+    pub limit: u32,
+}
+
+impl PageAfter {
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+}
+
 /// A span of time from `now` until `until`: how long a claim's lease holds, or how long a
 /// memory lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,17 +384,12 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         Ok(Vec::new())
     }
     /// One page of the connections on `channel` (a queue, or [`EVERY_QUEUE`]; see
-    /// [`channels_of`]), `limit` at most, after the opaque `after` token: the push's
-    /// audience. The default (stores without the index: test wrappers, whose connections
-    /// have no owner) has every connection on [`EVERY_QUEUE`] and none on a queue.
-    async fn audience(
-        &self,
-        channel: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
+    /// [`channels_of`]): the push's audience. The default (stores without the index: test
+    /// wrappers, whose connections have no owner) has every connection on [`EVERY_QUEUE`]
+    /// and none on a queue.
+    async fn audience(&self, channel: &str, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
         if channel == EVERY_QUEUE {
-            self.recipients(after, limit).await
+            self.recipients(page).await
         } else {
             Ok((Vec::new(), None))
         }
@@ -384,12 +397,8 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// [`ConnectionStore::page`] with each connection's queue rights (every connection,
     /// whatever its channels: for tests and tools; the push reads
     /// [`ConnectionStore::audience`]).
-    async fn recipients(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
-        let (ids, next) = self.page(after, limit).await?;
+    async fn recipients(&self, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
+        let (ids, next) = self.page(page).await?;
         Ok((Recipient::list(ids, |_| None), next))
     }
     /// Records a connection that resumes from `resume.since` (resolved to
@@ -423,7 +432,6 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     }
     /// Forgets a connection (absent is fine).
     async fn remove(&self, connection_id: &str) -> StoreResult<()>;
-    /// One page of connection ids, `limit` at most, after the opaque `after` token;
-    /// returns the ids and the token for the next page (`None` at the end).
-    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>>;
+    /// One page of connection ids, and the token for the next page (`None` at the end).
+    async fn page(&self, page: &PageAfter) -> StoreResult<TokenPage<String>>;
 }

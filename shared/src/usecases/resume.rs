@@ -363,7 +363,7 @@ mod tests {
     use crate::{
         fanout::MemoryPoster,
         model::Ticket,
-        store::{memory::MemoryStore, Connection, ConnectionOwner, Resuming},
+        store::{memory::MemoryStore, Connection, ConnectionOwner, PageAfter, Resuming},
     };
     use chrono::{DateTime, Utc};
 
@@ -448,7 +448,7 @@ mod tests {
         // The push sees two new ones while the connection replays: it holds them.
         let new5 = note(&store, 5, "A", 0).await;
         let new6 = note(&store, 6, "B", 0).await;
-        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        let (recipient, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
         assert_eq!(recipient[0].mark, FeedMark::Replaying);
         let (s6, s5) = (new6.seq(), new5.seq());
         let held = post_now(store.as_ref(), &recipient[0], &[(0, &s6), (1, &s5)]).await;
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(outcome, ResumeOutcome::Live { replayed: 2, drained: 1 });
         assert_eq!(posted_tickets(&poster, "c"), ["2", "4", "5"], "queue A only, in order");
         // Live now: the push posts what is after the bound only.
-        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        let (recipient, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
         assert!(matches!(recipient[0].mark, FeedMark::LiveAfter(_)));
         let after = note(&store, 7, "A", 0).await.seq();
         let old = since.seq();
@@ -482,7 +482,7 @@ mod tests {
         assert_eq!(resume.run("c").await.unwrap(), ResumeOutcome::Live { replayed: 0, drained: 1 });
         assert_eq!(posted_tickets(&poster, "c"), ["\"resync\"", "8"]);
         // Live without a bound: everything goes out.
-        let (recipient, _) = store.recipients(None, 10).await.unwrap();
+        let (recipient, _) = store.recipients(&PageAfter::first(10)).await.unwrap();
         assert_eq!(recipient[0].mark, FeedMark::Live);
     }
 

@@ -36,7 +36,7 @@ use rt_relay_shared::{
     config::RtApi,
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::push::{PushNotifications, DEFAULT_CONCURRENCY},
-    store::{dynamodb::DynamoStore, Connection, ConnectionStore, StoreError},
+    store::{dynamodb::DynamoStore, Connection, ConnectionStore, PageAfter, StoreError},
 };
 use rt_relay_tests::{
     bench::{arg, ms, row, DynamoMeter, Target},
@@ -304,18 +304,14 @@ impl ConnectionStore for ReplayStore {
     async fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.inner.remove(id).await
     }
-    async fn page(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<String>, Option<String>), StoreError> {
-        let key = after.map(str::to_owned);
-        if let Some(page) = self.pages.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(page.clone());
+    async fn page(&self, page: &PageAfter) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let key = page.after.clone();
+        if let Some(got) = self.pages.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(got.clone());
         }
-        let page = self.inner.page(after, limit).await?;
-        self.pages.lock().unwrap_or_else(|p| p.into_inner()).insert(key, page.clone());
-        Ok(page)
+        let got = self.inner.page(page).await?;
+        self.pages.lock().unwrap_or_else(|p| p.into_inner()).insert(key, got.clone());
+        Ok(got)
     }
 }
 

@@ -23,8 +23,8 @@ use super::{DynamoStore, Item};
 use crate::store::{
     channels_of,
     schema::{CONNECTIONS_BY_CHANNEL, CONNECTIONS_BY_KEY},
-    Connection, ConnectionOwner, ConnectionStore, FeedMark, Recipient, ResumeRecord, Resuming,
-    StoreError, StoreResult, TokenPage,
+    Connection, ConnectionOwner, ConnectionStore, FeedMark, PageAfter, Recipient, ResumeRecord,
+    Resuming, StoreError, StoreResult, TokenPage,
 };
 
 /// `feed_state` of a connection being replayed to (absent or `live`: live).
@@ -308,13 +308,8 @@ impl ConnectionStore for DynamoStore {
         }
     }
 
-    async fn audience(
-        &self,
-        channel: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
-        let start = after.map(|a| {
+    async fn audience(&self, channel: &str, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
+        let start = page.after.as_ref().map(|a| {
             Item::from([
                 ("connection_id".to_owned(), s(channel_key(a, channel))),
                 ("channel".to_owned(), s(channel)),
@@ -329,7 +324,7 @@ impl ConnectionStore for DynamoStore {
             .key_condition_expression("#channel = :c")
             .expression_attribute_names("#channel", "channel")
             .expression_attribute_values(":c", s(channel))
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .limit(i32::try_from(page.limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -348,13 +343,12 @@ impl ConnectionStore for DynamoStore {
         Ok((recipients, next))
     }
 
-    async fn recipients(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<TokenPage<Recipient>> {
-        let start =
-            after.map(|a| to_item(&ConnectionKey { connection_id: a.to_owned() })).transpose()?;
+    async fn recipients(&self, page: &PageAfter) -> StoreResult<TokenPage<Recipient>> {
+        let start = page
+            .after
+            .as_ref()
+            .map(|a| to_item(&ConnectionKey { connection_id: a.clone() }))
+            .transpose()?;
         // Every base item (not the channel items): for tests and tools; the push reads
         // `audience`. A page may come back short (the filter runs after the limit).
         let out = self
@@ -365,7 +359,7 @@ impl ConnectionStore for DynamoStore {
             .filter_expression("attribute_not_exists(#channel)")
             .expression_attribute_names("#channel", "channel")
             .consistent_read(true)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .limit(i32::try_from(page.limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -421,8 +415,8 @@ impl ConnectionStore for DynamoStore {
         Err(StoreError::Conflict(format!("connection {connection_id} kept changing")))
     }
 
-    async fn page(&self, after: Option<&str>, limit: u32) -> StoreResult<TokenPage<String>> {
-        let (recipients, next) = self.recipients(after, limit).await?;
+    async fn page(&self, page: &PageAfter) -> StoreResult<TokenPage<String>> {
+        let (recipients, next) = self.recipients(page).await?;
         Ok((recipients.into_iter().map(|r| r.id).collect(), next))
     }
 }

@@ -13,7 +13,7 @@ use std::{
 use crate::{
     feed::{Position, Subscription},
     model::Notification,
-    store::{ConnectionStore, FeedMark, Recipient, StoreError, EVERY_QUEUE},
+    store::{ConnectionStore, FeedMark, PageAfter, Recipient, StoreError, EVERY_QUEUE},
     tenant::{relay_default_queue, QueueRights},
     usecases::resume,
 };
@@ -81,11 +81,10 @@ impl Planner {
         // A connection is on one channel per queue it may see: plan it once.
         let mut planned: HashSet<String> = HashSet::new();
         for channel in channels {
-            let mut cursor: Option<String> = None;
+            let mut page = PageAfter::first(self.page_size);
             loop {
-                let (page, next) =
-                    self.connections.audience(channel, cursor.as_deref(), self.page_size).await?;
-                for r in page {
+                let (recipients, next) = self.connections.audience(channel, &page).await?;
+                for r in recipients {
                     if !planned.insert(r.id.clone()) {
                         continue;
                     }
@@ -101,7 +100,7 @@ impl Planner {
                     deliveries.push(delivery);
                 }
                 match next {
-                    Some(c) => cursor = Some(c),
+                    Some(c) => page.after = Some(c),
                     None => break,
                 }
             }
