@@ -131,6 +131,46 @@ struct Run {
     init_cpu: Duration,
     peak_rss_kb: u64,
     file_rss_kb: u64,
+    /// Anonymous resident memory (heap, stacks) and the thread count, at the same moment.
+    anon_rss_kb: u64,
+    threads: u64,
+}
+
+/// A process's first and second answer, and its init.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    first: Duration,
+    warm: Duration,
+    init: Duration,
+    first_cpu: Duration,
+    warm_cpu: Duration,
+    first_faults: u64,
+    warm_faults: u64,
+}
+
+impl Sample {
+    fn of(answers: &[Answer], init: Duration) -> Self {
+        let (a, b) = (&answers[0], &answers[1]);
+        Sample {
+            first: a.latency,
+            warm: b.latency,
+            init,
+            first_cpu: a.cpu,
+            warm_cpu: b.cpu,
+            first_faults: a.faults,
+            warm_faults: b.faults,
+        }
+    }
+}
+
+/// One answered event: latency from `/next` to the response, and what the process spent on
+/// it meanwhile (CPU of all its threads, minor page faults: pages touched the first time).
+#[derive(Debug, Clone)]
+struct Answer {
+    latency: Duration,
+    cpu: Duration,
+    faults: u64,
+    value: Value,
 }
 
 /// A binary under test: its name, the event it gets and how to judge the answer.
@@ -411,10 +451,22 @@ fn status_kb(status: &str, field: &str) -> Option<u64> {
 }
 
 /// Peak RSS (`VmHWM`) and, at this moment, the part of RSS that is mapped file pages (the
-/// binary's code and data it touched) rather than heap and stacks.
-fn memory_kb(pid: u32) -> Option<(u64, u64)> {
+/// binary's code and data it touched), the anonymous part (heap and stacks), and threads.
+fn memory_kb(pid: u32) -> Option<(u64, u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    Some((status_kb(&status, "VmHWM:")?, status_kb(&status, "RssFile:")?))
+    Some((
+        status_kb(&status, "VmHWM:")?,
+        status_kb(&status, "RssFile:")?,
+        status_kb(&status, "RssAnon:")?,
+        status_kb(&status, "Threads:")?,
+    ))
+}
+
+/// Minor page faults of the whole process so far (`/proc/<pid>/stat`, field 10).
+fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_name.split_whitespace().nth(7).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// Starts `bin` with `env`, hands it `events` one after the other, and measures it: the
@@ -426,7 +478,7 @@ async fn measure(
     env: &[(String, String)],
     events: Vec<Value>,
     log: &Path,
-) -> Result<(Run, Vec<(Duration, Value)>), String> {
+) -> Result<(Run, Vec<Answer>), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let wanted = events.len();
     {
@@ -458,17 +510,18 @@ async fn measure(
                         if init.is_none() {
                             init = Some((at - started, cpu_time(pid)));
                         }
-                        handed_out = Some(at);
+                        handed_out = Some((at, cpu_time(pid), minor_faults(pid)));
                     }
                     Some(Seen::Response(body, at)) => {
                         let (init, init_cpu) = init.ok_or("answered before asking for an event")?;
-                        let from = handed_out.take().ok_or("answered an event it was not given")?;
+                        let (from, cpu0, faults0) = handed_out.take().ok_or("answered an event it was not given")?;
+                        let (cpu, faults) = (cpu_time(pid).saturating_sub(cpu0), minor_faults(pid).saturating_sub(faults0));
                         if run.is_none() {
-                            let (peak, file) = memory_kb(pid).ok_or("no VmHWM")?;
-                            run = Some(Run { init, init_cpu, peak_rss_kb: peak, file_rss_kb: file });
+                            let (peak, file, anon, threads) = memory_kb(pid).ok_or("no VmHWM")?;
+                            run = Some(Run { init, init_cpu, peak_rss_kb: peak, file_rss_kb: file, anon_rss_kb: anon, threads });
                         }
                         let value: Value = serde_json::from_str(&body).map_err(|e| format!("response not JSON: {e}"))?;
-                        answers.push((at - from, value));
+                        answers.push(Answer { latency: at - from, cpu, faults, value });
                         if answers.len() == wanted {
                             return Ok((run.ok_or("no run")?, answers));
                         }
@@ -488,8 +541,8 @@ async fn measure(
 }
 
 /// Judges every answer and notes the ticket `post-ticket` created, for `get-ticket`.
-fn check(s: &Subject, answers: &[(Duration, Value)], ctx: &mut Ctx) {
-    for (_, answer) in answers {
+fn check(s: &Subject, answers: &[Answer], ctx: &mut Ctx) {
+    for Answer { value: answer, .. } in answers {
         assert!((s.check)(answer), "{}: unexpected answer {answer}", s.name);
         if s.name == "post-ticket" {
             let body: Value =
@@ -626,9 +679,11 @@ async fn main() {
     ctx.ticket_id = seed_ticket(&rt, &rt_url).await;
     ctx.transaction_id = first_transaction(&rt, &rt_url, ctx.ticket_id).await;
     let mut results: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
-    // Per subject: (first request, warm request, init) with warm-up, and without.
-    let mut tls_on: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); subjects.len()];
-    let mut tls_off: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); subjects.len()];
+    // Per subject: first request, warm request and init, with warm-up and without; for the
+    // baseline, its first and second event on plain HTTP.
+    let mut tls_on: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
+    let mut tls_off: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
+    let mut hello_pairs: Vec<Sample> = Vec::new();
     // Round 0 warms the page cache (a cold Lambda reads its binary from a warm local disk
     // too) and RT's and moto's caches; it is not counted.
     for round in 0..=runs {
@@ -641,13 +696,20 @@ async fn main() {
             };
             // Start-up and footprint: plain HTTP to the services, warm-up off, so init is
             // the process's own start-up work.
-            let event = (s.event)(&mut ctx);
-            let (run, answers) = measure(&state, &bin, &named(common.clone()), vec![event], &log)
+            // The baseline gets a second event: its first/warm gap is lambda_runtime's own.
+            let mut events = vec![(s.event)(&mut ctx)];
+            if !s.network {
+                events.push((s.event)(&mut ctx));
+            }
+            let (run, answers) = measure(&state, &bin, &named(common.clone()), events, &log)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             check(s, &answers, &mut ctx);
             if round > 0 {
                 results[i].push(run);
+                if !s.network {
+                    hello_pairs.push(Sample::of(&answers, run.init));
+                }
             }
             if !s.network {
                 continue;
@@ -659,7 +721,7 @@ async fn main() {
                     .unwrap_or_else(|e| panic!("{e}"));
                 check(s, &answers, &mut ctx);
                 if round > 0 {
-                    let sample = (answers[0].0, answers[1].0, run.init);
+                    let sample = Sample::of(&answers, run.init);
                     if warm_up {
                         tls_on[i].push(sample)
                     } else {
@@ -685,9 +747,12 @@ async fn main() {
     };
     let rss = |r: &[Run]| kb(r, |x| x.peak_rss_kb);
     let file_rss = |r: &[Run]| kb(r, |x| x.file_rss_kb);
+    let anon_rss = |r: &[Run]| kb(r, |x| x.anon_rss_kb);
+    let threads = |r: &[Run]| kb(r, |x| x.threads);
     let (hello_init, hello_size, hello_rss) =
         (init(&results[0]), size("hello-lambda"), rss(&results[0]));
     let hello_file = file_rss(&results[0]);
+    let hello_anon = anon_rss(&results[0]);
     // 4a, 4b, … 4z, then 4za, 4zb, …
     let mut n = 0u8;
     let mut id = || {
@@ -733,34 +798,69 @@ async fn main() {
             k as f64 / hello_rss as f64,
             Target::AtMost(1.5),
             &format!(
-                "{:.1} MiB / {:.1} MiB (VmHWM, median of {runs}); of which file-backed (binary pages) {:.1} / {:.1} MiB",
+                "{:.1} MiB / {:.1} MiB (VmHWM, median of {runs}); of which file-backed (binary pages) {:.1} / {:.1} MiB, anonymous (heap, stacks) {:.1} / {:.1} MiB; threads {} / {}",
                 k as f64 / 1024.0,
                 hello_rss as f64 / 1024.0,
                 file_rss(r) as f64 / 1024.0,
-                hello_file as f64 / 1024.0
+                hello_file as f64 / 1024.0,
+                anon_rss(r) as f64 / 1024.0,
+                hello_anon as f64 / 1024.0,
+                threads(r),
+                threads(&results[0])
             ),
         );
     }
-    let med = |v: &[(Duration, Duration, Duration)],
-               f: fn(&(Duration, Duration, Duration)) -> Duration| {
-        median(&v.iter().map(f).collect::<Vec<_>>())
+    let med =
+        |v: &[Sample], f: fn(&Sample) -> Duration| median(&v.iter().map(f).collect::<Vec<_>>());
+    let med_n = |v: &[Sample], f: fn(&Sample) -> u64| {
+        let mut n: Vec<u64> = v.iter().map(f).collect();
+        n.sort_unstable();
+        n[n.len() / 2]
     };
+    // What the process itself spent on its first and on its warm request: CPU of all its
+    // threads and minor page faults (code and data pages touched the first time).
+    let spent = |v: &[Sample]| {
+        format!(
+            "in-process CPU {:.2} / {:.2} ms, minor page faults {} / {}",
+            ms(med(v, |x| x.first_cpu)),
+            ms(med(v, |x| x.warm_cpu)),
+            med_n(v, |x| x.first_faults),
+            med_n(v, |x| x.warm_faults)
+        )
+    };
+    if !hello_pairs.is_empty() {
+        let (first, warm) = (med(&hello_pairs, |x| x.first), med(&hello_pairs, |x| x.warm));
+        row(
+            &id(),
+            "hello-lambda: first event / second event (plain HTTP; lambda_runtime's own first-use cost)",
+            first.as_secs_f64() / warm.as_secs_f64(),
+            Target::Info,
+            &format!(
+                "{:.2} ms / {:.2} ms (median of {runs}); {}",
+                ms(first),
+                ms(warm),
+                spent(&hello_pairs)
+            ),
+        );
+    }
     for ((s, on), off) in subjects.iter().zip(&tls_on).zip(&tls_off) {
         if !s.network {
             continue;
         }
-        let (first, warm, init_on) = (med(on, |x| x.0), med(on, |x| x.1), med(on, |x| x.2));
+        let (first, warm, init_on) =
+            (med(on, |x| x.first), med(on, |x| x.warm), med(on, |x| x.init));
         let (first_off, warm_off, init_off) =
-            (med(off, |x| x.0), med(off, |x| x.1), med(off, |x| x.2));
+            (med(off, |x| x.first), med(off, |x| x.warm), med(off, |x| x.init));
         row(
             &id(),
             &format!("{}: first request after a cold start / warm request (TLS, warm-up on)", s.name),
             first.as_secs_f64() / warm.as_secs_f64(),
             Target::AtMost(1.5),
             &format!(
-                "{:.2} ms / {:.2} ms (median of {runs}); without warm-up {:.2} ms / {:.2} ms ({:.2}x); init with warm-up {:.2} ms, without {:.2} ms",
+                "{:.2} ms / {:.2} ms (median of {runs}); {}; without warm-up {:.2} ms / {:.2} ms ({:.2}x); init with warm-up {:.2} ms, without {:.2} ms",
                 ms(first),
                 ms(warm),
+                spent(on),
                 ms(first_off),
                 ms(warm_off),
                 first_off.as_secs_f64() / warm_off.as_secs_f64(),
