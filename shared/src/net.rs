@@ -1,4 +1,5 @@
-//! The one TLS and HTTP client stack of every rt-relay binary: reqwest over rustls, with
+//! The one TLS and HTTP client stack of every rt-relay binary: reqwest over rustls on `ring`
+//! (smaller than aws-lc-rs and faster to its first handshakes: docs/PERFORMANCE.md), with
 //! Mozilla's root certificates compiled in (`webpki-roots`). The RT client and the AWS SDK
 //! (through [`crate::aws`]) both build their clients from [`client_builder`], so one rustls
 //! configuration is made once per process and shared.
@@ -47,7 +48,7 @@ pub fn tls_config_from(lookup: Lookup<'_>) -> Result<ClientConfig, ConfigError> 
             roots.add(cert).map_err(|e| fail(format!("a certificate in {path}: {e}")))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError { var: EXTRA_CA_FILE, problem: format!("TLS set-up: {e}") })?
