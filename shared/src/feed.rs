@@ -15,7 +15,7 @@ use crate::{
         validate_queue_name, validate_status_name, Notification, NOTIFICATION_TYPES,
         TICKET_STATUS_CHANGED,
     },
-    store::{Page, PageRequest, StoreError, TicketStore},
+    store::{FeedSpan, Page, PageRequest, StoreError, TicketStore},
 };
 
 /// Default settle horizon: a notification is committed within this long of its `created_at`.
@@ -164,7 +164,8 @@ pub async fn page_since(
     page: &PageRequest,
 ) -> Result<Page<Notification>, SinceError> {
     let after = resolve_since(store, since, settings, now).await?;
-    Ok(store.list_notifications_after(&after, settings.settled_until(now), page).await?)
+    let span = FeedSpan { after, until_millis: settings.settled_until(now) };
+    Ok(store.list_notifications_after(&span, page).await?)
 }
 
 /// Answers a `ping`: `pong`, or, once the connection is older than

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
-    ConnectionStore, FeedMark, IdempotencyCompletion, IdempotencyStore, Lease, PageAfter,
+    ConnectionStore, FeedMark, FeedSpan, IdempotencyCompletion, IdempotencyStore, Lease, PageAfter,
     PageRequest, Resuming, StoreError, Term, TicketFilter, TicketStore, EVERY_QUEUE,
 };
 use rt_relay_shared::{
@@ -181,10 +181,11 @@ async fn reading_after_a_position(store: &dyn TicketStore) {
     assert_eq!(after, Position::of(&notes[1]));
     assert_eq!(store.notification_position("ticket-99-created").await.unwrap(), None);
     let until = notes[5].created_at.timestamp_millis();
+    let span = FeedSpan { after, until_millis: until };
     let mut page = PageRequest::first(2);
     let mut seen = Vec::new();
     loop {
-        let got = store.list_notifications_after(&after, until, &page).await.unwrap();
+        let got = store.list_notifications_after(&span, &page).await.unwrap();
         assert!(got.items.len() <= 2);
         seen.extend(got.items.iter().map(|n| n.ticket.id));
         match got.next_cursor {
@@ -199,7 +200,7 @@ async fn reading_after_a_position(store: &dyn TicketStore) {
     assert_eq!(store.newest_position_until(before_all).await.unwrap(), None);
     let newest_first = store.list_notifications(&PageRequest::first(2)).await.unwrap();
     let foreign = PageRequest { limit: 2, cursor: newest_first.next_cursor };
-    let err = store.list_notifications_after(&after, until, &foreign).await.unwrap_err();
+    let err = store.list_notifications_after(&span, &foreign).await.unwrap_err();
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
 }
 

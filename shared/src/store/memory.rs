@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::{
     channels_of,
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
-    Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, IdempotencyCompletion,
+    Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, FeedSpan, IdempotencyCompletion,
     IdempotencyStore, Lease, Page, PageAfter, PageRequest, Recipient, ResumeRecord, Resuming,
     StoreError, StoreResult, Term, TicketFilter, TicketStore, TokenPage,
 };
@@ -214,13 +214,12 @@ impl TicketStore for MemoryStore {
 
     async fn list_notifications_after(
         &self,
-        after: &Position,
-        until_millis: i64,
+        span: &FeedSpan,
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
         let scope = "memory-notifications-since";
         let from = match page.cursor.as_deref() {
-            None => after.clone(),
+            None => span.after.clone(),
             Some(c) => {
                 let key: NotificationCursor = cursor::decode(scope, c)?;
                 Position::parse_seq(&key.seq).ok_or(CursorError::BadCursor)?
@@ -230,7 +229,7 @@ impl TicketStore for MemoryStore {
         let mut items: Vec<Notification> = st
             .notifications
             .range((Bound::Excluded((from.millis, from.id)), Bound::Unbounded))
-            .take_while(|((millis, _), _)| *millis <= until_millis)
+            .take_while(|((millis, _), _)| *millis <= span.until_millis)
             .take(page.limit as usize + 1)
             .map(|(_, n)| n.clone())
             .collect();

@@ -94,6 +94,16 @@ impl Term {
     }
 }
 
+/// A stretch of the feed, read oldest first ([`TicketStore::list_notifications_after`]): the
+/// notifications after `after`, none created after `until_millis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSpan {
+    /// Where the read starts (exclusive).
+    pub after: Position,
+    /// The latest creation time (Unix millis) it includes.
+    pub until_millis: i64,
+}
+
 /// One page of a list, newest first. Serialises as the API's list body
 /// `{"items": [...], "next_cursor": "..." | null}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -213,12 +223,11 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     async fn notification_position(&self, id: &str) -> StoreResult<Option<Position>>;
     /// The newest notification created at or before `until_millis`, if any.
     async fn newest_position_until(&self, until_millis: i64) -> StoreResult<Option<Position>>;
-    /// Lists the notifications after `after`, oldest first, none created after
-    /// `until_millis`. The page's cursor continues the same ascending read.
+    /// Lists the notifications in `span`, oldest first. The page's cursor continues the same
+    /// ascending read.
     async fn list_notifications_after(
         &self,
-        after: &Position,
-        until_millis: i64,
+        span: &FeedSpan,
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>>;
 }

@@ -28,7 +28,7 @@ use crate::{
     fanout::{ConnectionPoster, PostError, TaskQueue},
     feed::{FeedSettings, Position, ServerMessage, Subscription},
     model::Notification,
-    store::{ConnectionStore, FeedMark, PageRequest, Recipient, StoreError, TicketStore},
+    store::{ConnectionStore, FeedMark, FeedSpan, PageRequest, Recipient, StoreError, TicketStore},
     tenant::{relay_default_queue, QueueRights},
 };
 
@@ -138,9 +138,9 @@ impl Resume {
                 // The replay is in exact feed order (everything up to `until` is settled),
                 // so "up to `last`" is a position to continue from.
                 let mut last = from.clone();
+                let span = FeedSpan { after: from, until_millis: until };
                 loop {
-                    let got =
-                        self.notifications.list_notifications_after(&from, until, &page).await?;
+                    let got = self.notifications.list_notifications_after(&span, &page).await?;
                     for n in &got.items {
                         if deadline.is_some_and(|d| Instant::now() >= d) {
                             return Ok(ResumeOutcome::CutShort { after: last.seq(), replayed });
@@ -219,11 +219,11 @@ impl Resume {
         };
         // Just before `first`: every id sorts after the empty one.
         let from = Position { millis: first.millis, id: String::new() };
+        let span = FeedSpan { after: from, until_millis: last.millis };
         let mut found = Vec::with_capacity(held.len());
         let mut page = PageRequest { limit: REPLAY_PAGE, cursor: None };
         loop {
-            let got =
-                self.notifications.list_notifications_after(&from, last.millis, &page).await?;
+            let got = self.notifications.list_notifications_after(&span, &page).await?;
             found.extend(got.items.into_iter().filter(|n| held.contains(&Position::of(n))));
             match got.next_cursor {
                 Some(c) => page.cursor = Some(c),

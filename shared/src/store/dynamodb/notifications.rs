@@ -8,7 +8,7 @@ use super::item::{from_item, get_item, rfc3339, s, to_item, Read};
 use super::{DynamoStore, Item, Partition};
 use crate::store::{
     cursor::{self, NotificationCursor},
-    schema, CursorError, Page, PageRequest, StoreError, StoreResult,
+    schema, CursorError, FeedSpan, Page, PageRequest, StoreError, StoreResult,
 };
 use crate::{feed::Position, model::Notification};
 
@@ -137,16 +137,15 @@ impl DynamoStore {
         }
     }
 
-    /// One page of the feed after `after`, oldest first, up to `until_millis`.
+    /// One page of the feed in `span`, oldest first.
     pub(super) async fn notifications_after(
         &self,
-        after: &Position,
-        until_millis: i64,
+        span: &FeedSpan,
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
         let scope = "notifications-since";
         let from = match &page.cursor {
-            None => after.clone(),
+            None => span.after.clone(),
             Some(c) => {
                 let key: NotificationCursor =
                     cursor::decode(scope, c).map_err(StoreError::BadCursor)?;
@@ -156,7 +155,7 @@ impl DynamoStore {
         };
         let mut start = to_item(&FeedKey { id: from.id.clone(), seq: from.seq() })?;
         start.insert("feed".into(), s(NOTIFICATION_FEED));
-        let bound = seq_bound(until_millis);
+        let bound = seq_bound(span.until_millis);
         let (items, more) = self
             .query_range_page(
                 &self.feed_partition(),

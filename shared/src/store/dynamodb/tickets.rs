@@ -10,8 +10,8 @@ use super::item::{from_item, get_item, n, rfc3339, s, to_item, transact, PutIf, 
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
-    schema, IdempotencyCompletion, Page, PageRequest, StoreError, StoreResult, TicketFilter,
-    TicketStore,
+    schema, FeedSpan, IdempotencyCompletion, Page, PageRequest, StoreError, StoreResult,
+    TicketFilter, TicketStore,
 };
 use crate::{
     feed::Position,
@@ -233,10 +233,9 @@ impl TicketStore for DynamoStore {
 
     async fn list_notifications_after(
         &self,
-        after: &Position,
-        until_millis: i64,
+        span: &FeedSpan,
         page: &PageRequest,
     ) -> StoreResult<Page<Notification>> {
-        self.notifications_after(after, until_millis, page).await
+        self.notifications_after(span, page).await
     }
 }
