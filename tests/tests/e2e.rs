@@ -469,6 +469,7 @@ async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -
     use rt_relay_gateway::{stream::StreamPoller, StreamSettings};
     use rt_relay_shared::{
         handlers::push::PushNotifications, store::schema::notifications_stream_arn,
+        usecases::push::Fanout,
     };
 
     let (client, tables) = rt_relay_tests::services::fresh_tables(tag).await;
@@ -488,7 +489,7 @@ async fn poller_fixture(tag: &str, poster: Arc<FlakyPoster>, max_retries: u32) -
     settings.poll_interval = Duration::from_millis(50);
     settings.retry_backoff = Duration::from_millis(20);
     settings.max_retries = max_retries;
-    let push = PushNotifications::new(store.clone(), poster, 4);
+    let push = PushNotifications::from(Fanout::new(store.clone(), poster).with_concurrency(4));
     let poller = StreamPoller::new(arn, push, settings);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(poller.run(stop_rx));

@@ -38,6 +38,7 @@ use rt_relay_shared::{
         schema::{create_tables, notifications_stream_arn},
         ConnectionStore, PageRequest, TicketFilter, TicketStore,
     },
+    usecases::push::Fanout,
 };
 use rt_relay_tests::{
     fault_proxy::{Fault, FaultProxy, Match},
@@ -460,7 +461,7 @@ async fn the_push_delivers_to_live_deletes_gone_and_retries_a_failing_connection
         &endpoint,
         Duration::from_secs(5),
     ));
-    let push = PushNotifications::new(store.clone(), poster, 8);
+    let push = PushNotifications::from(Fanout::new(store.clone(), poster).with_concurrency(8));
     let mut settings = stack.config.stream.clone();
     settings.retry_backoff = Duration::from_millis(100);
     settings.max_retries = 10;

@@ -8,6 +8,7 @@ use rt_relay_shared::{
     handlers::push::PushNotifications,
     model::Notification,
     store::{dynamodb::DynamoStore, ConnectionStore, PageAfter, TicketStore},
+    usecases::push::Fanout,
 };
 use rt_relay_tests::{
     connections_server::ConnectionsServer,
@@ -41,7 +42,9 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
         Duration::from_secs(5),
     ));
     // Page size 2 forces four connection pages per record.
-    let push = PushNotifications::new(store.clone(), poster, 3).with_page_size(2);
+    let push = PushNotifications::from(
+        Fanout::new(store.clone(), poster).with_concurrency(3).with_page_size(2),
+    );
 
     let event = read_notification_stream(&client, &tables).await;
     assert_eq!(event.records.len(), 3, "one INSERT per notification");

@@ -11,12 +11,10 @@ use tracing::{error, info, warn};
 
 pub use crate::usecases::push::{FanoutStats, CONNECTIONS_PAGE, DEFAULT_CONCURRENCY};
 use crate::{
-    fanout::ConnectionPoster,
     http::error_chain,
-    store::{ConnectionStore, StoreResult},
+    store::StoreResult,
     usecases::push::{BatchOutcome, Fanout, Payload},
 };
-use std::sync::Arc;
 
 /// The push function's handler.
 #[derive(Debug, Clone)]
@@ -31,20 +29,6 @@ impl From<Fanout> for PushNotifications {
 }
 
 impl PushNotifications {
-    /// Shorthand for a handler over [`Fanout::new`].
-    pub fn new(
-        connections: Arc<dyn ConnectionStore>,
-        poster: Arc<dyn ConnectionPoster>,
-        concurrency: usize,
-    ) -> Self {
-        Fanout::new(connections, poster).with_concurrency(concurrency).into()
-    }
-
-    /// Changes how many connection ids are read per page.
-    pub fn with_page_size(self, page_size: u32) -> Self {
-        self.fanout.with_page_size(page_size).into()
-    }
-
     /// Posts `data` to every connection ([`Fanout::fan_out`]).
     pub async fn fan_out(&self, data: &[u8]) -> StoreResult<FanoutStats> {
         self.fanout.fan_out(data).await
@@ -125,10 +109,11 @@ mod tests {
     use super::*;
     use crate::{
         fanout::MemoryPoster,
-        store::{memory::MemoryStore, Connection},
+        store::{memory::MemoryStore, Connection, ConnectionStore},
     };
     use chrono::Utc;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn record(seq: &str, payload: &str) -> serde_json::Value {
         json!({
@@ -156,7 +141,8 @@ mod tests {
                 .unwrap();
         }
         let poster = Arc::new(MemoryPoster::new());
-        let push = PushNotifications::new(store.clone(), poster.clone(), 4).with_page_size(2);
+        let fanout = Fanout::new(store.clone(), poster.clone()).with_concurrency(4);
+        let push = PushNotifications::from(fanout.with_page_size(2));
         (store, poster, push)
     }
 
@@ -200,7 +186,8 @@ mod tests {
                 .unwrap();
         }
         let poster = Arc::new(MemoryPoster::new());
-        let push = PushNotifications::new(store.clone(), poster.clone(), 2).with_page_size(2);
+        let fanout = Fanout::new(store.clone(), poster.clone()).with_concurrency(2);
+        let push = PushNotifications::from(fanout.with_page_size(2));
         // GIVEN three records and five connections in pages of 2
         let resp =
             push.handle(batch(vec![record("1", "{}"), record("2", "{}"), record("3", "{}")])).await;

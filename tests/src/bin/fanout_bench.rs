@@ -18,6 +18,7 @@ use rt_relay_shared::{
     fanout::ApiGatewayPoster,
     handlers::push::{PushNotifications, DEFAULT_CONCURRENCY},
     store::{dynamodb::DynamoStore, Connection, ConnectionStore},
+    usecases::push::Fanout,
 };
 use rt_relay_tests::{connections_server::ConnectionsServer, services::fresh_tables};
 
@@ -44,8 +45,9 @@ async fn main() {
         &server.url,
         Duration::from_secs(10),
     ));
-    let serial = PushNotifications::new(store.clone(), poster.clone(), 1);
-    let bounded = PushNotifications::new(store.clone(), poster, DEFAULT_CONCURRENCY);
+    let serial =
+        PushNotifications::from(Fanout::new(store.clone(), poster.clone()).with_concurrency(1));
+    let bounded = PushNotifications::from(Fanout::new(store.clone(), poster));
     let payload = br#"{"id":"bench","type":"ticket.created"}"#;
 
     let (mut t_serial, mut t_bounded) = (Vec::new(), Vec::new());

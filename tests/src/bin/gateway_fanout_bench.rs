@@ -37,6 +37,7 @@ use rt_relay_shared::{
     fanout::{ApiGatewayPoster, ConnectionPoster, PostError},
     handlers::push::{PushNotifications, DEFAULT_CONCURRENCY},
     store::{dynamodb::DynamoStore, Connection, ConnectionStore, PageAfter, StoreError},
+    usecases::push::Fanout,
 };
 use rt_relay_tests::{
     bench::{arg, ms, row, DynamoMeter, Target},
@@ -390,7 +391,7 @@ impl Bench {
         } else {
             Arc::new(DelayedPoster { inner: real, delay: latency })
         };
-        PushNotifications::new(connections, poster, concurrency)
+        Fanout::new(connections, poster).with_concurrency(concurrency).into()
     }
 
     async fn push(&mut self, push: &PushNotifications, tag: &str) -> Push {
