@@ -197,6 +197,15 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     resp.json().await.unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
+/// Creates a ticket from `body` through `POST {base}/tickets`; its id. Fails the test
+/// unless the answer is 201.
+pub async fn create_ticket(http: &reqwest::Client, base: &str, body: &Value) -> u64 {
+    let (status, text) = status_of(http.post(format!("{base}/tickets")).json(body)).await;
+    assert_eq!(status, 201, "POST /tickets answered {status}: {text}");
+    let ticket: Value = serde_json::from_str(&text).expect("ticket JSON");
+    ticket["id"].as_u64().expect("numeric ticket id")
+}
+
 /// Sends `req`; the answer's status and body text.
 pub async fn status_of(req: reqwest::RequestBuilder) -> (u16, String) {
     let resp = req.send().await.expect("request");

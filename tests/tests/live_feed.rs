@@ -10,7 +10,8 @@ use reqwest::StatusCode;
 use rt_relay_shared::auth::{ApiKeyStore, Scope};
 use rt_relay_shared::events::{dynamodb::DynamoEvents, store::SyncCursorStore};
 use rt_relay_tests::stack::{
-    authorized_client, handshake_status, status_of, wait_for, Running, Stack, WsClient,
+    authorized_client, create_ticket, handshake_status, status_of, wait_for, Running, Stack,
+    WsClient,
 };
 use serde_json::{json, Value};
 
@@ -23,15 +24,8 @@ async fn post_ticket(http: &reqwest::Client, base: &str, title: &str) -> u64 {
 }
 
 async fn post_ticket_in(http: &reqwest::Client, base: &str, title: &str, queue: &str) -> u64 {
-    let resp = http
-        .post(format!("{base}/tickets"))
-        .json(&json!({ "title": title, "description": "live feed test", "queue": queue }))
-        .send()
-        .await
-        .expect("POST /tickets");
-    assert_eq!(resp.status(), StatusCode::CREATED, "POST /tickets");
-    let ticket: Value = resp.json().await.expect("ticket JSON");
-    ticket["id"].as_u64().expect("numeric ticket id")
+    let body = json!({ "title": title, "description": "live feed test", "queue": queue });
+    create_ticket(http, base, &body).await
 }
 
 /// Every page of `GET /notifications?since=<since>`, oldest first.

@@ -20,7 +20,7 @@ use rt_relay_shared::{
 use rt_relay_tests::{
     rt::{rt_config, token_auth},
     rt_actions::{mail_new_ticket, new_webhook_secret, RtActor, WebhookTarget},
-    stack::{get_json, wait_for, Stack, WsClient},
+    stack::{create_ticket, get_json, wait_for, Stack, WsClient},
 };
 use serde_json::{json, Value};
 
@@ -253,15 +253,8 @@ async fn a_ticket_created_through_post_yields_one_notification_on_every_path() {
     let http = gateway.http_url();
     let _target = WebhookTarget::register(&format!("{http}/webhooks/rt"), &secret);
     let mut client = WsClient::connect(&stack.ws_url(&gateway)).await;
-    let resp = stack
-        .http()
-        .post(format!("{http}/tickets"))
-        .json(&json!({"title": "posted once", "description": "through the API"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let id = resp.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let body = json!({"title": "posted once", "description": "through the API"});
+    let id = create_ticket(&stack.http(), &http, &body).await;
     // A later change in RT: once it has arrived, both paths have seen the Create.
     RtActor::new().comment(id, "after the create").await;
     let commented = client
