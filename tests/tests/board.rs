@@ -39,7 +39,7 @@ use rt_relay_tests::{
     gateway_process::{GatewayProcess, ProcessSettings},
     rt_actions::RtActor,
     services::{delete_tables, unique_prefix},
-    stack::{authorized_client, mint_key, wait_for},
+    stack::{authorized_client, create_ticket, mint_key, wait_for},
 };
 use serde_json::{json, Value};
 
@@ -256,7 +256,7 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
     let offline = GatewayProcess::start(&settings(&prefix, http_port, free_port())).await;
     rt.update(first_id, json!({"Status": "stalled"})).await;
     let away = json!({"title": format!("{title} (while away)")});
-    let second_id = post_ticket(&api, &base, &away, "create while the board is away").await;
+    let second_id = create_ticket(&api, &base, &away).await;
     wait_for("both missed notifications to be stored", SHOWN, || {
         let (api, base) = (api.clone(), base.clone());
         async move {
@@ -356,7 +356,7 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
         .await;
     // THEN the next socket carries the live feed: a new ticket appears once
     let after = json!({"title": format!("{title} (after the handover)")});
-    let third_id = post_ticket(&api, &base, &after, "create after the handover").await;
+    let third_id = create_ticket(&api, &base, &after).await;
     browser.wait_for("the ticket created after the handover", SHOWN, &row_js(third_id)).await;
     assert_eq!(
         browser
@@ -419,16 +419,7 @@ async fn session_tables(
 }
 
 async fn post_ticket_in(api: &reqwest::Client, base: &str, title: &str, queue: &str) -> u64 {
-    let body = json!({"title": title, "queue": queue});
-    post_ticket(api, base, &body, &format!("POST /tickets in {queue}")).await
-}
-
-/// Creates a ticket from `body` through the API (`what` says which, for failures); its id.
-async fn post_ticket(api: &reqwest::Client, base: &str, body: &Value, what: &str) -> u64 {
-    let resp = api.post(format!("{base}/tickets")).json(body).send().await.expect(what);
-    assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "{what}");
-    let ticket: Value = resp.json().await.expect("ticket JSON");
-    ticket["id"].as_u64().expect("a ticket id")
+    create_ticket(api, base, &json!({"title": title, "queue": queue})).await
 }
 
 /// The notifications the page's WebSockets received about ticket `id`, in order.
