@@ -512,7 +512,7 @@ mod tests {
 
     #[tokio::test]
     async fn since_serves_the_settled_feed_after_a_position_and_refuses_lost_ones() {
-        use crate::store::memory::MemoryStore;
+        use crate::store::{memory::MemoryStore, Creation};
         let store = MemoryStore::new();
         let now = Utc::now();
         let settings = FeedSettings::default();
@@ -523,7 +523,7 @@ mod tests {
             let ticket = ticket_at(id, at);
             let n = Notification::ticket_created(&ticket, at);
             ids.push(n.id.clone());
-            store.record_created(&ticket, &n, None).await.unwrap();
+            store.record_created(&Creation::new(&ticket, &n)).await.unwrap();
         }
         let page = page_since(&store, &ids[0], &settings, now, &PageRequest::first(10)).await;
         let got: Vec<u64> = page.unwrap().items.iter().map(|n| n.ticket.id).collect();
@@ -539,7 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_connection_is_told_to_reconnect_from_before_it_started() {
-        use crate::store::memory::MemoryStore;
+        use crate::store::{memory::MemoryStore, Creation};
         let store = MemoryStore::new();
         let now = Utc::now();
         let settings =
@@ -550,7 +550,10 @@ mod tests {
         for (id, at) in [(1u64, connected - 30_000), (2, connected - 1_000), (3, connected + 5)] {
             let at = chrono::DateTime::from_timestamp_millis(at).unwrap();
             let t = ticket_at(id, at);
-            store.record_created(&t, &Notification::ticket_created(&t, at), None).await.unwrap();
+            store
+                .record_created(&Creation::new(&t, &Notification::ticket_created(&t, at)))
+                .await
+                .unwrap();
         }
         let young = answer_ping(&store, &settings, now.timestamp_millis() - 1_000, now).await;
         assert_eq!(young.unwrap(), ServerMessage::Pong);

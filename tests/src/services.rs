@@ -8,7 +8,7 @@ use rt_relay_gateway::{
 use rt_relay_shared::{
     config::Tables,
     model::{Notification, Ticket},
-    store::{dynamodb::client_from_env, schema, Connection, TicketStore},
+    store::{dynamodb::client_from_env, schema, Connection, Creation, TicketStore},
 };
 
 /// Reads a variable the test command exports, or stops the test saying how to run it.
@@ -95,7 +95,7 @@ pub fn sample_notification(ticket: &Ticket) -> Notification {
 pub async fn record_sample(store: &dyn TicketStore, id: u64) -> Ticket {
     let ticket = sample_ticket(id, "new", "General");
     store
-        .record_created(&ticket, &sample_notification(&ticket), None)
+        .record_created(&Creation::new(&ticket, &sample_notification(&ticket)))
         .await
         .unwrap_or_else(|e| panic!("record sample ticket {id}: {e}"));
     ticket

@@ -13,7 +13,7 @@ use rt_relay_shared::{
         HttpHandler,
     },
     rt::{client_from_config, RtClient, RtQuery},
-    store::{dynamodb::DynamoStore, PageRequest, TicketFilter, TicketStore},
+    store::{dynamodb::DynamoStore, PageRequest, TicketQuery, TicketStore},
     usecases::create_ticket::{CreateTicket, IdempotencyTiming},
     wiring,
 };
@@ -184,8 +184,7 @@ async fn bad_input_gets_a_clear_4xx_and_nothing_is_written() {
         assert!(c == code || (code == "rt_refused" && c == "rt_rejected"), "{c} != {code}");
         assert_eq!(resp.headers()["content-type"], "application/json");
     }
-    let page =
-        api.store.list_tickets(&TicketFilter::default(), &PageRequest::first(10)).await.unwrap();
+    let page = api.store.list_tickets(&TicketQuery::first(10)).await.unwrap();
     assert!(page.items.is_empty(), "nothing recorded");
     assert!(api.store.list_notifications(&PageRequest::first(10)).await.unwrap().items.is_empty());
 }
@@ -488,13 +487,7 @@ async fn rt_failures_answer_502_or_504_and_write_nothing() {
             !String::from_utf8_lossy(resp.body().as_ref()).contains("127.0.0.1"),
             "no internals"
         );
-        assert!(api
-            .store
-            .list_tickets(&TicketFilter::default(), &PageRequest::first(5))
-            .await
-            .unwrap()
-            .items
-            .is_empty());
+        assert!(api.store.list_tickets(&TicketQuery::first(5)).await.unwrap().items.is_empty());
         assert!(api
             .store
             .list_notifications(&PageRequest::first(5))

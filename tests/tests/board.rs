@@ -31,7 +31,7 @@ use rt_relay_shared::{
     store::{
         dynamodb::{client_from_env, DynamoStore},
         schema::create_tables,
-        TicketStore,
+        Creation, TicketStore,
     },
 };
 use rt_relay_tests::{
@@ -133,7 +133,10 @@ async fn a_person_uses_the_board_through_a_gateway_restart() {
             rt_url: format!("http://rt.invalid/Ticket/Display.html?id={id}"),
         };
         let created = Notification::ticket_created(&ticket, at);
-        store.record_created(&ticket, &created, None).await.expect("record an earlier ticket");
+        store
+            .record_created(&Creation::new(&ticket, &created))
+            .await
+            .expect("record an earlier ticket");
     }
     let (http_port, ws_port) = (free_port(), free_port());
     let gateway = GatewayProcess::start(&settings(&prefix, http_port, ws_port)).await;

@@ -11,7 +11,10 @@ use rt_relay_shared::{
         store::{CursorClaim, EventStore, ReplayGuard, SyncCursorStore},
     },
     rt::transactions::TxnPosition,
-    store::{dynamodb::DynamoStore, PageRequest, StoreError, Term, TicketFilter, TicketStore},
+    store::{
+        dynamodb::DynamoStore, Creation, PageRequest, StoreError, Term, TicketFilter, TicketQuery,
+        TicketStore,
+    },
 };
 use rt_relay_tests::services::{fresh_tables, sample_notification, sample_ticket};
 
@@ -41,7 +44,8 @@ async fn notifications_are_stored_once_and_the_mirror_keeps_the_latest_read() {
     assert_eq!(events.stored_ticket(5).await.unwrap(), Some(resolved.clone()));
     // The status filter sees RT's state.
     let filter = TicketFilter { status: Some("resolved".into()), queue: None };
-    let listed = store.list_tickets(&filter, &PageRequest::first(10)).await.unwrap();
+    let query = TicketQuery { filter, page: PageRequest::first(10) };
+    let listed = store.list_tickets(&query).await.unwrap();
     assert_eq!(listed.items, vec![resolved]);
 }
 
@@ -149,7 +153,7 @@ async fn a_create_the_event_log_recorded_first_completes_without_a_second_notifi
         panic!("claim");
     };
     let done = IdempotencyCompletion { lease: lease.clone(), status: 201, body: "{}".into() };
-    let first = store.record_created(&t, &created, Some(&done)).await;
+    let first = store.record_created(&Creation::new(&t, &created).completing(&done)).await;
     assert!(matches!(first, Err(StoreError::Conflict(_))), "{first:?}");
     store.complete_recorded(&t, Some(&done)).await.unwrap();
     // One notification; the newer mirror kept; the key replays the answer.

@@ -36,7 +36,7 @@ use rt_relay_shared::{
     store::{
         dynamodb::DynamoStore,
         schema::{create_tables, notifications_stream_arn},
-        ConnectionStore, PageRequest, TicketFilter, TicketStore,
+        ConnectionStore, PageRequest, TicketQuery, TicketStore,
     },
     usecases::push::Fanout,
 };
@@ -131,10 +131,7 @@ async fn rt_tickets_titled(rt: &dyn RtClient, min_id: u64, title: &str) -> Vec<u
 
 /// Ticket ids recorded and notification ids stored in the stack's tables (read directly).
 async fn recorded(store: &DynamoStore) -> (Vec<u64>, Vec<String>) {
-    let tickets = store
-        .list_tickets(&TicketFilter::default(), &PageRequest::first(100))
-        .await
-        .expect("list tickets");
+    let tickets = store.list_tickets(&TicketQuery::first(100)).await.expect("list tickets");
     let notes =
         store.list_notifications(&PageRequest::first(100)).await.expect("list notifications");
     (

@@ -7,7 +7,7 @@ use rt_relay_shared::{
     fanout::ApiGatewayPoster,
     handlers::push::PushNotifications,
     model::Notification,
-    store::{dynamodb::DynamoStore, ConnectionStore, PageAfter, TicketStore},
+    store::{dynamodb::DynamoStore, ConnectionStore, Creation, PageAfter, TicketStore},
     usecases::push::Fanout,
 };
 use rt_relay_tests::{
@@ -29,7 +29,7 @@ async fn a_real_stream_batch_reaches_every_live_connection() {
     for id in 1..=3 {
         let t = sample_ticket(id, "new", "General");
         let n = sample_notification(&t);
-        store.record_created(&t, &n, None).await.unwrap();
+        store.record_created(&Creation::new(&t, &n)).await.unwrap();
         notes.push(n);
     }
     for id in ["live-1", "live-2", "live-3", "live-4", "live-5", "gone-1", "gone-2"] {

@@ -16,7 +16,7 @@ use rt_relay_shared::{
         sync::{Sync, SyncError, SyncOutcome, SyncSettings},
     },
     rt::{transactions::RtTransactions, transactions_client_from_config},
-    store::{dynamodb::DynamoStore, PageRequest, TicketFilter, TicketStore},
+    store::{dynamodb::DynamoStore, PageRequest, TicketFilter, TicketQuery, TicketStore},
 };
 use rt_relay_tests::{
     rt::{config_at, rt_config, token_auth},
@@ -130,10 +130,10 @@ async fn changes_made_in_rt_become_records_and_notifications(api: RtApi) {
     );
     let open = f
         .store
-        .list_tickets(
-            &TicketFilter { status: Some("open".into()), queue: None },
-            &PageRequest::first(100),
-        )
+        .list_tickets(&TicketQuery {
+            filter: TicketFilter { status: Some("open".into()), queue: None },
+            page: PageRequest::first(100),
+        })
         .await
         .unwrap();
     assert!(open.items.iter().any(|t| t.id == id), "the status filter shows RT's state");

@@ -7,8 +7,9 @@ use chrono::Utc;
 use rt_relay_shared::feed::Position;
 use rt_relay_shared::store::{
     dynamodb::DynamoStore, memory::MemoryStore, schema, Claim, Connection, ConnectionOwner,
-    ConnectionStore, FeedMark, FeedSpan, IdempotencyCompletion, IdempotencyStore, Lease, PageAfter,
-    PageRequest, Resuming, StoreError, Term, TicketFilter, TicketStore, EVERY_QUEUE,
+    ConnectionStore, Creation, FeedMark, FeedSpan, IdempotencyCompletion, IdempotencyStore, Lease,
+    PageAfter, PageRequest, Resuming, StoreError, Term, TicketFilter, TicketQuery, TicketStore,
+    EVERY_QUEUE,
 };
 use rt_relay_shared::{
     fanout::MemoryPoster,
@@ -40,14 +41,14 @@ async fn record_created_writes_ticket_and_notification_once() {
     let store = store("record").await;
     let t = sample_ticket(1, "new", "General");
     let n = sample_notification(&t);
-    store.record_created(&t, &n, None).await.unwrap();
+    store.record_created(&Creation::new(&t, &n)).await.unwrap();
     assert_eq!(store.get_ticket(1).await.unwrap(), Some(t.clone()));
     let notes = store.list_notifications(&PageRequest::first(10)).await.unwrap();
     assert_eq!(notes.items, vec![n.clone()]);
 
     // GIVEN the ticket exists WHEN it is recorded again THEN the transaction refuses and
     // no second notification appears.
-    let err = store.record_created(&t, &n, None).await.unwrap_err();
+    let err = store.record_created(&Creation::new(&t, &n)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.list_notifications(&PageRequest::first(10)).await.unwrap().items.len(), 1);
 }
@@ -63,7 +64,10 @@ async fn a_lost_lease_writes_nothing() {
     let stolen = Lease { id: "someone-else".into(), ..lease };
     let t = sample_ticket(5, "new", "General");
     let done = IdempotencyCompletion { lease: stolen, status: 201, body: "{}".into() };
-    let err = store.record_created(&t, &sample_notification(&t), Some(&done)).await.unwrap_err();
+    let err = store
+        .record_created(&Creation::new(&t, &sample_notification(&t)).completing(&done))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.get_ticket(5).await.unwrap(), None, "no half-written ticket");
     assert!(store.list_notifications(&PageRequest::first(5)).await.unwrap().items.is_empty());
@@ -77,21 +81,21 @@ async fn tickets_page_newest_first_with_filters() {
         let status = if id % 2 == 0 { "open" } else { "new" };
         let queue = if id <= 15 { "General" } else { "Support" };
         let t = sample_ticket(id, status, queue);
-        store.record_created(&t, &sample_notification(&t), None).await.unwrap();
+        store.record_created(&Creation::new(&t, &sample_notification(&t))).await.unwrap();
     }
     let collect = |filter: TicketFilter, limit: u32| {
         let store = &store;
         async move {
             let mut ids = Vec::new();
             let mut pages = 0;
-            let mut page = PageRequest::first(limit);
+            let mut query = TicketQuery { filter, page: PageRequest::first(limit) };
             loop {
-                let got = store.list_tickets(&filter, &page).await.unwrap();
+                let got = store.list_tickets(&query).await.unwrap();
                 assert!(got.items.len() <= limit as usize);
                 pages += 1;
                 ids.extend(got.items.iter().map(|t| t.id));
                 match got.next_cursor {
-                    Some(c) => page = PageRequest { limit, cursor: Some(c) },
+                    Some(c) => query.page = PageRequest { limit, cursor: Some(c) },
                     None => break,
                 }
                 assert!(pages < 100, "paging must end");
@@ -116,8 +120,7 @@ async fn tickets_page_newest_first_with_filters() {
     assert_eq!(both, vec![25, 23, 21, 19, 17]);
 
     // A page that ends exactly at the last item has no cursor.
-    let exact =
-        store.list_tickets(&TicketFilter::default(), &PageRequest::first(25)).await.unwrap();
+    let exact = store.list_tickets(&TicketQuery::first(25)).await.unwrap();
     assert_eq!(exact.items.len(), 25);
     assert_eq!(exact.next_cursor, None);
 }
@@ -128,19 +131,15 @@ async fn a_cursor_only_works_for_its_own_query() {
     for id in 1..=3u64 {
         record_sample(&store, id).await;
     }
-    let first = store.list_tickets(&TicketFilter::default(), &PageRequest::first(1)).await.unwrap();
+    let first = store.list_tickets(&TicketQuery::first(1)).await.unwrap();
     let cursor = first.next_cursor.expect("more pages");
     let other = TicketFilter { status: Some("new".into()), queue: None };
-    let err = store
-        .list_tickets(&other, &PageRequest { limit: 1, cursor: Some(cursor) })
-        .await
-        .unwrap_err();
+    let page = PageRequest { limit: 1, cursor: Some(cursor) };
+    let err = store.list_tickets(&TicketQuery { filter: other, page }).await.unwrap_err();
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
+    let page = PageRequest { limit: 1, cursor: Some("bm9wZQ".into()) };
     let err = store
-        .list_tickets(
-            &TicketFilter::default(),
-            &PageRequest { limit: 1, cursor: Some("bm9wZQ".into()) },
-        )
+        .list_tickets(&TicketQuery { filter: TicketFilter::default(), page })
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::BadCursor(_)), "{err:?}");
@@ -174,7 +173,7 @@ async fn reading_after_a_position(store: &dyn TicketStore) {
     for id in 1..=7u64 {
         let t = sample_ticket(id, "new", "General");
         let n = sample_notification(&t);
-        store.record_created(&t, &n, None).await.unwrap();
+        store.record_created(&Creation::new(&t, &n)).await.unwrap();
         notes.push(n);
     }
     let after = store.notification_position(&notes[1].id).await.unwrap().unwrap();
@@ -221,7 +220,7 @@ async fn a_page_reads_its_size_plus_one_look_ahead_and_is_counted() {
     // GIVEN 9 items WHEN pages of 3 are read THEN each Query reads 3 + 1 items (the
     // look-ahead), not the partition, and the meter on the store's client counts what DynamoDB reported.
     let before = meter.metrics();
-    let first = store.list_tickets(&TicketFilter::default(), &PageRequest::first(3)).await.unwrap();
+    let first = store.list_tickets(&TicketQuery::first(3)).await.unwrap();
     let one = meter.metrics().since(&before);
     assert_eq!((one.queries, one.items_scanned), (1, 4));
     assert!(one.read_capacity_units > 0.0, "ConsumedCapacity is asked for: {one:?}");
@@ -229,7 +228,7 @@ async fn a_page_reads_its_size_plus_one_look_ahead_and_is_counted() {
 
     let before = meter.metrics();
     let deep = PageRequest { limit: 3, cursor: first.next_cursor };
-    store.list_tickets(&TicketFilter::default(), &deep).await.unwrap();
+    store.list_tickets(&TicketQuery { filter: TicketFilter::default(), page: deep }).await.unwrap();
     let notes = store.list_notifications(&PageRequest::first(3)).await.unwrap();
     assert_eq!(notes.items.len(), 3);
     let two = meter.metrics().since(&before);
@@ -268,7 +267,10 @@ async fn idempotency_claims() {
 
     let t = sample_ticket(77, "new", "General");
     let done = IdempotencyCompletion { lease: taken, status: 201, body: r#"{"id":77}"#.into() };
-    store.record_created(&t, &sample_notification(&t), Some(&done)).await.unwrap();
+    store
+        .record_created(&Creation::new(&t, &sample_notification(&t)).completing(&done))
+        .await
+        .unwrap();
     assert_eq!(
         store.claim("k", "h", Term::of(later, lease_for)).await.unwrap(),
         Claim::Completed { status: 201, body: r#"{"id":77}"#.into() }

@@ -10,7 +10,7 @@ use super::ApiHandler;
 use crate::{
     http::{json_body, json_response, path_param, query_param, raw_json_response, ApiError},
     model::{validate_queue_name, validate_status_name, NewTicket, Ticket, ValidationError},
-    store::{PageRequest, StoreError, TicketFilter},
+    store::{PageRequest, StoreError, TicketFilter, TicketQuery},
     tenant::{relay_default_queue, Caller},
     usecases::{
         create_ticket::{CreateTicket, Created, IdempotencyKey},
@@ -147,7 +147,8 @@ impl ApiHandler for ListTickets {
         if let Some(caller) = Caller::from_http(&req, relay_default_queue()) {
             queue = caller.list_queue(queue)?;
         }
-        let mut page = self.feed.list(&TicketFilter { status, queue }, &page).await?;
+        let query = TicketQuery { filter: TicketFilter { status, queue }, page };
+        let mut page = self.feed.list(&query).await?;
         for ticket in &mut page.items {
             cut_to_excerpt(&mut ticket.description);
         }
@@ -189,7 +190,8 @@ mod tests {
         model::Notification,
         rt::memory::MemoryRt,
         store::{
-            memory::MemoryStore, Claim, IdempotencyCompletion, IdempotencyStore, Term, TicketStore,
+            memory::MemoryStore, Claim, Creation, IdempotencyCompletion, IdempotencyStore, Term,
+            TicketStore,
         },
         usecases::create_ticket::IdempotencyTiming,
     };
@@ -255,7 +257,7 @@ mod tests {
         };
         let completion = IdempotencyCompletion { lease, status: 42, body: "{}".into() };
         let note = Notification::ticket_created(&ticket, chrono::Utc::now());
-        store.record_created(&ticket, &note, Some(&completion)).await.unwrap();
+        store.record_created(&Creation::new(&ticket, &note).completing(&completion)).await.unwrap();
         let resp = post_ticket.handle(post(body, "bad")).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

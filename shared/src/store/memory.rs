@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use super::{
     channels_of,
     cursor::{self, CursorError, NotificationCursor, TicketCursor},
-    Claim, Connection, ConnectionOwner, ConnectionStore, FeedMark, FeedSpan, IdempotencyCompletion,
-    IdempotencyStore, Lease, Page, PageAfter, PageRequest, Recipient, ResumeRecord, Resuming,
-    StoreError, StoreResult, Term, TicketFilter, TicketStore, TokenPage,
+    Claim, Connection, ConnectionOwner, ConnectionStore, Creation, FeedMark, FeedSpan,
+    IdempotencyCompletion, IdempotencyStore, Lease, Page, PageAfter, PageRequest, Recipient,
+    ResumeRecord, Resuming, StoreError, StoreResult, Term, TicketQuery, TicketStore, TokenPage,
 };
 use crate::{
     feed::Position,
@@ -100,12 +100,8 @@ fn down() -> StoreError {
 
 #[async_trait]
 impl TicketStore for MemoryStore {
-    async fn record_created(
-        &self,
-        ticket: &Ticket,
-        notification: &Notification,
-        completion: Option<&IdempotencyCompletion>,
-    ) -> StoreResult<()> {
+    async fn record_created(&self, creation: &Creation<'_>) -> StoreResult<()> {
+        let Creation { ticket, notification, completion } = *creation;
         if self
             .fail_record_created
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -150,11 +146,8 @@ impl TicketStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_tickets(
-        &self,
-        filter: &TicketFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Ticket>> {
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        let TicketQuery { filter, page } = query;
         let scope = format!("memory-tickets|{:?}|{:?}", filter.queue, filter.status);
         let before = page
             .cursor

@@ -123,6 +123,46 @@ pub struct TicketFilter {
     pub queue: Option<String>,
 }
 
+/// A parsed `GET /tickets` query: which tickets, and which page of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketQuery {
+    /// The filters.
+    pub filter: TicketFilter,
+    /// The page asked for.
+    pub page: PageRequest,
+}
+
+impl TicketQuery {
+    /// Every ticket, the first `limit` of them.
+    pub fn first(limit: u32) -> Self {
+        Self { filter: TicketFilter::default(), page: PageRequest::first(limit) }
+    }
+}
+
+/// What one create records in one write: the ticket, its `ticket.created` notification and,
+/// for an idempotent request, the completion of its key.
+#[derive(Debug, Clone, Copy)]
+pub struct Creation<'a> {
+    /// The ticket record.
+    pub ticket: &'a Ticket,
+    /// Its notification.
+    pub notification: &'a Notification,
+    /// The idempotency completion, when the request had a key.
+    pub completion: Option<&'a IdempotencyCompletion>,
+}
+
+impl<'a> Creation<'a> {
+    /// A ticket and its notification, without an idempotency key.
+    pub fn new(ticket: &'a Ticket, notification: &'a Notification) -> Self {
+        Self { ticket, notification, completion: None }
+    }
+
+    /// The same write, completing `done` too.
+    pub fn completing(self, done: &'a IdempotencyCompletion) -> Self {
+        Self { completion: Some(done), ..self }
+    }
+}
+
 /// The completion of an idempotent request, written in the same transaction as the ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyCompletion {
@@ -183,12 +223,7 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     /// Writes the ticket record, its notification and (when given) the idempotency
     /// completion in ONE transaction: all or nothing. Fails with `Conflict` when the ticket
     /// or notification already exists or the lease was lost.
-    async fn record_created(
-        &self,
-        ticket: &Ticket,
-        notification: &Notification,
-        completion: Option<&IdempotencyCompletion>,
-    ) -> StoreResult<()>;
+    async fn record_created(&self, creation: &Creation<'_>) -> StoreResult<()>;
     /// Finishes a create whose [`TicketStore::record_created`] found the ticket or its
     /// `ticket.created` already recorded by RT's event log (the webhook or the sync saw RT's
     /// `Create` first): stores the idempotency completion (when given; `Conflict` if the
@@ -205,11 +240,7 @@ pub trait TicketStore: Send + Sync + fmt::Debug {
     /// Creates or replaces a ticket record (used to refresh it from RT).
     async fn put_ticket(&self, ticket: &Ticket) -> StoreResult<()>;
     /// Lists tickets, newest first.
-    async fn list_tickets(
-        &self,
-        filter: &TicketFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Ticket>>;
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>>;
     /// Lists notifications, newest first.
     async fn list_notifications(&self, page: &PageRequest) -> StoreResult<Page<Notification>>;
     /// Lists the notifications of one type (`ticket.replied`, ...), newest first.

@@ -22,7 +22,10 @@ use crate::{
     http::error_chain,
     model::{NewTicket, Notification, Ticket},
     rt::{RtClient, RtCreate, RtError, RtQuery},
-    store::{Claim, IdempotencyCompletion, IdempotencyStore, Lease, StoreError, Term, TicketStore},
+    store::{
+        Claim, Creation, IdempotencyCompletion, IdempotencyStore, Lease, StoreError, Term,
+        TicketStore,
+    },
 };
 
 /// A client's idempotency key, already checked; only its SHA-256 is kept.
@@ -305,7 +308,12 @@ impl CreateTicket {
                     .map_err(|e| Error::Internal(format!("cannot encode the ticket: {e}")))?,
             }),
         };
-        match self.tickets.record_created(&ticket, &notification, completion.as_ref()).await {
+        let creation = Creation {
+            ticket: &ticket,
+            notification: &notification,
+            completion: completion.as_ref(),
+        };
+        match self.tickets.record_created(&creation).await {
             // RT's event log (the webhook or the sync) recorded this ticket and its one
             // `ticket.created` first: finish this request without a second notification.
             Err(StoreError::Conflict(why)) => {

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     feed::{self, FeedSettings, ServerMessage, SinceError},
     model::{Notification, Ticket},
-    store::{Page, PageRequest, TicketFilter, TicketStore},
+    store::{Page, PageRequest, TicketQuery, TicketStore},
 };
 
 /// Lists stored tickets.
@@ -27,13 +27,9 @@ impl TicketFeed {
         Self { tickets }
     }
 
-    /// One page of tickets matching `filter`.
-    pub async fn list(
-        &self,
-        filter: &TicketFilter,
-        page: &PageRequest,
-    ) -> Result<Page<Ticket>, Error> {
-        Ok(self.tickets.list_tickets(filter, page).await?)
+    /// One page of the tickets `query` asks for.
+    pub async fn list(&self, query: &TicketQuery) -> Result<Page<Ticket>, Error> {
+        Ok(self.tickets.list_tickets(query).await?)
     }
 }
 

@@ -363,7 +363,7 @@ mod tests {
     use crate::{
         fanout::MemoryPoster,
         model::Ticket,
-        store::{memory::MemoryStore, Connection, ConnectionOwner, PageAfter, Resuming},
+        store::{memory::MemoryStore, Connection, ConnectionOwner, Creation, PageAfter, Resuming},
     };
     use chrono::{DateTime, Utc};
 
@@ -386,7 +386,7 @@ mod tests {
         let at = Utc::now() - chrono::Duration::milliseconds(age_ms);
         let t = ticket(id, queue, at);
         let n = Notification::ticket_created(&t, at);
-        store.record_created(&t, &n, None).await.unwrap();
+        store.record_created(&Creation::new(&t, &n)).await.unwrap();
         Position::of(&n)
     }
 

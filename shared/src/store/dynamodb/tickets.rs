@@ -10,8 +10,8 @@ use super::item::{from_item, get_item, n, rfc3339, s, to_item, transact, PutIf, 
 use super::{notification_item, DynamoStore, Item};
 use crate::store::{
     cursor::{self, TicketCursor},
-    schema, FeedSpan, IdempotencyCompletion, Page, PageRequest, StoreError, StoreResult,
-    TicketFilter, TicketStore,
+    schema, Creation, FeedSpan, IdempotencyCompletion, Page, PageRequest, StoreError, StoreResult,
+    TicketFilter, TicketQuery, TicketStore,
 };
 use crate::{
     feed::Position,
@@ -122,12 +122,8 @@ impl DynamoStore {
 
 #[async_trait]
 impl TicketStore for DynamoStore {
-    async fn record_created(
-        &self,
-        ticket: &Ticket,
-        notification: &Notification,
-        completion: Option<&IdempotencyCompletion>,
-    ) -> StoreResult<()> {
+    async fn record_created(&self, creation: &Creation<'_>) -> StoreResult<()> {
+        let Creation { ticket, notification, completion } = *creation;
         let build = |e| StoreError::aws("build request", e);
         // A put that fails the whole transaction if an item with this `id` exists.
         let insert = |table: &str, item: Item| -> StoreResult<TransactWriteItem> {
@@ -186,11 +182,8 @@ impl TicketStore for DynamoStore {
         Ok(())
     }
 
-    async fn list_tickets(
-        &self,
-        filter: &TicketFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Ticket>> {
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Page<Ticket>> {
+        let TicketQuery { filter, page } = query;
         let (index, hash_attr, hash_value) = ticket_index(filter);
         let scope = format!("tickets|{index}|{hash_value}");
         let start = match &page.cursor {

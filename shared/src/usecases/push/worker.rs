@@ -268,7 +268,7 @@ mod tests {
         use crate::{
             feed::{FeedSettings, Position},
             model::{Notification, Ticket},
-            store::{Connection, ConnectionStore, TicketStore},
+            store::{Connection, ConnectionStore, Creation, TicketStore},
         };
         let store = Arc::new(MemoryStore::new());
         let mut since = None;
@@ -286,7 +286,7 @@ mod tests {
                 rt_url: "u".into(),
             };
             let n = Notification::ticket_created(&t, at);
-            store.record_created(&t, &n, None).await.unwrap();
+            store.record_created(&Creation::new(&t, &n)).await.unwrap();
             since.get_or_insert(Position::of(&n));
         }
         let since = since.unwrap();
