@@ -6,13 +6,15 @@
 //!   (`GET /2018-06-01/runtime/invocation/next`);
 //! - size: the release binary's file size;
 //! - peak RSS: `VmHWM` from `/proc/<pid>/status` once it has answered one realistic event
-//!   (API Gateway HTTP v2 for the HTTP functions, WebSocket for `ws-*`, a DynamoDB stream
-//!   batch for `push-notifications`), against the real RT and moto.
+//!   (API Gateway HTTP v2 for the HTTP functions and `board`'s page, WebSocket for `ws-*`, a
+//!   DynamoDB stream batch for `push-notifications`, an SQS batch of one fan-out task for
+//!   `push-worker`), against the real RT and moto.
 //!
 //! Medians over interleaved runs. Build first (`scripts/bench.sh` does):
 //! `cargo build --release -p rt-relay-tests --bins -p post-ticket -p ...`, then
-//! `target/release/cold_start_bench [--runs 7] [--bin-dir target/release] [--env K=V]...` with
-//! RT and moto env set. Prints rows of the combined table.
+//! `target/release/cold_start_bench [--runs 7] [--bin-dir target/release] [--only a,b]
+//! [--env K=V]...` with RT and moto env set (`--only`: these functions and the baseline).
+//! Prints rows of the combined table.
 
 use std::{
     path::{Path, PathBuf},
@@ -31,7 +33,8 @@ use axum::{
 };
 use chrono::Utc;
 use rt_relay_shared::store::{dynamodb::DynamoStore, Connection, ConnectionStore};
-use rt_relay_shared::{auth::Scope, events::signature};
+use rt_relay_shared::usecases::push::{shard::tasks, Delivery, Payload, Plan, Sharding};
+use rt_relay_shared::{auth::Scope, events::signature, wiring};
 use rt_relay_tests::{
     bench::{arg, median, ms, row, Target},
     connections_server::ConnectionsServer,
@@ -193,7 +196,15 @@ struct Ctx {
     /// Signing times already used for the current body: the webhook refuses a replayed
     /// signature (409), so every call is signed at a second not used before.
     signed_at: std::collections::HashSet<(u64, i64)>,
+    /// Fan-out tasks handed to `push-worker`: each posts [`FANOUT_NOTIFICATION`] once to
+    /// [`FANOUT_LIVE`].
+    fanout_tasks: usize,
 }
+
+/// The live connection of `push-worker`'s task (one of the registered ones).
+const FANOUT_LIVE: &str = "bench-000";
+/// The id of the notification `push-worker`'s task carries.
+const FANOUT_NOTIFICATION: &str = "ticket-1-fanout-bench";
 
 /// A signed `POST /webhooks/rt` naming the ticket's first transaction, as RT's scrip sends it.
 fn webhook_event(c: &mut Ctx) -> Value {
@@ -316,6 +327,34 @@ fn stream_event() -> Value {
     }]})
 }
 
+/// An SQS batch from the fan-out queue with one delivery task, as the push enqueues it: a
+/// notification for a live connection (posted through the management API) and for one that
+/// has gone (410, so the worker deletes it from the connections table).
+fn fanout_task_event(c: &mut Ctx) -> Value {
+    c.fanout_tasks += 1;
+    let payload = json!({"id": FANOUT_NOTIFICATION, "type": "ticket.created", "ticket": {"id": 1}})
+        .to_string();
+    let plan = Plan {
+        notifications: vec![Payload::from(payload.into_bytes())],
+        deliveries: [FANOUT_LIVE, "gone-bench-000"]
+            .map(|c| Delivery { connection: c.into(), notifications: vec![0] })
+            .into(),
+    };
+    let task = tasks(&plan, &Sharding { shards: 1, ..Sharding::default() }).remove(0);
+    let group = task.group();
+    let body = serde_json::to_string(&task).unwrap_or_default();
+    let id = uuid::Uuid::new_v4().to_string();
+    json!({ "Records": [{
+        "messageId": id, "receiptHandle": format!("bench-receipt-{id}"), "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1", "MessageGroupId": group,
+            "MessageDeduplicationId": id, "SentTimestamp": Utc::now().timestamp_millis().to_string()
+        },
+        "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-fanout.fifo"
+    }]})
+}
+
 fn status_is(v: &Value, code: i64) -> bool {
     v["statusCode"].as_i64() == Some(code)
 }
@@ -417,6 +456,20 @@ fn subjects() -> Vec<Subject> {
             network: true,
             event: webhook_event,
             check: |v| status_is(v, 200),
+        },
+        Subject {
+            name: "board",
+            network: false,
+            event: |_| http_event("GET", "GET /", "/", &[], Value::Null, None),
+            check: |v| {
+                status_is(v, 200) && v["body"].as_str().is_some_and(|b| b.starts_with("<!doctype"))
+            },
+        },
+        Subject {
+            name: "push-worker",
+            network: true,
+            event: fanout_task_event,
+            check: |v| v["batchItemFailures"].as_array().is_some_and(Vec::is_empty),
         },
     ]
 }
@@ -605,6 +658,21 @@ async fn main() {
         store.add(&c).await.expect("add connection");
     }
     let connections = ConnectionsServer::start().await;
+    // push-worker's fan-out queue (FIFO, as the template's): it re-enqueues there what it
+    // could not finish.
+    let sqs = wiring::sqs(&wiring::sdk_config().expect("SDK configuration"));
+    let queue_name =
+        format!("coldstart-{}-fanout.fifo", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(queue_name)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create the fan-out queue in moto")
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
     // The key the authorizer is asked about, and the webhook's signing secret.
     let api_key = mint_key(&client, &tables, "cold start bench", &[Scope::TicketsRead]).await;
     let webhook_secret = format!("cold-start-bench-{}", uuid::Uuid::new_v4().simple());
@@ -633,6 +701,8 @@ async fn main() {
         ("API_KEYS_TABLE", tables.api_keys.clone().expect("fresh tables have an API keys table")),
         ("WEBHOOK_SECRET", webhook_secret.clone()),
         ("WS_MANAGEMENT_ENDPOINT", connections.url.to_string()),
+        ("PUSH_QUEUE_URL", queue_url.clone()),
+        ("BOARD_WEBSOCKET_URL", "wss://ws.bench.example/prod".into()),
     ]
     .into_iter()
     .chain(service_vars())
@@ -684,6 +754,9 @@ async fn main() {
     let mut tls_on: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
     let mut tls_off: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
     let mut hello_pairs: Vec<Sample> = Vec::new();
+    // The same for the other functions that call no service (`board`): their first and
+    // second event, plain and local.
+    let mut local_pairs: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
     // Round 0 warms the page cache (a cold Lambda reads its binary from a warm local disk
     // too) and RT's and moto's caches; it is not counted.
     for round in 0..=runs {
@@ -708,7 +781,12 @@ async fn main() {
             if round > 0 {
                 results[i].push(run);
                 if !s.network {
-                    hello_pairs.push(Sample::of(&answers, run.init));
+                    let pair = Sample::of(&answers, run.init);
+                    if i == 0 {
+                        hello_pairs.push(pair);
+                    } else {
+                        local_pairs[i].push(pair);
+                    }
                 }
             }
             if !s.network {
@@ -736,6 +814,13 @@ async fn main() {
         }
         eprintln!("cold_start_bench: round {round}/{runs}");
     }
+    // Every fan-out task reached its live connection through the management API.
+    let fanned = connections
+        .received(FANOUT_LIVE)
+        .iter()
+        .filter(|m| m.contains(FANOUT_NOTIFICATION))
+        .count();
+    assert_eq!(fanned, ctx.fanout_tasks, "push-worker's posts to {FANOUT_LIVE}");
 
     let size = |name: &str| std::fs::metadata(bin_dir.join(name)).map(|m| m.len()).unwrap_or(0);
     let init = |r: &[Run]| median(&r.iter().map(|x| x.init).collect::<Vec<_>>());
@@ -843,6 +928,23 @@ async fn main() {
             ),
         );
     }
+    // The functions that call no service: first and warm request on plain loopback.
+    let hello_first = med(&hello_pairs, |x| x.first);
+    for (s, pairs) in subjects.iter().zip(&local_pairs).skip(1).filter(|(s, _)| !s.network) {
+        let (first, warm) = (med(pairs, |x| x.first), med(pairs, |x| x.warm));
+        let figure = format!(
+            "{}: first request after a cold start / warm request (calls no service)",
+            s.name
+        );
+        let seen = format!(
+            "{:.2} ms / {:.2} ms (median of {runs}); {}; hello-lambda's first event {:.2} ms",
+            ms(first),
+            ms(warm),
+            spent(pairs),
+            ms(hello_first)
+        );
+        row(&id(), &figure, first.as_secs_f64() / warm.as_secs_f64(), Target::AtMost(1.5), &seen);
+    }
     for ((s, on), off) in subjects.iter().zip(&tls_on).zip(&tls_off) {
         if !s.network {
             continue;
@@ -870,5 +972,6 @@ async fn main() {
         );
     }
     let _ = std::fs::remove_file(&ca_file);
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
     delete_tables(&client, &tables).await;
 }
